@@ -1,0 +1,324 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Config configures a Store. The zero value of every field but Dir works.
+type Config struct {
+	// Dir is the data directory. Required.
+	Dir string
+	// Name is the node's name, used as the topic of the records this store
+	// writes itself (audit records, table change records). Default "local".
+	Name string
+	// MinFreeBytes is the free space the file system must keep; below it
+	// writes are refused with ErrDiskFull instead of risking a write the
+	// disk cannot hold. Default 256 MiB; negative disables the check.
+	MinFreeBytes int64
+	// MemTableSize is Badger's memtable size. Default 64 MiB.
+	MemTableSize int64
+	// RetentionInterval is how often retention runs. Default 1 minute;
+	// negative disables the background loop (EnforceRetention still works).
+	RetentionInterval time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives the store's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Well-known objects that exist on every store.
+const (
+	EventsStream   = "/telemetry/events"
+	ByDeviceStream = "/telemetry/by_device"
+	UplinkStream   = "/uplink/events"
+	UpdatesStream  = "/updates/down"
+	AuditStream    = "/audit/events"
+	ShadowsTable   = "/shadows/devices"
+	ShadowChanges  = "/shadows/changes"
+)
+
+// WellKnownVolumes exist on every store.
+var WellKnownVolumes = []string{"telemetry", "shadows", "uplink", "updates", "models", "firmware", "audit", "metrics"}
+
+const (
+	maxGroupOps   = 4096
+	maxGroupBytes = 8 << 20
+	maxBatchBytes = 512 << 10
+	maxHeadCache  = 1 << 16
+)
+
+// Store is one node's store. It is safe for concurrent use.
+type Store struct {
+	cfg Config
+	db  *badger.DB
+	log *slog.Logger
+
+	ts      atomic.Uint64 // last committed timestamp
+	ops     chan *wop
+	closing chan struct{}
+	wg      sync.WaitGroup
+	closed  atomic.Bool
+
+	// heads caches partition state; only the writer goroutine touches it.
+	latest     *View
+	heads      map[string]*partState
+	groupBytes int
+	rr    uint64 // round-robin counter for keyless appends, writer only
+
+	mu       sync.RWMutex
+	metas    map[string]*Info     // path -> object info, a cache of committed metadata
+	metaGen  uint64               // bumped whenever metas changes by a commit
+	usage    map[string]int64     // volume -> bytes used
+	waiters  map[string]chan struct{}
+	snapTS   map[string]uint64    // "vol\x00name" -> ts, kept from GC
+	volumes  map[string]*VolumeInfo
+	discards []discardMark
+}
+
+type discardMark struct {
+	at time.Time
+	ts uint64
+}
+
+// Open opens or creates the store in cfg.Dir and makes sure the well-known
+// volumes and objects exist.
+func Open(cfg Config) (*Store, error) {
+	if cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: no data directory", ErrInvalid)
+	}
+	if cfg.Name == "" {
+		cfg.Name = "local"
+	}
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = 256 << 20
+	}
+	if cfg.MemTableSize == 0 {
+		cfg.MemTableSize = 64 << 20
+	}
+	if cfg.RetentionInterval == 0 {
+		cfg.RetentionInterval = time.Minute
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	opts := badger.DefaultOptions(cfg.Dir).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithMemTableSize(cfg.MemTableSize).
+		WithValueLogFileSize(256 << 20).
+		WithNumVersionsToKeep(1).
+		WithLogger(badgerLogger{cfg.Logger}).
+		WithMetricsEnabled(false)
+	db, err := badger.OpenManaged(opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		db:      db,
+		log:     cfg.Logger,
+		ops:     make(chan *wop, 1024),
+		closing: make(chan struct{}),
+		heads:   make(map[string]*partState),
+		metas:   make(map[string]*Info),
+		usage:   make(map[string]int64),
+		waiters: make(map[string]chan struct{}),
+		snapTS:  make(map[string]uint64),
+		volumes: make(map[string]*VolumeInfo),
+	}
+	s.latest = &View{s: s}
+	s.groupBytes = min(maxGroupBytes, int(cfg.MemTableSize/10))
+	s.ts.Store(db.MaxVersion())
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.writer()
+	if err := s.bootstrap(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.sweepTombs(context.Background()); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.wg.Add(1)
+	go s.background()
+	return s, nil
+}
+
+// load reads volumes, usage and snapshots into memory.
+func (s *Store) load() error {
+	txn := s.db.NewTransactionAt(s.ts.Load(), false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
+	defer it.Close()
+	for _, p := range []byte{'V', 'U', 'S'} {
+		for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); it.Next() {
+			item := it.Item()
+			k := string(item.Key()[1:])
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("store: load: %w", err)
+			}
+			switch p {
+			case 'V':
+				vi, err := decodeVolume(k, v)
+				if err != nil {
+					return err
+				}
+				s.volumes[k] = vi
+			case 'U':
+				if len(v) == 8 {
+					s.usage[k] = int64(binary.BigEndian.Uint64(v))
+				}
+			case 'S':
+				sn, err := decodeSnapshot(v)
+				if err != nil {
+					return err
+				}
+				s.snapTS[k] = sn.TS
+			}
+		}
+	}
+	s.updateDiscard(time.Now())
+	return nil
+}
+
+// Close stops the writer and closes the database. Calls in flight return
+// ErrClosed or complete.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.closing)
+	s.wg.Wait()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}
+
+// Name is the node name the store was opened with.
+func (s *Store) Name() string { return s.cfg.Name }
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.cfg.Dir }
+
+func (s *Store) background() {
+	defer s.wg.Done()
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	var ret <-chan time.Time
+	if s.cfg.RetentionInterval > 0 {
+		rt := time.NewTicker(s.cfg.RetentionInterval)
+		defer rt.Stop()
+		ret = rt.C
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-s.closing; cancel() }()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case now := <-tick.C:
+			s.updateDiscard(now)
+		case <-ret:
+			if err := s.EnforceRetention(ctx); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
+				s.log.Warn("retention failed", "err", err)
+			}
+		}
+	}
+}
+
+// updateDiscard lets Badger drop versions older than both the oldest
+// snapshot and the timestamps of the last 30 seconds (so that long reads in
+// flight keep their versions).
+func (s *Store) updateDiscard(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discards = append(s.discards, discardMark{now, s.ts.Load()})
+	var ts uint64
+	for len(s.discards) > 0 && now.Sub(s.discards[0].at) >= 30*time.Second {
+		ts = s.discards[0].ts
+		s.discards = s.discards[1:]
+	}
+	if ts == 0 {
+		return
+	}
+	for _, st := range s.snapTS {
+		if st < ts {
+			ts = st
+		}
+	}
+	s.db.SetDiscardTs(ts)
+}
+
+// readTxn opens a read transaction at ts, or at the latest commit when ts is 0.
+func (s *Store) readTxn(ts uint64) *badger.Txn {
+	if ts == 0 {
+		ts = s.ts.Load()
+	}
+	return s.db.NewTransactionAt(ts, false)
+}
+
+// notifyChan returns a channel closed at the next commit that touches key.
+func (s *Store) notifyChan(key string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ch, ok := s.waiters[key]
+	if !ok {
+		ch = make(chan struct{})
+		s.waiters[key] = ch
+	}
+	return ch
+}
+
+func (s *Store) wake(keys map[string]struct{}) {
+	if len(keys) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range keys {
+		if ch, ok := s.waiters[k]; ok {
+			close(ch)
+			delete(s.waiters, k)
+		}
+	}
+}
+
+// freeBytes reports the free space of the data directory's file system.
+func (s *Store) freeBytes() (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(s.cfg.Dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...), "component", "badger") }
+func (b badgerLogger) Debugf(f string, a ...any)   {}

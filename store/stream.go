@@ -1,0 +1,490 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// StreamOptions are the settings of a new stream.
+type StreamOptions struct {
+	// Partitions per topic. Default 1.
+	Partitions int
+	// TTL trims batches older than this; 0 uses the volume's TTL.
+	TTL time.Duration
+	// MaxBytes caps each partition; the oldest batches go first. 0: no cap.
+	MaxBytes int64
+}
+
+// Pos is where an appended message landed.
+type Pos struct {
+	Partition int    `json:"partition"`
+	Offset    uint64 `json:"offset"`
+}
+
+// AppendRequest appends messages to one topic of one stream. Partition -1
+// picks the partition by key hash (or round-robin for keyless messages).
+type AppendRequest struct {
+	Path      string
+	Topic     string
+	Partition int
+	Messages  []Message
+}
+
+// Stream is a handle on a stream object. It does no I/O until used.
+type Stream struct {
+	v    *View
+	path string
+}
+
+// partState is a partition's offsets: the next offset to assign and the
+// low-water mark (the first readable offset).
+type partState struct {
+	next, low uint64
+	exists    bool // the topic has an index entry
+}
+
+// pendingPart gathers one group's messages for one partition; they become
+// batches at commit.
+type pendingPart struct {
+	vol, name, topic string
+	part             int
+	newTopic         bool
+	base             uint64
+	msgs             []Message
+}
+
+func partID(path, topic string, part int) string {
+	return path + "\x00" + topic + "\x00" + strconv.Itoa(part)
+}
+
+// Path is the stream's path.
+func (st *Stream) Path() string { return st.path }
+
+// Append appends msgs to topic, choosing partitions by key, and returns
+// their positions once they are durable.
+func (st *Stream) Append(ctx context.Context, topic string, msgs ...Message) ([]Pos, error) {
+	res, err := st.v.s.AppendMany(ctx, []AppendRequest{{Path: st.path, Topic: topic, Partition: -1, Messages: msgs}})
+	if err != nil {
+		return nil, err
+	}
+	return res[0], nil
+}
+
+// AppendMany appends every request in one durable commit: all of them or
+// none.
+func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, error) {
+	size := 0
+	for _, r := range reqs {
+		for i := range r.Messages {
+			size += encodedSize(&r.Messages[i])
+		}
+	}
+	var res [][]Pos
+	err := s.do(ctx, size, false, func(w *wtx) error {
+		res = make([][]Pos, len(reqs))
+		// Check everything before staging anything.
+		metas := make([]*Info, len(reqs))
+		need := map[string]int{}
+		for i, r := range reqs {
+			m, vol, _, err := w.object(r.Path, KindStream)
+			if err != nil {
+				return err
+			}
+			if err := checkTopic(r.Topic); err != nil {
+				return err
+			}
+			if r.Partition >= m.Partitions || r.Partition < -1 {
+				return fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrBadPartition, r.Path, m.Partitions, r.Partition)
+			}
+			metas[i] = m
+			for j := range r.Messages {
+				need[vol] += encodedSize(&r.Messages[j])
+			}
+		}
+		for vol, n := range need {
+			if err := w.checkQuota(vol, n); err != nil {
+				return err
+			}
+		}
+		for i, r := range reqs {
+			pos, err := w.stage(r.Path, metas[i], r.Topic, r.Partition, r.Messages)
+			if err != nil {
+				return err
+			}
+			res[i] = pos
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+func checkTopic(t string) error {
+	switch {
+	case t == "":
+		return fmt.Errorf("%w: empty topic", ErrInvalid)
+	case len(t) > 1024:
+		return fmt.Errorf("%w: topic longer than 1024 bytes", ErrInvalid)
+	case strings.IndexByte(t, 0) >= 0:
+		return fmt.Errorf("%w: topic contains a NUL byte", ErrInvalid)
+	}
+	return nil
+}
+
+// stage assigns offsets to msgs and adds them to the group's pending
+// batches. The caller has checked the object, topic and quota.
+func (w *wtx) stage(path string, m *Info, topic string, part int, msgs []Message) ([]Pos, error) {
+	vol, name, _ := SplitPath(path)
+	pos := make([]Pos, len(msgs))
+	w.writes++ // staged offsets must not survive a failed request
+	for i := range msgs {
+		msg := msgs[i]
+		p := part
+		if p < 0 {
+			p = w.s.pickPartition(m.Partitions, msg.Key)
+		}
+		if msg.Timestamp.IsZero() {
+			msg.Timestamp = w.now
+		}
+		id := partID(path, topic, p)
+		pp := w.pending[id]
+		if pp == nil {
+			h, err := w.head(path, vol, name, topic, p)
+			if err != nil {
+				return nil, err
+			}
+			pp = &pendingPart{vol: vol, name: name, topic: topic, part: p, newTopic: !h.exists, base: h.next}
+			w.pending[id] = pp
+			w.order = append(w.order, pp)
+			h.exists = true
+			w.wake[id] = struct{}{}
+			w.wake[path] = struct{}{}
+		}
+		h := w.heads[id]
+		msg.Offset, msg.Partition = h.next, p
+		h.next++
+		pp.msgs = append(pp.msgs, msg)
+		pos[i] = Pos{Partition: p, Offset: msg.Offset}
+	}
+	return pos, nil
+}
+
+func (s *Store) pickPartition(n int, key []byte) int {
+	switch {
+	case n <= 1:
+		return 0
+	case len(key) > 0:
+		return int(crc32.Checksum(key, castagnoli) % uint32(n))
+	default:
+		s.rr++
+		return int(s.rr % uint64(n))
+	}
+}
+
+// head returns the group's copy of a partition's state, loading it if needed.
+func (w *wtx) head(path, vol, name, topic string, part int) (*partState, error) {
+	id := partID(path, topic, part)
+	if h, ok := w.heads[id]; ok {
+		return h, nil
+	}
+	if h, ok := w.s.heads[id]; ok {
+		c := *h
+		w.heads[id] = &c
+		return &c, nil
+	}
+	low, next, exists, err := bounds(w.txn, vol, name, topic, part)
+	if err != nil {
+		return nil, err
+	}
+	h := &partState{next: next, low: low, exists: exists}
+	w.heads[id] = h
+	return h, nil
+}
+
+// flushPart writes a partition's pending messages as batches of at most
+// maxBatchBytes.
+func (w *wtx) flushPart(p *pendingPart) error {
+	prefix := partPrefix(p.vol, p.name, p.topic, p.part)
+	if p.newTopic {
+		if err := w.set(p.vol, objKey(p.vol, kindTopic, p.name, p.topic), nil, 0); err != nil {
+			return err
+		}
+	}
+	msgs, base := p.msgs, p.base
+	for len(msgs) > 0 {
+		n, size := 0, 0
+		for n < len(msgs) && (n == 0 || size+encodedSize(&msgs[n]) <= maxBatchBytes) {
+			size += encodedSize(&msgs[n])
+			n++
+		}
+		if err := w.set(p.vol, batchKey(prefix, base), encodeBatch(nil, msgs[:n]), 0); err != nil {
+			return err
+		}
+		msgs, base = msgs[n:], base+uint64(n)
+	}
+	return nil
+}
+
+// bounds reads a partition's low-water mark and next offset from txn.
+func bounds(txn *badger.Txn, vol, name, topic string, part int) (low, next uint64, exists bool, err error) {
+	prefix := partPrefix(vol, name, topic, part)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	it.Seek(prefix)
+	if it.ValidForPrefix(prefix) {
+		low = binary.BigEndian.Uint64(it.Item().Key()[len(prefix):])
+		exists = true
+	}
+	it.Close()
+	if exists {
+		rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+		rit.Seek(batchKey(prefix, ^uint64(0)))
+		if rit.ValidForPrefix(prefix) {
+			item := rit.Item()
+			base := binary.BigEndian.Uint64(item.Key()[len(prefix):])
+			var info batchInfo
+			err = item.Value(func(v []byte) error {
+				var e error
+				info, e = checkBatch(v)
+				return e
+			})
+			if err != nil {
+				rit.Close()
+				return 0, 0, false, fmt.Errorf("%s batch %d: %w", partID("/"+vol+"/"+name, topic, part), base, err)
+			}
+			next = base + uint64(info.count)
+		}
+		rit.Close()
+	}
+	item, err := txn.Get(lowKey(vol, name, topic, part))
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		err = nil
+	case err != nil:
+		return 0, 0, false, err
+	default:
+		exists = true
+		var mark uint64
+		err = item.Value(func(v []byte) error {
+			if len(v) != 8 {
+				return fmt.Errorf("%w: low-water record of %d bytes", ErrCorrupt, len(v))
+			}
+			mark = binary.BigEndian.Uint64(v)
+			return nil
+		})
+		if err != nil {
+			return 0, 0, false, err
+		}
+		low = max(low, mark)
+		next = max(next, mark)
+	}
+	return low, next, exists, err
+}
+
+// Bounds returns the partition's low-water mark (first readable offset) and
+// the next offset to be assigned.
+func (st *Stream) Bounds(ctx context.Context, topic string, part int) (low, next uint64, err error) {
+	txn := st.v.txn()
+	defer txn.Discard()
+	m, vol, name, err := st.v.object(txn, st.path, KindStream)
+	if err != nil {
+		return 0, 0, err
+	}
+	if part < 0 || part >= m.Partitions {
+		return 0, 0, fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, st.path, m.Partitions)
+	}
+	low, next, _, err = bounds(txn, vol, name, topic, part)
+	return low, next, err
+}
+
+// ReadOptions bound a read. Zero values mean 1000 messages and 4 MiB.
+type ReadOptions struct {
+	Limit    int
+	MaxBytes int
+}
+
+// Read returns messages of a partition from offset from on, at most
+// opts.Limit messages and about opts.MaxBytes bytes (always at least one
+// message when one exists). Reading below the low-water mark is ErrTrimmed;
+// at or past the end it returns no messages.
+func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64, opts ReadOptions) ([]Message, error) {
+	if opts.Limit <= 0 {
+		opts.Limit = 1000
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = 4 << 20
+	}
+	txn := st.v.txn()
+	defer txn.Discard()
+	m, vol, name, err := st.v.object(txn, st.path, KindStream)
+	if err != nil {
+		return nil, err
+	}
+	if part < 0 || part >= m.Partitions {
+		return nil, fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, st.path, m.Partitions)
+	}
+	low, next, _, err := bounds(txn, vol, name, topic, part)
+	if err != nil {
+		return nil, err
+	}
+	if from < low {
+		return nil, fmt.Errorf("%w: %s topic %q partition %d starts at %d, asked for %d", ErrTrimmed, st.path, topic, part, low, from)
+	}
+	if from >= next {
+		return nil, nil
+	}
+	prefix := partPrefix(vol, name, topic, part)
+	// Find the batch holding from: the last batch whose base is <= from.
+	start := batchKey(prefix, from)
+	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
+	rit.Seek(start)
+	if rit.ValidForPrefix(prefix) {
+		start = rit.Item().KeyCopy(nil)
+	}
+	rit.Close()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	var out []Message
+	size := 0
+	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		base := binary.BigEndian.Uint64(item.Key()[len(prefix):])
+		val, err := item.ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := decodeBatch(val, base, part)
+		if err != nil {
+			return nil, fmt.Errorf("%s topic %q partition %d batch %d: %w", st.path, topic, part, base, err)
+		}
+		for _, msg := range msgs {
+			if msg.Offset < from {
+				continue
+			}
+			if len(out) >= opts.Limit || (len(out) > 0 && size+encodedSize(&msg) > opts.MaxBytes) {
+				return out, nil
+			}
+			size += encodedSize(&msg)
+			out = append(out, msg)
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// ReadWait is Read that, when there is nothing at from yet, blocks until a
+// commit appends to the partition or ctx ends.
+func (st *Stream) ReadWait(ctx context.Context, topic string, part int, from uint64, opts ReadOptions) ([]Message, error) {
+	for {
+		ch := st.v.s.notifyChan(partID(st.path, topic, part))
+		msgs, err := st.Read(ctx, topic, part, from, opts)
+		if err != nil || len(msgs) > 0 {
+			return msgs, err
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Changed returns a channel closed at the next commit that appends to any
+// topic of the stream. Take it before looking for data, then wait on it.
+func (st *Stream) Changed() <-chan struct{} { return st.v.s.notifyChan(st.path) }
+
+// Topics lists the stream's topics with the given prefix, in order, after
+// the topic after (for paging), at most limit (default 1000).
+func (st *Stream) Topics(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	txn := st.v.txn()
+	defer txn.Discard()
+	_, vol, name, err := st.v.object(txn, st.path, KindStream)
+	if err != nil {
+		return nil, err
+	}
+	base := objKey(vol, kindTopic, name, "")
+	pfx := append(append([]byte(nil), base...), prefix...)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
+	defer it.Close()
+	seek := pfx
+	if after != "" {
+		seek = append(append(append([]byte(nil), base...), after...), 0)
+		if bytes.Compare(seek, pfx) < 0 {
+			seek = pfx
+		}
+	}
+	var out []string
+	for it.Seek(seek); it.ValidForPrefix(pfx) && len(out) < limit; it.Next() {
+		out = append(out, string(it.Item().Key()[len(base):]))
+	}
+	return out, nil
+}
+
+// SetCursor durably records that consumer group has consumed topic's
+// partition up to (not including) offset.
+func (st *Stream) SetCursor(ctx context.Context, group, topic string, part int, offset uint64) error {
+	if err := checkName("group", group); err != nil {
+		return err
+	}
+	if err := checkTopic(topic); err != nil {
+		return err
+	}
+	if st.v.ts != 0 {
+		return ErrReadOnly
+	}
+	return st.v.s.do(ctx, 64, false, func(w *wtx) error {
+		m, vol, name, err := w.object(st.path, KindStream)
+		if err != nil {
+			return err
+		}
+		if part < 0 || part >= m.Partitions {
+			return fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, st.path, m.Partitions)
+		}
+		return w.put(vol, cursorKey(vol, name, group, topic, part), binary.BigEndian.AppendUint64(nil, offset))
+	})
+}
+
+// Cursor returns the group's recorded offset; ok is false if it has none.
+func (st *Stream) Cursor(ctx context.Context, group, topic string, part int) (offset uint64, ok bool, err error) {
+	txn := st.v.txn()
+	defer txn.Discard()
+	_, vol, name, err := st.v.object(txn, st.path, KindStream)
+	if err != nil {
+		return 0, false, err
+	}
+	item, err := txn.Get(cursorKey(vol, name, group, topic, part))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: cursor of %d bytes", ErrCorrupt, len(v))
+		}
+		offset = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return offset, err == nil, err
+}
+
+
+func iterKeys(prefix []byte) badger.IteratorOptions {
+	return badger.IteratorOptions{Prefix: prefix, PrefetchValues: false}
+}

@@ -1,0 +1,356 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// wop is one write request. fn runs in the writer goroutine against the
+// group's transaction; it does its checks before its first write, and must
+// be safe to run again (a group is replayed without a request that failed
+// after writing).
+type wop struct {
+	fn         func(w *wtx) error
+	size       int
+	freesSpace bool // deletes and trims may proceed on a nearly full disk
+	err        error
+	done       chan struct{}
+}
+
+// do submits fn to the writer and waits until it is durable or failed.
+func (s *Store) do(ctx context.Context, size int, freesSpace bool, fn func(w *wtx) error) error {
+	if s.closed.Load() {
+		return ErrClosed
+	}
+	op := &wop{fn: fn, size: size, freesSpace: freesSpace, done: make(chan struct{})}
+	select {
+	case s.ops <- op:
+	case <-s.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Once submitted, the result is awaited even if ctx ends: the caller
+	// must not believe a write failed that may be durable.
+	select {
+	case <-op.done:
+		return op.err
+	case <-s.closing:
+		<-op.done
+		return op.err
+	}
+}
+
+func (s *Store) writer() {
+	defer s.wg.Done()
+	group := make([]*wop, 0, maxGroupOps)
+	for {
+		group = group[:0]
+		select {
+		case op := <-s.ops:
+			group = append(group, op)
+		case <-s.closing:
+			s.drain()
+			return
+		}
+		size := group[0].size
+	gather:
+		for len(group) < maxGroupOps && size < s.groupBytes {
+			select {
+			case op := <-s.ops:
+				group = append(group, op)
+				size += op.size
+			default:
+				break gather
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// drain fails requests still queued at close.
+func (s *Store) drain() {
+	for {
+		select {
+		case op := <-s.ops:
+			op.err = ErrClosed
+			close(op.done)
+		default:
+			return
+		}
+	}
+}
+
+// commitGroup runs the group's requests in one transaction and commits it
+// with one fsync. A request that fails before writing is dropped from the
+// group; one that fails after writing makes the group run again without it.
+func (s *Store) commitGroup(group []*wop) {
+	finish := func(op *wop, err error) {
+		op.err = err
+		close(op.done)
+	}
+	live := group
+	if s.cfg.MinFreeBytes > 0 {
+		free, err := s.freeBytes()
+		if err != nil {
+			for _, op := range group {
+				finish(op, fmt.Errorf("store: statfs: %w", err))
+			}
+			return
+		}
+		live = live[:0:0]
+		for _, op := range group {
+			limit := s.cfg.MinFreeBytes
+			if op.freesSpace {
+				limit /= 2
+			}
+			if free < limit {
+				finish(op, fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, free, limit))
+				continue
+			}
+			live = append(live, op)
+		}
+	}
+	s.runGroup(live)
+}
+
+// runGroup runs ops in one transaction and commits it. A request that
+// fails after writing is dropped and the rest run again; when the
+// transaction grows too big, the requests before the one that did not fit
+// commit first.
+func (s *Store) runGroup(queue []*wop) {
+	for len(queue) > 0 {
+		w := s.newWtx()
+		var ok []*wop
+		var failErr error
+		n := 0
+		for ; n < len(queue); n++ {
+			op := queue[n]
+			before := w.writes
+			err := op.fn(w)
+			if err == nil {
+				ok = append(ok, op)
+				continue
+			}
+			if w.writes == before {
+				op.err = err
+				close(op.done)
+				continue
+			}
+			failErr = err
+			break
+		}
+		if n == len(queue) {
+			err := w.commit()
+			for _, op := range ok {
+				op.err = err
+				close(op.done)
+			}
+			return
+		}
+		w.txn.Discard()
+		if errors.Is(failErr, badger.ErrTxnTooBig) && len(ok) > 0 {
+			s.runGroup(ok)
+			queue = queue[n:]
+			continue
+		}
+		queue[n].err = failErr
+		close(queue[n].done)
+		queue = append(ok, queue[n+1:]...)
+	}
+}
+
+// wtx is the state of one group: the transaction and the changes to the
+// store's memory that take effect only if the commit succeeds.
+type wtx struct {
+	s      *Store
+	txn    *badger.Txn
+	ts     uint64
+	now    time.Time
+	writes int
+
+	heads   map[string]*partState
+	pending map[string]*pendingPart
+	order   []*pendingPart
+	usage   map[string]int64
+	metas   map[string]*Info // nil value: deleted
+	vols    map[string]*VolumeInfo
+	snaps   map[string]uint64 // 0: deleted
+	wake    map[string]struct{}
+}
+
+func (s *Store) newWtx() *wtx {
+	last := s.ts.Load()
+	return &wtx{
+		s:       s,
+		txn:     s.db.NewTransactionAt(last, true),
+		ts:      last + 1,
+		now:     s.cfg.Now(),
+		heads:   map[string]*partState{},
+		pending: map[string]*pendingPart{},
+		usage:   map[string]int64{},
+		metas:   map[string]*Info{},
+		vols:    map[string]*VolumeInfo{},
+		snaps:   map[string]uint64{},
+		wake:    map[string]struct{}{},
+	}
+}
+
+// set writes key; oldSize is the size (key and value) of the entry it
+// replaces, for the volume's usage.
+func (w *wtx) set(vol string, key, val []byte, oldSize int) error {
+	w.writes++
+	if err := w.txn.Set(key, val); err != nil {
+		return fmt.Errorf("store: write: %w", err)
+	}
+	if vol != "" {
+		w.usage[vol] += int64(len(key)+len(val)) - int64(oldSize)
+	}
+	return nil
+}
+
+func (w *wtx) del(vol string, key []byte, oldSize int) error {
+	w.writes++
+	if err := w.txn.Delete(key); err != nil {
+		return fmt.Errorf("store: delete: %w", err)
+	}
+	if vol != "" {
+		w.usage[vol] -= int64(oldSize)
+	}
+	return nil
+}
+
+// sizeOf is the size (key and value) of key's current entry, 0 if none.
+func (w *wtx) sizeOf(key []byte) (int, error) {
+	item, err := w.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read: %w", err)
+	}
+	return len(key) + int(item.ValueSize()), nil
+}
+
+// put writes key, accounting for the entry it replaces.
+func (w *wtx) put(vol string, key, val []byte) error {
+	old, err := w.sizeOf(key)
+	if err != nil {
+		return err
+	}
+	return w.set(vol, key, val, old)
+}
+
+// remove deletes key if it exists.
+func (w *wtx) remove(vol string, key []byte) error {
+	old, err := w.sizeOf(key)
+	if err != nil || old == 0 {
+		return err
+	}
+	return w.del(vol, key, old)
+}
+
+// get reads key as seen by this group (committed data plus its own writes).
+// It returns nil, nil when the key does not exist.
+func (w *wtx) get(key []byte) ([]byte, error) {
+	item, err := w.txn.Get(key)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: read: %w", err)
+	}
+	return item.ValueCopy(nil)
+}
+
+// used is the volume's usage as seen by this group.
+func (w *wtx) used(vol string) int64 {
+	w.s.mu.RLock()
+	u := w.s.usage[vol]
+	w.s.mu.RUnlock()
+	return u + w.usage[vol]
+}
+
+// checkQuota refuses adding n bytes to vol past its quota.
+func (w *wtx) checkQuota(vol string, n int) error {
+	vi, err := w.volume(vol)
+	if err != nil {
+		return err
+	}
+	if vi.Quota > 0 {
+		if u := w.used(vol); u+int64(n) > vi.Quota {
+			return fmt.Errorf("%w: /%s uses %d of %d bytes, the write needs %d more", ErrQuotaExceeded, vol, u, vi.Quota, n)
+		}
+	}
+	return nil
+}
+
+func (w *wtx) commit() error {
+	defer w.txn.Discard()
+	for _, p := range w.order {
+		if err := w.flushPart(p); err != nil {
+			return err
+		}
+	}
+	for vol, d := range w.usage {
+		if d == 0 {
+			continue
+		}
+		u := w.used(vol)
+		if u < 0 {
+			u = 0
+		}
+		if err := w.txn.Set(usageKey(vol), binary.BigEndian.AppendUint64(nil, uint64(u))); err != nil {
+			return fmt.Errorf("store: write: %w", err)
+		}
+	}
+	if err := w.txn.CommitAt(w.ts, nil); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	s := w.s
+	s.ts.Store(w.ts)
+	for k, h := range w.heads {
+		if len(s.heads) >= maxHeadCache {
+			for k := range s.heads { // evict an arbitrary entry
+				delete(s.heads, k)
+				break
+			}
+		}
+		s.heads[k] = h
+	}
+	s.mu.Lock()
+	for vol, d := range w.usage {
+		s.usage[vol] += d
+		if s.usage[vol] < 0 {
+			s.usage[vol] = 0
+		}
+	}
+	if len(w.metas) > 0 {
+		s.metaGen++
+	}
+	for p, m := range w.metas {
+		if m == nil {
+			delete(s.metas, p)
+		} else {
+			s.metas[p] = m
+		}
+	}
+	for name, v := range w.vols {
+		s.volumes[name] = v
+	}
+	for k, ts := range w.snaps {
+		if ts == 0 {
+			delete(s.snapTS, k)
+		} else {
+			s.snapTS[k] = ts
+		}
+	}
+	s.mu.Unlock()
+	s.wake(w.wake)
+	return nil
+}
