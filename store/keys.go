@@ -34,8 +34,8 @@ const (
 	kindTomb   = 'x'
 )
 
-func volumeKey(vol string) []byte   { return []byte("V" + vol) }
-func usageKey(vol string) []byte    { return []byte("U" + vol) }
+func volumeKey(vol string) []byte { return []byte("V" + vol) }
+func usageKey(vol string) []byte  { return []byte("U" + vol) }
 func snapshotPrefix(vol string) []byte {
 	return []byte("S" + vol + "\x00")
 }

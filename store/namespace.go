@@ -473,7 +473,9 @@ func (v *View) Stat(ctx context.Context, path string) (Info, error) {
 // List lists the children of a directory path: "/" lists the volumes,
 // "/vol" the top of a volume, "/vol/dir" a directory. Objects deeper down
 // appear as their directory.
-func (s *Store) List(ctx context.Context, path string) ([]Info, error) { return s.latest.List(ctx, path) }
+func (s *Store) List(ctx context.Context, path string) ([]Info, error) {
+	return s.latest.List(ctx, path)
+}
 
 // List is Store.List as of the view.
 func (v *View) List(ctx context.Context, path string) ([]Info, error) {

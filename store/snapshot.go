@@ -96,7 +96,6 @@ func (s *Store) Snapshots(ctx context.Context, vol string) ([]Snapshot, error) {
 	return out, nil
 }
 
-
 func (s *Store) snapshot(vol, name string) (Snapshot, error) {
 	txn := s.readTxn(0)
 	defer txn.Discard()

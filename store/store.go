@@ -75,14 +75,14 @@ type Store struct {
 	latest     *View
 	heads      map[string]*partState
 	groupBytes int
-	rr    uint64 // round-robin counter for keyless appends, writer only
+	rr         uint64 // round-robin counter for keyless appends, writer only
 
 	mu       sync.RWMutex
-	metas    map[string]*Info     // path -> object info, a cache of committed metadata
-	metaGen  uint64               // bumped whenever metas changes by a commit
-	usage    map[string]int64     // volume -> bytes used
+	metas    map[string]*Info // path -> object info, a cache of committed metadata
+	metaGen  uint64           // bumped whenever metas changes by a commit
+	usage    map[string]int64 // volume -> bytes used
 	waiters  map[string]chan struct{}
-	snapTS   map[string]uint64    // "vol\x00name" -> ts, kept from GC
+	snapTS   map[string]uint64 // "vol\x00name" -> ts, kept from GC
 	volumes  map[string]*VolumeInfo
 	discards []discardMark
 }
@@ -318,7 +318,13 @@ func (s *Store) freeBytes() (int64, error) {
 
 type badgerLogger struct{ l *slog.Logger }
 
-func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...), "component", "badger") }
-func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...), "component", "badger") }
-func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...), "component", "badger") }
-func (b badgerLogger) Debugf(f string, a ...any)   {}
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Infof(f string, a ...any) {
+	b.l.Debug(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (b badgerLogger) Debugf(f string, a ...any) {}

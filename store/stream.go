@@ -484,7 +484,6 @@ func (st *Stream) Cursor(ctx context.Context, group, topic string, part int) (of
 	return offset, err == nil, err
 }
 
-
 func iterKeys(prefix []byte) badger.IteratorOptions {
 	return badger.IteratorOptions{Prefix: prefix, PrefetchValues: false}
 }
