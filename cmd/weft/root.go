@@ -18,7 +18,9 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCmd())
+	root.AddCommand(newVersionCmd(),
+		newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd(),
+		newCertsCmd(), newTokenCmd())
 	return root
 }
 
