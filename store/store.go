@@ -29,6 +29,10 @@ type Config struct {
 	MinFreeBytes int64
 	// MemTableSize is Badger's memtable size. Default 64 MiB.
 	MemTableSize int64
+	// BlockCacheSize and IndexCacheSize bound Badger's caches of data
+	// blocks and of table indexes and bloom filters. Default 64 MiB and
+	// 32 MiB.
+	BlockCacheSize, IndexCacheSize int64
 	// RetentionInterval is how often retention runs. Default 1 minute;
 	// negative disables the background loop (EnforceRetention still works).
 	RetentionInterval time.Duration
@@ -36,6 +40,8 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives the store's logs. Nil discards them.
 	Logger *slog.Logger
+
+	tune func(*badger.Options) // tests adjust Badger here
 }
 
 // Well-known objects that exist on every store.
@@ -107,6 +113,12 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MemTableSize == 0 {
 		cfg.MemTableSize = 64 << 20
 	}
+	if cfg.BlockCacheSize == 0 {
+		cfg.BlockCacheSize = 64 << 20
+	}
+	if cfg.IndexCacheSize == 0 {
+		cfg.IndexCacheSize = 32 << 20
+	}
 	if cfg.RetentionInterval == 0 {
 		cfg.RetentionInterval = time.Minute
 	}
@@ -123,10 +135,15 @@ func Open(cfg Config) (*Store, error) {
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithMemTableSize(cfg.MemTableSize).
+		WithBlockCacheSize(cfg.BlockCacheSize).
+		WithIndexCacheSize(cfg.IndexCacheSize).
 		WithValueLogFileSize(256 << 20).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{cfg.Logger}).
 		WithMetricsEnabled(false)
+	if cfg.tune != nil {
+		cfg.tune(&opts)
+	}
 	db, err := badger.OpenManaged(opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)

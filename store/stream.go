@@ -93,7 +93,6 @@ func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, 
 		res = make([][]Pos, len(reqs))
 		// Check everything before staging anything.
 		metas := make([]*Info, len(reqs))
-		need := map[string]int{}
 		for i, r := range reqs {
 			m, vol, _, err := w.object(r.Path, KindStream)
 			if err != nil {
@@ -106,11 +105,18 @@ func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, 
 				return fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrBadPartition, r.Path, m.Partitions, r.Partition)
 			}
 			metas[i] = m
+			n := 0
 			for j := range r.Messages {
-				need[vol] += encodedSize(&r.Messages[j])
+				n += encodedSize(&r.Messages[j])
 			}
-		}
-		for vol, n := range need {
+			// Requests to the same volume add up: check the total.
+			for _, o := range reqs[:i] {
+				if o.Path == r.Path {
+					for j := range o.Messages {
+						n += encodedSize(&o.Messages[j])
+					}
+				}
+			}
 			if err := w.checkQuota(vol, n); err != nil {
 				return err
 			}
@@ -148,6 +154,8 @@ func (w *wtx) stage(path string, m *Info, topic string, part int, msgs []Message
 	vol, name, _ := SplitPath(path)
 	pos := make([]Pos, len(msgs))
 	w.writes++ // staged offsets must not survive a failed request
+	var pp *pendingPart
+	var h *partState
 	for i := range msgs {
 		msg := msgs[i]
 		p := part
@@ -157,21 +165,22 @@ func (w *wtx) stage(path string, m *Info, topic string, part int, msgs []Message
 		if msg.Timestamp.IsZero() {
 			msg.Timestamp = w.now
 		}
-		id := partID(path, topic, p)
-		pp := w.pending[id]
-		if pp == nil {
-			h, err := w.head(path, vol, name, topic, p)
-			if err != nil {
-				return nil, err
+		if pp == nil || pp.part != p {
+			id := partID(path, topic, p)
+			if pp = w.pending[id]; pp == nil {
+				var err error
+				if h, err = w.head(path, vol, name, topic, p); err != nil {
+					return nil, err
+				}
+				pp = &pendingPart{vol: vol, name: name, topic: topic, part: p, newTopic: !h.exists, base: h.next}
+				w.pending[id] = pp
+				w.order = append(w.order, pp)
+				h.exists = true
+				w.wake[id] = struct{}{}
+				w.wake[path] = struct{}{}
 			}
-			pp = &pendingPart{vol: vol, name: name, topic: topic, part: p, newTopic: !h.exists, base: h.next}
-			w.pending[id] = pp
-			w.order = append(w.order, pp)
-			h.exists = true
-			w.wake[id] = struct{}{}
-			w.wake[path] = struct{}{}
+			h = w.heads[id]
 		}
-		h := w.heads[id]
 		msg.Offset, msg.Partition = h.next, p
 		h.next++
 		pp.msgs = append(pp.msgs, msg)
@@ -228,7 +237,7 @@ func (w *wtx) flushPart(p *pendingPart) error {
 			size += encodedSize(&msgs[n])
 			n++
 		}
-		if err := w.set(p.vol, batchKey(prefix, base), encodeBatch(nil, msgs[:n]), 0); err != nil {
+		if err := w.set(p.vol, batchKey(prefix, base), encodeBatch(make([]byte, 0, size+batchHeaderLen), msgs[:n]), 0); err != nil {
 			return err
 		}
 		msgs, base = msgs[n:], base+uint64(n)
