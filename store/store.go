@@ -24,8 +24,12 @@ type Config struct {
 	// writes itself (audit records, table change records). Default "local".
 	Name string
 	// MinFreeBytes is the free space the file system must keep; below it
-	// writes are refused with ErrDiskFull instead of risking a write the
-	// disk cannot hold. Default 256 MiB; negative disables the check.
+	// writes are refused with ErrDiskFull. Badger writes its memtables and
+	// tables through mmap, where a full disk is a fatal SIGBUS rather than
+	// an error, so the reserve must hold what flushes and compactions
+	// write before they free anything: by default six memtables plus
+	// 20 MiB (404 MiB with the default memtable). Negative disables the
+	// check.
 	MinFreeBytes int64
 	// MemTableSize is Badger's memtable size. Default 64 MiB.
 	MemTableSize int64
@@ -107,11 +111,11 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Name == "" {
 		cfg.Name = "local"
 	}
-	if cfg.MinFreeBytes == 0 {
-		cfg.MinFreeBytes = 256 << 20
-	}
 	if cfg.MemTableSize == 0 {
 		cfg.MemTableSize = 64 << 20
+	}
+	if cfg.MinFreeBytes == 0 {
+		cfg.MinFreeBytes = 6*cfg.MemTableSize + 20<<20
 	}
 	if cfg.BlockCacheSize == 0 {
 		cfg.BlockCacheSize = 64 << 20
@@ -138,6 +142,7 @@ func Open(cfg Config) (*Store, error) {
 		WithBlockCacheSize(cfg.BlockCacheSize).
 		WithIndexCacheSize(cfg.IndexCacheSize).
 		WithValueLogFileSize(256 << 20).
+		WithValueThreshold(min(1<<20, cfg.MemTableSize/8)).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{cfg.Logger}).
 		WithMetricsEnabled(false)
