@@ -1,0 +1,186 @@
+package api
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
+)
+
+// Config configures a Server. Store and TokenKey are required; the zero
+// value of every other field works.
+type Config struct {
+	// Store is the node's store. Required.
+	Store *store.Store
+	// TokenKey verifies API tokens: the public half of the certificate
+	// directory's token key (token.pub). Required.
+	TokenKey ed25519.PublicKey
+	// Audience is the aud tokens must carry. Default certs.TokenAudience.
+	Audience string
+	// Gatherer is what /metrics serves. Default prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the API's own request metrics
+	// (weft_api_requests_total, weft_api_request_duration_seconds). Nil:
+	// they are not kept.
+	Registerer prometheus.Registerer
+	// MaxBodyBytes bounds a request body; a larger one is answered 413.
+	// Default 8 MiB.
+	MaxBodyBytes int64
+	// Logger receives the server's logs. Nil discards them.
+	Logger *slog.Logger
+	// Now is the clock tokens are checked against. Default time.Now.
+	Now func() time.Time
+}
+
+// DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
+const DefaultMaxBodyBytes = 8 << 20
+
+// Server is a node's HTTP API.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	root    http.Handler
+	metrics *metrics
+
+	// testHookWait, if set, runs just before a blocking read starts to wait.
+	testHookWait func()
+}
+
+// New checks cfg, applies its defaults and returns a Server with the
+// routes of docs/api.md.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("api: no store")
+	}
+	if len(cfg.TokenKey) != ed25519.PublicKeySize {
+		return nil, errors.New("api: no token verification key")
+	}
+	if cfg.Audience == "" {
+		cfg.Audience = certs.TokenAudience
+	}
+	if cfg.Gatherer == nil {
+		cfg.Gatherer = prometheus.DefaultGatherer
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux()}
+	if cfg.Registerer != nil {
+		m, err := newMetrics(cfg.Registerer)
+		if err != nil {
+			return nil, err
+		}
+		s.metrics = m
+	}
+	s.routes()
+	s.root = s.metrics.wrap(http.HandlerFunc(s.serve))
+	return s, nil
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
+
+	s.Handle("GET /api/v1/streams/{volume}/{rest...}", certs.RoleViewer, http.HandlerFunc(s.streamGet))
+	s.Handle("POST /api/v1/streams/{volume}/{rest...}", certs.RoleAdmin, http.HandlerFunc(s.streamPost))
+	s.Handle("GET /api/v1/tables/{volume}/{table}", certs.RoleViewer, http.HandlerFunc(s.tableScan))
+	s.Handle("GET /api/v1/tables/{volume}/{table}/{key...}", certs.RoleViewer, http.HandlerFunc(s.tableGet))
+	s.Handle("GET /api/v1/ls", certs.RoleViewer, http.HandlerFunc(s.list))
+	s.Handle("GET /api/v1/ls/{path...}", certs.RoleViewer, http.HandlerFunc(s.list))
+	s.Handle("GET /api/v1/volumes", certs.RoleViewer, http.HandlerFunc(s.volumes))
+}
+
+// Handler returns the handler that serves the API.
+func (s *Server) Handler() http.Handler { return s.root }
+
+// Handle adds a route (a net/http ServeMux pattern) served by h for tokens
+// whose role allows role, as Require does. It panics, as ServeMux does, if
+// pattern is invalid or conflicts with another route.
+func (s *Server) Handle(pattern string, role certs.Role, h http.Handler) {
+	s.mux.Handle(pattern, s.Require(role, h))
+}
+
+// Audit records that the token holder of r did action on the object at
+// path, in the store's audit stream. Routes added with Handle call it for
+// each change they make.
+func (s *Server) Audit(r *http.Request, action, path string, detail any) error {
+	sub := ""
+	if c := Claims(r.Context()); c != nil {
+		sub = c.Subject
+	}
+	return s.cfg.Store.Audit(r.Context(), sub, action, path, detail)
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// serve dispatches to the mux, answering requests that match no route
+// (404, 405) with a problem document rather than the mux's plain text.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	if _, pattern := s.mux.Handler(r); pattern == "" {
+		w = &problemWriter{ResponseWriter: w}
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+// problemWriter replaces an error response of the mux by a problem
+// document, keeping its status and headers (such as Allow).
+type problemWriter struct {
+	http.ResponseWriter
+	replaced bool
+}
+
+func (p *problemWriter) WriteHeader(code int) {
+	if code < 400 {
+		p.ResponseWriter.WriteHeader(code)
+		return
+	}
+	p.replaced = true
+	title, detail := "Not found", "no such route"
+	if code == http.StatusMethodNotAllowed {
+		title, detail = "Method not allowed", "the route does not allow this method"
+	} else if code != http.StatusNotFound {
+		title, detail = http.StatusText(code), ""
+	}
+	Problem(p.ResponseWriter, code, title, detail)
+}
+
+func (p *problemWriter) Write(b []byte) (int, error) {
+	if p.replaced {
+		return len(b), nil
+	}
+	return p.ResponseWriter.Write(b)
+}
+
+func (p *problemWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
+
+// writeJSON writes v as a JSON response.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		Problem(w, http.StatusInternalServerError, "Internal error", "cannot encode the response")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
