@@ -9,13 +9,16 @@ import (
 	"testing"
 )
 
+// raceEnabled is set in race builds, where the heavy tests are skipped.
+var raceEnabled bool
+
 // TestMillionTopics writes one message to each of a million topics of one
 // stream, pages through the topic list, reads random topics, and checks
 // that idle topics hold no memory: the heap after the run is far smaller
 // than the topic count would need if each kept even 64 bytes.
 func TestMillionTopics(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes a million topics")
+	if testing.Short() || raceEnabled {
+		t.Skip("writes a million topics; runs without -short and -race")
 	}
 	const topics = 1_000_000
 	runtime.GC()

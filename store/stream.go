@@ -93,6 +93,7 @@ func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, 
 		res = make([][]Pos, len(reqs))
 		// Check everything before staging anything.
 		metas := make([]*Info, len(reqs))
+		need := make(map[string]int, 1)
 		for i, r := range reqs {
 			m, vol, _, err := w.object(r.Path, KindStream)
 			if err != nil {
@@ -105,18 +106,11 @@ func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, 
 				return fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrBadPartition, r.Path, m.Partitions, r.Partition)
 			}
 			metas[i] = m
-			n := 0
 			for j := range r.Messages {
-				n += encodedSize(&r.Messages[j])
+				need[vol] += encodedSize(&r.Messages[j])
 			}
-			// Requests to the same volume add up: check the total.
-			for _, o := range reqs[:i] {
-				if o.Path == r.Path {
-					for j := range o.Messages {
-						n += encodedSize(&o.Messages[j])
-					}
-				}
-			}
+		}
+		for vol, n := range need {
 			if err := w.checkQuota(vol, n); err != nil {
 				return err
 			}
