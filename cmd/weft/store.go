@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/weft-io/weft/api"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -202,38 +203,6 @@ func printJSON(w io.Writer, v any) error {
 // timeLayout is RFC 3339 with all nine digits of nanoseconds, so that
 // timestamps sort as text.
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-// messageJSON is the JSON form of a stream message: offset, partition,
-// key, value, headers and timestamp (RFC 3339, UTC, nanoseconds). Key and
-// value are strings when they are valid UTF-8; otherwise they appear
-// base64-encoded (standard encoding, padded) as key_b64 and value_b64. A
-// message without a key has a null key.
-func messageJSON(m store.Message) map[string]any {
-	out := map[string]any{
-		"offset":    m.Offset,
-		"partition": m.Partition,
-		"timestamp": m.Timestamp.UTC().Format(timeLayout),
-	}
-	switch {
-	case len(m.Key) == 0:
-		out["key"] = nil
-	case utf8.Valid(m.Key):
-		out["key"] = string(m.Key)
-	default:
-		out["key_b64"] = base64.StdEncoding.EncodeToString(m.Key)
-	}
-	if utf8.Valid(m.Value) {
-		out["value"] = string(m.Value)
-	} else {
-		out["value_b64"] = base64.StdEncoding.EncodeToString(m.Value)
-	}
-	headers := m.Headers
-	if headers == nil {
-		headers = map[string]string{}
-	}
-	out["headers"] = headers
-	return out
-}
 
 // printable shows b on one line of text output: as is when it is UTF-8
 // without tabs or line breaks, Go-quoted otherwise.
@@ -646,7 +615,7 @@ UTF-8 appears base64-encoded as "key_b64" or "value_b64" instead.`,
 				}
 				for _, m := range msgs {
 					if out.json() {
-						err = printJSON(w, messageJSON(m))
+						err = printJSON(w, api.MessageJSON(m))
 					} else {
 						k := "-"
 						if len(m.Key) > 0 {

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/api"
+
 	"github.com/spf13/cobra"
 
 	"github.com/weft-io/weft/store"
@@ -538,12 +540,12 @@ func TestMessageJSON(t *testing.T) {
 			`{"offset":0,"partition":0,"key_b64":"/w==","value_b64":"AMM=","headers":{},"timestamp":"2026-03-01T11:00:00.000000005Z"}`},
 	}
 	for _, tt := range tests {
-		b, err := json.Marshal(messageJSON(tt.msg))
+		b, err := json.Marshal(api.MessageJSON(tt.msg))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if !jsonEqual(t, string(b), tt.want) {
-			t.Errorf("messageJSON(%+v) = %s, want %s", tt.msg, b, tt.want)
+			t.Errorf("api.MessageJSON(%+v) = %s, want %s", tt.msg, b, tt.want)
 		}
 	}
 }
