@@ -200,10 +200,6 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
-// timeLayout is RFC 3339 with all nine digits of nanoseconds, so that
-// timestamps sort as text.
-const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
 // printable shows b on one line of text output: as is when it is UTF-8
 // without tabs or line breaks, Go-quoted otherwise.
 func printable(b []byte) string {
