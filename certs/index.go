@@ -84,15 +84,15 @@ func (a *Authority) writeIndex(ix *index) error {
 	return nil
 }
 
-// record appends e to the index.
-func (a *Authority) record(e Entry) error {
+// record appends entries to the index.
+func (a *Authority) record(e ...Entry) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	ix, err := a.readIndex()
 	if err != nil {
 		return err
 	}
-	ix.Certs = append(ix.Certs, e)
+	ix.Certs = append(ix.Certs, e...)
 	return a.writeIndex(ix)
 }
 

@@ -131,6 +131,45 @@ func (a *Authority) issueWithKey(ca *CA, id Identity, hosts []string, validity t
 // issue signs a leaf for id with ca and records it. key, if not nil, is
 // the private key of pub, returned PEM encoded.
 func (a *Authority) issue(ca *CA, id Identity, hosts []string, pub crypto.PublicKey, key crypto.PrivateKey, validity time.Duration) (*Issued, error) {
+	iss, err := a.sign(ca, id, hosts, pub, key, validity)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.record(iss.Entry); err != nil {
+		return nil, err
+	}
+	return iss, nil
+}
+
+// IssueDevices is IssueDevice for many devices of one class, with one
+// index update for all of them: for fleets, simulators and benchmarks.
+func (a *Authority) IssueDevices(ids []string, class string, validity time.Duration) ([]*Issued, error) {
+	out := make([]*Issued, 0, len(ids))
+	entries := make([]Entry, 0, len(ids))
+	for _, id := range ids {
+		ident := Identity{Kind: KindDevice, ID: id, Class: class}
+		if err := checkIdentity(ident); err != nil {
+			return nil, err
+		}
+		key, err := newKey()
+		if err != nil {
+			return nil, fmt.Errorf("certs: issue %s: %w", ident.URI(), err)
+		}
+		iss, err := a.sign(a.DeviceCA, ident, nil, key.Public(), key, validity)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, iss)
+		entries = append(entries, iss.Entry)
+	}
+	if err := a.record(entries...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// sign signs a leaf for id with ca without recording it.
+func (a *Authority) sign(ca *CA, id Identity, hosts []string, pub crypto.PublicKey, key crypto.PrivateKey, validity time.Duration) (*Issued, error) {
 	if err := checkIdentity(id); err != nil {
 		return nil, err
 	}
@@ -211,9 +250,6 @@ func (a *Authority) issue(ca *CA, id Identity, hosts []string, pub crypto.Public
 		if iss.KeyPEM, err = keyPEM(key); err != nil {
 			return fail(err)
 		}
-	}
-	if err := a.record(iss.Entry); err != nil {
-		return nil, err
 	}
 	return iss, nil
 }

@@ -1,0 +1,41 @@
+package certs
+
+import (
+	"testing"
+	"time"
+)
+
+func TestIssueDevices(t *testing.T) {
+	dir := t.TempDir()
+	if err := Init(dir, false); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.IssueDevices([]string{"d1", "d2", "d3"}, "pump", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := a.List()
+	if len(got) != 3 || len(entries) != 3 {
+		t.Fatalf("issued %d, indexed %d", len(got), len(entries))
+	}
+	for i, iss := range got {
+		cert, err := parseCertPEM(iss.CertPEM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, err := DeviceIdentity(cert, time.Now())
+		if err != nil || id.ID != entries[i].ID || id.Class != "pump" {
+			t.Fatalf("device %d: %+v %v", i, id, err)
+		}
+	}
+	if _, err := a.IssueDevices([]string{"ok", "bad/id"}, "pump", time.Hour); err == nil {
+		t.Fatal("an invalid id was issued")
+	}
+	if entries, _ := a.List(); len(entries) != 3 {
+		t.Fatalf("a failed batch left %d entries", len(entries))
+	}
+}
