@@ -1,0 +1,221 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
+)
+
+// Headers of a message in /updates/down that steer its delivery.
+const (
+	// HeaderSubtopic is appended to the MQTT topic: a message of stream
+	// topic device/pump-7 with subtopic config goes out on
+	// updates/device/pump-7/config. Without it, on updates/device/pump-7.
+	HeaderSubtopic = "subtopic"
+	// HeaderDownQoS is the QoS the message is delivered with, "0", "1" or
+	// "2" (capped by each subscription's QoS). Default 1.
+	HeaderDownQoS = "qos"
+	// HeaderRetain "false" delivers a message without retaining it; by
+	// default the latest message of each MQTT topic is retained for
+	// devices that subscribe later.
+	HeaderRetain = "retain"
+)
+
+// downlinkClientID is the mochi client id of the downlink's inline client.
+// It is not a valid device id, so no device can take it over.
+const downlinkClientID = "$weft-downlink"
+
+// CursorGroup returns the consumer group under which the gateway called
+// name records how far it has delivered /updates/down.
+func CursorGroup(name string) string { return "gateway-" + name }
+
+// downlink delivers the messages of /updates/down to the devices
+// subscribed to their MQTT topics. It waits for commits to the stream
+// (store.Stream.Changed), never polls, and records its position per topic
+// and partition as a consumer cursor, moved only once the messages before
+// it are published and the inflight and retained messages they caused
+// are durable: a restart neither loses nor replays what was delivered.
+type downlink struct {
+	s      *Server
+	st     *store.Stream
+	group  string
+	client *mqtt.Client
+	pos    map[string]uint64 // topic \x00 partition -> next offset
+}
+
+func newDownlink(s *Server) *downlink {
+	return &downlink{
+		s:      s,
+		st:     s.cfg.Store.Stream(store.UpdatesStream),
+		group:  CursorGroup(s.cfg.Name),
+		client: s.mqtt.NewClient(nil, mqtt.LocalListener, downlinkClientID, true),
+		pos:    map[string]uint64{},
+	}
+}
+
+func (d *downlink) run(ctx context.Context) {
+	failures := 0
+	for {
+		changed := d.st.Changed()
+		err := d.pass(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			failures++
+			d.s.log.Warn("downlink failed; retrying", "err", err, "failures", failures)
+			changed = nil
+		} else {
+			failures = 0
+		}
+		var retry <-chan time.Time
+		if changed == nil {
+			retry = time.After(min(time.Duration(failures)*time.Second, 30*time.Second))
+		}
+		select {
+		case <-changed:
+		case <-retry:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// pass delivers everything new in every topic of the stream.
+func (d *downlink) pass(ctx context.Context) error {
+	info, err := d.s.cfg.Store.Stat(ctx, store.UpdatesStream)
+	if err != nil {
+		return err
+	}
+	parts := max(info.Partitions, 1)
+	after := ""
+	for {
+		const page = 1000
+		topics, err := d.st.Topics(ctx, "", after, page)
+		if err != nil {
+			return err
+		}
+		for _, t := range topics {
+			for p := range parts {
+				if err := d.deliver(ctx, t, p); err != nil {
+					return fmt.Errorf("gateway: downlink %s topic %q partition %d: %w", store.UpdatesStream, t, p, err)
+				}
+			}
+		}
+		if len(topics) < page {
+			return nil
+		}
+		after = topics[len(topics)-1]
+	}
+}
+
+// deliver delivers one partition of one topic from the gateway's cursor
+// on. A topic without a cursor starts at its oldest message, so that the
+// latest of each MQTT topic ends up retained.
+func (d *downlink) deliver(ctx context.Context, topic string, part int) error {
+	key := topic + "\x00" + strconv.Itoa(part)
+	from, ok := d.pos[key]
+	if !ok {
+		off, has, err := d.st.Cursor(ctx, d.group, topic, part)
+		if err != nil {
+			return err
+		}
+		if has {
+			from = off
+		} else if from, _, err = d.st.Bounds(ctx, topic, part); err != nil {
+			return err
+		}
+	}
+	for {
+		msgs, err := d.st.Read(ctx, topic, part, from, store.ReadOptions{Limit: 256})
+		if errors.Is(err, store.ErrTrimmed) {
+			low, _, berr := d.st.Bounds(ctx, topic, part)
+			if berr != nil {
+				return berr
+			}
+			d.s.log.Warn("downlink skipped messages trimmed by retention", "topic", topic, "partition", part, "from", from, "to", low)
+			from = low
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			d.pos[key] = from
+			return nil
+		}
+		for _, m := range msgs {
+			d.publish(topic, m)
+			from = m.Offset + 1
+		}
+		if err := d.s.state.w.flush(ctx); err != nil {
+			return err
+		}
+		if err := d.st.SetCursor(ctx, d.group, topic, part, from); err != nil {
+			return err
+		}
+		d.pos[key] = from
+	}
+}
+
+func (d *downlink) publish(topic string, m store.Message) {
+	name, ok := DownlinkTopic(topic, m.Headers[HeaderSubtopic])
+	if !ok {
+		d.s.log.Warn("downlink message skipped: bad topic or subtopic", "topic", topic, "subtopic", m.Headers[HeaderSubtopic], "offset", m.Offset)
+		return
+	}
+	qos := byte(1)
+	switch m.Headers[HeaderDownQoS] {
+	case "0":
+		qos = 0
+	case "2":
+		qos = 2
+	}
+	pk := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos, Retain: m.Headers[HeaderRetain] != "false"},
+		TopicName:   name,
+		Payload:     m.Value,
+		PacketID:    uint16(qos), // mochi checks an inline publish has one; it never uses it
+		Created:     d.s.cfg.Now().Unix(),
+	}
+	if err := d.s.mqtt.InjectPacket(d.client, pk); err != nil {
+		d.s.log.Warn("downlink message not published", "topic", name, "offset", m.Offset, "err", err)
+	}
+}
+
+// DownlinkTopic returns the MQTT topic on which a message of
+// /updates/down with the given stream topic and subtopic header is
+// delivered: updates/<topic>[/<subtopic>]. The stream topic must be all,
+// class/<class> or device/<id>; the subtopic, if any, one or more
+// non-empty levels without wildcards.
+func DownlinkTopic(topic, subtopic string) (string, bool) {
+	switch {
+	case topic == "all":
+	case strings.HasPrefix(topic, "class/") && certs.ValidName(topic[len("class/"):]):
+	case strings.HasPrefix(topic, "device/") && certs.ValidName(topic[len("device/"):]):
+	default:
+		return "", false
+	}
+	if subtopic == "" {
+		return "updates/" + topic, true
+	}
+	if len(subtopic) > 1024 || !utf8.ValidString(subtopic) || strings.ContainsAny(subtopic, "+#\x00") ||
+		strings.HasPrefix(subtopic, "$") {
+		return "", false
+	}
+	for _, l := range strings.Split(subtopic, "/") {
+		if l == "" {
+			return "", false
+		}
+	}
+	return "updates/" + topic + "/" + subtopic, true
+}

@@ -1,0 +1,135 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/weft-io/weft/store"
+)
+
+// Envelope headers of a device message in /telemetry/events and
+// /telemetry/by_device. The value is the MQTT payload, unchanged.
+const (
+	HeaderDevice    = "device"     // device id, from the certificate
+	HeaderClass     = "class"      // device class, from the certificate
+	HeaderGateway   = "gateway"    // the gateway's Name
+	HeaderTopic     = "mqtt_topic" // the MQTT topic published to
+	HeaderQoS       = "qos"        // "0", "1" or "2"
+	HeaderReceived  = "received"   // receive time, RFC 3339 with nanoseconds, UTC
+	HeaderWill      = "will"       // "true" on a Will message
+	shadowReported  = "shadow/reported"
+	devicesTopicPfx = "devices/"
+)
+
+// OnPublish is the publish path. It runs in the device's connection
+// goroutine before mochi acknowledges anything: the message is checked
+// against the device's rate limits, wrapped in its envelope and appended
+// durably to the store (a shadow report also merged into the shadow);
+// only then does mochi send the PUBACK or PUBREC. Stored messages are
+// not forwarded to MQTT subscribers.
+//
+// A refused message gets, from an MQTT 5 device's point of view, a PUBACK
+// or PUBREC with the reason code (0x96 rate, 0x97 quota, 0x99 not a JSON
+// object, 0x80 other store errors); a QoS 0 message over the rate limit
+// closes the connection with DISCONNECT 0x96, other refused QoS 0
+// messages are dropped. MQTT 3.1.1 has no negative acknowledgement, so a
+// refused QoS 1 or 2 message closes the connection; a device never gets
+// a PUBACK for a message that is not on disk.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil // the downlink
+	}
+	sess := sessionOf(cl)
+	if sess == nil {
+		h.s.metrics.publishRefusals.inc(RefuseNoSessionState)
+		return pk, packets.ErrRejectPacket
+	}
+	qos := pk.FixedHeader.Qos
+	if r := sess.limiter.allow(h.s.cfg.Now(), len(pk.Payload)); r != "" {
+		h.s.metrics.publishRefusals.inc(r)
+		return h.refusePublish(cl, sess, pk, codeRateTooHigh, r, true)
+	}
+	if strings.HasSuffix(pk.TopicName, "/"+shadowReported) && !isJSONObject(pk.Payload) {
+		h.s.metrics.publishRefusals.inc(RefusePayloadFormat)
+		return h.refusePublish(cl, sess, pk, codePayloadFormat, DisconnectPayloadFormat, false)
+	}
+	if err := h.s.ingest(sess.dev, pk.TopicName, qos, pk.Payload, false); err != nil {
+		code, reason := codeUnspecified, RefuseStore
+		if errors.Is(err, store.ErrQuotaExceeded) || errors.Is(err, store.ErrDiskFull) {
+			code, reason = codeQuotaExceeded, RefuseQuota
+		}
+		h.s.metrics.publishRefusals.inc(reason)
+		h.s.log.Warn("message not stored", "device", sess.dev.ID, "topic", pk.TopicName, "err", err)
+		return h.refusePublish(cl, sess, pk, code, DisconnectStore, false)
+	}
+	h.s.metrics.messagesIn.inc(qosLabel(qos))
+	// Acknowledge as usual, but do not retain or forward: devices cannot
+	// subscribe to device topics anyway.
+	return pk, packets.CodeSuccessIgnore
+}
+
+// refusePublish answers a publish that was not stored and tells mochi to
+// do nothing more with it. closeQoS0 closes the connection of a v5 device
+// for a QoS 0 message too (rate limits).
+func (h *hook) refusePublish(cl *mqtt.Client, sess *session, pk packets.Packet, code packets.Code, reason string, closeQoS0 bool) (packets.Packet, error) {
+	v5 := cl.Properties.ProtocolVersion == 5
+	switch {
+	case v5 && pk.FixedHeader.Qos > 0:
+		h.ack(cl, pk, code)
+	case v5 && closeQoS0, !v5 && pk.FixedHeader.Qos > 0, !v5 && closeQoS0:
+		h.disconnect(cl, sess, code, reason)
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+func isJSONObject(b []byte) bool {
+	b = bytes.TrimLeft(b, " \t\r\n")
+	return len(b) > 0 && b[0] == '{' && json.Valid(b)
+}
+
+// ingest makes a device message durable: its envelope appended in one
+// commit to /telemetry/events (topic: the gateway name, key: the device
+// id) and /telemetry/by_device (topic: the device id), after merging a
+// shadow report into the device's shadow.
+func (s *Server) ingest(dev Device, topic string, qos byte, payload []byte, will bool) error {
+	now := s.cfg.Now().UTC()
+	stamp := now.Format(time.RFC3339Nano)
+	if topic == devicesTopicPfx+dev.ID+"/"+shadowReported {
+		if !isJSONObject(payload) {
+			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, store.ErrBadDocument)
+		}
+		patch := fmt.Appendf(nil, `{"reported":%s,"last_seen":%q,"class":%q,"edge":%q}`, bytes.TrimSpace(payload), stamp, dev.Class, s.cfg.Name)
+		if _, err := s.cfg.Store.Table(store.ShadowsTable).Patch(s.storeCtx, dev.ID, patch); err != nil {
+			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, err)
+		}
+	}
+	headers := map[string]string{
+		HeaderDevice:   dev.ID,
+		HeaderClass:    dev.Class,
+		HeaderGateway:  s.cfg.Name,
+		HeaderTopic:    topic,
+		HeaderQoS:      strconv.Itoa(int(qos)),
+		HeaderReceived: stamp,
+	}
+	if will {
+		headers[HeaderWill] = "true"
+	}
+	msg := store.Message{Key: []byte(dev.ID), Value: payload, Headers: headers, Timestamp: now}
+	start := time.Now()
+	_, err := s.cfg.Store.AppendMany(s.storeCtx, []store.AppendRequest{
+		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: []store.Message{msg}},
+		{Path: store.ByDeviceStream, Topic: dev.ID, Partition: -1, Messages: []store.Message{msg}},
+	})
+	if err != nil {
+		return fmt.Errorf("gateway: append: %w", err)
+	}
+	s.metrics.observeAppend(time.Since(start))
+	return nil
+}
