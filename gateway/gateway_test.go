@@ -15,17 +15,17 @@ import (
 
 func TestPublishStoresEnvelope(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-1", "pump")
-	c := e.mustPaho(d, nil)
+	d := e.device(t, "pump-1", "pump")
+	c := e.mustPaho(t, d, nil)
 	for qos := range byte(3) {
 		r := c.publish(t, fmt.Sprintf("devices/pump-1/telemetry/q%d", qos), qos, []byte(fmt.Sprintf("payload %d \x00\xff", qos)))
 		if r.ReasonCode >= 0x80 {
 			t.Fatalf("QoS %d: reason %#x", qos, r.ReasonCode)
 		}
 	}
-	waitFor(t, "3 messages stored", func() bool { return len(e.messages(store.ByDeviceStream, "pump-1")) == 3 })
+	waitFor(t, "3 messages stored", func() bool { return len(e.messages(t, store.ByDeviceStream, "pump-1")) == 3 })
 	for _, s := range []struct{ path, topic string }{{store.EventsStream, testEdge}, {store.ByDeviceStream, "pump-1"}} {
-		msgs := e.messages(s.path, s.topic)
+		msgs := e.messages(t, s.path, s.topic)
 		if len(msgs) != 3 {
 			t.Fatalf("%s/%s: %d messages", s.path, s.topic, len(msgs))
 		}
@@ -71,8 +71,8 @@ func TestPublishStoresEnvelope(t *testing.T) {
 
 func TestShadowAndConnectionState(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-2", "pump")
-	c := e.mustPaho(d, nil)
+	d := e.device(t, "pump-2", "pump")
+	c := e.mustPaho(t, d, nil)
 	var doc struct {
 		Reported  map[string]any `json:"reported"`
 		Connected bool           `json:"connected"`
@@ -83,7 +83,7 @@ func TestShadowAndConnectionState(t *testing.T) {
 	read := func() {
 		t.Helper()
 		doc.Reported = nil
-		if err := json.Unmarshal(e.shadow("pump-2"), &doc); err != nil {
+		if err := json.Unmarshal(e.shadow(t, "pump-2"), &doc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -99,7 +99,7 @@ func TestShadowAndConnectionState(t *testing.T) {
 		t.Fatalf("reported = %s, want %s", got, mustJSON(want))
 	}
 	// Not an object: refused with 0x99, counted, not stored.
-	before := len(e.messages(store.ByDeviceStream, "pump-2"))
+	before := len(e.messages(t, store.ByDeviceStream, "pump-2"))
 	for _, p := range []string{`[1,2]`, `42`, `"x"`, `{"broken"`, ``} {
 		if r := c.publish(t, "devices/pump-2/shadow/reported", 1, []byte(p)); r.ReasonCode != 0x99 {
 			t.Fatalf("payload %q: reason %#x, want 0x99", p, r.ReasonCode)
@@ -108,7 +108,7 @@ func TestShadowAndConnectionState(t *testing.T) {
 	if got := e.srv.Metrics().PublishRefusals(RefusePayloadFormat); got != 5 {
 		t.Fatalf("payload refusals = %d", got)
 	}
-	if after := len(e.messages(store.ByDeviceStream, "pump-2")); after != before {
+	if after := len(e.messages(t, store.ByDeviceStream, "pump-2")); after != before {
 		t.Fatalf("refused reports stored: %d -> %d", before, after)
 	}
 	// The reports themselves are in the device's history.
@@ -135,8 +135,8 @@ func mustJSON(v any) []byte {
 
 func TestDownlink(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-3", "pump")
-	c := e.mustPaho(d, nil)
+	d := e.device(t, "pump-3", "pump")
+	c := e.mustPaho(t, d, nil)
 	sa := c.subscribe(t, 1, "updates/device/pump-3/#", "updates/class/pump/#", "updates/all/#")
 	for i, r := range sa.Reasons {
 		if r != 1 {
@@ -158,7 +158,7 @@ func TestDownlink(t *testing.T) {
 			h[HeaderDownQoS] = tc.qos
 		}
 		payload := fmt.Sprintf("msg-%d", i)
-		e.down(tc.topic, tc.subtopic, payload, h)
+		e.down(t, tc.topic, tc.subtopic, payload, h)
 		m := c.next(t)
 		if m.Topic != tc.want || string(m.Payload) != payload {
 			t.Fatalf("got %s %q, want %s %q", m.Topic, m.Payload, tc.want, payload)
@@ -172,9 +172,9 @@ func TestDownlink(t *testing.T) {
 		}
 	}
 	// Another device's and another class's updates do not reach it.
-	e.down("device/pump-99", "config", "not for you", nil)
-	e.down("class/valve", "config", "not for you", nil)
-	e.down("device/pump-3", "config", "last", nil)
+	e.down(t, "device/pump-99", "config", "not for you", nil)
+	e.down(t, "class/valve", "config", "not for you", nil)
+	e.down(t, "device/pump-3", "config", "last", nil)
 	if m := c.next(t); string(m.Payload) != "last" {
 		t.Fatalf("got %s %q", m.Topic, m.Payload)
 	}
@@ -190,21 +190,21 @@ func TestDownlink(t *testing.T) {
 
 func TestRetainedForLaterSubscriber(t *testing.T) {
 	e := newEnv(t, nil)
-	e.down("class/pump", "config", "v1", nil)
-	e.down("class/pump", "config", "v2", nil)
-	e.down("class/pump", "other", "o1", nil)
+	e.down(t, "class/pump", "config", "v1", nil)
+	e.down(t, "class/pump", "config", "v2", nil)
+	e.down(t, "class/pump", "other", "o1", nil)
 	waitFor(t, "downlink cursor", func() bool {
 		off, ok, _ := e.st.Stream(store.UpdatesStream).Cursor(context.Background(), CursorGroup(testEdge), "class/pump", 0)
 		return ok && off == 3
 	})
-	c := e.mustPaho(e.device("pump-4", "pump"), nil)
+	c := e.mustPaho(t, e.device(t, "pump-4", "pump"), nil)
 	c.subscribe(t, 1, "updates/class/pump/config")
 	m := c.next(t)
 	if m.Topic != "updates/class/pump/config" || string(m.Payload) != "v2" || !m.Retain {
 		t.Fatalf("got %s %q retain %v, want the latest, retained", m.Topic, m.Payload, m.Retain)
 	}
 	// A device of another class gets nothing of it.
-	v := e.mustPaho(e.device("valve-1", "valve"), nil)
+	v := e.mustPaho(t, e.device(t, "valve-1", "valve"), nil)
 	sa := v.subscribe(t, 1, "updates/class/pump/#")
 	if sa.Reasons[0] != 0x87 {
 		t.Fatalf("valve subscribing to pump updates: reason %#x", sa.Reasons[0])
@@ -224,19 +224,19 @@ func persistent() *paho.Connect {
 
 func TestPersistentSessionGetsMissedMessages(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-5", "pump")
-	c := e.mustPaho(d, persistent())
+	d := e.device(t, "pump-5", "pump")
+	c := e.mustPaho(t, d, persistent())
 	c.subscribe(t, 1, "updates/device/pump-5/#")
 	c.close()
 	waitFor(t, "disconnect", func() bool { return e.srv.Metrics().Connections() == 0 })
 
-	e.down("device/pump-5", "a", "missed-1", map[string]string{HeaderRetain: "false"})
-	e.down("device/pump-5", "b", "missed-2", map[string]string{HeaderRetain: "false"})
+	e.down(t, "device/pump-5", "a", "missed-1", map[string]string{HeaderRetain: "false"})
+	e.down(t, "device/pump-5", "b", "missed-2", map[string]string{HeaderRetain: "false"})
 	waitFor(t, "downlink cursor", func() bool {
 		off, ok, _ := e.st.Stream(store.UpdatesStream).Cursor(context.Background(), CursorGroup(testEdge), "device/pump-5", 0)
 		return ok && off == 2
 	})
-	c = e.mustPaho(d, persistent())
+	c = e.mustPaho(t, d, persistent())
 	if !c.connack.SessionPresent {
 		t.Fatal("session not present")
 	}
@@ -252,10 +252,10 @@ func TestPersistentSessionGetsMissedMessages(t *testing.T) {
 
 func TestRestartKeepsSessions(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-6", "pump")
-	c := e.mustPaho(d, persistent())
+	d := e.device(t, "pump-6", "pump")
+	c := e.mustPaho(t, d, persistent())
 	c.subscribe(t, 1, "updates/device/pump-6/#")
-	e.down("device/pump-6", "before", "before-restart", map[string]string{HeaderRetain: "false"})
+	e.down(t, "device/pump-6", "before", "before-restart", map[string]string{HeaderRetain: "false"})
 	if m := c.next(t); string(m.Payload) != "before-restart" {
 		t.Fatalf("got %q", m.Payload)
 	}
@@ -264,13 +264,13 @@ func TestRestartKeepsSessions(t *testing.T) {
 	e.stop()
 
 	// Appended while the gateway is down.
-	e.down("device/pump-6", "during", "during-restart", map[string]string{HeaderRetain: "false"})
+	e.down(t, "device/pump-6", "during", "during-restart", map[string]string{HeaderRetain: "false"})
 	e.start()
 	waitFor(t, "downlink cursor", func() bool {
 		off, ok, _ := e.st.Stream(store.UpdatesStream).Cursor(context.Background(), CursorGroup(testEdge), "device/pump-6", 0)
 		return ok && off == 2
 	})
-	c = e.mustPaho(d, persistent())
+	c = e.mustPaho(t, d, persistent())
 	if !c.connack.SessionPresent {
 		t.Fatal("session not present after restart")
 	}
@@ -279,7 +279,7 @@ func TestRestartKeepsSessions(t *testing.T) {
 	}
 	// The subscription survived: a new message arrives without
 	// subscribing again.
-	e.down("device/pump-6", "after", "after-restart", nil)
+	e.down(t, "device/pump-6", "after", "after-restart", nil)
 	if m := c.next(t); string(m.Payload) != "after-restart" {
 		t.Fatalf("got %q", m.Payload)
 	}
@@ -292,20 +292,20 @@ func TestRestartKeepsSessions(t *testing.T) {
 
 func TestStoreRefusalIsNotAcknowledged(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-7", "pump")
-	c := e.mustPaho(d, nil)
+	d := e.device(t, "pump-7", "pump")
+	c := e.mustPaho(t, d, nil)
 	c.publish(t, "devices/pump-7/telemetry", 1, []byte("fits"))
 	if err := e.st.SetVolume(context.Background(), "telemetry", store.VolumeOptions{Quota: 1}); err != nil {
 		t.Fatal(err)
 	}
-	before := len(e.messages(store.ByDeviceStream, "pump-7"))
+	before := len(e.messages(t, store.ByDeviceStream, "pump-7"))
 	for qos := byte(1); qos <= 2; qos++ {
 		r := c.publish(t, "devices/pump-7/telemetry", qos, bytes.Repeat([]byte("x"), 1000))
 		if r.ReasonCode != 0x97 {
 			t.Fatalf("QoS %d: reason %#x, want 0x97 quota exceeded", qos, r.ReasonCode)
 		}
 	}
-	if after := len(e.messages(store.ByDeviceStream, "pump-7")); after != before {
+	if after := len(e.messages(t, store.ByDeviceStream, "pump-7")); after != before {
 		t.Fatalf("stored anyway: %d -> %d", before, after)
 	}
 	if got := e.srv.Metrics().PublishRefusals(RefuseQuota); got != 2 {
@@ -314,7 +314,7 @@ func TestStoreRefusalIsNotAcknowledged(t *testing.T) {
 
 	// MQTT 3.1.1 has no negative PUBACK: the connection is closed
 	// instead, and no PUBACK comes.
-	d3 := e.device("pump-7b", "pump")
+	d3 := e.device(t, "pump-7b", "pump")
 	r := e.raw(t, d3.cert, 4)
 	if ack := r.connect("pump-7b", nil); ack.ReasonCode != 0 {
 		t.Fatalf("connack %#x", ack.ReasonCode)
@@ -340,7 +340,7 @@ func TestStoreRefusalIsNotAcknowledged(t *testing.T) {
 
 func TestMQTT311(t *testing.T) {
 	e := newEnv(t, nil)
-	d := e.device("pump-8", "pump")
+	d := e.device(t, "pump-8", "pump")
 	r := e.raw(t, d.cert, 4)
 	if ack := r.connect("pump-8", nil); ack.ReasonCode != 0 {
 		t.Fatalf("connack %#x", ack.ReasonCode)
@@ -361,12 +361,12 @@ func TestMQTT311(t *testing.T) {
 	if !bytes.Equal(sa.ReasonCodes, []byte{1, 0x80}) {
 		t.Fatalf("suback %x", sa.ReasonCodes)
 	}
-	e.down("device/pump-8", "config", "hello", nil)
+	e.down(t, "device/pump-8", "config", "hello", nil)
 	pub := r.mustRead(packets.Publish)
 	if pub.TopicName != "updates/device/pump-8/config" || string(pub.Payload) != "hello" {
 		t.Fatalf("got %s %q", pub.TopicName, pub.Payload)
 	}
-	msgs := e.messages(store.ByDeviceStream, "pump-8")
+	msgs := e.messages(t, store.ByDeviceStream, "pump-8")
 	if len(msgs) != 3 {
 		t.Fatalf("%d messages stored", len(msgs))
 	}
