@@ -16,8 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weft-io/weft/api"
-
 	"github.com/spf13/cobra"
 
 	"github.com/weft-io/weft/store"
@@ -526,42 +524,6 @@ func TestFormatSize(t *testing.T) {
 	}
 }
 
-func TestMessageJSON(t *testing.T) {
-	ts := time.Date(2026, 3, 1, 12, 0, 0, 5, time.FixedZone("CET", 3600))
-	tests := []struct {
-		msg  store.Message
-		want string
-	}{
-		{store.Message{Offset: 7, Partition: 2, Key: []byte("k"), Value: []byte("v"), Headers: map[string]string{"h": "1"}, Timestamp: ts},
-			`{"offset":7,"partition":2,"key":"k","value":"v","headers":{"h":"1"},"timestamp":"2026-03-01T11:00:00.000000005Z"}`},
-		{store.Message{Value: []byte{}, Timestamp: ts},
-			`{"offset":0,"partition":0,"key":null,"value":"","headers":{},"timestamp":"2026-03-01T11:00:00.000000005Z"}`},
-		{store.Message{Key: []byte{0xff}, Value: []byte{0, 0xc3}, Timestamp: ts},
-			`{"offset":0,"partition":0,"key_b64":"/w==","value_b64":"AMM=","headers":{},"timestamp":"2026-03-01T11:00:00.000000005Z"}`},
-	}
-	for _, tt := range tests {
-		b, err := json.Marshal(api.MessageJSON(tt.msg))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !jsonEqual(t, string(b), tt.want) {
-			t.Errorf("api.MessageJSON(%+v) = %s, want %s", tt.msg, b, tt.want)
-		}
-	}
-}
-
-// storeCommands are the commands of this file, for the checks below.
-func storeCommands() []*cobra.Command {
-	return []*cobra.Command{newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd()}
-}
-
-func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
-	fn(cmd)
-	for _, c := range cmd.Commands() {
-		walk(c, fn)
-	}
-}
-
 // TestHelpAndDocs checks that every command has help and is registered,
 // and that docs/cli.md describes it.
 func TestHelpAndDocs(t *testing.T) {
@@ -589,5 +551,17 @@ func TestHelpAndDocs(t *testing.T) {
 				t.Errorf("weft %s has no --data", path)
 			}
 		})
+	}
+}
+
+// storeCommands are the commands of this file, for the checks below.
+func storeCommands() []*cobra.Command {
+	return []*cobra.Command{newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd()}
+}
+
+func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
+	fn(cmd)
+	for _, c := range cmd.Commands() {
+		walk(c, fn)
 	}
 }

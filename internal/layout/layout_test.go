@@ -27,6 +27,8 @@ var tier = map[string]int{
 	"firmware":       1,
 	"device":         1,
 
+	"internal/plainmqtt": 1,
+
 	"edge": 2,
 	"core": 2,
 

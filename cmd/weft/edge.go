@@ -1,0 +1,118 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/weft-io/weft/edge"
+	"gopkg.in/yaml.v3"
+)
+
+// edgeFile is the YAML form of the edge's settings (--config).
+type edgeFile struct {
+	Data    string `yaml:"data"`
+	Certs   string `yaml:"certs"`
+	Name    string `yaml:"name"`
+	MQTT    string `yaml:"mqtt"`
+	HTTP    string `yaml:"http"`
+	Log     string `yaml:"log_level"`
+	Gateway struct {
+		ConnectTimeout time.Duration `yaml:"connect_timeout"`
+		MaxPacketSize  string        `yaml:"max_packet_size"`
+		MaxConnections int           `yaml:"max_connections"`
+		MessageRate    float64       `yaml:"message_rate"`
+		ByteRate       string        `yaml:"byte_rate"`
+	} `yaml:"gateway"`
+	Store struct {
+		MinFree string `yaml:"min_free"`
+	} `yaml:"store"`
+}
+
+func newEdgeCmd() *cobra.Command {
+	var f edgeFile
+	var config string
+	cmd := &cobra.Command{
+		Use:   "edge",
+		Short: "Run an edge node: store, device gateway and HTTP API",
+		Long: `Run an edge node. It opens the store in --data, serves devices over
+mutual-TLS MQTT on --mqtt with the gateway certificate certs/gateways/NAME.*,
+and serves the HTTP API (bearer tokens from 'weft token create') on --http.
+SIGINT or SIGTERM shut it down cleanly.
+
+Settings come from --config (YAML) and flags; flags win. The YAML keys are
+data, certs, name, mqtt, http, log_level, gateway.connect_timeout,
+gateway.max_packet_size, gateway.max_connections, gateway.message_rate,
+gateway.byte_rate and store.min_free.`,
+		Example: `  weft certs init --dir C
+  weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
+  weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if config != "" {
+				b, err := os.ReadFile(config)
+				if err != nil {
+					return err
+				}
+				var fromFile edgeFile
+				if err := yaml.Unmarshal(b, &fromFile); err != nil {
+					return fmt.Errorf("%s: %w", config, err)
+				}
+				mergeEdge(cmd, &f, fromFile)
+			}
+			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(f.Log)); err != nil {
+				return fmt.Errorf("--log-level: %w", err)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
+			g := &cfg.Gateway
+			g.ConnectTimeout, g.MaxConnections, g.MessageRate = f.Gateway.ConnectTimeout, f.Gateway.MaxConnections, f.Gateway.MessageRate
+			for _, sz := range []struct {
+				text string
+				dst  func(int64)
+			}{
+				{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
+				{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
+				{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
+			} {
+				if sz.text == "" {
+					continue
+				}
+				n, err := parseSize(sz.text)
+				if err != nil {
+					return err
+				}
+				sz.dst(n)
+			}
+			return edge.Run(cmd.Context(), cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&config, "config", "", "YAML file with the settings (flags win)")
+	fl.StringVar(&f.Data, "data", "", "data directory of the store (required)")
+	fl.StringVar(&f.Certs, "certs", "", "certificate directory (required)")
+	fl.StringVar(&f.Name, "name", "", "the edge's name (required)")
+	fl.StringVar(&f.MQTT, "mqtt", "127.0.0.1:8883", "MQTT over TLS listen address")
+	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8080", "HTTP API listen address")
+	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// mergeEdge fills the settings not given as flags from the file.
+func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
+	set := func(flag string, dst *string, v string) {
+		if !cmd.Flags().Changed(flag) && v != "" {
+			*dst = v
+		}
+	}
+	set("data", &f.Data, file.Data)
+	set("certs", &f.Certs, file.Certs)
+	set("name", &f.Name, file.Name)
+	set("mqtt", &f.MQTT, file.MQTT)
+	set("http", &f.HTTP, file.HTTP)
+	set("log-level", &f.Log, file.Log)
+	f.Gateway, f.Store = file.Gateway, file.Store
+}

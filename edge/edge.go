@@ -1,0 +1,204 @@
+// Package edge is the edge node: it opens the node's store, runs the
+// device gateway on it, and serves the HTTP API, with one Prometheus
+// registry for all of them. `weft edge` builds a Config and calls Run.
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/gateway"
+	"github.com/weft-io/weft/store"
+)
+
+// Config configures an edge node. DataDir, CertsDir and Name are required.
+type Config struct {
+	// DataDir holds the node's store.
+	DataDir string
+	// CertsDir is a certificate directory holding the device CA
+	// certificate, the gateway's pair gateways/<Name>.crt and .key, the
+	// token public key and, if any, the CRL.
+	CertsDir string
+	// Name is the edge's name: the store's node name, the gateway's name
+	// and the topic of its events.
+	Name string
+	// MQTTAddr is the gateway's TLS listen address. Default 127.0.0.1:8883.
+	MQTTAddr string
+	// HTTPAddr is the HTTP API's listen address. Default 127.0.0.1:8080.
+	HTTPAddr string
+	// Store holds store settings; Dir and Name are set from the above.
+	Store store.Config
+	// Gateway holds gateway settings (limits); the store, name, address
+	// and certificates are set from the above.
+	Gateway gateway.Config
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Node is a running edge node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	gw    *gateway.Server
+	http  *http.Server
+	hln   net.Listener
+	stop  context.CancelFunc
+	done  chan error
+}
+
+// Start opens the store, starts the gateway and the HTTP API, and returns
+// once both listen. Stop it with Shutdown.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.DataDir == "" || cfg.CertsDir == "" || cfg.Name == "" {
+		return nil, errors.New("edge: data directory, certificate directory and name are required")
+	}
+	if !certs.ValidName(cfg.Name) {
+		return nil, fmt.Errorf("edge: invalid name %q", cfg.Name)
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = "127.0.0.1:8883"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log := cfg.Logger.With("node", cfg.Name)
+	auth, err := certs.Load(cfg.CertsDir)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if auth.DeviceCA == nil {
+		return nil, fmt.Errorf("edge: %s holds no device CA certificate", cfg.CertsDir)
+	}
+	if auth.TokenPublicKey == nil {
+		return nil, fmt.Errorf("edge: %s holds no token.pub to verify API tokens", cfg.CertsDir)
+	}
+	certFile, keyFile := certs.Files(cfg.CertsDir, certs.KindGateway, cfg.Name)
+	pair, err := certs.LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("edge: gateway certificate (issue it with `weft certs issue gateway --name %s`): %w", cfg.Name, err)
+	}
+	pool, err := certs.Pool(auth.DeviceCA.PEM)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	rev, err := auth.Revocations(log.With("component", "crl"))
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+
+	sc := cfg.Store
+	sc.Dir, sc.Name = filepath.Clean(cfg.DataDir), cfg.Name
+	if sc.Logger == nil {
+		sc.Logger = log.With("component", "store")
+	}
+	st, err := store.Open(sc)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	gc := cfg.Gateway
+	gc.Store, gc.Name, gc.Addr = st, cfg.Name, cfg.MQTTAddr
+	gc.Certificate, gc.DeviceCAs, gc.Revocations = pair, pool, rev
+	gc.Registerer = reg
+	if gc.Logger == nil {
+		gc.Logger = log
+	}
+	gw, err := gateway.New(gc)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if err := gw.Start(ctx); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api")})
+	if err != nil {
+		gw.Shutdown(context.Background())
+		st.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	hln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		gw.Shutdown(context.Background())
+		st.Close()
+		return nil, fmt.Errorf("edge: http: %w", err)
+	}
+	reqCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	n := &Node{
+		cfg: cfg, log: log, store: st, gw: gw, hln: hln, stop: stop, done: make(chan error, 1),
+		http: &http.Server{
+			Handler:           apiSrv.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return reqCtx },
+		},
+	}
+	go func() {
+		err := n.http.Serve(hln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		n.done <- err
+	}()
+	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir)
+	return n, nil
+}
+
+// Run starts the node and serves until ctx ends, then shuts it down.
+func Run(ctx context.Context, cfg Config) error {
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-n.done:
+		n.done <- serveErr
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, n.Shutdown(sctx))
+}
+
+// Store is the node's store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// Gateway is the node's device gateway.
+func (n *Node) Gateway() *gateway.Server { return n.gw }
+
+// MQTTAddr is the address the gateway listens on.
+func (n *Node) MQTTAddr() net.Addr { return n.gw.Addr() }
+
+// HTTPAddr is the address the HTTP API listens on.
+func (n *Node) HTTPAddr() net.Addr { return n.hln.Addr() }
+
+// Shutdown stops the HTTP API and the gateway, then closes the store.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stop() // ends blocking reads
+	herr := n.http.Shutdown(ctx)
+	gerr := n.gw.Shutdown(ctx)
+	serr := n.store.Close()
+	n.log.Info("edge stopped")
+	if errors.Is(herr, http.ErrServerClosed) {
+		herr = nil
+	}
+	return errors.Join(herr, gerr, serr)
+}
