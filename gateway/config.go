@@ -74,8 +74,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer, if set, gets the gateway's Metrics registered on it.
 	Registerer prometheus.Registerer
-	// Now is the clock used for envelopes, shadows and rate limits.
-	// Default time.Now.
+	// Now is the clock of envelope and shadow timestamps and of rate
+	// limits (network deadlines and certificate validity use the system
+	// clock). Default time.Now.
 	Now func() time.Time
 }
 

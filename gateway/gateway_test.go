@@ -376,3 +376,145 @@ func TestMQTT311(t *testing.T) {
 		}
 	}
 }
+
+func TestRateLimits(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.MessageRate, c.MessageBurst = 0.5, 3
+		c.MaxPacketSize, c.ByteRate, c.ByteBurst = 1024, 1, 1000 // the burst is raised to 1024
+	})
+	m := e.srv.Metrics()
+	c := e.mustPaho(t, e.device(t, "rate-1", "pump"), nil)
+	for i := range 3 {
+		if r := c.publish(t, "devices/rate-1/telemetry", 1, []byte("x")); r.ReasonCode != 0 {
+			t.Fatalf("message %d: %#x", i, r.ReasonCode)
+		}
+	}
+	for qos := byte(1); qos <= 2; qos++ {
+		if r := c.publish(t, "devices/rate-1/telemetry", qos, []byte("x")); r.ReasonCode != 0x96 {
+			t.Fatalf("QoS %d over the rate: %#x, want 0x96", qos, r.ReasonCode)
+		}
+	}
+	if got := m.PublishRefusals(RefuseMessageRate); got != 2 {
+		t.Fatalf("message rate refusals = %d", got)
+	}
+	if n := len(e.messages(t, store.ByDeviceStream, "rate-1")); n != 3 {
+		t.Fatalf("%d messages stored", n)
+	}
+	// QoS 0 over the rate: DISCONNECT 0x96.
+	c.publish(t, "devices/rate-1/telemetry", 0, []byte("x"))
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("not disconnected")
+	}
+	waitFor(t, "rate disconnect counted", func() bool { return m.Disconnects(DisconnectMessageRate) == 1 })
+
+	// Bytes: 1024 in the bucket, 1 a second.
+	c = e.mustPaho(t, e.device(t, "rate-2", "pump"), nil)
+	if r := c.publish(t, "devices/rate-2/telemetry", 1, make([]byte, 700)); r.ReasonCode != 0 {
+		t.Fatalf("first 700 bytes: %#x", r.ReasonCode)
+	}
+	if r := c.publish(t, "devices/rate-2/telemetry", 1, make([]byte, 700)); r.ReasonCode != 0x96 {
+		t.Fatalf("next 700 bytes: %#x, want 0x96", r.ReasonCode)
+	}
+	if got := m.PublishRefusals(RefuseByteRate); got != 1 {
+		t.Fatalf("byte rate refusals = %d", got)
+	}
+	// MQTT 3.1.1: the connection is closed, with no PUBACK.
+	r := e.raw(t, e.device(t, "rate-3", "pump").cert, 4)
+	r.connect("rate-3", nil)
+	for i := range 3 {
+		r.send(publishPacket(4, "devices/rate-3/telemetry", 1, uint16(i+1), []byte("x"), nil))
+		r.mustRead(packets.Puback)
+	}
+	r.send(publishPacket(4, "devices/rate-3/telemetry", 1, 4, []byte("x"), nil))
+	if pk, err := r.read(); err == nil {
+		t.Fatalf("got packet type %d, want the connection closed", pk.FixedHeader.Type)
+	}
+	waitFor(t, "rate disconnect counted", func() bool { return m.Disconnects(DisconnectMessageRate) == 2 })
+}
+
+func TestWillStored(t *testing.T) {
+	e := newEnv(t, nil)
+	d := e.device(t, "will-1", "pump")
+	for _, v := range []byte{4, 5} {
+		r := e.raw(t, d.cert, v)
+		r.connect("will-1", func(p *packets.Packet) {
+			p.Connect.WillFlag = true
+			p.Connect.WillTopic = "devices/will-1/events/offline"
+			p.Connect.WillPayload = []byte(fmt.Sprintf("gone v%d", v))
+			p.Connect.WillQos = 1
+		})
+		r.conn.Close() // no DISCONNECT: the Will goes out
+		waitFor(t, "will stored", func() bool { return len(e.messages(t, store.ByDeviceStream, "will-1")) == int(v-3) })
+		m := e.messages(t, store.ByDeviceStream, "will-1")[v-4]
+		if string(m.Value) != fmt.Sprintf("gone v%d", v) || m.Headers[HeaderWill] != "true" ||
+			m.Headers[HeaderTopic] != "devices/will-1/events/offline" || m.Headers[HeaderDevice] != "will-1" {
+			t.Fatalf("stored %q %v", m.Value, m.Headers)
+		}
+	}
+	// A clean DISCONNECT drops the Will.
+	r := e.raw(t, d.cert, 5)
+	r.connect("will-1", func(p *packets.Packet) {
+		p.Connect.WillFlag = true
+		p.Connect.WillTopic = "devices/will-1/events/offline"
+		p.Connect.WillPayload = []byte("not sent")
+	})
+	r.send([]byte{0xe0, 0x00})
+	r.closed()
+	waitFor(t, "disconnected", func() bool { return e.srv.Metrics().Connections() == 0 })
+	if n := len(e.messages(t, store.ByDeviceStream, "will-1")); n != 2 {
+		t.Fatalf("%d messages", n)
+	}
+}
+
+// TestResendChecksACL: a device whose new certificate names another class
+// does not get the messages queued for its old class (mochi resends
+// inflight messages without asking the ACL, upstream #504).
+func TestResendChecksACL(t *testing.T) {
+	e := newEnv(t, nil)
+	old := e.device(t, "morph-1", "pump")
+	c := e.mustPaho(t, old, persistent())
+	c.subscribe(t, 1, "updates/class/pump/#", "updates/device/morph-1/#")
+	c.close()
+	waitFor(t, "disconnect", func() bool { return e.srv.Metrics().Connections() == 0 })
+	e.down(t, "class/pump", "config", "for pumps", map[string]string{HeaderRetain: "false"})
+	e.down(t, "device/morph-1", "config", "for me", map[string]string{HeaderRetain: "false"})
+	waitFor(t, "downlink cursor", func() bool {
+		off, ok, _ := e.st.Stream(store.UpdatesStream).Cursor(context.Background(), CursorGroup(testEdge), "device/morph-1", 0)
+		return ok && off == 1
+	})
+
+	iss, err := e.auth.IssueDevice("morph-1", "valve", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tlsPair(iss.CertPEM, iss.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c = e.mustPaho(t, &devCert{id: "morph-1", class: "valve", cert: cert}, persistent())
+	if !c.connack.SessionPresent {
+		t.Fatal("session not present")
+	}
+	if m := c.next(t); string(m.Payload) != "for me" {
+		t.Fatalf("got %s %q", m.Topic, m.Payload)
+	}
+	select {
+	case m := <-c.msgs:
+		t.Fatalf("got %s %q", m.Topic, m.Payload)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if got := e.srv.Metrics().ACLRefusalsOp(OpLabelResend, ReasonOtherClass); got != 1 {
+		t.Fatalf("resend refusals = %d", got)
+	}
+	// The old subscription no longer delivers either.
+	e.down(t, "class/pump", "config", "for pumps again", nil)
+	e.down(t, "device/morph-1", "config", "for me again", nil)
+	if m := c.next(t); string(m.Payload) != "for me again" {
+		t.Fatalf("got %s %q", m.Topic, m.Payload)
+	}
+	if got := e.srv.Metrics().ACLRefusalsOp(OpLabelSubscribe, ReasonOtherClass); got == 0 {
+		t.Fatal("delivery refusal not counted")
+	}
+}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync/atomic"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -110,5 +109,3 @@ func (g *guardConn) reject(err error) {
 	// the TLS connection never interleaves it with another packet.
 	g.Conn.Write([]byte{packets.Disconnect << 4, 1, codePacketTooLarge.Code})
 }
-
-var _ = atomic.Int64{}

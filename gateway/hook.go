@@ -398,6 +398,9 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 	if pk.FixedHeader.Type != packets.Connack || pk.ReasonCode >= packets.ErrUnspecifiedError.Code {
 		return pk
 	}
+	if sess := sessionOf(cl); sess == nil || sess.refused.Load() {
+		return pk // a 3.1.1 refusal (its return codes are below 0x80)
+	}
 	if cl.Properties.ProtocolVersion == 5 {
 		pk.Properties.MaximumPacketSize = uint32(h.s.cfg.MaxPacketSize)
 		pk.Properties.TopicAliasMaximum = uint16(h.s.cfg.TopicAliasMaximum)

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
-	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
 )
@@ -109,10 +108,9 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.started {
+	if s.started || s.stopped {
 		return errors.New("gateway: already started")
 	}
-	s.started = true
 
 	if err := s.prepareStore(ctx); err != nil {
 		return err
@@ -183,6 +181,7 @@ func (s *Server) Start(ctx context.Context) error {
 			}
 		}
 	}()
+	s.started = true
 	s.log.Info("gateway listening", "addr", s.ln.ln.Addr().String())
 	return nil
 }
@@ -239,7 +238,7 @@ func (s *Server) sweep() {
 	if s.closing.Load() {
 		return
 	}
-	now := s.cfg.Now()
+	now := time.Now()
 	for _, cl := range s.mqtt.Clients.GetAll() {
 		sess := sessionOf(cl)
 		if sess == nil || cl.Closed() {
@@ -290,5 +289,3 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 func (h minLevel) WithGroup(n string) slog.Handler {
 	return minLevel{h.Handler.WithGroup(n), h.level}
 }
-
-var _ = packets.Connect

@@ -488,9 +488,7 @@ func (w *stateWriter) enqueue(key string, val json.RawMessage) uint64 {
 		// A late hook call (mochi's housekeeping racing its own shutdown):
 		// write it at once.
 		w.mu.Unlock()
-		if err := w.apply(map[string]json.RawMessage{key: val}); err != nil {
-			w.log.Warn("session state not stored", "key", key, "err", err)
-		}
+		w.apply(map[string]json.RawMessage{key: val}) // logs its errors
 		return 0
 	}
 	w.seq++
