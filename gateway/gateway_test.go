@@ -518,3 +518,66 @@ func TestResendChecksACL(t *testing.T) {
 		t.Fatal("delivery refusal not counted")
 	}
 }
+
+func TestTakeoverKeepsConnected(t *testing.T) {
+	e := newEnv(t, nil)
+	d := e.device(t, "twice-1", "pump")
+	connected := func() bool {
+		var doc struct {
+			Connected bool `json:"connected"`
+		}
+		json.Unmarshal(e.shadow(t, "twice-1"), &doc)
+		return doc.Connected
+	}
+	for range 5 {
+		a := e.mustPaho(t, d, nil)
+		b := e.mustPaho(t, d, nil) // takes over a's session
+		select {
+		case <-a.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("first connection not closed")
+		}
+		waitFor(t, "one connection", func() bool { return e.srv.Metrics().Connections() == 1 })
+		if !connected() {
+			t.Fatal("device shown disconnected while its second connection is up")
+		}
+		b.close()
+		waitFor(t, "disconnected", func() bool { return !connected() })
+	}
+	if got := e.srv.Metrics().Disconnects(""); got != 0 {
+		t.Fatalf("takeovers counted as forced disconnects: %d", got)
+	}
+}
+
+func TestSessionRecords(t *testing.T) {
+	e := newEnv(t, nil)
+	tab := e.st.Table(StateTable(testEdge))
+	has := func(key string) bool {
+		_, err := tab.Get(context.Background(), key)
+		return err == nil
+	}
+	clean := e.mustPaho(t, e.device(t, "rec-clean", "pump"), nil)
+	clean.subscribe(t, 1, "updates/all/#")
+	kept := e.mustPaho(t, e.device(t, "rec-kept", "pump"), persistent())
+	kept.subscribe(t, 1, "updates/all/#")
+	for _, k := range []string{clientKey("rec-clean"), subKey("rec-clean", "updates/all/#"), clientKey("rec-kept"), subKey("rec-kept", "updates/all/#")} {
+		if !has(k) {
+			t.Fatalf("%s not stored before the SUBACK", k)
+		}
+	}
+	clean.close()
+	kept.close()
+	waitFor(t, "disconnects", func() bool { return e.srv.Metrics().Connections() == 0 })
+	e.stop() // makes pending state writes durable
+	if has(clientKey("rec-clean")) || has(subKey("rec-clean", "updates/all/#")) {
+		t.Fatal("clean session kept")
+	}
+	if !has(clientKey("rec-kept")) || !has(subKey("rec-kept", "updates/all/#")) {
+		t.Fatal("persistent session lost")
+	}
+	var rec clientRecord
+	d, _ := tab.Get(context.Background(), clientKey("rec-kept"))
+	if err := json.Unmarshal(d.Value, &rec); err != nil || rec.Class != "pump" || rec.Serial == "" {
+		t.Fatalf("record %s: %v", d.Value, err)
+	}
+}

@@ -243,8 +243,8 @@ func (s *Server) connectionEnded(sess *session, err error) {
 	s.hook.storeWill(cl)
 	expire := (cl.Properties.ProtocolVersion == 5 && cl.Properties.Props.SessionExpiryInterval == 0) ||
 		(cl.Properties.ProtocolVersion < 5 && cl.Properties.Clean)
-	s.hook.OnDisconnect(cl, err, expire)
 	s.state.OnDisconnect(cl, err, expire)
+	s.hook.OnDisconnect(cl, err, expire)
 	if expire && !cl.IsTakenOver() {
 		cl.ClearInflights()
 		s.mqtt.UnsubscribeClient(cl)

@@ -134,7 +134,10 @@ func (s *Server) Start(ctx context.Context) error {
 
 	s.hook = &hook{s: s}
 	s.state = newStateHook(s)
-	for _, h := range []mqtt.Hook{s.hook, s.state} {
+	// The state hook goes first: its OnDisconnect must see whether the
+	// connection is still its device's current one before the weft hook
+	// clears that.
+	for _, h := range []mqtt.Hook{s.state, s.hook} {
 		if err := s.mqtt.AddHook(h, nil); err != nil {
 			s.state.w.close()
 			return fmt.Errorf("gateway: %w", err)
