@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"net/url"
@@ -385,25 +386,31 @@ func TestAttackMatrix(t *testing.T) {
 			r.closed()
 		}, refusal(RefuseBadConnect)},
 		{"QoS 2 duplicate packet ids without PUBREL", func(t *testing.T, e *env) {
-			d := e.device(t, "dup-1", "pump")
-			r := e.raw(t, d.cert, 4)
-			r.connect("dup-1", nil)
-			for i := range 5 {
-				r.send(publishPacket(4, "devices/dup-1/telemetry", 2, 7, []byte("once"), nil))
-				if pk := r.mustRead(packets.Pubrec); pk.PacketID != 7 {
-					t.Fatalf("pubrec %d for send %d", pk.PacketID, i)
+			for _, v := range []byte{4, 5} {
+				id := fmt.Sprintf("dup-%d", v)
+				d := e.device(t, id, "pump")
+				r := e.raw(t, d.cert, v)
+				r.connect(id, nil)
+				topic := "devices/" + id + "/telemetry"
+				for i := range 5 {
+					r.send(publishPacket(v, topic, 2, 7, []byte("once"), func(p *packets.Packet) { p.FixedHeader.Dup = i > 0 }))
+					if pk := r.mustRead(packets.Pubrec); pk.PacketID != 7 || pk.ReasonCode != 0 {
+						t.Fatalf("v%d send %d: pubrec %d reason %#x", v, i, pk.PacketID, pk.ReasonCode)
+					}
 				}
-			}
-			if n := len(e.messages(t, store.ByDeviceStream, "dup-1")); n != 1 {
-				t.Fatalf("stored %d times", n)
-			}
-			r.send(pubrelPacket(4, 7))
-			r.mustRead(packets.Pubcomp)
-			// After PUBREL the id is free again: a new message.
-			r.send(publishPacket(4, "devices/dup-1/telemetry", 2, 7, []byte("twice"), nil))
-			r.mustRead(packets.Pubrec)
-			if n := len(e.messages(t, store.ByDeviceStream, "dup-1")); n != 2 {
-				t.Fatalf("stored %d messages", n)
+				if n := len(e.messages(t, store.ByDeviceStream, id)); n != 1 {
+					t.Fatalf("stored %d times", n)
+				}
+				r.send(pubrelPacket(v, 7))
+				r.mustRead(packets.Pubcomp)
+				// After PUBREL the id is free again: a new message.
+				r.send(publishPacket(v, topic, 2, 7, []byte("twice"), nil))
+				r.mustRead(packets.Pubrec)
+				r.send(pubrelPacket(v, 7))
+				r.mustRead(packets.Pubcomp)
+				if n := len(e.messages(t, store.ByDeviceStream, id)); n != 2 {
+					t.Fatalf("stored %d messages", n)
+				}
 			}
 		}, func(m *Metrics) uint64 { return m.PublishRefusals(RefuseDuplicateQoS2) }},
 	}

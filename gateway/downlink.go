@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,7 @@ func (d *downlink) run(ctx context.Context) {
 	failures := 0
 	for {
 		changed := d.st.Changed()
-		err := d.pass(ctx)
+		err := d.safePass(ctx)
 		if ctx.Err() != nil {
 			return
 		}
@@ -88,6 +89,18 @@ func (d *downlink) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// safePass is pass, turning a panic (a bug) into an error so that the
+// gateway goes on serving and retries.
+func (d *downlink) safePass(ctx context.Context) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			d.pos = map[string]uint64{} // start again from the durable cursors
+			err = fmt.Errorf("gateway: downlink panicked: %v\n%s", r, debug.Stack())
+		}
+	}()
+	return d.pass(ctx)
 }
 
 // pass delivers everything new in every topic of the stream.

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/big"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -241,6 +242,11 @@ func (s *Server) sweep() {
 	if s.closing.Load() {
 		return
 	}
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("session sweep panicked", "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	now := time.Now()
 	for _, cl := range s.mqtt.Clients.GetAll() {
 		sess := sessionOf(cl)
