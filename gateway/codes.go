@@ -79,7 +79,6 @@ const (
 	RefuseStore          = "store_error"         // the store failed to make the message durable
 	RefusePayloadFormat  = "payload_format"      // shadow/reported that is not a JSON object
 	RefuseDuplicateQoS2  = "duplicate_packet_id" // QoS 2 packet id reused before PUBREL (not stored twice)
-	RefuseNotAuthorized  = "not_authorized"      // the ACL refused the topic
 	RefuseNoSessionState = "no_session"          // no identity bound to the connection (a bug)
 )
 

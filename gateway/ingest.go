@@ -17,13 +17,16 @@ import (
 // Envelope headers of a device message in /telemetry/events and
 // /telemetry/by_device. The value is the MQTT payload, unchanged.
 const (
-	HeaderDevice    = "device"     // device id, from the certificate
-	HeaderClass     = "class"      // device class, from the certificate
-	HeaderGateway   = "gateway"    // the gateway's Name
-	HeaderTopic     = "mqtt_topic" // the MQTT topic published to
-	HeaderQoS       = "qos"        // "0", "1" or "2"
-	HeaderReceived  = "received"   // receive time, RFC 3339 with nanoseconds, UTC
-	HeaderWill      = "will"       // "true" on a Will message
+	HeaderDevice   = "device"     // device id, from the certificate
+	HeaderClass    = "class"      // device class, from the certificate
+	HeaderGateway  = "gateway"    // the gateway's Name
+	HeaderTopic    = "mqtt_topic" // the MQTT topic published to
+	HeaderQoS      = "qos"        // "0", "1" or "2"
+	HeaderReceived = "received"   // receive time, RFC 3339 with nanoseconds, UTC
+	HeaderWill     = "will"       // "true" on a Will message
+)
+
+const (
 	shadowReported  = "shadow/reported"
 	devicesTopicPfx = "devices/"
 )
