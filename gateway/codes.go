@@ -42,7 +42,7 @@ const (
 	RefuseTLS                = "tls"                 // any other TLS handshake failure
 	RefuseHandshakeTimeout   = "handshake_timeout"   // TLS handshake not done within the CONNECT deadline
 	RefuseConnectTimeout     = "connect_timeout"     // no CONNECT within the deadline
-	RefuseBadConnect         = "bad_connect"         // first packet not a valid CONNECT
+	RefuseBadConnect         = "bad_connect"         // first packet not a valid CONNECT, or closed before one
 	RefuseClientID           = "client_id"           // MQTT client id is not the device id
 	RefuseWill               = "will_not_allowed"    // Will topic outside the device's topics
 	RefuseMaxConnections     = "max_connections"     // MaxConnections sessions already

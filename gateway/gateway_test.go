@@ -259,6 +259,11 @@ func TestRestartKeepsSessions(t *testing.T) {
 	if m := c.next(t); string(m.Payload) != "before-restart" {
 		t.Fatalf("got %q", m.Payload)
 	}
+	e.down(t, "class/pump", "config", "retained-before", nil)
+	waitFor(t, "downlink cursor", func() bool {
+		off, ok, _ := e.st.Stream(store.UpdatesStream).Cursor(context.Background(), CursorGroup(testEdge), "class/pump", 0)
+		return ok && off == 1
+	})
 	c.close()
 	waitFor(t, "disconnect", func() bool { return e.srv.Metrics().Connections() == 0 })
 	e.stop()
@@ -287,6 +292,13 @@ func TestRestartKeepsSessions(t *testing.T) {
 	case m := <-c.msgs:
 		t.Fatalf("redelivered %q", m.Payload)
 	case <-time.After(200 * time.Millisecond):
+	}
+	// The retained message came back from the store, not from the stream
+	// (the cursor is past it).
+	late := e.mustPaho(t, e.device(t, "pump-6b", "pump"), nil)
+	late.subscribe(t, 1, "updates/class/pump/#")
+	if m := late.next(t); string(m.Payload) != "retained-before" || !m.Retain {
+		t.Fatalf("got %q retain %v", m.Payload, m.Retain)
 	}
 }
 
