@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -107,5 +108,6 @@ func (g *guardConn) reject(err error) {
 	}
 	// DISCONNECT, remaining length 1, reason code 0x95. A single write:
 	// the TLS connection never interleaves it with another packet.
+	g.Conn.SetWriteDeadline(time.Now().Add(time.Second)) // the connection is closed next anyway
 	g.Conn.Write([]byte{packets.Disconnect << 4, 1, codePacketTooLarge.Code})
 }
