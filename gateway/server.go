@@ -124,7 +124,7 @@ func (s *Server) Start(ctx context.Context) error {
 	caps.TopicAliasMaximum = uint16(s.cfg.TopicAliasMaximum)
 	caps.MaximumSessionExpiryInterval = uint32(min(s.cfg.SessionExpiry/time.Second, math.MaxUint32))
 	caps.MaximumMessageExpiryInterval = 0 // updates stay retained until replaced
-	caps.MaximumClientWritesPending = 1024
+	caps.MaximumClientWritesPending = 256 // a buffer per connection: keep idle connections small
 	caps.MaximumInflight = 1024
 	caps.SharedSubAvailable = 0
 	s.mqtt = mqtt.New(&mqtt.Options{
