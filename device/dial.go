@@ -11,6 +11,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/eclipse/paho.golang/packets"
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/weft-io/weft/certs"
 )
@@ -119,7 +120,9 @@ func Connect(ctx context.Context, dc DialConfig, id string, cert tls.Certificate
 	if err != nil {
 		return nil, err
 	}
-	cfg := paho.ClientConfig{ClientID: id, Conn: conn}
+	// paho writes a packet in several Write calls; the lock keeps packets
+	// written from several goroutines whole.
+	cfg := paho.ClientConfig{ClientID: id, Conn: packets.NewThreadSafeConn(conn)}
 	if onPublish != nil {
 		cfg.OnPublishReceived = []func(paho.PublishReceived) (bool, error){onPublish}
 	}
