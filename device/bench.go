@@ -216,4 +216,3 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	return res, nil
 }
-
