@@ -27,7 +27,7 @@ func (s *Store) Delete(ctx context.Context, path string) error {
 	if isWellKnown(path) {
 		return fmt.Errorf("%w: %s is a well-known object", ErrInvalid, path)
 	}
-	err = s.do(ctx, 256, freesSpace, func(w *wtx) error {
+	err = s.do(ctx, 256, true, func(w *wtx) error {
 		m, _, _, err := w.object(path, "")
 		if err != nil {
 			return err
@@ -96,7 +96,7 @@ func (s *Store) sweepTomb(ctx context.Context, vol, name string) error {
 		pfx := objKey(vol, kind, name, "")
 		for {
 			done := false
-			err := s.do(ctx, 0, freesSpace, func(w *wtx) error {
+			err := s.do(ctx, 0, true, func(w *wtx) error {
 				it := w.txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
 				var keys [][]byte
 				var sizes []int
@@ -122,7 +122,7 @@ func (s *Store) sweepTomb(ctx context.Context, vol, name string) error {
 		}
 	}
 	// Drop cached partition heads of the deleted stream.
-	return s.do(ctx, 0, freesSpace, func(w *wtx) error {
+	return s.do(ctx, 0, true, func(w *wtx) error {
 		for id := range w.s.heads {
 			if strings.HasPrefix(id, path+"\x00") {
 				delete(w.s.heads, id)

@@ -74,7 +74,7 @@ func (f *File) Write(ctx context.Context, r io.Reader) (Info, error) {
 		}
 	}
 	var out Info
-	err = s.do(ctx, 256, 0, func(w *wtx) error {
+	err = s.do(ctx, 256, false, func(w *wtx) error {
 		m, _, _, err := w.object(path, "")
 		created := false
 		switch {
@@ -112,7 +112,7 @@ func (f *File) Write(ctx context.Context, r io.Reader) (Info, error) {
 }
 
 func (f *File) writeChunks(ctx context.Context, vol, name string, gen, idx uint64, data []byte) error {
-	return f.v.s.do(ctx, len(data), 0, func(w *wtx) error {
+	return f.v.s.do(ctx, len(data), false, func(w *wtx) error {
 		if err := w.checkQuota(vol, len(data)); err != nil {
 			return err
 		}
@@ -152,7 +152,7 @@ func (w *wtx) dropChunks(vol, name string, keep uint64) error {
 // dropGen removes the chunks of an unfinished write, best effort: chunks
 // left behind are removed by the next write or delete of the file.
 func (f *File) dropGen(vol, name string, gen uint64) {
-	_ = f.v.s.do(context.Background(), 0, freesSpace, func(w *wtx) error {
+	_ = f.v.s.do(context.Background(), 0, true, func(w *wtx) error {
 		pfx := binary.BigEndian.AppendUint64(objKey(vol, kindChunk, name, ""), gen)
 		it := w.txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
 		var keys [][]byte

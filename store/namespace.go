@@ -161,9 +161,6 @@ func (w *wtx) object(path string, kind Kind) (*Info, string, string, error) {
 		return nil, "", "", fmt.Errorf("%w: %s is a volume", ErrWrongKind, path)
 	}
 	m, ok := w.metas[path]
-	if !ok && w.prev != nil {
-		m, ok = w.prev.w.metas[path]
-	}
 	if !ok {
 		w.s.mu.RLock()
 		m = w.s.metas[path]
@@ -186,11 +183,6 @@ func (w *wtx) object(path string, kind Kind) (*Info, string, string, error) {
 func (w *wtx) volume(vol string) (*VolumeInfo, error) {
 	if vi, ok := w.vols[vol]; ok {
 		return vi, nil
-	}
-	if w.prev != nil {
-		if vi, ok := w.prev.w.vols[vol]; ok {
-			return vi, nil
-		}
 	}
 	w.s.mu.RLock()
 	vi := w.s.volumes[vol]
@@ -238,7 +230,7 @@ func (w *wtx) audit(action, path string, detail any) error {
 // Audit appends a record of an action taken by subject (an API caller) to
 // the audit stream.
 func (s *Store) Audit(ctx context.Context, subject, action, path string, detail any) error {
-	return s.do(ctx, 256, 0, func(w *wtx) error {
+	return s.do(ctx, 256, false, func(w *wtx) error {
 		return w.audit(action, path, map[string]any{"subject": subject, "detail": detail})
 	})
 }
@@ -251,7 +243,7 @@ func (s *Store) CreateVolume(ctx context.Context, name string, opts VolumeOption
 	if opts.TTL < 0 || opts.Quota < 0 {
 		return fmt.Errorf("%w: negative ttl or quota", ErrInvalid)
 	}
-	return s.do(ctx, 256, 0, func(w *wtx) error {
+	return s.do(ctx, 256, false, func(w *wtx) error {
 		if _, err := w.volume(name); err == nil {
 			return fmt.Errorf("%w: volume %s", ErrExists, name)
 		}
@@ -268,7 +260,7 @@ func (s *Store) SetVolume(ctx context.Context, name string, opts VolumeOptions) 
 	if opts.TTL < 0 || opts.Quota < 0 {
 		return fmt.Errorf("%w: negative ttl or quota", ErrInvalid)
 	}
-	return s.do(ctx, 256, 0, func(w *wtx) error {
+	return s.do(ctx, 256, false, func(w *wtx) error {
 		old, err := w.volume(name)
 		if err != nil {
 			return err
@@ -364,7 +356,7 @@ func (s *Store) create(ctx context.Context, m *Info) error {
 	if err := s.sweepTomb(ctx, vol, name); err != nil {
 		return err
 	}
-	return s.do(ctx, 256, 0, func(w *wtx) error {
+	return s.do(ctx, 256, false, func(w *wtx) error {
 		if err := w.createObject(m); err != nil {
 			return err
 		}
@@ -571,7 +563,7 @@ func (s *Store) bootstrap() error {
 	if !missing {
 		return nil
 	}
-	return s.do(context.Background(), 1024, 0, func(w *wtx) error {
+	return s.do(context.Background(), 1024, false, func(w *wtx) error {
 		for _, vol := range WellKnownVolumes {
 			if _, err := w.volume(vol); err != nil {
 				if err := w.writeVolume(&VolumeInfo{Name: vol, Created: w.now.UTC()}); err != nil {

@@ -159,7 +159,7 @@ func (s *Store) trimBelow(ctx context.Context, path, topic string, part int, kee
 	prefix := partPrefix(vol, name, topic, part)
 	for {
 		more := false
-		err := s.do(ctx, 0, freesSpace, func(w *wtx) error {
+		err := s.do(ctx, 0, true, func(w *wtx) error {
 			if _, _, _, err := w.object(path, KindStream); err != nil {
 				return err
 			}

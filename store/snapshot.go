@@ -34,7 +34,7 @@ func (s *Store) CreateSnapshot(ctx context.Context, vol, name string) (Snapshot,
 		return Snapshot{}, err
 	}
 	var sn Snapshot
-	err := s.do(ctx, 256, 0, func(w *wtx) error {
+	err := s.do(ctx, 256, false, func(w *wtx) error {
 		if _, err := w.volume(vol); err != nil {
 			return err
 		}
@@ -56,7 +56,7 @@ func (s *Store) CreateSnapshot(ctx context.Context, vol, name string) (Snapshot,
 
 // DeleteSnapshot deletes a snapshot; its versions become garbage.
 func (s *Store) DeleteSnapshot(ctx context.Context, vol, name string) error {
-	return s.do(ctx, 256, freesSpace, func(w *wtx) error {
+	return s.do(ctx, 256, true, func(w *wtx) error {
 		if v, err := w.get(snapshotKey(vol, name)); err != nil {
 			return err
 		} else if v == nil {

@@ -84,7 +84,6 @@ type Store struct {
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
 	heads      map[string]*partState
-	prev       *inflight // the group being written, writer only
 	groupBytes int
 	rr         uint64 // round-robin counter for keyless appends, writer only
 

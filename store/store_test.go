@@ -383,7 +383,7 @@ func TestCorruptBatch(t *testing.T) {
 	val, _ := item.ValueCopy(nil)
 	txn.Discard()
 	val[len(val)-1] ^= 0xff
-	err = s.do(ctx, 0, 0, func(w *wtx) error { return w.set(vol, key, val, 0) })
+	err = s.do(ctx, 0, false, func(w *wtx) error { return w.set(vol, key, val, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}

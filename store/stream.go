@@ -89,7 +89,7 @@ func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, 
 		}
 	}
 	var res [][]Pos
-	err := s.do(ctx, size, appendOnly, func(w *wtx) error {
+	err := s.do(ctx, size, false, func(w *wtx) error {
 		res = make([][]Pos, len(reqs))
 		// Check everything before staging anything.
 		metas := make([]*Info, len(reqs))
@@ -200,13 +200,6 @@ func (w *wtx) head(path, vol, name, topic string, part int) (*partState, error) 
 	id := partID(path, topic, part)
 	if h, ok := w.heads[id]; ok {
 		return h, nil
-	}
-	if w.prev != nil {
-		if h, ok := w.prev.w.heads[id]; ok {
-			c := *h
-			w.heads[id] = &c
-			return &c, nil
-		}
 	}
 	if h, ok := w.s.heads[id]; ok {
 		c := *h
@@ -457,7 +450,7 @@ func (st *Stream) SetCursor(ctx context.Context, group, topic string, part int, 
 	if st.v.ts != 0 {
 		return ErrReadOnly
 	}
-	return st.v.s.do(ctx, 64, 0, func(w *wtx) error {
+	return st.v.s.do(ctx, 64, false, func(w *wtx) error {
 		m, vol, name, err := w.object(st.path, KindStream)
 		if err != nil {
 			return err

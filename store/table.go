@@ -155,11 +155,7 @@ func (t *Table) mutate(ctx context.Context, key, op string, conds []Cond, next f
 		return Doc{}, ErrReadOnly
 	}
 	var out Doc
-	flags := opFlags(0)
-	if op == "delete" {
-		flags = freesSpace
-	}
-	err := t.v.s.do(ctx, 512, flags, func(w *wtx) error {
+	err := t.v.s.do(ctx, 512, op == "delete", func(w *wtx) error {
 		m, vol, name, err := w.object(t.path, KindTable)
 		if err != nil {
 			return err

@@ -15,31 +15,19 @@ import (
 // be safe to run again (a group is replayed without a request that failed
 // after writing).
 type wop struct {
-	fn    func(w *wtx) error
-	size  int
-	flags opFlags
-	err   error
-	done  chan struct{}
+	fn         func(w *wtx) error
+	size       int
+	freesSpace bool // deletes and trims may proceed on a nearly full disk
+	err        error
+	done       chan struct{}
 }
 
-type opFlags uint8
-
-const (
-	// freesSpace: deletes and trims may proceed on a nearly full disk.
-	freesSpace opFlags = 1 << iota
-	// appendOnly: the request only appends to streams. It needs nothing
-	// from the store but object metadata and partition heads, which the
-	// writer also knows for a commit still in flight, so it may be staged
-	// while the previous group is being written.
-	appendOnly
-)
-
 // do submits fn to the writer and waits until it is durable or failed.
-func (s *Store) do(ctx context.Context, size int, flags opFlags, fn func(w *wtx) error) error {
+func (s *Store) do(ctx context.Context, size int, freesSpace bool, fn func(w *wtx) error) error {
 	if s.closed.Load() {
 		return ErrClosed
 	}
-	op := &wop{fn: fn, size: size, flags: flags, done: make(chan struct{})}
+	op := &wop{fn: fn, size: size, freesSpace: freesSpace, done: make(chan struct{})}
 	select {
 	case s.ops <- op:
 	case <-s.closing:
@@ -67,7 +55,6 @@ func (s *Store) writer() {
 		case op := <-s.ops:
 			group = append(group, op)
 		case <-s.closing:
-			s.settle()
 			s.drain()
 			return
 		}
@@ -119,7 +106,7 @@ func (s *Store) commitGroup(group []*wop) {
 		live = live[:0:0]
 		for _, op := range group {
 			limit := s.cfg.MinFreeBytes
-			if op.flags&freesSpace != 0 {
+			if op.freesSpace {
 				limit /= 2
 			}
 			if free < limit {
@@ -138,18 +125,12 @@ func (s *Store) commitGroup(group []*wop) {
 // commit first.
 func (s *Store) runGroup(queue []*wop) {
 	for len(queue) > 0 {
-		if queue[0].flags&appendOnly == 0 {
-			s.settle() // fresh reads; a failure there concerns only its own group
-		}
 		w := s.newWtx()
 		var ok []*wop
 		var failErr error
 		n := 0
 		for ; n < len(queue); n++ {
 			op := queue[n]
-			if w.prev != nil && op.flags&appendOnly == 0 {
-				break // needs fresh reads: it goes into the next group
-			}
 			before := w.writes
 			err := op.fn(w)
 			if err == nil {
@@ -164,15 +145,16 @@ func (s *Store) runGroup(queue []*wop) {
 			failErr = err
 			break
 		}
-		if n == len(queue) || failErr == nil {
-			w.commit(ok)
-			queue = queue[n:]
-			continue
+		if n == len(queue) {
+			err := w.commit()
+			for _, op := range ok {
+				op.err = err
+				close(op.done)
+			}
+			return
 		}
 		w.txn.Discard()
 		if errors.Is(failErr, badger.ErrTxnTooBig) && len(ok) > 0 {
-			// The writes of ok stand in a discarded transaction: run them
-			// again on their own.
 			s.runGroup(ok)
 			queue = queue[n:]
 			continue
@@ -187,7 +169,6 @@ func (s *Store) runGroup(queue []*wop) {
 // store's memory that take effect only if the commit succeeds.
 type wtx struct {
 	s      *Store
-	prev   *inflight // the group being written while this one is staged; nil when none
 	txn    *badger.Txn
 	ts     uint64
 	now    time.Time
@@ -204,23 +185,11 @@ type wtx struct {
 }
 
 func (s *Store) newWtx() *wtx {
-	if inf := s.prev; inf != nil {
-		select {
-		case <-inf.done:
-			s.settle()
-		default:
-		}
-	}
 	last := s.ts.Load()
-	ts := last + 1
-	if s.prev != nil {
-		ts = s.prev.w.ts + 1
-	}
 	return &wtx{
 		s:       s,
-		prev:    s.prev,
 		txn:     s.db.NewTransactionAt(last, true),
-		ts:      ts,
+		ts:      last + 1,
 		now:     s.cfg.Now(),
 		heads:   map[string]*partState{},
 		pending: map[string]*pendingPart{},
@@ -303,9 +272,6 @@ func (w *wtx) get(key []byte) ([]byte, error) {
 func (w *wtx) used(vol string) int64 {
 	w.s.mu.RLock()
 	u := w.s.usage[vol]
-	if w.prev != nil && !w.prev.applied {
-		u += w.prev.w.usage[vol]
-	}
 	w.s.mu.RUnlock()
 	return u + w.usage[vol]
 }
@@ -324,119 +290,31 @@ func (w *wtx) checkQuota(vol string, n int) error {
 	return nil
 }
 
-// commit writes the group's batches and submits its transaction; ops are
-// answered when it is durable. The transaction is written while the
-// writer goes on staging the next group (appends only, see appendOnly),
-// and a commit waits for the one before it, so they land in order.
-func (w *wtx) commit(ops []*wop) {
-	s := w.s
-	if len(ops) == 0 {
-		w.txn.Discard()
-		return
-	}
-	fail := func(err error) {
-		w.txn.Discard()
-		for _, op := range ops {
-			op.err = err
-			close(op.done)
-		}
-	}
+func (w *wtx) commit() error {
+	defer w.txn.Discard()
 	for _, p := range w.order {
 		if err := w.flushPart(p); err != nil {
-			fail(err)
-			return
-		}
-	}
-	if w.prev != nil {
-		if err := s.settle(); err != nil {
-			fail(fmt.Errorf("store: an earlier commit failed: %w", err))
-			return
+			return err
 		}
 	}
 	for vol, d := range w.usage {
 		if d == 0 {
 			continue
 		}
-		u := max(w.used(vol), 0)
+		u := w.used(vol)
+		if u < 0 {
+			u = 0
+		}
 		if err := w.txn.Set(usageKey(vol), binary.BigEndian.AppendUint64(nil, uint64(u))); err != nil {
-			fail(fmt.Errorf("store: write: %w", err))
-			return
+			return fmt.Errorf("store: write: %w", err)
 		}
 	}
-	inf := &inflight{w: w, done: make(chan struct{})}
-	s.prev = inf
-	if err := w.txn.CommitAt(w.ts, func(err error) { s.committed(inf, ops, err) }); err != nil {
-		panic(err) // CommitAt with a callback reports errors through it
+	if err := w.txn.CommitAt(w.ts, nil); err != nil {
+		return fmt.Errorf("store: commit: %w", err)
 	}
-}
-
-// inflight is a group whose transaction has been handed to Badger.
-type inflight struct {
-	w       *wtx
-	done    chan struct{}
-	err     error
-	applied bool // under s.mu: its changes are in the store's memory
-}
-
-// committed runs when Badger has written a group (or failed to): the
-// store's memory takes the group's changes and its callers are answered.
-func (s *Store) committed(inf *inflight, ops []*wop, err error) {
-	w := inf.w
-	if err != nil {
-		err = fmt.Errorf("store: commit: %w", err)
-	} else {
-		s.ts.Store(w.ts)
-		s.mu.Lock()
-		for vol, d := range w.usage {
-			s.usage[vol] = max(s.usage[vol]+d, 0)
-		}
-		if len(w.metas) > 0 {
-			s.metaGen++
-		}
-		for p, m := range w.metas {
-			if m == nil {
-				delete(s.metas, p)
-			} else {
-				s.metas[p] = m
-			}
-		}
-		for name, v := range w.vols {
-			s.volumes[name] = v
-		}
-		for k, ts := range w.snaps {
-			if ts == 0 {
-				delete(s.snapTS, k)
-			} else {
-				s.snapTS[k] = ts
-			}
-		}
-		inf.applied = true
-		s.mu.Unlock()
-		s.wake(w.wake)
-	}
-	inf.err = err
-	for _, op := range ops {
-		op.err = err
-		close(op.done)
-	}
-	close(inf.done)
-}
-
-// settle waits for the group in flight, if any, and takes its partition
-// heads into the writer's cache. If it failed, the cache is dropped: the
-// offsets it handed out never became durable.
-func (s *Store) settle() error {
-	inf := s.prev
-	if inf == nil {
-		return nil
-	}
-	<-inf.done
-	s.prev = nil
-	if inf.err != nil {
-		clear(s.heads)
-		return inf.err
-	}
-	for k, h := range inf.w.heads {
+	s := w.s
+	s.ts.Store(w.ts)
+	for k, h := range w.heads {
 		if len(s.heads) >= maxHeadCache {
 			for k := range s.heads { // evict an arbitrary entry
 				delete(s.heads, k)
@@ -445,5 +323,34 @@ func (s *Store) settle() error {
 		}
 		s.heads[k] = h
 	}
+	s.mu.Lock()
+	for vol, d := range w.usage {
+		s.usage[vol] += d
+		if s.usage[vol] < 0 {
+			s.usage[vol] = 0
+		}
+	}
+	if len(w.metas) > 0 {
+		s.metaGen++
+	}
+	for p, m := range w.metas {
+		if m == nil {
+			delete(s.metas, p)
+		} else {
+			s.metas[p] = m
+		}
+	}
+	for name, v := range w.vols {
+		s.volumes[name] = v
+	}
+	for k, ts := range w.snaps {
+		if ts == 0 {
+			delete(s.snapTS, k)
+		} else {
+			s.snapTS[k] = ts
+		}
+	}
+	s.mu.Unlock()
+	s.wake(w.wake)
 	return nil
 }
