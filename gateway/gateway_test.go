@@ -64,7 +64,8 @@ func TestPublishStoresEnvelope(t *testing.T) {
 			t.Errorf("messages in QoS %d = %d", q, m.MessagesIn(q))
 		}
 	}
-	if m.Appends() != 3 || m.Connections() != 1 || m.BytesIn() == 0 {
+	// QoS 0 and 1 messages waiting together share an append.
+	if m.Appends() < 2 || m.Appends() > 3 || m.Connections() != 1 || m.BytesIn() == 0 {
 		t.Errorf("appends %d, connections %d, bytes in %d", m.Appends(), m.Connections(), m.BytesIn())
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -34,6 +35,11 @@ type guardConn struct {
 	length    int // remaining length being decoded
 	lenBytes  int
 	err       error
+
+	// Writes: while corked they gather in wbuf and go out in one write.
+	wmu    sync.Mutex
+	corked bool
+	wbuf   []byte
 }
 
 func (g *guardConn) Read(p []byte) (int, error) {
@@ -53,9 +59,34 @@ func (g *guardConn) Read(p []byte) (int, error) {
 }
 
 func (g *guardConn) Write(p []byte) (int, error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	if g.corked {
+		g.wbuf = append(g.wbuf, p...)
+		return len(p), nil
+	}
 	n, err := g.Conn.Write(p)
 	g.m.bytesOut.Add(uint64(n))
 	return n, err
+}
+
+// cork holds back writes until uncork, which sends them in one TLS
+// record: the PUBACKs of a batch cost one write instead of one each.
+func (g *guardConn) cork() {
+	g.wmu.Lock()
+	g.corked = true
+	g.wmu.Unlock()
+}
+
+func (g *guardConn) uncork() {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	g.corked = false
+	if len(g.wbuf) > 0 {
+		n, _ := g.Conn.Write(g.wbuf)
+		g.m.bytesOut.Add(uint64(n))
+		g.wbuf = g.wbuf[:0]
+	}
 }
 
 // scan advances the framing state over b.

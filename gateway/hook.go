@@ -35,6 +35,8 @@ type session struct {
 	// Used by the connection's reading goroutine only.
 	limiter limiter
 	aliases map[uint16]string // v5 inbound topic aliases
+
+	queue *publishQueue // telemetry on its way to the store
 }
 
 // markClose records why the gateway closes the session; the first
@@ -386,18 +388,22 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 // accepts a client publish to $SYS).
 const dropTopic = "$SYS/weft/duplicate"
 
-// ack sends the PUBACK (QoS 1) or PUBREC (QoS 2) of a refused publish.
+// ack sends the PUBACK (QoS 1) or PUBREC (QoS 2) of a publish the
+// gateway answers itself: a refused one, or one made durable by its queue.
 func (h *hook) ack(cl *mqtt.Client, pk packets.Packet, code packets.Code) {
 	t := byte(packets.Puback)
 	if pk.FixedHeader.Qos == 2 {
 		t = packets.Pubrec
 	}
-	cl.WritePacket(packets.Packet{
+	ack := packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: t},
 		PacketID:    pk.PacketID,
 		ReasonCode:  code.Code,
-		Properties:  packets.Properties{ReasonString: code.Reason},
-	})
+	}
+	if code.Code >= packets.ErrUnspecifiedError.Code {
+		ack.Properties.ReasonString = code.Reason
+	}
+	cl.WritePacket(ack)
 }
 
 // OnPacketEncode adds the gateway's limits to a v5 CONNACK, and before the

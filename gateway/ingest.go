@@ -33,8 +33,10 @@ const (
 
 // OnPublish is the publish path. It runs in the device's connection
 // goroutine before mochi acknowledges anything: the message is checked
-// against the device's rate limits, wrapped in its envelope and appended
-// durably to the store (a shadow report also merged into the shadow);
+// against the device's rate limits and wrapped in its envelope. QoS 0 and
+// 1 telemetry goes to the connection's publishQueue, which appends it and
+// sends the PUBACK once it is durable; a shadow report (also merged into
+// the shadow) or a QoS 2 message is appended here, after the queue, and
 // only then does mochi send the PUBACK or PUBREC. Stored messages are
 // not forwarded to MQTT subscribers.
 //
@@ -63,11 +65,16 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.s.metrics.publishRefusals.inc(RefusePayloadFormat)
 		return h.refusePublish(cl, sess, pk, codePayloadFormat, DisconnectPayloadFormat, false)
 	}
+	if qos <= 1 && !strings.HasSuffix(pk.TopicName, "/"+shadowReported) {
+		// Telemetry and events: made durable in order, in batches, while
+		// the connection reads on; the PUBACK follows the append.
+		sess.queue.push(cl, pk)
+		return pk, packets.ErrRejectPacket
+	}
+	// Shadow reports and QoS 2 take the direct path, after what is queued.
+	sess.queue.drain()
 	if err := h.s.ingest(sess.dev, pk.TopicName, qos, pk.Payload, false); err != nil {
-		code, reason := codeUnspecified, RefuseStore
-		if errors.Is(err, store.ErrQuotaExceeded) || errors.Is(err, store.ErrDiskFull) {
-			code, reason = codeQuotaExceeded, RefuseQuota
-		}
+		code, reason := storeRefusal(err)
 		h.s.metrics.publishRefusals.inc(reason)
 		h.s.log.Warn("message not stored", "device", sess.dev.ID, "topic", pk.TopicName, "err", err)
 		return h.refusePublish(cl, sess, pk, code, DisconnectStore, false)
@@ -76,6 +83,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	// Acknowledge as usual, but do not retain or forward: devices cannot
 	// subscribe to device topics anyway.
 	return pk, packets.CodeSuccessIgnore
+}
+
+// storeRefusal is the reason code and metric label for a store error.
+func storeRefusal(err error) (packets.Code, string) {
+	if errors.Is(err, store.ErrQuotaExceeded) || errors.Is(err, store.ErrDiskFull) {
+		return codeQuotaExceeded, RefuseQuota
+	}
+	return codeUnspecified, RefuseStore
 }
 
 // refusePublish answers a publish that was not stored and tells mochi to
@@ -113,22 +128,35 @@ func (s *Server) ingest(dev Device, topic string, qos byte, payload []byte, will
 			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, err)
 		}
 	}
+	msg := s.envelope(dev, topic, qos, payload, will, now)
+	return s.appendMessages(dev, []store.Message{msg})
+}
+
+// envelope wraps a device message for the store: the payload unchanged,
+// the device's identity and the MQTT details in headers.
+func (s *Server) envelope(dev Device, topic string, qos byte, payload []byte, will bool, now time.Time) store.Message {
 	headers := map[string]string{
 		HeaderDevice:   dev.ID,
 		HeaderClass:    dev.Class,
 		HeaderGateway:  s.cfg.Name,
 		HeaderTopic:    topic,
 		HeaderQoS:      strconv.Itoa(int(qos)),
-		HeaderReceived: stamp,
+		HeaderReceived: now.Format(time.RFC3339Nano),
 	}
 	if will {
 		headers[HeaderWill] = "true"
 	}
-	msg := store.Message{Key: []byte(dev.ID), Value: payload, Headers: headers, Timestamp: now}
+	return store.Message{Key: []byte(dev.ID), Value: payload, Headers: headers, Timestamp: now}
+}
+
+// appendMessages appends a device's messages, in one durable commit, to
+// /telemetry/events (topic: the gateway name, key: the device id) and
+// /telemetry/by_device (topic: the device id).
+func (s *Server) appendMessages(dev Device, msgs []store.Message) error {
 	start := time.Now()
 	_, err := s.cfg.Store.AppendMany(s.storeCtx, []store.AppendRequest{
-		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: []store.Message{msg}},
-		{Path: store.ByDeviceStream, Topic: dev.ID, Partition: -1, Messages: []store.Message{msg}},
+		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: msgs},
+		{Path: store.ByDeviceStream, Topic: dev.ID, Partition: -1, Messages: msgs},
 	})
 	if err != nil {
 		return fmt.Errorf("gateway: append: %w", err)

@@ -189,6 +189,7 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	sess.id = id
 	sess.dev = Device{ID: id.ID, Class: id.Class}
 	sess.limiter = newLimiter(&s.cfg, s.cfg.Now())
+	sess.queue = newPublishQueue(s, sess)
 	g := &guardConn{Conn: tc, sess: sess, max: s.cfg.MaxPacketSize, m: s.metrics}
 	sess.conn = g
 
