@@ -20,4 +20,5 @@ var (
 	ErrClosed        = errors.New("store: closed")
 	ErrNotEmpty      = errors.New("store: not empty")
 	ErrInvalid       = errors.New("store: invalid argument")
+	ErrGap           = errors.New("store: replica batch leaves a gap")
 )
