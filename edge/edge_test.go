@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/device"
-	"github.com/weft-io/weft/store"
 )
 
 // TestEdge runs a whole edge node: a device publishes over mTLS MQTT, the
@@ -22,33 +20,13 @@ import (
 // appended through the API reaches the device, and /metrics shows the
 // gateway.
 func TestEdge(t *testing.T) {
-	dir := t.TempDir()
-	certsDir := filepath.Join(dir, "certs")
-	if err := certs.Init(certsDir, false); err != nil {
-		t.Fatal(err)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, certsDir := startTestEdge(t, ctx)
 	auth, err := certs.Load(certsDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	iss, err := auth.IssueGateway("edge1", []string{"127.0.0.1"}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := auth.Save(iss); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	n, err := Start(ctx, Config{
-		DataDir: filepath.Join(dir, "data"), CertsDir: certsDir, Name: "edge1",
-		MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Store: store.Config{MinFreeBytes: -1},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Shutdown(context.Background())
 	base := "http://" + n.HTTPAddr().String()
 	admin, err := certs.IssueToken(auth.TokenKey, certs.TokenClaims{Subject: "test", Role: certs.RoleAdmin}, time.Hour)
 	if err != nil {

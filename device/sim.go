@@ -1,0 +1,337 @@
+package device
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// Class describes a simulated device class: its telemetry channels, each
+// with a base value, a daily swing and noise, and the valid setpoint range.
+type Class struct {
+	Name     string
+	Channels []Channel
+	// Setpoint range a device accepts from its desired state.
+	SetpointMin, SetpointMax float64
+	DefaultSetpoint          float64
+}
+
+// Channel is one telemetry value of a class.
+type Channel struct {
+	Name        string
+	Base, Swing float64 // daily sine around Base
+	Noise       float64 // standard deviation
+}
+
+// Classes are the simulated fleet's device classes.
+var Classes = []Class{
+	{Name: "pump", SetpointMin: 1, SetpointMax: 10, DefaultSetpoint: 4, Channels: []Channel{
+		{"pressure_bar", 4, 0.5, 0.05}, {"flow_lpm", 120, 30, 2}, {"temperature_c", 45, 5, 0.3}}},
+	{Name: "chiller", SetpointMin: -10, SetpointMax: 15, DefaultSetpoint: 6, Channels: []Channel{
+		{"supply_c", 6, 1, 0.1}, {"return_c", 12, 2, 0.2}, {"power_kw", 30, 10, 0.5}}},
+	{Name: "meter", SetpointMin: 0, SetpointMax: 1000, DefaultSetpoint: 500, Channels: []Channel{
+		{"voltage_v", 230, 3, 0.5}, {"current_a", 15, 8, 0.4}, {"frequency_hz", 50, 0.02, 0.01}}},
+}
+
+// SimConfig describes a simulated fleet.
+type SimConfig struct {
+	Dial DialConfig
+	// CertsDir holds the device CA and the devices' certificates (issued
+	// there when it holds the CA key).
+	CertsDir string
+	// Count of devices, spread over Classes in turn. Default 10.
+	Count int
+	// IDPrefix of the device ids: <prefix>-<class>-<n>. Default "sim".
+	IDPrefix string
+	// Interval between telemetry samples until a device is told
+	// otherwise (desired sample_interval_s). Default 5 s.
+	Interval time.Duration
+	// AnomalyRate is the chance per sample that an anomaly starts: a few
+	// samples far off the normal band. Default 0.002.
+	AnomalyRate float64
+	// ApplyDelay is how long a device takes to apply a desired change
+	// before it reports it. Default 300 ms.
+	ApplyDelay time.Duration
+	// Logger receives the fleet's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Fleet is a running simulated fleet.
+type Fleet struct {
+	cfg     SimConfig
+	log     *slog.Logger
+	mu      sync.Mutex
+	online  map[string]bool
+	ids     []string
+	stopped chan struct{}
+}
+
+// IDs are the fleet's device ids.
+func (f *Fleet) IDs() []string { return f.ids }
+
+// Online is the number of devices connected right now.
+func (f *Fleet) Online() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, on := range f.online {
+		if on {
+			n++
+		}
+	}
+	return n
+}
+
+// Done is closed when every device has stopped.
+func (f *Fleet) Done() <-chan struct{} { return f.stopped }
+
+// StartFleet connects the fleet and runs it until ctx ends. Devices that
+// lose their connection reconnect with backoff; their sessions are
+// persistent, so they get the updates they missed.
+func StartFleet(ctx context.Context, cfg SimConfig) (*Fleet, error) {
+	if cfg.Count <= 0 {
+		cfg.Count = 10
+	}
+	if cfg.IDPrefix == "" {
+		cfg.IDPrefix = "sim"
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 5 * time.Second
+	}
+	if cfg.AnomalyRate == 0 {
+		cfg.AnomalyRate = 0.002
+	}
+	if cfg.ApplyDelay == 0 {
+		cfg.ApplyDelay = 300 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	f := &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), online: map[string]bool{}, stopped: make(chan struct{})}
+	byClass := map[string][]int{}
+	for i := 0; i < cfg.Count; i++ {
+		c := Classes[i%len(Classes)]
+		f.ids = append(f.ids, fmt.Sprintf("%s-%s-%d", cfg.IDPrefix, c.Name, i/len(Classes)))
+		byClass[c.Name] = append(byClass[c.Name], i)
+	}
+	creds := make([]tls.Certificate, len(f.ids))
+	for _, c := range Classes {
+		idx := byClass[c.Name]
+		if len(idx) == 0 {
+			continue
+		}
+		ids := make([]string, len(idx))
+		for j, i := range idx {
+			ids[j] = f.ids[i]
+		}
+		cs, pool, err := Credentials(cfg.CertsDir, ids, c.Name)
+		if err != nil {
+			return nil, err
+		}
+		if f.cfg.Dial.Roots == nil {
+			f.cfg.Dial.Roots = pool
+		}
+		for j, i := range idx {
+			creds[i] = cs[j]
+		}
+	}
+	var wg sync.WaitGroup
+	for i, id := range f.ids {
+		d := &simDevice{f: f, id: id, class: Classes[i%len(Classes)], cert: creds[i], rng: rand.New(rand.NewPCG(uint64(i), 7))}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Stagger the connects over the first interval.
+			select {
+			case <-time.After(time.Duration(i) * time.Second / time.Duration(max(50, cfg.Count/10))):
+			case <-ctx.Done():
+				return
+			}
+			d.run(ctx)
+		}()
+	}
+	go func() { wg.Wait(); close(f.stopped) }()
+	return f, nil
+}
+
+// simDevice is one simulated device: telemetry, desired-state handling.
+type simDevice struct {
+	f     *Fleet
+	id    string
+	class Class
+	cert  tls.Certificate
+	rng   *rand.Rand
+
+	mu       sync.Mutex
+	interval time.Duration
+	setpoint float64
+	anomaly  int // samples of anomaly left
+	changed  chan struct{}
+}
+
+func (d *simDevice) setOnline(on bool) {
+	d.f.mu.Lock()
+	d.f.online[d.id] = on
+	d.f.mu.Unlock()
+}
+
+func (d *simDevice) run(ctx context.Context) {
+	d.interval, d.setpoint, d.changed = d.f.cfg.Interval, d.class.DefaultSetpoint, make(chan struct{}, 1)
+	backoff := time.Second
+	for ctx.Err() == nil {
+		err := d.session(ctx)
+		d.setOnline(false)
+		if ctx.Err() != nil {
+			return
+		}
+		d.f.log.Debug("device disconnected", "device", d.id, "err", err)
+		select {
+		case <-time.After(backoff + time.Duration(d.rng.Int64N(int64(backoff)))):
+		case <-ctx.Done():
+			return
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// session is one connection: subscribe, report state, publish telemetry
+// until the connection or ctx ends.
+func (d *simDevice) session(ctx context.Context) error {
+	deltas := make(chan []byte, 16)
+	c, err := Connect(ctx, d.f.cfg.Dial, d.id, d.cert, false, func(p paho.PublishReceived) (bool, error) {
+		if strings.HasSuffix(p.Packet.Topic, "/shadow/delta") || strings.HasSuffix(p.Packet.Topic, "/config") {
+			select {
+			case deltas <- p.Packet.Payload:
+			default:
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	_, err = c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
+		{Topic: "updates/all/#", QoS: 1},
+		{Topic: "updates/class/" + d.class.Name + "/#", QoS: 1},
+		{Topic: "updates/device/" + d.id + "/#", QoS: 1},
+	}})
+	if err != nil {
+		return err
+	}
+	d.setOnline(true)
+	if err := d.report(ctx, c, nil); err != nil {
+		return err
+	}
+	for {
+		d.mu.Lock()
+		interval := d.interval
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.Done():
+			return fmt.Errorf("device %s: connection lost", d.id)
+		case delta := <-deltas:
+			errs := d.apply(delta)
+			select {
+			case <-time.After(d.f.cfg.ApplyDelay):
+			case <-ctx.Done():
+				return nil
+			}
+			if err := d.report(ctx, c, errs); err != nil {
+				return err
+			}
+		case <-time.After(interval):
+			if err := d.sample(ctx, c); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// apply takes the fields of a desired-state delta it understands and
+// returns what it rejects, by field.
+func (d *simDevice) apply(delta []byte) map[string]string {
+	var fields map[string]any
+	if err := json.Unmarshal(delta, &fields); err != nil {
+		return map[string]string{"delta": "not a JSON object"}
+	}
+	errs := map[string]string{}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, v := range fields {
+		n, isNum := v.(float64)
+		switch k {
+		case "sample_interval_s":
+			if !isNum || n < 1 || n > 3600 {
+				errs[k] = fmt.Sprintf("%v is not a number of seconds in 1..3600", v)
+				continue
+			}
+			d.interval = time.Duration(n * float64(time.Second))
+		case "setpoint":
+			if !isNum || n < d.class.SetpointMin || n > d.class.SetpointMax {
+				errs[k] = fmt.Sprintf("%v is outside %g..%g", v, d.class.SetpointMin, d.class.SetpointMax)
+				continue
+			}
+			d.setpoint = n
+		}
+	}
+	return errs
+}
+
+// report publishes the device's state to its shadow: what it runs with,
+// and the errors of the last desired change (null when none).
+func (d *simDevice) report(ctx context.Context, c *paho.Client, errs map[string]string) error {
+	d.mu.Lock()
+	state := map[string]any{
+		"sample_interval_s": d.interval.Seconds(),
+		"setpoint":          d.setpoint,
+		"firmware":          "1.0.0",
+		"error":             nil,
+	}
+	d.mu.Unlock()
+	if len(errs) > 0 {
+		state["error"] = errs
+	}
+	b, _ := json.Marshal(state)
+	_, err := c.Publish(ctx, &paho.Publish{Topic: "devices/" + d.id + "/shadow/reported", QoS: 1, Payload: b})
+	return err
+}
+
+// sample publishes one telemetry reading: each channel on its daily curve
+// with noise, and now and then an anomaly.
+func (d *simDevice) sample(ctx context.Context, c *paho.Client) error {
+	now := time.Now()
+	day := float64(now.Unix()%86400) / 86400 * 2 * math.Pi
+	d.mu.Lock()
+	if d.anomaly == 0 && d.rng.Float64() < d.f.cfg.AnomalyRate {
+		d.anomaly = 3 + d.rng.IntN(5)
+	}
+	anomalous := d.anomaly > 0
+	if anomalous {
+		d.anomaly--
+	}
+	d.mu.Unlock()
+	reading := map[string]any{"ts": now.UTC().Format(time.RFC3339Nano)}
+	for _, ch := range d.class.Channels {
+		v := ch.Base + ch.Swing*math.Sin(day) + d.rng.NormFloat64()*ch.Noise
+		if anomalous {
+			v += (4 + 4*d.rng.Float64()) * math.Max(ch.Swing, ch.Base*0.1)
+		}
+		reading[ch.Name] = math.Round(v*1000) / 1000
+	}
+	b, _ := json.Marshal(reading)
+	_, err := c.Publish(ctx, &paho.Publish{Topic: "devices/" + d.id + "/telemetry", QoS: 1, Payload: b})
+	return err
+}
