@@ -1,0 +1,147 @@
+package wire
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/weft-io/weft/certs"
+)
+
+// ALPN is the TLS application protocol of sync links.
+const ALPN = "weft-sync"
+
+// Keepalive and idle timeout of links: a silent peer is given up after
+// IdleTimeout, and each side sends something every KeepAlive.
+const (
+	KeepAlive   = time.Second
+	IdleTimeout = 5 * time.Second
+)
+
+// TLSConfig describes this node's side of a link.
+type TLSConfig struct {
+	// Certificate is the node's pair (certs/nodes/NAME.*).
+	Certificate *certs.KeyPair
+	// FabricCAs verify the peer: the fabric CA only.
+	FabricCAs *x509.CertPool
+	// Revocations, if not nil, refuses revoked peers.
+	Revocations certs.Revoker
+	// ServerName is the name the server's certificate must carry (client
+	// side). Default: the host of the address dialled.
+	ServerName string
+	// Now is the clock certificates are checked against. Default time.Now.
+	Now func() time.Time
+}
+
+// ServerTLS returns the TLS configuration of a core: TLS 1.3, a client
+// certificate of the fabric CA required, and the client must be an edge.
+func ServerTLS(c TLSConfig) *tls.Config {
+	tc := certs.ServerConfig(c.Certificate, c.FabricCAs, certs.KindNode, nil)
+	tc.MinVersion = tls.VersionTLS13
+	tc.NextProtos = []string{ALPN}
+	tc.VerifyConnection = RequireRole(certs.EdgeNode, c.Revocations, c.Now)
+	return tc
+}
+
+// ClientTLS returns the TLS configuration of an edge: TLS 1.3, the server
+// verified against the fabric CA only and required to be a core.
+func ClientTLS(c TLSConfig) *tls.Config {
+	tc := certs.ClientConfig(c.Certificate, c.FabricCAs, certs.KindNode, nil)
+	tc.MinVersion = tls.VersionTLS13
+	tc.NextProtos = []string{ALPN}
+	tc.ServerName = c.ServerName
+	tc.VerifyConnection = RequireRole(certs.CoreNode, c.Revocations, c.Now)
+	return tc
+}
+
+// RequireRole is a tls.Config.VerifyConnection hook: the peer must present a
+// valid node certificate of the given role, not revoked by rev (which may
+// be nil). It runs on every handshake, resumed ones included.
+func RequireRole(role string, rev certs.Revoker, now func() time.Time) func(tls.ConnectionState) error {
+	if now == nil {
+		now = time.Now
+	}
+	return func(cs tls.ConnectionState) error {
+		id, err := certs.PeerIdentity(cs, certs.KindNode, rev, now())
+		if err != nil {
+			return err
+		}
+		if id.Role != role {
+			return fmt.Errorf("wire: peer %s is not a %s node", id.URI(), role)
+		}
+		return nil
+	}
+}
+
+// QUICConfig returns the QUIC settings of links: 0-RTT off, keepalive and
+// idle timeout as above, flow-control windows sized for bulk transfers,
+// and room for a control stream plus many replicated streams.
+func QUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           5 * time.Second,
+		MaxIdleTimeout:                 IdleTimeout,
+		KeepAlivePeriod:                KeepAlive,
+		Allow0RTT:                      false,
+		InitialStreamReceiveWindow:     1 << 20,
+		MaxStreamReceiveWindow:         16 << 20,
+		InitialConnectionReceiveWindow: 2 << 20,
+		MaxConnectionReceiveWindow:     64 << 20,
+		MaxIncomingStreams:             256,
+		MaxIncomingUniStreams:          -1,
+	}
+}
+
+// Listen listens for links on the UDP address addr.
+func Listen(addr string, tc *tls.Config, qc *quic.Config) (*quic.Listener, error) {
+	if qc == nil {
+		qc = QUICConfig()
+	}
+	ln, err := quic.ListenAddr(addr, tc, qc)
+	if err != nil {
+		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Dial opens a link to the core at addr (host:port, UDP).
+func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+	if qc == nil {
+		qc = QUICConfig()
+	}
+	if tc.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
+		}
+		tc = tc.Clone()
+		tc.ServerName = host
+	}
+	c, err := quic.DialAddr(ctx, addr, tc, qc)
+	if err != nil {
+		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
+	}
+	return c, nil
+}
+
+// Peer returns the identity of the node at the other end of c, read from
+// its verified certificate.
+func Peer(c *quic.Conn) (certs.Identity, error) {
+	return certs.PeerIdentity(c.ConnectionState().TLS, certs.KindNode, nil, time.Now())
+}
+
+// Close closes c with the code of err (CodeNone for nil) and its message.
+func Close(c *quic.Conn, err error) {
+	if err == nil {
+		c.CloseWithError(quic.ApplicationErrorCode(CodeNone), "")
+		return
+	}
+	msg := err.Error()
+	if len(msg) > 512 {
+		msg = msg[:512]
+	}
+	c.CloseWithError(quic.ApplicationErrorCode(CodeOf(err)), msg)
+}
