@@ -84,6 +84,7 @@ type Store struct {
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
 	heads      map[string]*partState
+	mirrors    int // mirror updates pending, writer only after Open
 	groupBytes int
 	rr         uint64 // round-robin counter for keyless appends, writer only
 
@@ -169,6 +170,10 @@ func Open(cfg Config) (*Store, error) {
 	s.latest = &View{s: s}
 	s.groupBytes = min(maxGroupBytes, int(cfg.MemTableSize/10))
 	s.ts.Store(db.MaxVersion())
+	if s.mirrors, err = s.clockAfterMirrors(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.load(); err != nil {
 		db.Close()
 		return nil, err

@@ -182,6 +182,8 @@ type wtx struct {
 	vols    map[string]*VolumeInfo
 	snaps   map[string]uint64 // 0: deleted
 	wake    map[string]struct{}
+
+	mirrorPending int // +1 when a mirror update begins, -1 when published
 }
 
 func (s *Store) newWtx() *wtx {
@@ -309,11 +311,18 @@ func (w *wtx) commit() error {
 			return fmt.Errorf("store: write: %w", err)
 		}
 	}
+	if w.s.mirrors+w.mirrorPending > 0 {
+		// A mirror update is staged above the clock: keep the clock.
+		if err := w.txn.Set(clockKey, binary.BigEndian.AppendUint64(nil, w.ts)); err != nil {
+			return fmt.Errorf("store: write: %w", err)
+		}
+	}
 	if err := w.txn.CommitAt(w.ts, nil); err != nil {
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	s := w.s
 	s.ts.Store(w.ts)
+	s.mirrors += w.mirrorPending
 	for k, h := range w.heads {
 		if len(s.heads) >= maxHeadCache {
 			for k := range s.heads { // evict an arbitrary entry
