@@ -6,14 +6,7 @@ import (
 )
 
 func TestIssueDevices(t *testing.T) {
-	dir := t.TempDir()
-	if err := Init(dir, false); err != nil {
-		t.Fatal(err)
-	}
-	a, err := Load(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newAuthority(t)
 	got, err := a.IssueDevices([]string{"d1", "d2", "d3"}, "pump", time.Hour)
 	if err != nil {
 		t.Fatal(err)
