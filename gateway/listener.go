@@ -167,6 +167,22 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		}
 	}()
 
+	g := l.secure(raw, sess)
+	if g == nil {
+		return
+	}
+	err := establish(listenerID, g)
+	s.connectionEnded(sess, err)
+}
+
+// secure runs the TLS handshake and reads the device's identity; nil means
+// the connection was refused and closed. It is a function of its own so
+// that its locals do not stay on the stack of the connection's long-lived
+// goroutine, which then fits in less memory once mochi reads.
+//
+//go:noinline
+func (l *listener) secure(raw net.Conn, sess *session) *guardConn {
+	s := l.s
 	deadline := time.Now().Add(s.cfg.ConnectTimeout)
 	raw.SetDeadline(deadline)
 	tc := tls.Server(raw, s.tls)
@@ -178,13 +194,13 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		s.metrics.refusals.inc(reason)
 		s.log.Debug("tls handshake refused", "remote", raw.RemoteAddr().String(), "reason", reason, "err", err)
 		raw.Close()
-		return
+		return nil
 	}
 	id, err := certs.PeerIdentity(tc.ConnectionState(), certs.KindDevice, s.revoker(), time.Now())
 	if err != nil { // VerifyConnection passed an instant ago; only the clock moved
 		s.metrics.refusals.inc(identityReason(err))
 		tc.Close()
-		return
+		return nil
 	}
 	sess.id = id
 	sess.dev = Device{ID: id.ID, Class: id.Class}
@@ -192,9 +208,7 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	sess.queue = newPublishQueue(s, sess)
 	g := &guardConn{Conn: tc, sess: sess, max: s.cfg.MaxPacketSize, m: s.metrics}
 	sess.conn = g
-
-	err = establish(listenerID, g)
-	s.connectionEnded(sess, err)
+	return g
 }
 
 // revoker returns the CRL as a certs.Revoker, nil if there is none.
