@@ -99,7 +99,13 @@ func (s *Server) authenticate(r *http.Request) (*certs.TokenClaims, error) {
 	if token == "" {
 		return nil, fmt.Errorf("%w: empty bearer token", certs.ErrTokenMalformed)
 	}
-	return certs.VerifyToken(s.cfg.TokenKey, token, s.cfg.Audience, s.now())
+	claims, err := certs.VerifyToken(s.cfg.TokenKey, token, s.cfg.Audience, s.now())
+	if err != nil && s.oidc != nil && (errors.Is(err, certs.ErrTokenAlgorithm) || errors.Is(err, certs.ErrTokenSignature) ||
+		errors.Is(err, certs.ErrTokenIssuer) || errors.Is(err, certs.ErrTokenAudience)) {
+		// Not one of ours: perhaps the identity provider's.
+		return s.oidc.verify(token, s.now())
+	}
+	return claims, err
 }
 
 // unauthorized answers a request whose token is missing or invalid. As RFC

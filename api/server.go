@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -34,6 +35,9 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; a larger one is answered 413.
 	// Default 8 MiB.
 	MaxBodyBytes int64
+	// OIDC, if set, also accepts tokens of an OpenID Connect provider,
+	// verified against its JWKS.
+	OIDC *OIDC
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock tokens are checked against. Default time.Now.
@@ -50,6 +54,7 @@ type Server struct {
 	mux     *http.ServeMux
 	root    http.Handler
 	metrics *metrics
+	oidc    *oidcVerifier // nil unless Config.OIDC
 
 	// testHookWait, if set, runs just before a blocking read starts to wait.
 	testHookWait func()
@@ -80,6 +85,13 @@ func New(cfg Config) (*Server, error) {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux()}
+	if cfg.OIDC != nil {
+		v, err := newOIDCVerifier(context.Background(), *cfg.OIDC)
+		if err != nil {
+			return nil, err
+		}
+		s.oidc = v
+	}
 	if cfg.Registerer != nil {
 		m, err := newMetrics(cfg.Registerer)
 		if err != nil {
