@@ -26,6 +26,8 @@ var tier = map[string]int{
 	"anomaly":        1,
 	"firmware":       1,
 	"device":         1,
+	"shadow":         1,
+	"console":        1,
 
 	"internal/plainmqtt": 1,
 
@@ -41,6 +43,8 @@ var tier = map[string]int{
 var allowedSameTier = map[string][]string{
 	"sync/replicate": {"sync/wire"},
 	"sync/mirror":    {"sync/wire"},
+	"api":            {"shadow"},
+	"console":        {"api", "shadow"},
 }
 
 type pkg struct {

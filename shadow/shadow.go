@@ -1,0 +1,244 @@
+package shadow
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"strconv"
+	"time"
+
+	"github.com/weft-io/weft/store"
+)
+
+// Field names of the shadow document.
+const (
+	FieldReported   = "reported"
+	FieldDesired    = "desired"
+	FieldDelta      = "delta"
+	FieldReportedTS = "reported_ts"
+	FieldDesiredTS  = "desired_ts"
+	FieldReportedFP = "reported_fp"
+	FieldConnected  = "connected"
+	FieldLastSeen   = "last_seen"
+	FieldClass      = "class"
+	FieldEdge       = "edge"
+	FieldFirmware   = "firmware"
+	FieldScore      = "score"
+)
+
+// DefaultAnomalyThreshold is the score from which a device counts as
+// anomalous, unless a Filter says otherwise.
+const DefaultAnomalyThreshold = 0.8
+
+// Doc is a device's shadow as read from the table, with its delta computed
+// afresh from desired and reported. Its JSON form is what the API answers
+// for a device.
+type Doc struct {
+	ID         string               `json:"id"`
+	Version    uint64               `json:"version"`
+	Updated    time.Time            `json:"updated"`
+	Class      string               `json:"class,omitempty"`
+	Edge       string               `json:"edge,omitempty"`
+	Connected  bool                 `json:"connected"`
+	LastSeen   time.Time            `json:"last_seen,omitzero"`
+	Firmware   string               `json:"firmware,omitempty"`
+	Score      *float64             `json:"score,omitempty"`
+	InSync     bool                 `json:"in_sync"`
+	Reported   map[string]any       `json:"reported"`
+	Desired    map[string]any       `json:"desired"`
+	Delta      map[string]any       `json:"delta"`
+	ReportedTS map[string]time.Time `json:"reported_ts"`
+	DesiredTS  map[string]time.Time `json:"desired_ts"`
+}
+
+// Anomalous reports whether the device's latest score is at or above
+// threshold (DefaultAnomalyThreshold if 0).
+func (d *Doc) Anomalous(threshold float64) bool {
+	if threshold == 0 {
+		threshold = DefaultAnomalyThreshold
+	}
+	return d.Score != nil && *d.Score >= threshold
+}
+
+// Parse returns the shadow a table document holds. It is lenient, as a
+// reader of documents written by several parties must be: a field of the
+// wrong type reads as absent. Only a document that is not a JSON object
+// is an error.
+func Parse(d store.Doc) (Doc, error) {
+	m, err := decodeObject(d.Value)
+	if err != nil {
+		return Doc{}, fmt.Errorf("shadow: device %s: %w", d.Key, err)
+	}
+	return fromMap(d.Key, d.Version, d.Updated, m), nil
+}
+
+// fromMap builds a Doc from a decoded shadow document.
+func fromMap(id string, version uint64, updated time.Time, m map[string]any) Doc {
+	doc := Doc{
+		ID:         id,
+		Version:    version,
+		Updated:    updated,
+		Reported:   objectField(m, FieldReported),
+		Desired:    objectField(m, FieldDesired),
+		ReportedTS: timesField(m, FieldReportedTS),
+		DesiredTS:  timesField(m, FieldDesiredTS),
+	}
+	doc.Class, _ = m[FieldClass].(string)
+	doc.Edge, _ = m[FieldEdge].(string)
+	doc.Connected, _ = m[FieldConnected].(bool)
+	doc.Firmware, _ = m[FieldFirmware].(string)
+	if s, ok := m[FieldLastSeen].(string); ok {
+		doc.LastSeen, _ = time.Parse(time.RFC3339Nano, s)
+	}
+	if f, ok := float(m[FieldScore]); ok {
+		doc.Score = &f
+	}
+	doc.Delta = Delta(doc.Desired, doc.Reported)
+	doc.InSync = len(doc.Delta) == 0
+	return doc
+}
+
+// decodeObject decodes a JSON object keeping numbers as json.Number, so
+// that they are written back exactly as they came.
+func decodeObject(b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("%w: %v", store.ErrBadDocument, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("%w: data after the JSON value", store.ErrBadDocument)
+	}
+	if v == nil {
+		return map[string]any{}, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%w: a shadow is a JSON object", store.ErrBadDocument)
+	}
+	return m, nil
+}
+
+// objectField returns m[k] if it is an object, else an empty one.
+func objectField(m map[string]any, k string) map[string]any {
+	if o, ok := m[k].(map[string]any); ok {
+		return o
+	}
+	return map[string]any{}
+}
+
+// timesField reads a map of field -> RFC 3339 time, skipping what does
+// not parse.
+func timesField(m map[string]any, k string) map[string]time.Time {
+	out := map[string]time.Time{}
+	for f, v := range objectField(m, k) {
+		if s, ok := v.(string); ok {
+			if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+				out[f] = t
+			}
+		}
+	}
+	return out
+}
+
+// fingerprint is a short hash of a value's JSON form (object keys sorted,
+// as encoding/json writes them).
+func fingerprint(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(fmt.Sprint(v))
+	}
+	h := fnv.New64a()
+	h.Write(b)
+	return strconv.FormatUint(h.Sum64(), 36)
+}
+
+// reconcile updates, in the decoded document m, what follows from its
+// reported and desired sides: reported_ts and reported_fp for each
+// reported field whose value changed (stamped with last_seen, the time of
+// the report, or now), firmware from reported.firmware, and the delta. It
+// reports whether it changed anything. It is pure: m and now are all it
+// reads.
+func reconcile(m map[string]any, now time.Time) bool {
+	changed := false
+	reported := objectField(m, FieldReported)
+	desired := objectField(m, FieldDesired)
+
+	stamp := now.UTC().Format(time.RFC3339Nano)
+	if s, ok := m[FieldLastSeen].(string); ok {
+		if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
+			stamp = s
+		}
+	}
+	fps := objectField(m, FieldReportedFP)
+	tss := objectField(m, FieldReportedTS)
+	for k, v := range reported {
+		fp := fingerprint(v)
+		if old, _ := fps[k].(string); old != fp {
+			fps[k], tss[k] = fp, stamp
+			changed = true
+		} else if _, ok := tss[k]; !ok {
+			tss[k] = stamp
+			changed = true
+		}
+	}
+	for k := range fps {
+		if _, ok := reported[k]; !ok {
+			delete(fps, k)
+			changed = true
+		}
+	}
+	for k := range tss {
+		if _, ok := reported[k]; !ok {
+			delete(tss, k)
+			changed = true
+		}
+	}
+	if changed {
+		m[FieldReportedFP], m[FieldReportedTS] = fps, tss
+	}
+
+	if fw, ok := reported["firmware"].(string); ok {
+		if cur, _ := m[FieldFirmware].(string); cur != fw {
+			m[FieldFirmware] = fw
+			changed = true
+		}
+	}
+
+	delta := Delta(desired, reported)
+	old, _ := m[FieldDelta].(map[string]any)
+	if old == nil {
+		old = map[string]any{}
+	}
+	if !Equal(old, delta) || (m[FieldDelta] == nil && changed) {
+		m[FieldDelta] = delta
+		changed = true
+	}
+	return changed
+}
+
+// applyDesired merges patch into the desired side of m, stamps desired_ts
+// for each top-level field the patch names (removing it for a field the
+// patch removes) and recomputes the delta. It is pure.
+func applyDesired(m, patch map[string]any, now time.Time) {
+	desired := objectField(m, FieldDesired)
+	desired = store.MergePatch(desired, patch).(map[string]any)
+	m[FieldDesired] = desired
+	tss := objectField(m, FieldDesiredTS)
+	stamp := now.UTC().Format(time.RFC3339Nano)
+	for k, v := range patch {
+		if v == nil {
+			delete(tss, k)
+		} else {
+			tss[k] = stamp
+		}
+	}
+	m[FieldDesiredTS] = tss
+	m[FieldDelta] = Delta(desired, objectField(m, FieldReported))
+}
+
+// errUnchanged ends a table update that has nothing to write.
+var errUnchanged = errors.New("shadow: unchanged")

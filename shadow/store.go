@@ -1,0 +1,161 @@
+package shadow
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/weft-io/weft/store"
+)
+
+// DeltaSubtopic is the subtopic header of a delta message in
+// /updates/down: the gateway delivers it on
+// updates/device/<id>/shadow/delta.
+const DeltaSubtopic = "shadow/delta"
+
+// Headers of a delta message besides the subtopic.
+const (
+	HeaderSubtopic = "subtopic"       // as gateway.HeaderSubtopic
+	HeaderVersion  = "shadow_version" // the shadow version the delta is of
+)
+
+// ErrDeltaNotSent is returned, wrapped, by SetDesired when the desired
+// state was saved but its delta could not be appended to /updates/down.
+// The Doc returned with it is the saved shadow.
+var ErrDeltaNotSent = errors.New("shadow: desired state saved, delta not sent")
+
+// DeviceTopic is the /updates/down topic of one device.
+func DeviceTopic(id string) string { return "device/" + id }
+
+// Get returns the shadow of device id (store.ErrNotFound if it has none).
+func Get(ctx context.Context, st *store.Store, id string) (Doc, error) {
+	d, err := st.Table(store.ShadowsTable).Get(ctx, id)
+	if err != nil {
+		return Doc{}, err
+	}
+	return Parse(d)
+}
+
+// SetOptions are the options of SetDesired.
+type SetOptions struct {
+	// Conds are preconditions on the shadow's version, such as
+	// store.IfVersion(v); a mismatch is store.ErrVersion.
+	Conds []store.Cond
+	// Check, if set, sees the current shadow (exists false when the
+	// device has none yet) inside the update and refuses the change by
+	// returning an error, which SetDesired returns. It may run more than
+	// once.
+	Check func(cur Doc, exists bool) error
+	// Also are appended in the same commit as the delta message, such as
+	// the audit record of the change.
+	Also []store.AppendRequest
+	// Now is the time stamped in desired_ts. Default time.Now().
+	Now time.Time
+}
+
+// SetDesired applies the merge patch (RFC 7386, a JSON object) to the
+// desired side of device id's shadow, creating the shadow if the device
+// has none, and returns the new shadow. In one table update it merges the
+// patch, stamps desired_ts and recomputes the delta, which bumps the
+// version. Then, in a second commit, it appends the delta (a JSON object,
+// empty when in sync) to /updates/down, topic device/<id>, with the
+// subtopic header shadow/delta, together with opt.Also.
+//
+// The delta is sent even when empty: the gateway retains the latest
+// message of each MQTT topic, and a device that connects later must not
+// be given an older delta. If the append fails, the shadow is saved
+// already: the error wraps ErrDeltaNotSent and the Doc is the saved
+// shadow; patching again, even with {}, sends the delta again.
+func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawMessage, opt SetOptions) (Doc, error) {
+	p, err := decodeObject(patch)
+	if err != nil {
+		return Doc{}, fmt.Errorf("shadow: desired patch: %w", err)
+	}
+	now := opt.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	var delta map[string]any
+	var m map[string]any
+	saved, err := st.Table(store.ShadowsTable).Update(ctx, id, func(old store.Doc, exists bool) (json.RawMessage, error) {
+		m = map[string]any{}
+		if exists {
+			var err error
+			if m, err = decodeObject(old.Value); err != nil {
+				return nil, err
+			}
+		}
+		if opt.Check != nil {
+			if err := opt.Check(fromMap(id, old.Version, old.Updated, m), exists); err != nil {
+				return nil, err
+			}
+		}
+		applyDesired(m, p, now)
+		delta, _ = m[FieldDelta].(map[string]any)
+		return json.Marshal(m)
+	}, opt.Conds...)
+	if err != nil {
+		return Doc{}, err
+	}
+	doc := fromMap(id, saved.Version, saved.Updated, m)
+	value, err := json.Marshal(delta)
+	if err != nil {
+		return doc, fmt.Errorf("%w: %v", ErrDeltaNotSent, err)
+	}
+	msg := store.Message{
+		Key:   []byte(id),
+		Value: value,
+		Headers: map[string]string{
+			HeaderSubtopic: DeltaSubtopic,
+			HeaderVersion:  fmt.Sprint(saved.Version),
+		},
+	}
+	reqs := append([]store.AppendRequest{{Path: store.UpdatesStream, Topic: DeviceTopic(id), Partition: -1, Messages: []store.Message{msg}}}, opt.Also...)
+	if _, err := st.AppendMany(ctx, reqs); err != nil {
+		return doc, fmt.Errorf("%w (version %d): %w", ErrDeltaNotSent, saved.Version, err)
+	}
+	return doc, nil
+}
+
+// Reconcile recomputes what follows from device id's reported and desired
+// sides (the delta, reported_ts and reported_fp, firmware) and writes the
+// shadow only if any of it changed. It reports whether it wrote. A device
+// without a shadow is no error.
+func Reconcile(ctx context.Context, st *store.Store, id string, now time.Time) (bool, error) {
+	d, err := st.Table(store.ShadowsTable).Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return reconcileDoc(ctx, st, d, now)
+}
+
+// reconcileDoc is Reconcile given a recent version of the document: when
+// that version needs no change, nothing is read or written.
+func reconcileDoc(ctx context.Context, st *store.Store, d store.Doc, now time.Time) (bool, error) {
+	m, err := decodeObject(d.Value)
+	if err != nil || !reconcile(m, now) {
+		return false, nil // a document that is no object is not ours to fix
+	}
+	_, err = st.Table(store.ShadowsTable).Update(ctx, d.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
+		if !exists {
+			return nil, errUnchanged
+		}
+		m, err := decodeObject(old.Value)
+		if err != nil || !reconcile(m, now) {
+			return nil, errUnchanged
+		}
+		return json.Marshal(m)
+	})
+	if errors.Is(err, errUnchanged) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("shadow: reconcile %s: %w", d.Key, err)
+	}
+	return true, nil
+}
