@@ -28,8 +28,9 @@ import (
 //	          database is then a staged one
 const mirrorGap = 1 << 40
 
-func pendingKey(vol string) []byte  { return []byte("N" + vol) }
-func progressKey(vol string) []byte { return []byte("M" + vol) }
+func pendingKey(vol string) []byte    { return []byte("N" + vol) }
+func lastMirrorKey(vol string) []byte { return []byte("Q" + vol) }
+func progressKey(vol string) []byte   { return []byte("M" + vol) }
 
 var clockKey = []byte("C")
 
@@ -90,19 +91,7 @@ func (s *Store) BeginMirror(ctx context.Context, vol, id string) (*Mirror, error
 		return nil, err
 	}
 	// Progress staged before a restart is read at the publish timestamp.
-	txn := s.db.NewTransactionAt(m.p.TPub, false)
-	defer txn.Discard()
-	item, err := txn.Get(progressKey(vol))
-	if err == nil {
-		var p MirrorProgress
-		err = item.Value(func(b []byte) error { return json.Unmarshal(b, &p) })
-		if err == nil && p.ID == id && p.TPub == m.p.TPub {
-			m.p = p
-		}
-	}
-	if err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, fmt.Errorf("store: mirror progress of /%s: %w", vol, err)
-	}
+	m.p = s.progress(vol, m.p)
 	return m, nil
 }
 
@@ -187,6 +176,9 @@ func (m *Mirror) Publish(ctx context.Context) error {
 		}
 		w.usage[m.vol] += m.p.Usage
 		w.mirrorPending = -1
+		if err := w.set("", lastMirrorKey(m.vol), []byte(m.p.ID), 0); err != nil {
+			return err
+		}
 		return w.audit("mirror.publish", "/"+m.vol, map[string]any{"update": m.p.ID, "entries": m.p.Entries})
 	})
 }
@@ -227,4 +219,55 @@ func (s *Store) clockAfterMirrors() (pending int, err error) {
 		s.ts.Store(binary.BigEndian.Uint64(b))
 		return nil
 	})
+}
+
+// LastMirror is the id of the last mirror update published to vol, empty
+// if none: a mirror's next update starts from there.
+func (s *Store) LastMirror(vol string) (string, error) {
+	txn := s.readTxn(0)
+	defer txn.Discard()
+	item, err := txn.Get(lastMirrorKey(vol))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("store: read: %w", err)
+	}
+	b, err := item.ValueCopy(nil)
+	return string(b), err
+}
+
+// PendingMirror is the mirror update of vol staged but not published, if
+// any, and how far it has come.
+func (s *Store) PendingMirror(vol string) (MirrorProgress, bool, error) {
+	txn := s.readTxn(0)
+	defer txn.Discard()
+	item, err := txn.Get(pendingKey(vol))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return MirrorProgress{}, false, nil
+	}
+	if err != nil {
+		return MirrorProgress{}, false, fmt.Errorf("store: read: %w", err)
+	}
+	var p MirrorProgress
+	if err := item.Value(func(b []byte) error { return json.Unmarshal(b, &p) }); err != nil {
+		return p, false, fmt.Errorf("%w: pending mirror of /%s: %v", ErrCorrupt, vol, err)
+	}
+	return s.progress(vol, p), true, nil
+}
+
+// progress returns the staged progress of the pending update p of vol,
+// which is read at the update's publish timestamp; p itself if none.
+func (s *Store) progress(vol string, p MirrorProgress) MirrorProgress {
+	txn := s.db.NewTransactionAt(p.TPub, false)
+	defer txn.Discard()
+	item, err := txn.Get(progressKey(vol))
+	if err != nil {
+		return p
+	}
+	var q MirrorProgress
+	if item.Value(func(b []byte) error { return json.Unmarshal(b, &q) }) == nil && q.ID == p.ID && q.TPub == p.TPub {
+		return q
+	}
+	return p
 }

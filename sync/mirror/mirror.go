@@ -1,0 +1,220 @@
+// Package mirror keeps a volume at one node a copy of the same volume at
+// another: models and firmware from the core down to edges, training data
+// snapshots up. The source snapshots the volume and sends the delta since
+// the snapshot the destination last published (store.Delta: puts and
+// deletes of keys relative to the volume, files as their chunks); the
+// destination stages it (store.Mirror) and publishes it in one commit, so
+// a reader sees the old mirror or the new one, never half. A transfer cut
+// off midway resumes after the last key the destination staged, also in
+// the middle of a file, because a file is a run of chunk keys.
+//
+// Source and Dest hold the logic; a transport (the sync link) carries
+// their Offer, entries and Published between nodes.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/weft-io/weft/store"
+)
+
+// snapshotPrefix names the source's mirror snapshots.
+const snapshotPrefix = "mirror-"
+
+// DefaultChunkBytes bounds the entries handed over together.
+const DefaultChunkBytes = 1 << 20
+
+// Update is one mirror update: from the snapshot the destination has
+// (empty: nothing) to a newer one.
+type Update struct {
+	From string `cbor:"1,keyasint,omitempty" json:"from,omitempty"`
+	To   string `cbor:"2,keyasint" json:"to"`
+}
+
+// State is what a destination has of its mirror: the last update it
+// published, and one staged but not published, with the last key staged.
+type State struct {
+	Have    string `cbor:"1,keyasint,omitempty" json:"have,omitempty"`
+	Pending string `cbor:"2,keyasint,omitempty" json:"pending,omitempty"`
+	After   []byte `cbor:"3,keyasint,omitempty" json:"after,omitempty"`
+}
+
+// Source is the sending side of a mirror of one volume.
+type Source struct {
+	Store  *store.Store
+	Volume string
+	// ChunkBytes bounds the entries handed to Send's callback at once.
+	// Default DefaultChunkBytes.
+	ChunkBytes int
+	// Now names snapshots. Default time.Now.
+	Now func() time.Time
+}
+
+// Offer decides the update to send to a destination in state st: the one
+// it has pending if the source still holds its snapshot (it resumes), else
+// a new snapshot, unless nothing changed since st.Have. ok is false when
+// there is nothing to send.
+func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err error) {
+	snaps, err := s.snapshots(ctx)
+	if err != nil {
+		return Update{}, false, err
+	}
+	from := st.Have
+	if from != "" && !snaps[from] {
+		from = "" // the source no longer has it: send everything
+	}
+	if st.Pending != "" && snaps[st.Pending] {
+		return Update{From: from, To: st.Pending}, true, nil
+	}
+	now := time.Now
+	if s.Now != nil {
+		now = s.Now
+	}
+	name := snapshotPrefix + strconv.FormatInt(now().UnixNano(), 10)
+	if _, err := s.Store.CreateSnapshot(ctx, s.Volume, name); err != nil {
+		return Update{}, false, fmt.Errorf("mirror: snapshot /%s: %w", s.Volume, err)
+	}
+	u = Update{From: from, To: name}
+	if from != "" {
+		changed := false
+		err := s.Store.Delta(ctx, s.Volume, from, name, func(store.DeltaEntry) error {
+			changed = true
+			return errStop
+		})
+		if err != nil && !errors.Is(err, errStop) {
+			return Update{}, false, err
+		}
+		if !changed {
+			return Update{}, false, s.Store.DeleteSnapshot(ctx, s.Volume, name)
+		}
+	}
+	return u, true, nil
+}
+
+var errStop = errors.New("stop")
+
+// Send calls fn with the entries of u after key after, in key order, in
+// chunks of about ChunkBytes.
+func (s *Source) Send(ctx context.Context, u Update, after []byte, fn func([]store.DeltaEntry) error) error {
+	limit := s.ChunkBytes
+	if limit <= 0 {
+		limit = DefaultChunkBytes
+	}
+	var chunk []store.DeltaEntry
+	size := 0
+	err := s.Store.Delta(ctx, s.Volume, u.From, u.To, func(e store.DeltaEntry) error {
+		if after != nil && string(e.Key) <= string(after) {
+			return nil
+		}
+		chunk = append(chunk, e)
+		size += len(e.Key) + len(e.Value) + 16
+		if size >= limit {
+			err := fn(chunk)
+			chunk, size = nil, 0
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if len(chunk) > 0 {
+		return fn(chunk)
+	}
+	return nil
+}
+
+// Published tells the source that the destination published the update
+// to snapshot name: the source's older mirror snapshots go (their
+// versions become garbage). A source serving several destinations keeps
+// what any of them may still need: call it with the oldest of their
+// published snapshots.
+func (s *Source) Published(ctx context.Context, name string) error {
+	snaps, err := s.Store.Snapshots(ctx, s.Volume)
+	if err != nil {
+		return err
+	}
+	var keepTS uint64
+	for _, sn := range snaps {
+		if sn.Name == name {
+			keepTS = sn.TS
+		}
+	}
+	if keepTS == 0 {
+		return nil
+	}
+	for _, sn := range snaps {
+		if strings.HasPrefix(sn.Name, snapshotPrefix) && sn.TS < keepTS {
+			if err := s.Store.DeleteSnapshot(ctx, s.Volume, sn.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (s *Source) snapshots(ctx context.Context) (map[string]bool, error) {
+	snaps, err := s.Store.Snapshots(ctx, s.Volume)
+	if err != nil {
+		return nil, fmt.Errorf("mirror: snapshots of /%s: %w", s.Volume, err)
+	}
+	out := map[string]bool{}
+	for _, sn := range snaps {
+		out[sn.Name] = true
+	}
+	return out, nil
+}
+
+// Dest is the receiving side of a mirror of one volume.
+type Dest struct {
+	Store  *store.Store
+	Volume string
+}
+
+// State is what the destination has, for the source's Offer.
+func (d *Dest) State(ctx context.Context) (State, error) {
+	have, err := d.Store.LastMirror(d.Volume)
+	if err != nil {
+		return State{}, err
+	}
+	st := State{Have: have}
+	p, ok, err := d.Store.PendingMirror(d.Volume)
+	if err != nil {
+		return State{}, err
+	}
+	if ok {
+		st.Pending, st.After = p.ID, p.Pos
+	}
+	return st, nil
+}
+
+// Receive stages an update: next yields its chunks (nil, nil at the end)
+// and the update is published once all are staged. Cut off midway, it
+// leaves what was staged for the next Receive of the same update.
+func (d *Dest) Receive(ctx context.Context, u Update, next func() ([]store.DeltaEntry, error)) error {
+	m, err := d.Store.BeginMirror(ctx, d.Volume, u.To)
+	if err != nil {
+		return fmt.Errorf("mirror: /%s update %s: %w", d.Volume, u.To, err)
+	}
+	for {
+		chunk, err := next()
+		if err != nil {
+			return err
+		}
+		if chunk == nil {
+			break
+		}
+		if err := m.Apply(ctx, chunk); err != nil {
+			return fmt.Errorf("mirror: /%s update %s: %w", d.Volume, u.To, err)
+		}
+	}
+	if err := m.Publish(ctx); err != nil {
+		return fmt.Errorf("mirror: publish /%s update %s: %w", d.Volume, u.To, err)
+	}
+	return nil
+}
