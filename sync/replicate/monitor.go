@@ -1,0 +1,308 @@
+package replicate
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// LinkStatus is what GET /api/v1/links shows of one link.
+type LinkStatus struct {
+	// Peer is the node at the other end, Role its role (edge or core).
+	Peer string `json:"peer"`
+	Role string `json:"role"`
+	// Addr is the peer's address, as last connected.
+	Addr      string `json:"addr,omitempty"`
+	Connected bool   `json:"connected"`
+	// Since is when the link last came up or went down.
+	Since      time.Time `json:"since,omitzero"`
+	Reconnects int64     `json:"reconnects"`
+	LastError  string    `json:"last_error,omitempty"`
+	// RateLimit is the link's bandwidth cap in bytes per second, 0 for none.
+	RateLimit int64          `json:"rate_limit,omitempty"`
+	Streams   []StreamStatus `json:"streams"`
+}
+
+// StreamStatus is one replicated stream of a link, as this node sees it.
+type StreamStatus struct {
+	Path string `json:"path"`
+	// Direction is "send" or "receive", from this node.
+	Direction string `json:"direction"`
+	// LagMessages are messages the source has and the replica does not
+	// (acknowledged); LagSeconds is the age of the oldest of them.
+	LagMessages uint64  `json:"lag_messages"`
+	LagSeconds  float64 `json:"lag_seconds"`
+	// BacklogBytes estimates the bytes behind LagMessages (sender only).
+	BacklogBytes int64 `json:"backlog_bytes"`
+	// Messages and Bytes count what was acknowledged (sender) or applied
+	// (receiver); the rates are over the last ten seconds or so.
+	Messages       int64   `json:"messages"`
+	Bytes          int64   `json:"bytes"`
+	MessagesPerSec float64 `json:"messages_per_s"`
+	BytesPerSec    float64 `json:"bytes_per_s"`
+	// Batches acknowledged or applied; Duplicates, messages skipped as
+	// held already; Trimmed, messages the source dropped (retention,
+	// quota) before they were replicated.
+	Batches    int64 `json:"batches"`
+	Duplicates int64 `json:"duplicates"`
+	Trimmed    int64 `json:"trimmed"`
+	Topics     int   `json:"topics"`
+}
+
+// Monitor keeps the figures of a node's links. It is a
+// prometheus.Collector and serves GET /api/v1/links.
+type Monitor struct {
+	node string
+	now  func() time.Time
+
+	mu    sync.Mutex
+	links map[string]*linkStats
+}
+
+// NewMonitor returns the monitor of node; now is the clock (nil: time.Now).
+func NewMonitor(node string, now func() time.Time) *Monitor {
+	if now == nil {
+		now = time.Now
+	}
+	return &Monitor{node: node, now: now, links: map[string]*linkStats{}}
+}
+
+type linkStats struct {
+	mu         sync.Mutex
+	peer, role string
+	addr       string
+	connected  bool
+	since      time.Time
+	reconnects int64
+	lastErr    string
+	rate       int64
+	streams    map[string]*streamStats // by direction + path
+}
+
+type streamStats struct {
+	path, dir string
+
+	messages, bytes, batches, dups, trimmed atomic.Int64
+	// receiver: the sender's backlog as of the last batch, and the time of
+	// the last message applied (Unix nanoseconds).
+	backlog  atomic.Uint64
+	lastTime atomic.Int64
+
+	mu      sync.Mutex
+	lag     func() (msgs uint64, age time.Duration, bytes int64, topics int) // sender
+	samples [12]sample
+	ns      int
+}
+
+type sample struct {
+	t               time.Time
+	messages, bytes int64
+}
+
+func (m *Monitor) link(peer, role string) *linkStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.links[peer]
+	if !ok {
+		l = &linkStats{peer: peer, role: role, streams: map[string]*streamStats{}}
+		m.links[peer] = l
+	}
+	if role != "" {
+		l.role = role
+	}
+	return l
+}
+
+func (l *linkStats) stream(dir, path string) *streamStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s, ok := l.streams[dir+path]
+	if !ok {
+		s = &streamStats{path: path, dir: dir}
+		l.streams[dir+path] = s
+	}
+	return s
+}
+
+func (l *linkStats) up(addr string, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.connected, l.since, l.addr, l.lastErr = true, now, addr, ""
+}
+
+func (l *linkStats) down(err error, now time.Time, reconnect bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.connected {
+		l.since = now
+	}
+	l.connected = false
+	if err != nil {
+		l.lastErr = err.Error()
+	}
+	if reconnect {
+		l.reconnects++
+	}
+}
+
+// record adds acknowledged or applied work and keeps a sample per second
+// for the rates.
+func (s *streamStats) record(now time.Time, msgs, bytes int) {
+	s.messages.Add(int64(msgs))
+	s.bytes.Add(int64(bytes))
+	s.batches.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == 0 || now.Sub(s.samples[(s.ns-1)%len(s.samples)].t) >= time.Second {
+		s.samples[s.ns%len(s.samples)] = sample{now, s.messages.Load(), s.bytes.Load()}
+		s.ns++
+	}
+}
+
+func (s *streamStats) rates(now time.Time) (msgs, bytes float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ns == 0 {
+		return 0, 0
+	}
+	oldest := s.samples[0]
+	if s.ns > len(s.samples) {
+		oldest = s.samples[s.ns%len(s.samples)]
+	}
+	d := now.Sub(oldest.t).Seconds()
+	if d < 1 {
+		return 0, 0
+	}
+	return float64(s.messages.Load()-oldest.messages) / d, float64(s.bytes.Load()-oldest.bytes) / d
+}
+
+func (s *streamStats) setLag(f func() (uint64, time.Duration, int64, int)) {
+	s.mu.Lock()
+	s.lag = f
+	s.mu.Unlock()
+}
+
+func (s *streamStats) status(now time.Time) StreamStatus {
+	st := StreamStatus{Path: s.path, Direction: s.dir,
+		Messages: s.messages.Load(), Bytes: s.bytes.Load(), Batches: s.batches.Load(),
+		Duplicates: s.dups.Load(), Trimmed: s.trimmed.Load()}
+	st.MessagesPerSec, st.BytesPerSec = s.rates(now)
+	s.mu.Lock()
+	lag := s.lag
+	s.mu.Unlock()
+	if lag != nil {
+		n, age, b, topics := lag()
+		st.LagMessages, st.LagSeconds, st.BacklogBytes, st.Topics = n, age.Seconds(), b, topics
+	} else if s.dir == dirReceive {
+		st.LagMessages = s.backlog.Load()
+		if t := s.lastTime.Load(); st.LagMessages > 0 && t != 0 {
+			st.LagSeconds = max(0, now.Sub(time.Unix(0, t)).Seconds())
+		}
+	}
+	return st
+}
+
+const (
+	dirSend    = "send"
+	dirReceive = "receive"
+)
+
+// Links returns the status of every link, by peer name.
+func (m *Monitor) Links() []LinkStatus {
+	now := m.now()
+	m.mu.Lock()
+	links := make([]*linkStats, 0, len(m.links))
+	for _, l := range m.links {
+		links = append(links, l)
+	}
+	m.mu.Unlock()
+	out := make([]LinkStatus, 0, len(links))
+	for _, l := range links {
+		l.mu.Lock()
+		ls := LinkStatus{Peer: l.peer, Role: l.role, Addr: l.addr, Connected: l.connected, Since: l.since,
+			Reconnects: l.reconnects, LastError: l.lastErr, RateLimit: l.rate, Streams: []StreamStatus{}}
+		streams := make([]*streamStats, 0, len(l.streams))
+		for _, s := range l.streams {
+			streams = append(streams, s)
+		}
+		l.mu.Unlock()
+		for _, s := range streams {
+			ls.Streams = append(ls.Streams, s.status(now))
+		}
+		sort.Slice(ls.Streams, func(i, j int) bool {
+			a, b := ls.Streams[i], ls.Streams[j]
+			return a.Direction < b.Direction || a.Direction == b.Direction && a.Path < b.Path
+		})
+		out = append(out, ls)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Peer < out[j].Peer })
+	return out
+}
+
+// LinksResponse is the body of GET /api/v1/links.
+type LinksResponse struct {
+	Node  string       `json:"node"`
+	Links []LinkStatus `json:"links"`
+}
+
+// Handler serves GET /api/v1/links: this node's links as JSON.
+func (m *Monitor) Handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, err := json.Marshal(LinksResponse{Node: m.node, Links: m.Links()})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(append(b, '\n'))
+	})
+}
+
+var (
+	labels      = []string{"peer", "stream", "direction"}
+	descUp      = prometheus.NewDesc("weft_sync_link_up", "Whether the link to the peer is connected.", []string{"peer"}, nil)
+	descReconn  = prometheus.NewDesc("weft_sync_reconnects_total", "Connections to the peer lost and made again.", []string{"peer"}, nil)
+	descLag     = prometheus.NewDesc("weft_sync_lag_messages", "Messages the source holds and the replica has not acknowledged.", labels, nil)
+	descLagSec  = prometheus.NewDesc("weft_sync_lag_seconds", "Age of the oldest message not yet replicated.", labels, nil)
+	descBacklog = prometheus.NewDesc("weft_sync_backlog_bytes", "Estimated bytes not yet replicated.", labels, nil)
+	descMsgs    = prometheus.NewDesc("weft_sync_messages_total", "Messages acknowledged (send) or applied (receive).", labels, nil)
+	descBytes   = prometheus.NewDesc("weft_sync_bytes_total", "Batch bytes acknowledged (send) or applied (receive).", labels, nil)
+	descBatches = prometheus.NewDesc("weft_sync_batches_total", "Batches acknowledged (send) or applied (receive).", labels, nil)
+	descDups    = prometheus.NewDesc("weft_sync_duplicates_total", "Messages received that the replica held already, skipped.", labels, nil)
+	descTrimmed = prometheus.NewDesc("weft_sync_trimmed_total", "Messages the source dropped before they were replicated.", labels, nil)
+)
+
+// Describe is for prometheus.Collector.
+func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descReconn, descLag, descLagSec, descBacklog, descMsgs, descBytes, descBatches, descDups, descTrimmed} {
+		ch <- d
+	}
+}
+
+// Collect is for prometheus.Collector.
+func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range m.Links() {
+		up := 0.0
+		if l.Connected {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, l.Peer)
+		ch <- prometheus.MustNewConstMetric(descReconn, prometheus.CounterValue, float64(l.Reconnects), l.Peer)
+		for _, s := range l.Streams {
+			lv := []string{l.Peer, s.Path, s.Direction}
+			ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(s.LagMessages), lv...)
+			ch <- prometheus.MustNewConstMetric(descLagSec, prometheus.GaugeValue, s.LagSeconds, lv...)
+			ch <- prometheus.MustNewConstMetric(descBacklog, prometheus.GaugeValue, float64(s.BacklogBytes), lv...)
+			ch <- prometheus.MustNewConstMetric(descMsgs, prometheus.CounterValue, float64(s.Messages), lv...)
+			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.Bytes), lv...)
+			ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(s.Batches), lv...)
+			ch <- prometheus.MustNewConstMetric(descDups, prometheus.CounterValue, float64(s.Duplicates), lv...)
+			ch <- prometheus.MustNewConstMetric(descTrimmed, prometheus.CounterValue, float64(s.Trimmed), lv...)
+		}
+	}
+}

@@ -1,0 +1,231 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// Replica is where a receiver applies batches. *store.Store implements it.
+type Replica interface {
+	ApplyReplica(ctx context.Context, batches []store.ReplicaBatch) ([]int, error)
+}
+
+var _ Replica = (*store.Store)(nil)
+
+const (
+	applyMaxBytes   = 4 << 20
+	applyMaxBatches = 256
+)
+
+// receiver applies one stream's batches from one sender.
+type receiver struct {
+	replica Replica
+	log     Log // the replica's copy of the stream, for positions
+	path    string
+	conn    *wire.Conn
+	stats   *streamStats
+	now     func() time.Time
+	logger  *slog.Logger
+
+	mu      sync.Mutex
+	backlog map[tp]uint64 // the sender's backlog per topic partition, nonzero only
+}
+
+type work struct {
+	offer *wire.Offer
+	batch *wire.Batch
+	msgs  []store.Message
+}
+
+func (r *receiver) run(ctx context.Context) error {
+	r.backlog = map[tp]uint64{}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	in := make(chan work, 64)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			m, err := r.conn.Recv()
+			if err != nil {
+				errc <- wire.FromQUIC(err)
+				return
+			}
+			var w work
+			switch m := m.(type) {
+			case *wire.Offer:
+				w.offer = m
+			case *wire.Batch:
+				msgs, err := m.Messages()
+				if err != nil {
+					errc <- err
+					return
+				}
+				w.batch, w.msgs = m, msgs
+			case *wire.Error:
+				m.Remote = true
+				errc <- m
+				return
+			default:
+				errc <- wire.Errorf(wire.CodeProtocol, "receiver of %s got an unexpected frame %T", r.path, m)
+				return
+			}
+			select {
+			case in <- w:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	var group []work
+	for {
+		var w work
+		select {
+		case w = <-in:
+		case err := <-errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if w.offer != nil {
+			if err := r.positions(ctx, w.offer); err != nil {
+				return err
+			}
+			continue
+		}
+		// Gather the batches that are waiting into one commit.
+		group = append(group[:0], w)
+		size := w.batch.RawLen
+		var after *wire.Offer
+	gather:
+		for len(group) < applyMaxBatches && size < applyMaxBytes {
+			select {
+			case w := <-in:
+				if w.offer != nil {
+					after = w.offer
+					break gather
+				}
+				group = append(group, w)
+				size += w.batch.RawLen
+			default:
+				break gather
+			}
+		}
+		if err := r.apply(ctx, group); err != nil {
+			return err
+		}
+		if after != nil {
+			if err := r.positions(ctx, after); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// positions answers an offer with the replica's next offsets.
+func (r *receiver) positions(ctx context.Context, o *wire.Offer) error {
+	p := &wire.Positions{Positions: make([]wire.Position, len(o.Topics))}
+	for i, b := range o.Topics {
+		_, next, err := r.log.Bounds(ctx, b.Topic, b.Part)
+		if err != nil {
+			if errors.Is(err, store.ErrBadPartition) || errors.Is(err, store.ErrNotFound) {
+				return wire.Errorf(wire.CodeStream, "%s topic %q partition %d: %v", r.path, b.Topic, b.Part, err)
+			}
+			return fmt.Errorf("replicate: %s positions: %w", r.path, err)
+		}
+		p.Positions[i] = wire.Position{Topic: b.Topic, Part: b.Part, Next: next}
+	}
+	return wire.FromQUIC(r.conn.Send(p))
+}
+
+// apply applies a group of batches in one commit and acknowledges each.
+func (r *receiver) apply(ctx context.Context, group []work) error {
+	batches := make([]store.ReplicaBatch, len(group))
+	for i, w := range group {
+		batches[i] = store.ReplicaBatch{Path: r.path, Topic: w.batch.Topic, Partition: w.batch.Part, Messages: w.msgs, Low: w.batch.Low}
+	}
+	applied, err := r.replica.ApplyReplica(ctx, batches)
+	if errors.Is(err, store.ErrGap) {
+		// Find the batches that gap: apply one at a time.
+		for _, w := range group {
+			if err := r.apply1(ctx, w); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err != nil && len(group) > 1 && !errors.Is(err, store.ErrQuotaExceeded) && !errors.Is(err, store.ErrDiskFull) && ctx.Err() == nil {
+		// Perhaps too big for one transaction of this store: halves.
+		if err := r.apply(ctx, group[:len(group)/2]); err != nil {
+			return err
+		}
+		return r.apply(ctx, group[len(group)/2:])
+	}
+	if err != nil {
+		return storeError(r.path, err)
+	}
+	for i, w := range group {
+		if err := r.ack(w, applied[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *receiver) apply1(ctx context.Context, w work) error {
+	b := w.batch
+	applied, err := r.replica.ApplyReplica(ctx, []store.ReplicaBatch{{Path: r.path, Topic: b.Topic, Partition: b.Part, Messages: w.msgs, Low: b.Low}})
+	if errors.Is(err, store.ErrGap) {
+		_, next, err := r.log.Bounds(ctx, b.Topic, b.Part)
+		if err != nil {
+			return storeError(r.path, err)
+		}
+		return wire.FromQUIC(r.conn.Send(&wire.Ack{Topic: b.Topic, Part: b.Part, Next: next, Gap: true}))
+	}
+	if err != nil {
+		return storeError(r.path, err)
+	}
+	return r.ack(w, applied[0])
+}
+
+func (r *receiver) ack(w work, applied int) error {
+	b := w.batch
+	dups := b.Count - applied
+	if err := r.conn.Send(&wire.Ack{Topic: b.Topic, Part: b.Part, Next: b.First + uint64(b.Count), Applied: applied, Dups: dups}); err != nil {
+		return wire.FromQUIC(err)
+	}
+	r.stats.record(r.now(), applied, b.Size())
+	r.stats.dups.Add(int64(dups))
+	r.stats.lastTime.Store(w.msgs[len(w.msgs)-1].Timestamp.UnixNano())
+	k := tp{b.Topic, b.Part}
+	r.mu.Lock()
+	if b.Backlog == 0 {
+		delete(r.backlog, k)
+	} else {
+		r.backlog[k] = b.Backlog
+	}
+	var total uint64
+	for _, n := range r.backlog {
+		total += n
+	}
+	r.mu.Unlock()
+	r.stats.backlog.Store(total)
+	return nil
+}
+
+// storeError turns a store failure into the wire error the sender is told.
+func storeError(path string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrQuotaExceeded), errors.Is(err, store.ErrDiskFull):
+		return wire.Errorf(wire.CodeQuota, "%s: %v", path, err)
+	case errors.Is(err, store.ErrClosed), errors.Is(err, context.Canceled):
+		return wire.Errorf(wire.CodeShutdown, "%s: %v", path, err)
+	}
+	return wire.Errorf(wire.CodeStore, "%s: %v", path, err)
+}

@@ -1,0 +1,355 @@
+package replicate
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+type fabric struct {
+	t          *testing.T
+	dir        string
+	auth       *certs.Authority
+	core, edge *store.Store
+	srv        *Server
+	addr       string
+	stopCore   context.CancelFunc
+	coreDone   chan error
+}
+
+func openStore(t *testing.T, dir, name string) *store.Store {
+	t.Helper()
+	st, err := store.Open(store.Config{Dir: dir, Name: name, MinFreeBytes: -1, MemTableSize: 16 << 20, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func nodeTLS(t *testing.T, auth *certs.Authority, role, name string) wire.TLSConfig {
+	t.Helper()
+	iss, err := auth.IssueNode(role, name, []string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, kf, err := auth.Save(iss)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := certs.LoadKeyPair(cf, kf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := certs.Pool(auth.FabricCA.PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.TLSConfig{Certificate: pair, FabricCAs: pool}
+}
+
+// newFabric opens an edge store and a core store and starts the core's
+// server on loopback.
+func newFabric(t *testing.T, sc ServerConfig) *fabric {
+	t.Helper()
+	dir := t.TempDir()
+	if err := certs.Init(filepath.Join(dir, "certs"), false); err != nil {
+		t.Fatal(err)
+	}
+	auth, err := certs.Load(filepath.Join(dir, "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fabric{t: t, dir: dir, auth: auth,
+		core: openStore(t, filepath.Join(dir, "core"), "core1"),
+		edge: openStore(t, filepath.Join(dir, "edge"), "edge1")}
+	t.Cleanup(func() { f.edge.Close() })
+	t.Cleanup(func() { f.core.Close() })
+	sc.Store, sc.TLS = f.core, nodeTLS(t, auth, certs.CoreNode, "core1")
+	f.srv, err = NewServer(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := f.srv.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	f.stopCore, f.coreDone = cancel, make(chan error, 1)
+	go func() { f.coreDone <- f.srv.Serve(ctx, ln); ln.Close() }()
+	t.Cleanup(func() { cancel(); <-f.coreDone })
+	return f
+}
+
+// startLink runs a link from the edge; the returned func stops it.
+func (f *fabric) startLink(lc LinkConfig) (*Link, func()) {
+	f.t.Helper()
+	lc.Store, lc.Addr = f.edge, f.addr
+	if lc.TLS.Certificate == nil {
+		lc.TLS = nodeTLS(f.t, f.auth, certs.EdgeNode, "edge1")
+	}
+	lc.Backoff = Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	l, err := NewLink(lc)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { l.Run(ctx); close(done) }()
+	stop := func() { cancel(); <-done }
+	f.t.Cleanup(stop)
+	return l, stop
+}
+
+func appendN(t *testing.T, st *store.Store, path, topic string, n, size int, tag string) {
+	t.Helper()
+	chunk := max(1, min(500, (1<<20)/max(size, 1)))
+	for i := 0; i < n; i += chunk {
+		var msgs []store.Message
+		for j := i; j < min(n, i+chunk); j++ {
+			v := fmt.Appendf(nil, "%s-%d-", tag, j)
+			v = append(v, bytes.Repeat([]byte{'x'}, max(0, size-len(v)))...)
+			msgs = append(msgs, store.Message{Key: []byte(topic), Value: v, Headers: map[string]string{"n": fmt.Sprint(j)}})
+		}
+		if _, err := st.Stream(path).Append(context.Background(), topic, msgs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// digest summarises a topic partition: its bounds and a hash of every
+// message at its offset.
+func digest(ctx context.Context, s *store.Stream, topic string, part int) (string, error) {
+	low, next, err := s.Bounds(ctx, topic, part)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for from := low; from < next; {
+		msgs, err := s.Read(ctx, topic, part, from, store.ReadOptions{Limit: 10000, MaxBytes: 16 << 20})
+		if err != nil {
+			return "", err
+		}
+		if len(msgs) == 0 {
+			return "", fmt.Errorf("%s %q: nothing at %d below %d", s.Path(), topic, from, next)
+		}
+		for _, m := range msgs {
+			if m.Offset != from {
+				return "", fmt.Errorf("%s %q: offset %d where %d was expected", s.Path(), topic, m.Offset, from)
+			}
+			hdr, _ := json.Marshal(m.Headers)
+			fmt.Fprintf(h, "%d|%x|%x|%s|%d\n", m.Offset, m.Key, m.Value, hdr, m.Timestamp.UnixNano())
+			from++
+		}
+	}
+	return fmt.Sprintf("%d-%d-%x", low, next, h.Sum(nil)), nil
+}
+
+// same reports whether every topic of src's stream path is equal in dst.
+func same(src, dst *store.Store, path string) (bool, string) {
+	ctx := context.Background()
+	topics, err := src.Stream(path).Topics(ctx, "", "", 100000)
+	if err != nil {
+		return false, err.Error()
+	}
+	for _, topic := range topics {
+		a, err := digest(ctx, src.Stream(path), topic, 0)
+		if err != nil {
+			return false, err.Error()
+		}
+		b, err := digest(ctx, dst.Stream(path), topic, 0)
+		if err != nil {
+			return false, err.Error()
+		}
+		if a != b {
+			return false, fmt.Sprintf("%s %q: source %s, replica %s", path, topic, a[:min(len(a), 30)], b[:min(len(b), 30)])
+		}
+	}
+	return true, ""
+}
+
+func waitSame(t *testing.T, src, dst *store.Store, paths ...string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ok, why := true, ""
+		for _, p := range paths {
+			if ok, why = same(src, dst, p); !ok {
+				break
+			}
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica not equal to its source: %s", why)
+		}
+		time.Sleep(20 * time.Millisecond) // polling with a deadline
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func streamStatus(m *Monitor, peer, dir, path string) StreamStatus {
+	for _, l := range m.Links() {
+		if l.Peer != peer {
+			continue
+		}
+		for _, s := range l.Streams {
+			if s.Direction == dir && s.Path == path {
+				return s
+			}
+		}
+	}
+	return StreamStatus{}
+}
+
+func TestReplicateBothWays(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	// Data before the link comes up, in several topics.
+	appendN(t, f.edge, store.UplinkStream, "edge1", 2000, 200, "pre")
+	appendN(t, f.edge, store.AuditStream, "edge1", 10, 50, "audit")
+	appendN(t, f.core, store.UpdatesStream, "all", 30, 100, "up")
+	appendN(t, f.core, store.UpdatesStream, "device/d1", 3, 100, "up")
+	if _, err := f.edge.Table(store.ShadowsTable).Patch(context.Background(), "d1", json.RawMessage(`{"reported":{"t":1}}`)); err != nil {
+		t.Fatal(err)
+	}
+	// The core's own topics of the same streams must stay untouched.
+	appendN(t, f.core, store.UplinkStream, "core1", 5, 10, "core-own")
+	link, _ := f.startLink(LinkConfig{})
+	waitSame(t, f.edge, f.core, store.UplinkStream, store.AuditStream, store.ShadowChanges)
+	waitSame(t, f.core, f.edge, store.UpdatesStream)
+
+	// And while it is up, including a new topic.
+	appendN(t, f.edge, store.UplinkStream, "edge1", 3000, 200, "live")
+	appendN(t, f.edge, store.UplinkStream, "edge1-second", 100, 64<<10, "big")
+	appendN(t, f.core, store.UpdatesStream, "class/pump", 5, 100, "live")
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	waitSame(t, f.core, f.edge, store.UpdatesStream)
+	if ok, _ := same(f.core, f.edge, store.UplinkStream); ok {
+		t.Fatal("the core's own topic reached the edge")
+	}
+	if _, next, _ := f.core.Stream(store.UplinkStream).Bounds(context.Background(), "core1", 0); next != 5 {
+		t.Fatalf("core's own topic has %d messages", next)
+	}
+
+	// Both sides show the link.
+	waitFor(t, "acknowledgements", func() bool {
+		s := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream)
+		return s.Messages == 5100 && s.LagMessages == 0
+	})
+	r := streamStatus(f.srv.Monitor(), "edge1", dirReceive, store.UplinkStream)
+	if r.Messages != 5100 || r.Duplicates != 0 || r.Batches == 0 {
+		t.Fatalf("core's view of the uplink: %+v", r)
+	}
+	rec := httptest.NewRecorder()
+	f.srv.Monitor().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/links", nil))
+	var lr LinksResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &lr); err != nil || lr.Node != "core1" || len(lr.Links) != 1 || !lr.Links[0].Connected {
+		t.Fatalf("links: %s (%v)", rec.Body.String(), err)
+	}
+}
+
+func TestReplicateResumesWithoutDuplicates(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	link, stop := f.startLink(LinkConfig{})
+	appendN(t, f.edge, store.UplinkStream, "edge1", 1000, 100, "a")
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	stop()
+	appendN(t, f.edge, store.UplinkStream, "edge1", 1000, 100, "b")
+	link2, _ := f.startLink(LinkConfig{Monitor: link.Monitor()})
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	waitFor(t, "acknowledgements", func() bool {
+		return streamStatus(link2.Monitor(), "core1", dirSend, store.UplinkStream).Messages == 2000
+	})
+	s := streamStatus(f.srv.Monitor(), "edge1", dirReceive, store.UplinkStream)
+	if s.Duplicates != 0 || s.Messages != 2000 {
+		t.Fatalf("after resuming: %+v", s)
+	}
+	if l := f.srv.Monitor().Links(); l[0].Reconnects != 1 {
+		t.Fatalf("core counts %d reconnects", l[0].Reconnects)
+	}
+}
+
+func TestReplicateTrimmedSource(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	ctx := context.Background()
+	if err := f.edge.CreateStream(ctx, "/telemetry/short", store.StreamOptions{MaxBytes: 64 << 10}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, f.edge, "/telemetry/short", "edge1", 2000, 200, "old")
+	if err := f.edge.EnforceRetention(ctx); err != nil {
+		t.Fatal(err)
+	}
+	low, _, _ := f.edge.Stream("/telemetry/short").Bounds(ctx, "edge1", 0)
+	if low == 0 {
+		t.Fatal("retention trimmed nothing")
+	}
+	appendN(t, f.edge, "/telemetry/short", "edge1", 10, 200, "new")
+	link, _ := f.startLink(LinkConfig{Up: []string{"/telemetry/short"}})
+	waitSame(t, f.edge, f.core, "/telemetry/short")
+	if info, err := f.core.Stat(ctx, "/telemetry/short"); err != nil || info.Partitions != 1 {
+		t.Fatalf("replica stream: %+v %v", info, err)
+	}
+	if n := streamStatus(link.Monitor(), "core1", dirSend, "/telemetry/short").Trimmed; n != int64(low) {
+		t.Fatalf("%d trimmed messages counted, want %d", n, low)
+	}
+}
+
+func TestServerRefusesStreamsItWrites(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	appendN(t, f.edge, store.UpdatesStream, "all", 3, 10, "forged")
+	appendN(t, f.edge, store.UplinkStream, "edge1", 3, 10, "fine")
+	_, _ = f.startLink(LinkConfig{Up: []string{store.UpdatesStream, store.UplinkStream}, Down: []string{}})
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	if _, next, _ := f.core.Stream(store.UpdatesStream).Bounds(context.Background(), "all", 0); next != 0 {
+		t.Fatalf("an edge wrote %d messages into the core's updates", next)
+	}
+}
+
+func TestLinkConfigChecks(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	core := nodeTLS(t, f.auth, certs.CoreNode, "core2")
+	edge := nodeTLS(t, f.auth, certs.EdgeNode, "edge2")
+	for _, tc := range []struct {
+		name string
+		cfg  LinkConfig
+		want string
+	}{
+		{"no store", LinkConfig{Addr: "x:1", TLS: edge}, "needs"},
+		{"core certificate", LinkConfig{Store: f.edge, Addr: "x:1", TLS: core}, "dialled by an edge"},
+		{"both ways", LinkConfig{Store: f.edge, Addr: "x:1", TLS: edge, Up: []string{"/a/b"}, Down: []string{"/a/b"}}, "both ways"},
+		{"bad path", LinkConfig{Store: f.edge, Addr: "x:1", TLS: edge, Up: []string{"nope"}}, "bad path"},
+	} {
+		if _, err := NewLink(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+	}
+	if _, err := NewServer(ServerConfig{Store: f.core, TLS: edge}); err == nil {
+		t.Error("a server with an edge certificate")
+	}
+	if !slices.Equal(DefaultUp, []string{"/uplink/events", "/shadows/changes", "/audit/events"}) {
+		t.Error("defaults changed")
+	}
+}

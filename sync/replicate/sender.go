@@ -1,0 +1,394 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// Log is the source a sender reads. *store.Stream implements it.
+type Log interface {
+	Read(ctx context.Context, topic string, part int, from uint64, opts store.ReadOptions) ([]store.Message, error)
+	Bounds(ctx context.Context, topic string, part int) (low, next uint64, err error)
+	Topics(ctx context.Context, prefix, after string, limit int) ([]string, error)
+	Changed() <-chan struct{}
+}
+
+var _ Log = (*store.Stream)(nil)
+
+const (
+	topicPage     = 1000
+	readLimit     = 4096
+	readMaxBytes  = 1 << 20
+	defaultWindow = 8 << 20
+	maxLagReads   = 100 // topics read to date the oldest unreplicated message
+)
+
+// sender sends one stream to one receiver over one frame connection.
+type sender struct {
+	log      Log
+	path     string
+	parts    int
+	conn     *wire.Conn
+	stats    *streamStats
+	limit    *sharedLimiter
+	window   int
+	maxBytes int
+	compress bool
+	now      func() time.Time
+	logger   *slog.Logger
+
+	mu      sync.Mutex // guards t and avgSize against status readers
+	t       *tracker
+	avgSize float64
+
+	in   chan wire.Message
+	errc chan error
+}
+
+// sharedLimiter is a Limiter shared by the senders of one link.
+type sharedLimiter struct {
+	mu  sync.Mutex
+	lim *Limiter
+	now func() time.Time
+}
+
+func (l *sharedLimiter) wait(ctx context.Context, n int) error {
+	if l == nil || l.lim.Rate() == 0 {
+		return nil
+	}
+	l.mu.Lock()
+	d := l.lim.Reserve(l.now(), n)
+	l.mu.Unlock()
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *sender) run(ctx context.Context) error {
+	s.t = newTracker(s.window)
+	s.in = make(chan wire.Message, 256)
+	s.errc = make(chan error, 1)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		for {
+			m, err := s.conn.Recv()
+			if err != nil {
+				s.errc <- wire.FromQUIC(err)
+				return
+			}
+			select {
+			case s.in <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	s.stats.setLag(s.lag)
+
+	changed := s.log.Changed()
+	if err := s.discover(ctx); err != nil {
+		return err
+	}
+	blocked, err := s.sendAll(ctx)
+	if err != nil {
+		return err
+	}
+	var scanTimer *time.Timer
+	var scanC <-chan time.Time
+	cost := time.Duration(0)
+	for {
+		select {
+		case <-changed:
+			changed = nil
+			// A stream of many topics is looked at no more than every few
+			// times the last look took.
+			if cost > 5*time.Millisecond {
+				scanTimer = time.NewTimer(min(4*cost, time.Second))
+				scanC = scanTimer.C
+				continue
+			}
+		case <-scanC:
+			scanC = nil
+		case m := <-s.in:
+			if err := s.handle(m); err != nil {
+				return err
+			}
+			if !blocked || s.full() {
+				continue
+			}
+			if blocked, err = s.sendAll(ctx); err != nil {
+				return err
+			}
+			continue
+		case err := <-s.errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		start := time.Now()
+		changed = s.log.Changed()
+		if err := s.discover(ctx); err != nil {
+			return err
+		}
+		if blocked, err = s.sendAll(ctx); err != nil {
+			return err
+		}
+		cost = time.Since(start)
+		if scanTimer != nil {
+			scanTimer.Stop()
+		}
+	}
+}
+
+func (s *sender) full() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.t.full()
+}
+
+// handle takes one frame from the receiver outside an offer.
+func (s *sender) handle(m wire.Message) error {
+	switch m := m.(type) {
+	case *wire.Ack:
+		s.mu.Lock()
+		r, err := s.t.ack(m)
+		s.mu.Unlock()
+		if err != nil {
+			return err
+		}
+		if r.rewound {
+			s.logger.Info("receiver is behind, going back", "topic", m.Topic, "partition", m.Part, "offset", m.Next)
+		}
+		s.stats.record(s.now(), r.count, r.bytes)
+		s.stats.dups.Add(int64(m.Dups))
+		return nil
+	case *wire.Error:
+		m.Remote = true
+		return m
+	default:
+		return wire.Errorf(wire.CodeProtocol, "sender of %s got an unexpected frame %T", s.path, m)
+	}
+}
+
+// discover lists the stream's topics and learns the receiver's position
+// of those it does not know yet.
+func (s *sender) discover(ctx context.Context) error {
+	after := ""
+	for {
+		topics, err := s.log.Topics(ctx, "", after, topicPage)
+		if err != nil {
+			return fmt.Errorf("replicate: %s topics: %w", s.path, err)
+		}
+		var offer []wire.Bound
+		s.mu.Lock()
+		for _, topic := range topics {
+			for p := 0; p < s.parts; p++ {
+				if !s.t.known(tp{topic, p}) {
+					offer = append(offer, wire.Bound{Topic: topic, Part: p})
+				}
+			}
+		}
+		s.mu.Unlock()
+		for i := range offer {
+			b := &offer[i]
+			if b.Low, b.Next, err = s.log.Bounds(ctx, b.Topic, b.Part); err != nil {
+				return fmt.Errorf("replicate: %s topic %q: %w", s.path, b.Topic, err)
+			}
+		}
+		if len(offer) > 0 {
+			if err := s.offer(ctx, offer); err != nil {
+				return err
+			}
+		}
+		if len(topics) < topicPage {
+			return nil
+		}
+		after = topics[len(topics)-1]
+	}
+}
+
+// offer sends an Offer and waits for its Positions, taking the
+// acknowledgements that come before it.
+func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
+	if err := s.conn.Send(&wire.Offer{Topics: offer}); err != nil {
+		return wire.FromQUIC(err)
+	}
+	for {
+		select {
+		case m := <-s.in:
+			pos, ok := m.(*wire.Positions)
+			if !ok {
+				if err := s.handle(m); err != nil {
+					return err
+				}
+				continue
+			}
+			if len(pos.Positions) != len(offer) {
+				return wire.Errorf(wire.CodeProtocol, "%d positions for an offer of %d", len(pos.Positions), len(offer))
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			for i, p := range pos.Positions {
+				b := offer[i]
+				if p.Topic != b.Topic || p.Part != b.Part {
+					return wire.Errorf(wire.CodeProtocol, "position of %s for an offer of %s", tp{p.Topic, p.Part}, tp{b.Topic, b.Part})
+				}
+				if p.Next > b.Next {
+					// The replica holds offsets the source never wrote (or
+					// lost): nothing is sent until the source passes them.
+					s.logger.Warn("replica is ahead of its source", "topic", b.Topic, "partition", b.Part, "source_next", b.Next, "replica_next", p.Next)
+				}
+				s.t.position(tp{b.Topic, b.Part}, p.Next)
+			}
+			return nil
+		case err := <-s.errc:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// sendAll sends what the known topics hold past what was sent, in passes
+// over the topics, until there is nothing more or the window is full
+// (blocked).
+func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
+	for {
+		s.mu.Lock()
+		pass := s.t.pass()
+		s.mu.Unlock()
+		progressed := false
+		for _, k := range pass {
+			// Take acknowledgements as they come, to keep the window open.
+			for drained := false; !drained; {
+				select {
+				case m := <-s.in:
+					if err := s.handle(m); err != nil {
+						return false, err
+					}
+				case err := <-s.errc:
+					return false, err
+				default:
+					drained = true
+				}
+			}
+			if s.full() {
+				return true, nil
+			}
+			sent, err := s.sendOne(ctx, k)
+			if err != nil {
+				return false, err
+			}
+			progressed = progressed || sent
+		}
+		if !progressed {
+			return false, nil
+		}
+	}
+}
+
+// sendOne sends k's next batch, if it has one.
+func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
+	s.mu.Lock()
+	from := s.t.next(k)
+	s.mu.Unlock()
+	opts := store.ReadOptions{Limit: readLimit, MaxBytes: s.maxBytes}
+	msgs, err := s.log.Read(ctx, k.topic, k.part, from, opts)
+	low := uint64(0)
+	if errors.Is(err, store.ErrTrimmed) {
+		if low, _, err = s.log.Bounds(ctx, k.topic, k.part); err != nil {
+			return false, fmt.Errorf("replicate: %s %s: %w", s.path, k, err)
+		}
+		s.mu.Lock()
+		n := s.t.skip(k, low)
+		s.mu.Unlock()
+		s.stats.trimmed.Add(int64(n))
+		s.logger.Warn("source trimmed messages before they were replicated", "topic", k.topic, "partition", k.part, "from", from, "to", low)
+		from = low
+		msgs, err = s.log.Read(ctx, k.topic, k.part, from, opts)
+	}
+	if err != nil {
+		return false, fmt.Errorf("replicate: %s %s: read at %d: %w", s.path, k, from, err)
+	}
+	if len(msgs) == 0 {
+		return false, nil
+	}
+	b, err := wire.NewBatch(k.topic, k.part, low, msgs, s.compress)
+	if err != nil {
+		return false, err
+	}
+	if len(msgs) == readLimit || b.RawLen >= s.maxBytes/2 {
+		if _, next, err := s.log.Bounds(ctx, k.topic, k.part); err == nil && next > from+uint64(len(msgs)) {
+			b.Backlog = next - from - uint64(len(msgs))
+		}
+	}
+	size := b.Size()
+	if err := s.limit.wait(ctx, size); err != nil {
+		return false, err
+	}
+	if err := s.conn.Send(b); err != nil {
+		return false, wire.FromQUIC(err)
+	}
+	s.mu.Lock()
+	s.t.sent(k, b.First, b.Count, size)
+	per := float64(b.RawLen) / float64(b.Count)
+	if s.avgSize == 0 {
+		s.avgSize = per
+	} else {
+		s.avgSize += (per - s.avgSize) / 16
+	}
+	s.mu.Unlock()
+	return true, nil
+}
+
+// lag computes, for the monitor, the messages the receiver has not
+// acknowledged, the age of the oldest, an estimate of their bytes, and the
+// number of topic partitions known. It reads the store, outside the
+// sender's loop.
+func (s *sender) lag() (uint64, time.Duration, int64, int) {
+	s.mu.Lock()
+	acked := s.t.snapshot()
+	avg := s.avgSize
+	s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var total uint64
+	var oldest time.Time
+	reads := 0
+	for k, a := range acked {
+		low, next, err := s.log.Bounds(ctx, k.topic, k.part)
+		if err != nil || next <= a {
+			continue
+		}
+		total += next - max(a, low)
+		if reads < maxLagReads {
+			reads++
+			if m, err := s.log.Read(ctx, k.topic, k.part, max(a, low), store.ReadOptions{Limit: 1}); err == nil && len(m) > 0 {
+				if oldest.IsZero() || m[0].Timestamp.Before(oldest) {
+					oldest = m[0].Timestamp
+				}
+			}
+		}
+	}
+	var age time.Duration
+	if !oldest.IsZero() {
+		age = max(0, s.now().Sub(oldest))
+	}
+	return total, age, int64(float64(total) * avg), len(acked)
+}

@@ -1,0 +1,309 @@
+package replicate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// ServerConfig configures a core's side of its edges' links. Store and
+// TLS are required; the zero value of every other field works.
+type ServerConfig struct {
+	// Store is the core's store.
+	Store *store.Store
+	// TLS holds the core's node certificate and the fabric CA.
+	TLS wire.TLSConfig
+	// Down are the streams sent to every edge. Default DefaultDown. Edges
+	// may not send these.
+	Down []string
+	// Accept, if set, decides whether edges may send the stream at path
+	// (an error says why not). By default any stream but those of Down.
+	Accept func(path string) error
+	// RateLimit caps the bytes per second sent on each link; 0: no cap.
+	RateLimit int64
+	// Window bounds the bytes sent and not yet acknowledged per stream.
+	// Default 8 MiB.
+	Window int
+	// NoCompression turns zstd off.
+	NoCompression bool
+	// QUIC overrides wire.QUICConfig.
+	QUIC *quic.Config
+	// Monitor receives the links' figures. Default: a new one.
+	Monitor *Monitor
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives the server's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Server is a core's side of its edges' links.
+type Server struct {
+	cfg  ServerConfig
+	self certs.Identity
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	sessions map[string]*serverConn // by edge name
+	seen     map[string]bool
+}
+
+type serverConn struct {
+	conn *quic.Conn
+	done chan struct{}
+}
+
+// NewServer checks cfg and applies its defaults.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.Store == nil || cfg.TLS.Certificate == nil || cfg.TLS.FabricCAs == nil {
+		return nil, errors.New("replicate: a server needs a store, a node certificate and the fabric CA")
+	}
+	if cfg.Down == nil {
+		cfg.Down = DefaultDown
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = defaultWindow
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	self, err := selfIdentity(cfg.TLS.Certificate, cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	if self.Role != certs.CoreNode {
+		return nil, fmt.Errorf("replicate: a server is a core, the certificate names %s", self.URI())
+	}
+	if cfg.Monitor == nil {
+		cfg.Monitor = NewMonitor(self.Name, cfg.Now)
+	}
+	return &Server{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync"),
+		sessions: map[string]*serverConn{}, seen: map[string]bool{}}, nil
+}
+
+// Monitor returns the links' figures.
+func (s *Server) Monitor() *Monitor { return s.cfg.Monitor }
+
+// Listen listens for edges on the UDP address addr with the server's TLS
+// settings.
+func (s *Server) Listen(addr string) (*quic.Listener, error) {
+	return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), s.cfg.QUIC)
+}
+
+// Serve accepts edges' connections on ln until ctx ends or ln is closed,
+// then closes every connection and returns.
+func (s *Server) Serve(ctx context.Context, ln *quic.Listener) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		conn, err := ln.Accept(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("replicate: accept: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.handle(ctx, conn)
+			if ctx.Err() != nil {
+				err = wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name)
+			}
+			wire.Close(conn, err)
+		}()
+	}
+}
+
+// accept decides which of an edge's streams are replicated.
+func (s *Server) accept(h *wire.Hello) (*wire.Welcome, error) {
+	w := &wire.Welcome{Identity: s.self.URI(), Time: s.cfg.Now().UnixNano(), Streams: []wire.StreamSpec{}}
+	seen := map[string]bool{}
+	for _, sp := range h.Streams {
+		reason := ""
+		switch {
+		case seen[sp.Path]:
+			reason = "named twice"
+		case sp.Dir == wire.Up && slices.Contains(s.cfg.Down, sp.Path):
+			reason = "the core writes this stream: it only goes down"
+		case sp.Dir == wire.Up && s.cfg.Accept != nil:
+			if err := s.cfg.Accept(sp.Path); err != nil {
+				reason = err.Error()
+			}
+		case sp.Dir == wire.Up:
+			if _, _, err := store.SplitPath(sp.Path); err != nil {
+				reason = err.Error()
+			}
+		case sp.Dir == wire.Down && !slices.Contains(s.cfg.Down, sp.Path):
+			reason = "the core does not send this stream"
+		case sp.Dir != wire.Down:
+			reason = "unknown direction"
+		}
+		seen[sp.Path] = true
+		if reason != "" {
+			w.Refused = append(w.Refused, wire.Refusal{Path: sp.Path, Reason: reason})
+			continue
+		}
+		w.Streams = append(w.Streams, sp)
+	}
+	return w, nil
+}
+
+// handle runs one edge's connection.
+func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
+	peer, err := wire.Peer(conn)
+	if err != nil {
+		return wire.Errorf(wire.CodeIdentity, "%v", err)
+	}
+	log := s.log.With("edge", peer.Name, "addr", conn.RemoteAddr().String())
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctrl, err := conn.AcceptStream(hctx)
+	cancel()
+	if err != nil {
+		return wire.FromQUIC(err)
+	}
+	ctrl.SetPriority(0, false)
+	fc := wire.NewConn(ctrl, ctrl)
+	ctrl.SetDeadline(time.Now().Add(10 * time.Second))
+	hello, err := wire.ServerHandshake(fc, peer.URI(), s.accept)
+	if err != nil {
+		log.Warn("handshake refused", "err", err)
+		return err
+	}
+	ctrl.SetDeadline(time.Time{})
+	w, _ := s.accept(hello)
+	accepted := map[string]wire.Dir{}
+	for _, sp := range w.Streams {
+		accepted[sp.Path] = sp.Dir
+	}
+
+	// A newer connection of the same edge replaces the older one.
+	me := &serverConn{conn: conn, done: make(chan struct{})}
+	defer close(me.done)
+	s.mu.Lock()
+	old := s.sessions[peer.Name]
+	s.sessions[peer.Name] = me
+	again := s.seen[peer.Name]
+	s.seen[peer.Name] = true
+	s.mu.Unlock()
+	if old != nil {
+		wire.Close(old.conn, wire.Errorf(wire.CodeReplaced, "edge %s connected again", peer.Name))
+		<-old.done
+	}
+	defer func() {
+		s.mu.Lock()
+		if s.sessions[peer.Name] == me {
+			delete(s.sessions, peer.Name)
+		}
+		s.mu.Unlock()
+	}()
+
+	link := s.cfg.Monitor.link(peer.Name, peer.Role)
+	link.mu.Lock()
+	link.rate = s.cfg.RateLimit
+	if again {
+		link.reconnects++
+	}
+	link.mu.Unlock()
+	link.up(conn.RemoteAddr().String(), s.cfg.Now())
+	log.Info("edge connected", "streams", len(w.Streams))
+	sess := &session{conn: conn, store: s.cfg.Store, link: link,
+		limit:  &sharedLimiter{lim: NewLimiter(s.cfg.RateLimit), now: s.cfg.Now},
+		window: s.cfg.Window, maxBytes: readMaxBytes, compress: !s.cfg.NoCompression, now: s.cfg.Now, logger: log}
+	if r := s.cfg.RateLimit; r > 0 {
+		sess.maxBytes = int(min(readMaxBytes, max(16<<10, r/20)))
+	}
+	g := newGroup(ctx)
+	g.go_(func(ctx context.Context) error { return readControl(ctx, fc) })
+	g.go_(func(ctx context.Context) error {
+		opened := map[string]bool{}
+		for {
+			qs, err := conn.AcceptStream(ctx)
+			if err != nil {
+				return wire.FromQUIC(err)
+			}
+			g.go_(func(ctx context.Context) error {
+				return s.stream(ctx, sess, qs, accepted, opened)
+			})
+		}
+	})
+	err = g.wait()
+	cause := err
+	if ctx.Err() != nil {
+		cause = wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name)
+	}
+	wire.Close(conn, cause) // unblocks the streams' reads and writes
+	g.wg.Wait()
+	if ctx.Err() == nil {
+		log.Info("edge disconnected", "err", err)
+	}
+	link.down(err, s.cfg.Now(), false)
+	return err
+}
+
+// stream serves one replicated stream the edge opened.
+func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, accepted map[string]wire.Dir, opened map[string]bool) error {
+	defer qs.CancelRead(0)
+	defer qs.CancelWrite(0)
+	fc := wire.NewConn(qs, qs)
+	qs.SetReadDeadline(time.Now().Add(10 * time.Second))
+	m, err := fc.Recv()
+	if err != nil {
+		return wire.FromQUIC(err)
+	}
+	qs.SetReadDeadline(time.Time{})
+	open, ok := m.(*wire.Open)
+	if !ok {
+		return wire.Errorf(wire.CodeProtocol, "expected Open, got %T", m)
+	}
+	refuse := func(err *wire.Error) error {
+		fc.Send(err)
+		return err
+	}
+	dir, ok := accepted[open.Path]
+	if !ok || dir != open.Dir {
+		return refuse(wire.Errorf(wire.CodeStream, "%s (%s) was not agreed in the handshake", open.Path, open.Dir))
+	}
+	s.mu.Lock()
+	dup := opened[open.Path]
+	opened[open.Path] = true
+	s.mu.Unlock()
+	if dup {
+		return refuse(wire.Errorf(wire.CodeStream, "%s opened twice", open.Path))
+	}
+	var parts int
+	if open.Dir == wire.Up {
+		if open.Partitions <= 0 {
+			return refuse(wire.Errorf(wire.CodeProtocol, "%s: no partition count", open.Path))
+		}
+		parts, err = ensureStream(ctx, s.cfg.Store, open.Path, open.Partitions)
+	} else {
+		parts, err = ensureStream(ctx, s.cfg.Store, open.Path, 0)
+	}
+	if err != nil {
+		var we *wire.Error
+		if errors.As(err, &we) {
+			return refuse(we)
+		}
+		return err
+	}
+	acc := &wire.Accept{}
+	if open.Dir == wire.Down {
+		acc.Partitions = parts
+	}
+	if err := fc.Send(acc); err != nil {
+		return wire.FromQUIC(err)
+	}
+	return sess.stream(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts)
+}

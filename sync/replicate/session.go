@@ -1,0 +1,165 @@
+package replicate
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// Defaults of the streams replicated on a link.
+var (
+	// DefaultUp are the streams an edge sends to its core.
+	DefaultUp = []string{store.UplinkStream, store.ShadowChanges, store.AuditStream}
+	// DefaultDown are the streams a core sends to its edges.
+	DefaultDown = []string{store.UpdatesStream}
+)
+
+// session is one connection's worth of replication, either side.
+type session struct {
+	conn     *quic.Conn
+	store    *store.Store
+	link     *linkStats
+	limit    *sharedLimiter
+	window   int
+	maxBytes int
+	compress bool
+	now      func() time.Time
+	logger   *slog.Logger
+}
+
+// stream runs one replicated stream over the QUIC stream qs: this node
+// sends it when send is set, receives it otherwise.
+func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, path string, send bool, parts int) error {
+	qs.SetPriority(urgency(path), true)
+	log := s.logger.With("stream", path)
+	var err error
+	if send {
+		log.Debug("sending")
+		sd := &sender{log: s.store.Stream(path), path: path, parts: parts, conn: fc, stats: s.link.stream(dirSend, path),
+			limit: s.limit, window: s.window, maxBytes: s.maxBytes, compress: s.compress, now: s.now, logger: log}
+		err = sd.run(ctx)
+	} else {
+		log.Debug("receiving")
+		rc := &receiver{replica: s.store, log: s.store.Stream(path), path: path, conn: fc, stats: s.link.stream(dirReceive, path), now: s.now, logger: log}
+		err = rc.run(ctx)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return err
+}
+
+// ensureStream makes sure the replica of path exists with parts
+// partitions, creating it if needed, and returns the partition count.
+func ensureStream(ctx context.Context, st *store.Store, path string, parts int) (int, error) {
+	info, err := st.Stat(ctx, path)
+	if errors.Is(err, store.ErrNotFound) && parts > 0 {
+		err = st.CreateStream(ctx, path, store.StreamOptions{Partitions: parts})
+		if errors.Is(err, store.ErrExists) {
+			err = nil
+		}
+		if err != nil {
+			return 0, wire.Errorf(wire.CodeStream, "%s: cannot create the replica: %v", path, err)
+		}
+		info, err = st.Stat(ctx, path)
+	}
+	if err != nil {
+		return 0, wire.Errorf(wire.CodeStream, "%s: %v", path, err)
+	}
+	if info.Kind != store.KindStream {
+		return 0, wire.Errorf(wire.CodeStream, "%s is a %s, not a stream", path, info.Kind)
+	}
+	if parts > 0 && info.Partitions != parts {
+		return 0, wire.Errorf(wire.CodeStream, "%s has %d partitions here and %d at the source", path, info.Partitions, parts)
+	}
+	return info.Partitions, nil
+}
+
+// group runs functions until the first fails (or ctx ends), then cancels
+// the others and waits for them.
+type group struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+	err    error
+}
+
+func newGroup(ctx context.Context) *group {
+	g := &group{}
+	g.ctx, g.cancel = context.WithCancelCause(ctx)
+	return g
+}
+
+func (g *group) go_(f func(ctx context.Context) error) {
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		if err := f(g.ctx); err != nil {
+			g.fail(err)
+		}
+	}()
+}
+
+func (g *group) fail(err error) {
+	g.once.Do(func() {
+		g.err = err
+		g.cancel(err)
+	})
+}
+
+// wait returns the first error once ctx or a failure ended the group.
+func (g *group) wait() error {
+	<-g.ctx.Done()
+	g.once.Do(func() { g.err = context.Cause(g.ctx) })
+	g.cancel(g.err)
+	return g.err
+}
+
+// selfIdentity reads this node's identity from its certificate.
+func selfIdentity(pair *certs.KeyPair, now time.Time) (certs.Identity, error) {
+	c := pair.Certificate()
+	if c == nil || len(c.Certificate) == 0 {
+		return certs.Identity{}, errors.New("replicate: no node certificate")
+	}
+	leaf := c.Leaf
+	if leaf == nil {
+		var err error
+		if leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return certs.Identity{}, fmt.Errorf("replicate: node certificate: %w", err)
+		}
+	}
+	id, err := certs.NodeIdentity(leaf, now)
+	if err != nil {
+		return certs.Identity{}, fmt.Errorf("replicate: node certificate: %w", err)
+	}
+	return id, nil
+}
+
+// readControl reads the control stream until it ends; the peer sends
+// nothing on it after the handshake but an Error before closing.
+func readControl(ctx context.Context, fc *wire.Conn) error {
+	for {
+		m, err := fc.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("control stream: %w", wire.FromQUIC(err))
+		}
+		if e, ok := m.(*wire.Error); ok {
+			e.Remote = true
+			return e
+		}
+		return wire.Errorf(wire.CodeProtocol, "unexpected frame %T on the control stream", m)
+	}
+}

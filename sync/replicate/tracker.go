@@ -1,0 +1,159 @@
+package replicate
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// tp names a topic partition.
+type tp struct {
+	topic string
+	part  int
+}
+
+func (k tp) String() string { return fmt.Sprintf("%q/%d", k.topic, k.part) }
+
+// topicState is what a sender knows of one topic partition.
+type topicState struct {
+	acked uint64 // the receiver's next offset, as last acknowledged
+	sent  uint64 // the next offset to send
+	epoch uint64 // bumped when the sender goes back after a gap
+}
+
+// flight is a batch sent and not yet acknowledged.
+type flight struct {
+	key   tp
+	first uint64
+	count int
+	bytes int
+	epoch uint64
+}
+
+// tracker is a sender's state: where each topic partition stands, the
+// batches in flight, and the window that bounds them. Acknowledgements
+// arrive in the order batches were sent (one stream, one receiver loop).
+// It does no I/O.
+type tracker struct {
+	topics   map[tp]*topicState
+	order    []tp // known topic partitions, sorted; the send order
+	cursor   int  // where the next pass starts, for fairness
+	queue    []flight
+	inflight int // bytes
+	window   int
+}
+
+func newTracker(window int) *tracker {
+	return &tracker{topics: map[tp]*topicState{}, window: window}
+}
+
+// known reports whether the receiver's position of k is known.
+func (t *tracker) known(k tp) bool { _, ok := t.topics[k]; return ok }
+
+// position records the receiver's position of k, from Positions.
+func (t *tracker) position(k tp, next uint64) {
+	if s, ok := t.topics[k]; ok {
+		s.acked = max(s.acked, next)
+		return
+	}
+	t.topics[k] = &topicState{acked: next, sent: next}
+	i := sort.Search(len(t.order), func(i int) bool { return !less(t.order[i], k) })
+	t.order = append(t.order, tp{})
+	copy(t.order[i+1:], t.order[i:])
+	t.order[i] = k
+}
+
+func less(a, b tp) bool {
+	if a.topic != b.topic {
+		return a.topic < b.topic
+	}
+	return a.part < b.part
+}
+
+// full reports whether the window allows no more batches.
+func (t *tracker) full() bool { return t.inflight >= t.window }
+
+// next returns where k's next batch starts.
+func (t *tracker) next(k tp) uint64 { return t.topics[k].sent }
+
+// pass returns the known topic partitions in the order a sending pass
+// visits them, starting after where the last pass stopped.
+func (t *tracker) pass() []tp {
+	if len(t.order) == 0 {
+		return nil
+	}
+	c := t.cursor % len(t.order)
+	t.cursor = c + 1
+	out := make([]tp, 0, len(t.order))
+	out = append(out, t.order[c:]...)
+	return append(out, t.order[:c]...)
+}
+
+// skip moves k's send position forward to from (the source trimmed what
+// lies before it) and returns how many offsets were skipped.
+func (t *tracker) skip(k tp, from uint64) uint64 {
+	s := t.topics[k]
+	if from <= s.sent {
+		return 0
+	}
+	n := from - s.sent
+	s.sent = from
+	return n
+}
+
+// sent records a batch sent.
+func (t *tracker) sent(k tp, first uint64, count, bytes int) {
+	s := t.topics[k]
+	s.sent = first + uint64(count)
+	t.queue = append(t.queue, flight{key: k, first: first, count: count, bytes: bytes, epoch: s.epoch})
+	t.inflight += bytes
+}
+
+// ackResult is what an acknowledgement meant.
+type ackResult struct {
+	flight
+	rewound bool // the sender goes back to the receiver's position
+}
+
+// ack takes the acknowledgement of the oldest batch in flight.
+func (t *tracker) ack(a *wire.Ack) (ackResult, error) {
+	if len(t.queue) == 0 {
+		return ackResult{}, wire.Errorf(wire.CodeProtocol, "acknowledgement with no batch in flight")
+	}
+	f := t.queue[0]
+	if f.key.topic != a.Topic || f.key.part != a.Part {
+		return ackResult{}, wire.Errorf(wire.CodeProtocol, "acknowledgement of %s, expected %s", tp{a.Topic, a.Part}, f.key)
+	}
+	t.queue[0] = flight{}
+	t.queue = t.queue[1:]
+	if len(t.queue) == 0 {
+		t.queue = nil
+	}
+	t.inflight -= f.bytes
+	s := t.topics[f.key]
+	r := ackResult{flight: f}
+	if a.Gap {
+		// The receiver is behind what was sent: go back, once per epoch
+		// (later batches of the same epoch gap too).
+		s.acked = a.Next
+		if f.epoch == s.epoch {
+			s.sent = a.Next
+			s.epoch++
+			r.rewound = true
+		}
+		return r, nil
+	}
+	s.acked = max(s.acked, a.Next)
+	return r, nil
+}
+
+// snapshot returns the acknowledged position of every known topic
+// partition.
+func (t *tracker) snapshot() map[tp]uint64 {
+	out := make(map[tp]uint64, len(t.topics))
+	for k, s := range t.topics {
+		out[k] = s.acked
+	}
+	return out
+}
