@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
 
@@ -38,6 +39,17 @@ type Config struct {
 	// OIDC, if set, also accepts tokens of an OpenID Connect provider,
 	// verified against its JWKS.
 	OIDC *OIDC
+	// DesiredReadOnly refuses desired-state changes (409 Desired state
+	// owned elsewhere). Set it on an edge linked to a core: the core owns
+	// desired state and sends it down.
+	DesiredReadOnly bool
+	// RemoteHistory, if set, fetches the history of a device whose
+	// messages the node does not hold from the device's edge (the core
+	// sets it).
+	RemoteHistory RemoteHistory
+	// Links, if set, reports the node's sync links for GET /api/v1/edges
+	// and the console.
+	Links Links
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock tokens are checked against. Default time.Now.
@@ -55,6 +67,8 @@ type Server struct {
 	root    http.Handler
 	metrics *metrics
 	oidc    *oidcVerifier // nil unless Config.OIDC
+	// summaries caches fleet counts (devices.go).
+	summaries *shadow.SummaryCache
 
 	// testHookWait, if set, runs just before a blocking read starts to wait.
 	testHookWait func()
@@ -117,6 +131,7 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/ls", certs.RoleViewer, http.HandlerFunc(s.list))
 	s.Handle("GET /api/v1/ls/{path...}", certs.RoleViewer, http.HandlerFunc(s.list))
 	s.Handle("GET /api/v1/volumes", certs.RoleViewer, http.HandlerFunc(s.volumes))
+	s.deviceRoutes()
 }
 
 // Handler returns the handler that serves the API.

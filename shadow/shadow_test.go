@@ -149,3 +149,33 @@ func TestParse(t *testing.T) {
 		t.Errorf("Parse(null) = %+v, %v", d, err)
 	}
 }
+
+// FuzzApplyDesired feeds desired-state patches, as API clients send them,
+// through decoding, the merge and reconciliation: whatever decodes as an
+// object gives a shadow that marshals, whose stored delta is the delta of
+// its sides, and that a second reconcile leaves alone.
+func FuzzApplyDesired(f *testing.F) {
+	for _, s := range []string{`{"setpoint":7}`, `{"setpoint":null}`, `{"cfg":{"a":{"b":[1,2]}}}`, `{}`, `[1]`, `{"a":1e999}`, `{"":""}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, patch []byte) {
+		p, err := decodeObject(patch)
+		if err != nil {
+			return
+		}
+		m := decode(t, `{"reported":{"setpoint":4,"cfg":{"a":1}},"desired":{"setpoint":5},"last_seen":"2026-03-01T10:00:00Z"}`)
+		applyDesired(m, p, t0)
+		reconcile(m, t0)
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatalf("shadow does not marshal: %v", err)
+		}
+		again := decode(t, string(b))
+		if !Equal(objectField(again, FieldDelta), Delta(objectField(again, FieldDesired), objectField(again, FieldReported))) {
+			t.Fatalf("stored delta of %s is not the delta of its sides", b)
+		}
+		if reconcile(again, t0.Add(time.Hour)) {
+			t.Fatalf("second reconcile of %s changed it", b)
+		}
+	})
+}

@@ -48,9 +48,10 @@ type SetOptions struct {
 	// returning an error, which SetDesired returns. It may run more than
 	// once.
 	Check func(cur Doc, exists bool) error
-	// Also are appended in the same commit as the delta message, such as
-	// the audit record of the change.
-	Also []store.AppendRequest
+	// Also, if set, is given the saved shadow and returns what to append
+	// in the same commit as the delta message, such as the audit record
+	// of the change.
+	Also func(saved Doc) []store.AppendRequest
 	// Now is the time stamped in desired_ts. Default time.Now().
 	Now time.Time
 }
@@ -61,7 +62,7 @@ type SetOptions struct {
 // patch, stamps desired_ts and recomputes the delta, which bumps the
 // version. Then, in a second commit, it appends the delta (a JSON object,
 // empty when in sync) to /updates/down, topic device/<id>, with the
-// subtopic header shadow/delta, together with opt.Also.
+// subtopic header shadow/delta, together with what opt.Also returns.
 //
 // The delta is sent even when empty: the gateway retains the latest
 // message of each MQTT topic, and a device that connects later must not
@@ -112,7 +113,10 @@ func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawM
 			HeaderVersion:  fmt.Sprint(saved.Version),
 		},
 	}
-	reqs := append([]store.AppendRequest{{Path: store.UpdatesStream, Topic: DeviceTopic(id), Partition: -1, Messages: []store.Message{msg}}}, opt.Also...)
+	reqs := []store.AppendRequest{{Path: store.UpdatesStream, Topic: DeviceTopic(id), Partition: -1, Messages: []store.Message{msg}}}
+	if opt.Also != nil {
+		reqs = append(reqs, opt.Also(doc)...)
+	}
 	if _, err := st.AppendMany(ctx, reqs); err != nil {
 		return doc, fmt.Errorf("%w (version %d): %w", ErrDeltaNotSent, saved.Version, err)
 	}

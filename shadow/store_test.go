@@ -51,7 +51,12 @@ func TestSetDesired(t *testing.T) {
 
 	audit := store.AppendRequest{Path: store.AuditStream, Topic: "edge1", Partition: 0, Messages: []store.Message{{Value: []byte(`{"action":"test"}`)}}}
 	doc, err := SetDesired(ctx, st, "pump-1", json.RawMessage(`{"setpoint":7,"sample_interval_s":5}`), SetOptions{
-		Conds: []store.Cond{store.IfVersion(before.Version)}, Now: t0, Also: []store.AppendRequest{audit},
+		Conds: []store.Cond{store.IfVersion(before.Version)}, Now: t0, Also: func(saved Doc) []store.AppendRequest {
+			if saved.Version != before.Version+1 {
+				t.Errorf("Also sees version %d", saved.Version)
+			}
+			return []store.AppendRequest{audit}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,348 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
+)
+
+// Header names the gateway stamps on device messages (gateway.HeaderTopic
+// and gateway.HeaderDevice; package gateway is not imported here).
+const (
+	headerMQTTTopic = "mqtt_topic"
+)
+
+// MaxRangeScan is the most messages a time-range read with a filter (the
+// events of a device, the audit records of a subject) looks at for one
+// answer; what it leaves is signalled by more.
+const MaxRangeScan = 20000
+
+// RangeQuery selects the messages of a time range: From (inclusive) to To
+// (exclusive). With From zero, the latest Limit messages before To.
+type RangeQuery struct {
+	From, To time.Time
+	Limit    int
+}
+
+// ParseRange reads from, to (RFC 3339) and limit (default DefaultLimit,
+// at most MaxLimit) from a query; to defaults to now.
+func ParseRange(q url.Values, now time.Time) (RangeQuery, error) {
+	rq := RangeQuery{To: now.Add(time.Nanosecond)}
+	var err error
+	if v := q.Get("from"); v != "" {
+		if rq.From, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return rq, fmt.Errorf("from %q: want an RFC 3339 time", v)
+		}
+	}
+	if v := q.Get("to"); v != "" {
+		if rq.To, err = time.Parse(time.RFC3339Nano, v); err != nil {
+			return rq, fmt.Errorf("to %q: want an RFC 3339 time", v)
+		}
+	}
+	if !rq.From.IsZero() && !rq.From.Before(rq.To) {
+		return rq, errors.New("from must be before to")
+	}
+	if rq.Limit, err = intParam(q, "limit", DefaultLimit, 1, MaxLimit); err != nil {
+		return rq, err
+	}
+	return rq, nil
+}
+
+// ReadRange returns, oldest first, the messages of a stream's topic (all
+// partitions) in the time range q whose match says yes (nil: all). It
+// finds the range's ends by binary search over the offsets (message
+// timestamps grow with offsets), then reads forward from q.From or, with
+// From zero, backward from q.To. It looks at no more than MaxRangeScan
+// messages when match is set. more reports that the range holds matching
+// messages it did not return.
+func ReadRange(ctx context.Context, st *store.Stream, parts int, topic string, q RangeQuery, match func(*store.Message) bool) (msgs []store.Message, more bool, err error) {
+	if q.Limit <= 0 {
+		q.Limit = DefaultLimit
+	}
+	budget := MaxRangeScan
+	for p := range max(parts, 1) {
+		got, m, err := readPartitionRange(ctx, st, topic, p, q, match, &budget)
+		if err != nil {
+			return nil, false, err
+		}
+		msgs, more = append(msgs, got...), more || m
+	}
+	slices.SortStableFunc(msgs, func(a, b store.Message) int { return a.Timestamp.Compare(b.Timestamp) })
+	if len(msgs) > q.Limit {
+		more = true
+		if q.From.IsZero() {
+			msgs = msgs[len(msgs)-q.Limit:]
+		} else {
+			msgs = msgs[:q.Limit]
+		}
+	}
+	return msgs, more, nil
+}
+
+func readPartitionRange(ctx context.Context, st *store.Stream, topic string, part int, q RangeQuery, match func(*store.Message) bool, budget *int) ([]store.Message, bool, error) {
+	low, next, err := st.Bounds(ctx, topic, part)
+	if err != nil {
+		return nil, false, err
+	}
+	end, err := firstAtOrAfter(ctx, st, topic, part, low, next, q.To)
+	if err != nil {
+		return nil, false, err
+	}
+	const chunk = 500
+	var out []store.Message
+	if !q.From.IsZero() {
+		start, err := firstAtOrAfter(ctx, st, topic, part, low, end, q.From)
+		if err != nil {
+			return nil, false, err
+		}
+		for off := start; off < end; {
+			if match != nil && *budget <= 0 {
+				return out, true, nil
+			}
+			msgs, err := st.Read(ctx, topic, part, off, store.ReadOptions{Limit: int(min(uint64(chunk), end-off))})
+			if err != nil || len(msgs) == 0 {
+				return out, false, err
+			}
+			for i := range msgs {
+				m := &msgs[i]
+				if m.Offset >= end {
+					return out, false, nil
+				}
+				*budget--
+				if match == nil || match(m) {
+					if len(out) == q.Limit {
+						return out, true, nil
+					}
+					out = append(out, *m)
+				}
+			}
+			off = msgs[len(msgs)-1].Offset + 1
+		}
+		return out, false, nil
+	}
+	// Backward from end, a chunk at a time, each read forward.
+	for hi := end; hi > low; {
+		if match != nil && *budget <= 0 {
+			return out, true, nil
+		}
+		lo := max(low, hi-min(hi-low, chunk))
+		msgs, err := readSpan(ctx, st, topic, part, lo, hi)
+		if err != nil {
+			return nil, false, err
+		}
+		var kept []store.Message
+		for i := range msgs {
+			*budget--
+			if match == nil || match(&msgs[i]) {
+				kept = append(kept, msgs[i])
+			}
+		}
+		if n := len(out) + len(kept); n >= q.Limit {
+			kept = kept[n-q.Limit:]
+			return append(kept, out...), n > q.Limit || lo > low, nil
+		}
+		out = append(kept, out...)
+		hi = lo
+	}
+	return out, false, nil
+}
+
+// readSpan reads the offsets lo to hi (exclusive) of a partition.
+func readSpan(ctx context.Context, st *store.Stream, topic string, part int, lo, hi uint64) ([]store.Message, error) {
+	var out []store.Message
+	for off := lo; off < hi; {
+		msgs, err := st.Read(ctx, topic, part, off, store.ReadOptions{Limit: int(hi - off)})
+		if errors.Is(err, store.ErrTrimmed) {
+			// Retention moved the low-water mark meanwhile.
+			l, _, berr := st.Bounds(ctx, topic, part)
+			if berr != nil || l <= off {
+				return nil, err
+			}
+			off = l
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			if m.Offset < hi {
+				out = append(out, m)
+			}
+		}
+		off = msgs[len(msgs)-1].Offset + 1
+	}
+	return out, nil
+}
+
+// firstAtOrAfter is the first offset in [lo, hi) of a message stamped at
+// or after t, hi if none.
+func firstAtOrAfter(ctx context.Context, st *store.Stream, topic string, part int, lo, hi uint64, t time.Time) (uint64, error) {
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		msgs, err := st.Read(ctx, topic, part, mid, store.ReadOptions{Limit: 1})
+		if errors.Is(err, store.ErrTrimmed) {
+			lo = mid + 1
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if len(msgs) == 0 || !msgs[0].Timestamp.Before(t) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return lo, nil
+}
+
+// RemoteHistory fetches the messages of a device that the node does not
+// hold from the device's edge. The core implements it over the sync link.
+type RemoteHistory interface {
+	History(ctx context.Context, edge, device string, q RangeQuery) (msgs []store.Message, more bool, err error)
+}
+
+// HistoryResponse is the answer to GET /api/v1/devices/{id}/history.
+// Source says where the messages come from: "local" (this node's
+// /telemetry/by_device), or "edge" when the node fetched them from the
+// device's edge (Edge) because it holds none.
+type HistoryResponse struct {
+	Device   string    `json:"device"`
+	Source   string    `json:"source"`
+	Edge     string    `json:"edge,omitempty"`
+	Messages []Message `json:"messages"`
+	More     bool      `json:"more"`
+}
+
+// History is a device's history as History returns it.
+type History struct {
+	Source, Edge string
+	Messages     []store.Message
+	More         bool
+}
+
+// DeviceHistory returns the messages of device id in the time range q,
+// from /telemetry/by_device or, when the node holds none and has a
+// RemoteHistory, from the device's edge. A device the token c may not see
+// is store.ErrNotFound.
+func (s *Server) DeviceHistory(ctx context.Context, c *certs.TokenClaims, id string, q RangeQuery) (History, error) {
+	edge, err := s.deviceEdge(ctx, c, id)
+	if err != nil {
+		return History{}, err
+	}
+	msgs, more, err := s.readByDevice(ctx, id, q, nil)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Source: "local", Messages: msgs, More: more}
+	if len(msgs) == 0 && s.cfg.RemoteHistory != nil && edge != "" && edge != s.cfg.Store.Name() {
+		msgs, more, err := s.cfg.RemoteHistory.History(ctx, edge, id, q)
+		if err != nil {
+			return History{}, fmt.Errorf("api: history of %s from edge %s: %w", id, edge, err)
+		}
+		h = History{Source: "edge", Edge: edge, Messages: msgs, More: more}
+	}
+	return h, nil
+}
+
+// deviceEdge checks that the token c may see device id and returns the
+// device's edge. A device without a shadow may be read by unscoped tokens
+// (its messages may be there all the same).
+func (s *Server) deviceEdge(ctx context.Context, c *certs.TokenClaims, id string) (string, error) {
+	scope, err := ScopeFilter(c)
+	if err != nil {
+		return "", err
+	}
+	d, err := s.Device(ctx, c, id)
+	switch {
+	case err == nil:
+		return d.Edge, nil
+	case errors.Is(err, store.ErrNotFound) && !scoped(scope):
+		if !certs.ValidName(id) {
+			return "", fmt.Errorf("%w: device id %q", store.ErrInvalid, id)
+		}
+		return "", nil
+	}
+	return "", err
+}
+
+func (s *Server) readByDevice(ctx context.Context, id string, q RangeQuery, match func(*store.Message) bool) ([]store.Message, bool, error) {
+	info, err := s.cfg.Store.Stat(ctx, store.ByDeviceStream)
+	if err != nil {
+		return nil, false, err
+	}
+	return ReadRange(ctx, s.cfg.Store.Stream(store.ByDeviceStream), info.Partitions, id, q, match)
+}
+
+// DeviceEvents returns the latest events of device id before q.To (or in
+// the range q), oldest first: the messages it published on
+// devices/<id>/events[/<kind>].
+func (s *Server) DeviceEvents(ctx context.Context, c *certs.TokenClaims, id string, q RangeQuery) ([]store.Message, bool, error) {
+	if _, err := s.deviceEdge(ctx, c, id); err != nil {
+		return nil, false, err
+	}
+	prefix := "devices/" + id + "/events"
+	return s.readByDevice(ctx, id, q, func(m *store.Message) bool {
+		t := m.Headers[headerMQTTTopic]
+		return t == prefix || strings.HasPrefix(t, prefix+"/")
+	})
+}
+
+// MessagesOf converts store messages to their JSON form.
+func MessagesOf(msgs []store.Message) []Message {
+	out := make([]Message, len(msgs))
+	for i, m := range msgs {
+		out[i] = MessageJSON(m)
+	}
+	return out
+}
+
+// deviceHistory serves GET /api/v1/devices/{id}/history.
+func (s *Server) deviceHistory(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseRange(r.URL.Query(), s.now())
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	id := r.PathValue("id")
+	h, err := s.DeviceHistory(r.Context(), Claims(r.Context()), id, q)
+	if err != nil {
+		s.deviceError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, HistoryResponse{Device: id, Source: h.Source, Edge: h.Edge, Messages: MessagesOf(h.Messages), More: h.More})
+}
+
+// EventsResponse is the answer to GET /api/v1/devices/{id}/events.
+type EventsResponse struct {
+	Device string    `json:"device"`
+	Events []Message `json:"events"`
+	More   bool      `json:"more"`
+}
+
+// deviceEvents serves GET /api/v1/devices/{id}/events.
+func (s *Server) deviceEvents(w http.ResponseWriter, r *http.Request) {
+	q, err := ParseRange(r.URL.Query(), s.now())
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	id := r.PathValue("id")
+	msgs, more, err := s.DeviceEvents(r.Context(), Claims(r.Context()), id, q)
+	if err != nil {
+		s.deviceError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, EventsResponse{Device: id, Events: MessagesOf(msgs), More: more})
+}
