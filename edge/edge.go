@@ -1,6 +1,7 @@
 // Package edge is the edge node: it opens the node's store, runs the
-// device gateway on it, and serves the HTTP API, with one Prometheus
-// registry for all of them. `weft edge` builds a Config and calls Run.
+// device gateway on it, serves the HTTP API and, when it has a core, keeps
+// its link to the core (package replicate), with one Prometheus registry
+// for all of them. `weft edge` builds a Config and calls Run.
 package edge
 
 import (
@@ -12,6 +13,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +23,8 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/wire"
 )
 
 // Config configures an edge node. DataDir, CertsDir and Name are required.
@@ -42,6 +47,17 @@ type Config struct {
 	// Gateway holds gateway settings (limits); the store, name, address
 	// and certificates are set from the above.
 	Gateway gateway.Config
+	// Core is the UDP address (host:port) of the core this edge replicates
+	// with, using its node certificate nodes/<Name>.crt and .key and the
+	// fabric CA from CertsDir. Empty: the edge runs alone.
+	Core string
+	// Replicate are streams sent to the core besides
+	// replicate.DefaultUp (/uplink/events, /shadows/changes,
+	// /audit/events), such as /telemetry/by_device.
+	Replicate []string
+	// Link holds the link's other settings (rate limit, backoff, QUIC);
+	// the store, address, certificates and streams are set from the above.
+	Link replicate.LinkConfig
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -54,8 +70,10 @@ type Node struct {
 	gw    *gateway.Server
 	http  *http.Server
 	hln   net.Listener
+	mon   *replicate.Monitor
 	stop  context.CancelFunc
 	done  chan error
+	wg    sync.WaitGroup
 }
 
 // Start opens the store, starts the gateway and the HTTP API, and returns
@@ -129,12 +147,23 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	mon := replicate.NewMonitor(cfg.Name, nil)
+	reg.MustRegister(mon)
+	var link *replicate.Link
+	if cfg.Core != "" {
+		if link, err = newLink(cfg, auth, st, mon, log); err != nil {
+			gw.Shutdown(context.Background())
+			st.Close()
+			return nil, err
+		}
+	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api")})
 	if err != nil {
 		gw.Shutdown(context.Background())
 		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
+	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
 	hln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		gw.Shutdown(context.Background())
@@ -143,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	reqCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	n := &Node{
-		cfg: cfg, log: log, store: st, gw: gw, hln: hln, stop: stop, done: make(chan error, 1),
+		cfg: cfg, log: log, store: st, gw: gw, hln: hln, mon: mon, stop: stop, done: make(chan error, 1),
 		http: &http.Server{
 			Handler:           apiSrv.Handler(),
 			ReadHeaderTimeout: 10 * time.Second,
@@ -157,9 +186,59 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.done <- err
 	}()
-	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir)
+	if link != nil {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			link.Run(reqCtx)
+		}()
+	}
+	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir, "core", cfg.Core)
 	return n, nil
 }
+
+// newLink builds the edge's link to its core.
+func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.Monitor, log *slog.Logger) (*replicate.Link, error) {
+	if auth.FabricCA == nil {
+		return nil, fmt.Errorf("edge: %s holds no fabric CA certificate for the link to the core", cfg.CertsDir)
+	}
+	certFile, keyFile := certs.Files(cfg.CertsDir, certs.KindNode, cfg.Name)
+	pair, err := certs.LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("edge: node certificate (issue it with `weft certs issue node --role edge --name %s --host HOST`): %w", cfg.Name, err)
+	}
+	pool, err := certs.Pool(auth.FabricCA.PEM)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	lc := cfg.Link
+	lc.Store, lc.Addr, lc.Monitor = st, cfg.Core, mon
+	lc.TLS = wire.TLSConfig{Certificate: pair, FabricCAs: pool}
+	if auth.DeviceCA != nil {
+		rev, err := auth.Revocations(log.With("component", "crl"))
+		if err != nil {
+			return nil, fmt.Errorf("edge: %w", err)
+		}
+		lc.TLS.Revocations = rev
+	}
+	lc.Up = slices.Clone(replicate.DefaultUp)
+	for _, p := range cfg.Replicate {
+		if !slices.Contains(lc.Up, p) {
+			lc.Up = append(lc.Up, p)
+		}
+	}
+	if lc.Logger == nil {
+		lc.Logger = log
+	}
+	link, err := replicate.NewLink(lc)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	return link, nil
+}
+
+// Links returns the figures of the edge's link to its core.
+func (n *Node) Links() []replicate.LinkStatus { return n.mon.Links() }
 
 // Run starts the node and serves until ctx ends, then shuts it down.
 func Run(ctx context.Context, cfg Config) error {
@@ -190,11 +269,13 @@ func (n *Node) MQTTAddr() net.Addr { return n.gw.Addr() }
 // HTTPAddr is the address the HTTP API listens on.
 func (n *Node) HTTPAddr() net.Addr { return n.hln.Addr() }
 
-// Shutdown stops the HTTP API and the gateway, then closes the store.
+// Shutdown stops the HTTP API, the gateway and the link to the core, then
+// closes the store.
 func (n *Node) Shutdown(ctx context.Context) error {
-	n.stop() // ends blocking reads
+	n.stop() // ends blocking reads and the link to the core
 	herr := n.http.Shutdown(ctx)
 	gerr := n.gw.Shutdown(ctx)
+	n.wg.Wait()
 	serr := n.store.Close()
 	n.log.Info("edge stopped")
 	if errors.Is(herr, http.ErrServerClosed) {

@@ -29,6 +29,9 @@ type edgeFile struct {
 	Store struct {
 		MinFree string `yaml:"min_free"`
 	} `yaml:"store"`
+	Core      string   `yaml:"core"`
+	Replicate []string `yaml:"replicate"`
+	RateLimit string   `yaml:"rate_limit"`
 }
 
 func newEdgeCmd() *cobra.Command {
@@ -36,19 +39,25 @@ func newEdgeCmd() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
 		Use:   "edge",
-		Short: "Run an edge node: store, device gateway and HTTP API",
+		Short: "Run an edge node: store, device gateway, HTTP API and link to a core",
 		Long: `Run an edge node. It opens the store in --data, serves devices over
 mutual-TLS MQTT on --mqtt with the gateway certificate certs/gateways/NAME.*,
 and serves the HTTP API (bearer tokens from 'weft token create') on --http.
-SIGINT or SIGTERM shut it down cleanly.
+With --core it keeps a QUIC link to that core (UDP host:port) with the node
+certificate certs/nodes/NAME.*: it sends /uplink/events, /shadows/changes,
+/audit/events and each --replicate stream, and receives /updates/down,
+resuming where it stopped after any outage. SIGINT or SIGTERM shut it down
+cleanly.
 
 Settings come from --config (YAML) and flags; flags win. The YAML keys are
-data, certs, name, mqtt, http, log_level, gateway.connect_timeout,
-gateway.max_packet_size, gateway.max_connections, gateway.message_rate,
-gateway.byte_rate and store.min_free.`,
+data, certs, name, mqtt, http, log_level, core, replicate, rate_limit,
+gateway.connect_timeout, gateway.max_packet_size, gateway.max_connections,
+gateway.message_rate, gateway.byte_rate and store.min_free.`,
 		Example: `  weft certs init --dir C
   weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
-  weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080`,
+  weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080
+  weft certs issue node --dir C --role edge --name truck-7 --host 127.0.0.1
+  weft edge --data D --certs C --name truck-7 --core 127.0.0.1:7443 --replicate /telemetry/by_device`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if config != "" {
@@ -62,7 +71,8 @@ gateway.byte_rate and store.min_free.`,
 				}
 				mergeEdge(cmd, &f, fromFile)
 			}
-			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP}
+			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
+				Core: f.Core, Replicate: f.Replicate}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(f.Log)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -77,6 +87,7 @@ gateway.byte_rate and store.min_free.`,
 				{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
 				{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
 				{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
+				{f.RateLimit, func(n int64) { cfg.Link.RateLimit = n }},
 			} {
 				if sz.text == "" {
 					continue
@@ -98,6 +109,9 @@ gateway.byte_rate and store.min_free.`,
 	fl.StringVar(&f.MQTT, "mqtt", "127.0.0.1:8883", "MQTT over TLS listen address")
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with (default: none)")
+	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
+	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
 	return cmd
 }
 
@@ -114,5 +128,10 @@ func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
 	set("mqtt", &f.MQTT, file.MQTT)
 	set("http", &f.HTTP, file.HTTP)
 	set("log-level", &f.Log, file.Log)
+	set("core", &f.Core, file.Core)
+	set("rate-limit", &f.RateLimit, file.RateLimit)
+	if !cmd.Flags().Changed("replicate") {
+		f.Replicate = file.Replicate
+	}
 	f.Gateway, f.Store = file.Gateway, file.Store
 }

@@ -50,10 +50,10 @@ type LinkConfig struct {
 
 // Link is an edge's link to its core.
 type Link struct {
-	cfg    LinkConfig
-	self   certs.Identity
-	log    *slog.Logger
-	limit  *sharedLimiter
+	cfg   LinkConfig
+	self  certs.Identity
+	log   *slog.Logger
+	limit *sharedLimiter
 }
 
 // NewLink checks cfg and applies its defaults.

@@ -1,0 +1,244 @@
+// Package core is the core node: it opens the node's store, serves its
+// edges' sync links over QUIC (package replicate), folds the shadows its
+// edges report into its own /shadows/devices, and serves the same HTTP API
+// as the edge, with GET /api/v1/links. `weft core` builds a Config and
+// calls Run.
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/quic-go/quic-go"
+	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/shadow"
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// Config configures a core node. DataDir, CertsDir and Name are required.
+type Config struct {
+	// DataDir holds the node's store.
+	DataDir string
+	// CertsDir is a certificate directory holding the fabric CA
+	// certificate, the node's pair nodes/<Name>.crt and .key, the token
+	// public key and, if any, the CRL (with the device CA that signs it).
+	CertsDir string
+	// Name is the core's name: the store's node name and the name in its
+	// node certificate.
+	Name string
+	// Listen is the UDP address edges' QUIC links come to. Default
+	// 127.0.0.1:7443.
+	Listen string
+	// HTTPAddr is the HTTP API's listen address. Default 127.0.0.1:8081.
+	HTTPAddr string
+	// Down are the streams sent to every edge. Default
+	// replicate.DefaultDown (/updates/down).
+	Down []string
+	// RateLimit caps the bytes per second sent on each link; 0: no cap.
+	RateLimit int64
+	// Store holds store settings; Dir and Name are set from the above.
+	Store store.Config
+	// QUIC overrides the links' QUIC settings (tests).
+	QUIC *quic.Config
+	// Logger receives the node's logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Node is a running core node.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	store *store.Store
+	sync  *replicate.Server
+	ln    *quic.Listener
+	http  *http.Server
+	hln   net.Listener
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
+	done  chan error
+}
+
+// Start opens the store, starts the sync server, the shadow follower and
+// the HTTP API, and returns once the QUIC and HTTP listeners are open.
+// Stop it with Shutdown.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.DataDir == "" || cfg.CertsDir == "" || cfg.Name == "" {
+		return nil, errors.New("core: data directory, certificate directory and name are required")
+	}
+	if !certs.ValidName(cfg.Name) {
+		return nil, fmt.Errorf("core: invalid name %q", cfg.Name)
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:7443"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8081"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	log := cfg.Logger.With("node", cfg.Name)
+	auth, err := certs.Load(cfg.CertsDir)
+	if err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	if auth.FabricCA == nil {
+		return nil, fmt.Errorf("core: %s holds no fabric CA certificate", cfg.CertsDir)
+	}
+	if auth.TokenPublicKey == nil {
+		return nil, fmt.Errorf("core: %s holds no token.pub to verify API tokens", cfg.CertsDir)
+	}
+	certFile, keyFile := certs.Files(cfg.CertsDir, certs.KindNode, cfg.Name)
+	pair, err := certs.LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("core: node certificate (issue it with `weft certs issue node --role core --name %s`): %w", cfg.Name, err)
+	}
+	pool, err := certs.Pool(auth.FabricCA.PEM)
+	if err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	tc := wire.TLSConfig{Certificate: pair, FabricCAs: pool}
+	if auth.DeviceCA != nil {
+		rev, err := auth.Revocations(log.With("component", "crl"))
+		if err != nil {
+			return nil, fmt.Errorf("core: %w", err)
+		}
+		tc.Revocations = rev
+	}
+
+	sc := cfg.Store
+	sc.Dir, sc.Name = filepath.Clean(cfg.DataDir), cfg.Name
+	if sc.Logger == nil {
+		sc.Logger = log.With("component", "store")
+	}
+	st, err := store.Open(sc)
+	if err != nil {
+		return nil, fmt.Errorf("core: %w", err)
+	}
+	fail := func(err error) (*Node, error) {
+		st.Close()
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mon := replicate.NewMonitor(cfg.Name, nil)
+	reg.MustRegister(mon)
+	srv, err := replicate.NewServer(replicate.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
+		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
+	if err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
+	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg, Logger: log.With("component", "api")})
+	if err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
+	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
+	watcher, err := shadow.NewWatcher(shadow.WatcherConfig{Store: st, Logger: log.With("component", "shadows")})
+	if err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
+	ln, err := srv.Listen(cfg.Listen)
+	if err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
+	hln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		ln.Close()
+		return fail(fmt.Errorf("core: http: %w", err))
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	n := &Node{
+		cfg: cfg, log: log, store: st, sync: srv, ln: ln, hln: hln, stop: stop, done: make(chan error, 1),
+		http: &http.Server{
+			Handler:           apiSrv.Handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return runCtx },
+		},
+	}
+	n.wg.Add(3)
+	go func() {
+		defer n.wg.Done()
+		if err := srv.Serve(runCtx, ln); err != nil {
+			log.Error("sync server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		f := &follower{store: st, self: cfg.Name, log: log.With("component", "shadows")}
+		if err := f.run(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("shadow follower stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.wg.Done()
+		if err := watcher.Run(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("shadow watcher stopped", "err", err)
+		}
+	}()
+	go func() {
+		err := n.http.Serve(hln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		n.done <- err
+	}()
+	log.Info("core started", "sync", ln.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir)
+	return n, nil
+}
+
+// Run starts the node and serves until ctx ends, then shuts it down.
+func Run(ctx context.Context, cfg Config) error {
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-n.done:
+		n.done <- serveErr
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return errors.Join(serveErr, n.Shutdown(sctx))
+}
+
+// Store is the node's store.
+func (n *Node) Store() *store.Store { return n.store }
+
+// SyncAddr is the UDP address edges' links come to.
+func (n *Node) SyncAddr() net.Addr { return n.ln.Addr() }
+
+// HTTPAddr is the address the HTTP API listens on.
+func (n *Node) HTTPAddr() net.Addr { return n.hln.Addr() }
+
+// Links returns the figures of the node's links to its edges.
+func (n *Node) Links() []replicate.LinkStatus { return n.sync.Monitor().Links() }
+
+// Shutdown stops the HTTP API, closes the edges' links, then closes the
+// store.
+func (n *Node) Shutdown(ctx context.Context) error {
+	n.stop()
+	herr := n.http.Shutdown(ctx)
+	n.ln.Close()
+	n.wg.Wait()
+	serr := n.store.Close()
+	n.log.Info("core stopped")
+	if errors.Is(herr, http.ErrServerClosed) {
+		herr = nil
+	}
+	return errors.Join(herr, serr)
+}

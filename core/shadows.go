@@ -1,0 +1,164 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/weft-io/weft/shadow"
+	"github.com/weft-io/weft/store"
+)
+
+// followerGroup is the consumer group under which the core records how far
+// it has folded each edge's shadow changes into its own shadows.
+const followerGroup = "core-shadows"
+
+// coreOwned are the fields of a shadow the core owns (DESIGN.md §7): an
+// edge's copy never overwrites them. The delta follows from both sides and
+// is recomputed by the shadow watcher.
+var coreOwned = []string{shadow.FieldDesired, shadow.FieldDesiredTS}
+
+// follower folds the shadow changes its edges replicate to
+// /shadows/changes (one topic per edge) into the core's /shadows/devices:
+// every field but the core-owned ones comes from the edge. Its position
+// per edge is a consumer cursor; a change applied twice (after a crash
+// between the table write and the cursor) writes the same fields again.
+type follower struct {
+	store *store.Store
+	self  string // the core's own topic: its own changes, skipped
+	log   *slog.Logger
+}
+
+func (f *follower) run(ctx context.Context) error {
+	changes := f.store.Stream(store.ShadowChanges)
+	for {
+		changed := changes.Changed()
+		busy, err := f.pass(ctx, changes)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		if busy {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// pass folds what every edge topic holds past its cursor, a page at a time;
+// busy reports that there may be more.
+func (f *follower) pass(ctx context.Context, changes *store.Stream) (busy bool, err error) {
+	after := ""
+	for {
+		topics, err := changes.Topics(ctx, "", after, 1000)
+		if err != nil {
+			return false, err
+		}
+		for _, topic := range topics {
+			if topic == f.self {
+				continue
+			}
+			more, err := f.topic(ctx, changes, topic)
+			if err != nil {
+				return false, err
+			}
+			busy = busy || more
+		}
+		if len(topics) < 1000 {
+			return busy, nil
+		}
+		after = topics[len(topics)-1]
+	}
+}
+
+func (f *follower) topic(ctx context.Context, changes *store.Stream, topic string) (more bool, err error) {
+	from, _, err := changes.Cursor(ctx, followerGroup, topic, 0)
+	if err != nil {
+		return false, err
+	}
+	msgs, err := changes.Read(ctx, topic, 0, from, store.ReadOptions{Limit: 500})
+	if errors.Is(err, store.ErrTrimmed) {
+		low, _, berr := changes.Bounds(ctx, topic, 0)
+		if berr != nil {
+			return false, berr
+		}
+		f.log.Warn("shadow changes trimmed before they were applied", "edge", topic, "from", from, "to", low)
+		from = low
+		msgs, err = changes.Read(ctx, topic, 0, from, store.ReadOptions{Limit: 500})
+	}
+	if err != nil || len(msgs) == 0 {
+		return false, err
+	}
+	for _, m := range msgs {
+		var c store.Change
+		if err := json.Unmarshal(m.Value, &c); err != nil || c.Key == "" {
+			f.log.Warn("skipping a malformed shadow change", "edge", topic, "offset", m.Offset, "err", err)
+			continue
+		}
+		if err := f.apply(ctx, c); err != nil {
+			return false, fmt.Errorf("core: shadow %q from %s at %d: %w", c.Key, topic, m.Offset, err)
+		}
+	}
+	next := msgs[len(msgs)-1].Offset + 1
+	if err := changes.SetCursor(ctx, followerGroup, topic, 0, next); err != nil {
+		return false, err
+	}
+	return len(msgs) == 500, nil
+}
+
+// apply writes an edge's shadow change into the core's shadow: the edge's
+// document with the core's own fields kept.
+func (f *follower) apply(ctx context.Context, c store.Change) error {
+	var edgeDoc map[string]any
+	if c.Op != "delete" {
+		if err := json.Unmarshal(c.Doc, &edgeDoc); err != nil || edgeDoc == nil {
+			f.log.Warn("skipping a shadow change that is not a JSON object", "device", c.Key, "err", err)
+			return nil
+		}
+	}
+	del := false
+	_, err := f.store.Table(store.ShadowsTable).Update(ctx, c.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
+		out := map[string]any{}
+		for k, v := range edgeDoc {
+			out[k] = v
+		}
+		for _, k := range coreOwned {
+			delete(out, k)
+		}
+		delete(out, shadow.FieldDelta)
+		if exists {
+			var cur map[string]any
+			if json.Unmarshal(old.Value, &cur) == nil {
+				for _, k := range coreOwned {
+					if v, ok := cur[k]; ok {
+						out[k] = v
+					}
+				}
+			}
+		}
+		if len(out) == 0 {
+			del = true
+			return old.Value, nil
+		}
+		return json.Marshal(out)
+	})
+	if err != nil {
+		return err
+	}
+	if del {
+		err := f.store.Table(store.ShadowsTable).Delete(ctx, c.Key)
+		if errors.Is(err, store.ErrNotFound) {
+			err = nil
+		}
+		return err
+	}
+	return nil
+}
