@@ -63,7 +63,7 @@ type Node struct {
 	log   *slog.Logger
 	store *store.Store
 	sync  *replicate.Server
-	ln    *quic.Listener
+	ln    *wire.Listener
 	http  *http.Server
 	hln   net.Listener
 	stop  context.CancelFunc

@@ -96,14 +96,20 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 func (s *Server) Monitor() *Monitor { return s.cfg.Monitor }
 
 // Listen listens for edges on the UDP address addr with the server's TLS
-// settings.
-func (s *Server) Listen(addr string) (*quic.Listener, error) {
-	return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), s.cfg.QUIC)
+// settings, answering the packets of connections from a previous run with
+// stateless resets (wire.ResetKey) so that edges reconnect at once after a
+// restart.
+func (s *Server) Listen(addr string) (*wire.Listener, error) {
+	key, err := wire.ResetKey(s.cfg.TLS.Certificate)
+	if err != nil {
+		return nil, err
+	}
+	return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), s.cfg.QUIC, key)
 }
 
 // Serve accepts edges' connections on ln until ctx ends or ln is closed,
 // then closes every connection and returns.
-func (s *Server) Serve(ctx context.Context, ln *quic.Listener) error {
+func (s *Server) Serve(ctx context.Context, ln *wire.Listener) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for {

@@ -2,6 +2,8 @@ package wire
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -95,16 +97,62 @@ func QUICConfig() *quic.Config {
 	}
 }
 
-// Listen listens for links on the UDP address addr.
-func Listen(addr string, tc *tls.Config, qc *quic.Config) (*quic.Listener, error) {
+// Listener accepts links. Close closes its UDP socket too.
+type Listener struct {
+	*quic.Listener
+	tr *quic.Transport
+}
+
+// Close stops accepting and closes the socket and every connection.
+func (l *Listener) Close() error {
+	err := l.Listener.Close()
+	l.tr.Close()
+	return err
+}
+
+// Listen listens for links on the UDP address addr. A non-nil resetKey
+// makes the listener answer packets of connections it does not know (those
+// of a previous run of the node, say after a crash) with a stateless
+// reset, so that peers notice at once rather than after the idle timeout;
+// it must stay the same across restarts (see ResetKey).
+func Listen(addr string, tc *tls.Config, qc *quic.Config, resetKey *quic.StatelessResetKey) (*Listener, error) {
 	if qc == nil {
 		qc = QUICConfig()
 	}
-	ln, err := quic.ListenAddr(addr, tc, qc)
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
 	}
-	return ln, nil
+	uc, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
+	}
+	tr := &quic.Transport{Conn: uc, StatelessResetKey: resetKey}
+	ln, err := tr.Listen(tc, qc)
+	if err != nil {
+		tr.Close()
+		uc.Close()
+		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
+	}
+	return &Listener{Listener: ln, tr: tr}, nil
+}
+
+// ResetKey derives a stateless reset key from the node's private key: the
+// same across restarts, secret as the key is.
+func ResetKey(pair *certs.KeyPair) (*quic.StatelessResetKey, error) {
+	c := pair.Certificate()
+	if c == nil || c.PrivateKey == nil {
+		return nil, fmt.Errorf("wire: no private key")
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(c.PrivateKey)
+	if err != nil {
+		return nil, fmt.Errorf("wire: reset key: %w", err)
+	}
+	mac := hmac.New(sha256.New, der)
+	mac.Write([]byte("weft sync stateless reset key v1"))
+	var k quic.StatelessResetKey
+	copy(k[:], mac.Sum(nil))
+	return &k, nil
 }
 
 // Dial opens a link to the core at addr (host:port, UDP).

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
 )
 
@@ -54,7 +53,7 @@ func ctxT(t *testing.T) context.Context {
 
 // serve accepts connections and runs the server handshake on each, sending
 // the outcome of each to the returned channel.
-func serve(t *testing.T, ln *quic.Listener) <-chan error {
+func serve(t *testing.T, ln *Listener) <-chan error {
 	out := make(chan error, 16)
 	go func() {
 		for {
@@ -93,7 +92,7 @@ func TestLinkHandshake(t *testing.T) {
 	auth, dir := newAuthority(t)
 	core := nodeTLS(t, auth, dir, certs.CoreNode, "core1")
 	edge := nodeTLS(t, auth, dir, certs.EdgeNode, "edge1")
-	ln, err := Listen("127.0.0.1:0", ServerTLS(core), nil)
+	ln, err := Listen("127.0.0.1:0", ServerTLS(core), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +152,7 @@ func TestLinkRoles(t *testing.T) {
 			if tc.serverIsEdge {
 				stc.VerifyConnection = nil // a misconfigured edge serving: the client must still refuse it
 			}
-			ln, err := Listen("127.0.0.1:0", stc, nil)
+			ln, err := Listen("127.0.0.1:0", stc, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +190,7 @@ func TestLinkRefusesGarbageAndOldVersions(t *testing.T) {
 	auth, dir := newAuthority(t)
 	core := nodeTLS(t, auth, dir, certs.CoreNode, "core1")
 	edge := nodeTLS(t, auth, dir, certs.EdgeNode, "edge1")
-	ln, err := Listen("127.0.0.1:0", ServerTLS(core), nil)
+	ln, err := Listen("127.0.0.1:0", ServerTLS(core), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +278,7 @@ func TestClientRefusesUnknownWelcomeVersion(t *testing.T) {
 	auth, dir := newAuthority(t)
 	core := nodeTLS(t, auth, dir, certs.CoreNode, "core1")
 	edge := nodeTLS(t, auth, dir, certs.EdgeNode, "edge1")
-	ln, err := Listen("127.0.0.1:0", ServerTLS(core), nil)
+	ln, err := Listen("127.0.0.1:0", ServerTLS(core), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
