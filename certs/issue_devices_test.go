@@ -32,3 +32,18 @@ func TestIssueDevices(t *testing.T) {
 		t.Fatalf("a failed batch left %d entries", len(entries))
 	}
 }
+
+func TestEnsure(t *testing.T) {
+	a := newAuthority(t)
+	for i := 0; i < 2; i++ {
+		if err := a.EnsureGateway("gw", []string{"127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.EnsureNode(CoreNode, "core", []string{"127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if entries, _ := a.List(); len(entries) != 2 {
+		t.Fatalf("issued %d certificates, want 2 (once each)", len(entries))
+	}
+}
