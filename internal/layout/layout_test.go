@@ -35,6 +35,7 @@ var tier = map[string]int{
 	"core": 2,
 
 	"internal/testenv": 3,
+	"up":               3,
 	"internal/layout":  3,
 	"cmd/weft":         4,
 }

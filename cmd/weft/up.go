@@ -1,0 +1,42 @@
+package main
+
+import (
+	"log/slog"
+
+	"github.com/spf13/cobra"
+	"github.com/weft-io/weft/up"
+)
+
+func newUpCmd() *cobra.Command {
+	var cfg up.Config
+	var level string
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Run the whole fabric on this machine: core, edge, gateway and a simulated fleet",
+		Long: `Run, in one process on loopback, a core node, an edge node with its device
+gateway linked to the core over QUIC, and a simulated fleet of devices over
+mutual-TLS MQTT. Certificates are made under the data directory on first
+start and an admin API token is written to <data>/admin.token; the console
+URL, the API and MQTT addresses are printed. Ctrl-C stops it; starting again
+on the same directory resumes with the same data.`,
+		Example: `  weft up
+  weft up --data ./weft-data --devices 1000 --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var l slog.Level
+			if err := l.UnmarshalText([]byte(level)); err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: l}))
+			cfg.Out = cmd.OutOrStdout()
+			return up.Run(cmd.Context(), cfg)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.DataDir, "data", "./weft-data", "data directory: certificates, the nodes' stores, admin.token")
+	fl.IntVar(&cfg.Devices, "devices", 50, "simulated devices")
+	fl.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "console and API address of the core")
+	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:8883", "MQTT address of the edge's gateway")
+	fl.StringVar(&level, "log-level", "warn", "log level: debug, info, warn, error")
+	return cmd
+}

@@ -1,0 +1,186 @@
+// Package up runs the whole fabric on one machine, for a first look and for
+// demonstrations: certificates under the data directory, a core node, an
+// edge node with its device gateway linked to the core over QUIC, and a
+// simulated fleet of devices over real mTLS MQTT. `weft up` builds a
+// Config and calls Run; starting again on the same directory resumes with
+// the same data.
+package up
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/core"
+	"github.com/weft-io/weft/device"
+	"github.com/weft-io/weft/edge"
+)
+
+// Names of the nodes `weft up` runs.
+const (
+	CoreName = "core"
+	EdgeName = "edge-1"
+)
+
+// Config configures a one-machine fabric. The zero value works.
+type Config struct {
+	// DataDir holds certificates, the nodes' stores and admin.token.
+	// Default ./weft-data.
+	DataDir string
+	// Devices is the size of the simulated fleet. Default 50.
+	Devices int
+	// HTTPAddr is the core's HTTP address: console and API. Default
+	// 127.0.0.1:8080.
+	HTTPAddr string
+	// MQTTAddr is the edge gateway's address. Default 127.0.0.1:8883.
+	MQTTAddr string
+	// Interval between a simulated device's samples. Default 5 s.
+	Interval time.Duration
+	// Out receives the addresses to use (console URL, sign-in link).
+	// Nil discards.
+	Out io.Writer
+	// Logger receives the nodes' logs. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Fabric is a running one-machine fabric.
+type Fabric struct {
+	Core  *core.Node
+	Edge  *edge.Node
+	Fleet *device.Fleet
+	// Token is an admin API token, also written to DataDir/admin.token.
+	Token string
+}
+
+// Start sets up certificates on first start, then starts the core, the
+// edge linked to it, and the fleet.
+func Start(ctx context.Context, cfg Config) (*Fabric, error) {
+	if cfg.DataDir == "" {
+		cfg.DataDir = "weft-data"
+	}
+	if cfg.Devices == 0 {
+		cfg.Devices = 50
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:8080"
+	}
+	if cfg.MQTTAddr == "" {
+		cfg.MQTTAddr = "127.0.0.1:8883"
+	}
+	if cfg.Out == nil {
+		cfg.Out = io.Discard
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	certsDir := filepath.Join(cfg.DataDir, "certs")
+	auth, err := setupCerts(certsDir)
+	if err != nil {
+		return nil, err
+	}
+	token, err := certs.IssueToken(auth.TokenKey, certs.TokenClaims{Subject: "weft-up-admin", Role: certs.RoleAdmin}, 30*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, "admin.token"), []byte(token+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("up: %w", err)
+	}
+
+	f := &Fabric{Token: token}
+	f.Core, err = core.Start(ctx, core.Config{
+		DataDir: filepath.Join(cfg.DataDir, CoreName), CertsDir: certsDir, Name: CoreName,
+		Listen: "127.0.0.1:0", HTTPAddr: cfg.HTTPAddr, Logger: cfg.Logger.With("node", CoreName),
+	})
+	if err != nil {
+		return nil, err
+	}
+	f.Edge, err = edge.Start(ctx, edge.Config{
+		DataDir: filepath.Join(cfg.DataDir, EdgeName), CertsDir: certsDir, Name: EdgeName,
+		MQTTAddr: cfg.MQTTAddr, HTTPAddr: "127.0.0.1:0", Core: f.Core.SyncAddr().String(),
+		Replicate: []string{"/telemetry/by_device"}, Logger: cfg.Logger.With("node", EdgeName),
+	})
+	if err != nil {
+		f.Core.Shutdown(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	f.Fleet, err = device.StartFleet(ctx, device.SimConfig{
+		Dial: device.DialConfig{Addr: f.Edge.MQTTAddr().String()}, CertsDir: certsDir,
+		Count: cfg.Devices, Interval: cfg.Interval, Logger: cfg.Logger,
+	})
+	if err != nil {
+		f.Shutdown(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	return f, nil
+}
+
+// setupCerts makes the certificate directory on first start and the
+// certificates of the nodes that are missing.
+func setupCerts(dir string) (*certs.Authority, error) {
+	if _, err := os.Stat(filepath.Join(dir, "device-ca.crt")); errors.Is(err, os.ErrNotExist) {
+		if err := certs.Init(dir, false); err != nil {
+			return nil, err
+		}
+	}
+	auth, err := certs.Load(dir)
+	if err != nil {
+		return nil, err
+	}
+	hosts := []string{"127.0.0.1", "localhost"}
+	for _, err := range []error{
+		auth.EnsureNode(certs.CoreNode, CoreName, hosts),
+		auth.EnsureNode(certs.EdgeNode, EdgeName, hosts),
+		auth.EnsureGateway(EdgeName, hosts),
+	} {
+		if err != nil {
+			return nil, err
+		}
+	}
+	return auth, nil
+}
+
+// Shutdown stops the edge, then the core. Stop the fleet first (end the
+// context it was started with) so that devices do not retry meanwhile.
+func (f *Fabric) Shutdown(ctx context.Context) error {
+	var errs []error
+	if f.Edge != nil {
+		errs = append(errs, f.Edge.Shutdown(ctx))
+	}
+	if f.Core != nil {
+		errs = append(errs, f.Core.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// Run starts the fabric, prints where to find it, and runs until ctx ends.
+func Run(ctx context.Context, cfg Config) error {
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	f, err := Start(runCtx, cfg)
+	if err != nil {
+		return err
+	}
+	out := cfg.Out
+	if out == nil {
+		out = io.Discard
+	}
+	httpAddr := f.Core.HTTPAddr().String()
+	fmt.Fprintf(out, "Weft is up: a core, an edge and %d simulated devices.\n\n", len(f.Fleet.IDs()))
+	fmt.Fprintf(out, "  console    http://%s/\n", httpAddr)
+	fmt.Fprintf(out, "  API        http://%s/api/v1 (admin token in %s)\n", httpAddr, filepath.Join(cfg.DataDir, "admin.token"))
+	fmt.Fprintf(out, "  MQTT       %s (mTLS; device certificates in %s)\n", f.Edge.MQTTAddr(), filepath.Join(cfg.DataDir, "certs", "devices"))
+	fmt.Fprintf(out, "  edge API   http://%s/api/v1\n\nCtrl-C stops it; starting again resumes with the same data.\n", f.Edge.HTTPAddr())
+	<-ctx.Done()
+	cancel()
+	<-f.Fleet.Done()
+	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer scancel()
+	return f.Shutdown(sctx)
+}
+
