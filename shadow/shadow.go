@@ -89,6 +89,9 @@ func fromMap(id string, version uint64, updated time.Time, m map[string]any) Doc
 	doc.Edge, _ = m[FieldEdge].(string)
 	doc.Connected, _ = m[FieldConnected].(bool)
 	doc.Firmware, _ = m[FieldFirmware].(string)
+	if fw, ok := doc.Reported["firmware"].(string); ok && doc.Firmware == "" {
+		doc.Firmware = fw // not reconciled yet
+	}
 	if s, ok := m[FieldLastSeen].(string); ok {
 		doc.LastSeen, _ = time.Parse(time.RFC3339Nano, s)
 	}

@@ -1,0 +1,614 @@
+package console
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/shadow"
+	"github.com/weft-io/weft/store"
+)
+
+// pageSize is the number of devices on a page of the device list.
+const pageSize = 50
+
+// kv is one row of a key/value table.
+type kv struct {
+	Key, Value string
+}
+
+// flatten lays a decoded JSON object out as rows: nested objects as
+// dotted keys, in key order.
+func flatten(prefix string, m map[string]any, out []kv) []kv {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		key := k
+		if prefix != "" {
+			key = prefix + "." + k
+		}
+		if sub, ok := m[k].(map[string]any); ok && len(sub) > 0 {
+			out = flatten(key, sub, out)
+			continue
+		}
+		out = append(out, kv{key, displayValue(m[k])})
+	}
+	return out
+}
+
+// flatMap is flatten as a map.
+func flatMap(m map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, r := range flatten("", m, nil) {
+		out[r.Key] = r.Value
+	}
+	return out
+}
+
+func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	type data struct {
+		Sum      shadow.Summary
+		Edges    []api.EdgeStatus
+		HasLinks bool
+		Err      string
+	}
+	d := data{HasLinks: s.api.HasLinks()}
+	var err error
+	if d.Sum, err = s.api.Fleet(r.Context(), sess.claims); err == nil {
+		d.Edges, err = s.api.Edges(r.Context(), sess.claims)
+	}
+	if err != nil {
+		d.Err = problemText(err)
+	}
+	v := s.view(r, "Fleet", "overview", d)
+	v.Events = "/live/fleet"
+	s.renderPart(w, r, "overview", v, "overview.live")
+}
+
+// renderPart renders the page, or only its live region when the script
+// asks for it (?part=live).
+func (s *Server) renderPart(w http.ResponseWriter, r *http.Request, page string, v *view, parts ...string) {
+	if p := r.URL.Query().Get("part"); p != "" {
+		for _, name := range parts {
+			if name == page+"."+p {
+				s.renderView(w, r, http.StatusOK, page, name, v)
+				return
+			}
+		}
+		http.Error(w, "no such part", http.StatusNotFound)
+		return
+	}
+	s.renderView(w, r, http.StatusOK, page, "layout", v)
+}
+
+// problemText is what a page says about an error.
+func problemText(err error) string {
+	switch {
+	case errors.Is(err, api.ErrScopeUnenforced):
+		return "Your token's scope cannot be applied to devices."
+	case errors.Is(err, store.ErrNotFound):
+		return "Not found."
+	case errors.Is(err, store.ErrClosed):
+		return "The node is shutting down."
+	}
+	return "Something went wrong reading the store; the node's log has the details."
+}
+
+// listQuery is the device list's filter form.
+type listQuery struct {
+	Prefix, Class, Edge, Connected, Sync string
+	Anomalous                            bool
+	After                                string
+}
+
+func (q listQuery) values() url.Values {
+	v := url.Values{}
+	for k, s := range map[string]string{"q": q.Prefix, "class": q.Class, "edge": q.Edge, "connected": q.Connected, "sync": q.Sync, "after": q.After} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if q.Anomalous {
+		v.Set("anomalous", "1")
+	}
+	return v
+}
+
+func (q listQuery) url() string {
+	if enc := q.values().Encode(); enc != "" {
+		return "/devices?" + enc
+	}
+	return "/devices"
+}
+
+func (q listQuery) filter() shadow.Filter {
+	f := shadow.Filter{Prefix: q.Prefix, Class: q.Class, Edge: q.Edge}
+	b := func(v string) *bool {
+		switch v {
+		case "yes":
+			t := true
+			return &t
+		case "no":
+			f := false
+			return &f
+		}
+		return nil
+	}
+	f.Connected, f.InSync = b(q.Connected), b(q.Sync)
+	if q.Anomalous {
+		t := true
+		f.Anomalous = &t
+	}
+	return f
+}
+
+func (s *Server) deviceList(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	f := r.URL.Query()
+	q := listQuery{
+		Prefix: strings.TrimSpace(f.Get("q")), Class: f.Get("class"), Edge: f.Get("edge"),
+		Connected: f.Get("connected"), Sync: f.Get("sync"), Anomalous: f.Get("anomalous") != "", After: f.Get("after"),
+	}
+	type data struct {
+		Q                 listQuery
+		Devices           []api.DeviceSummary
+		NextURL, FirstURL string
+		Classes, Edges    []string
+		Visible           int
+		Partial           bool
+		LiveURL           string
+		Err               string
+	}
+	lv := q.values()
+	lv.Set("part", "live")
+	d := data{Q: q, Devices: []api.DeviceSummary{}, LiveURL: "/devices?" + lv.Encode()}
+	if sum, err := s.api.Fleet(r.Context(), sess.claims); err == nil {
+		d.Visible = sum.Devices
+		for _, c := range sum.Classes {
+			d.Classes = append(d.Classes, c.Name)
+		}
+		for _, e := range sum.Edges {
+			d.Edges = append(d.Edges, e.Name)
+		}
+	}
+	page, err := s.api.Devices(r.Context(), sess.claims, api.DeviceQuery{Filter: q.filter(), After: q.After, Limit: pageSize})
+	if err != nil {
+		d.Err = problemText(err)
+	}
+	for i := range page.Devices {
+		d.Devices = append(d.Devices, api.Summarize(&page.Devices[i]))
+	}
+	if page.Next != "" {
+		nq := q
+		nq.After = page.Next
+		d.NextURL = nq.url()
+		d.Partial = len(page.Devices) < pageSize
+	}
+	if q.After != "" {
+		fq := q
+		fq.After = ""
+		d.FirstURL = fq.url()
+	}
+	v := s.view(r, "Devices", "devices", d)
+	v.Events = "/live/fleet"
+	s.renderPart(w, r, "devices", v, "devices.live")
+}
+
+// stateRow is one field of a device's state table.
+type stateRow struct {
+	Field             string
+	Reported, Desired string
+	HasDesired        bool
+	Pending           bool
+	ReportedAt        time.Time
+	DesiredAt         time.Time
+}
+
+// editorRow is one field of the desired-state editor.
+type editorRow struct {
+	Field       string
+	Value       string
+	Placeholder string
+}
+
+// notDesired are reported fields the editor does not offer: they are the
+// device's to say (error) or set by rollouts (firmware).
+var notDesired = map[string]bool{"error": true, "firmware": true}
+
+// eventRow is one event of a device.
+type eventRow struct {
+	Time   time.Time
+	Kind   string
+	Fields []kv
+}
+
+type deviceData struct {
+	Doc       shadow.Doc
+	Anomalous bool
+	// DesiredStamp identifies the desired state the editor shows, so
+	// that applying it fails if someone changed desired state meanwhile,
+	// but not when only the device's reports changed.
+	DesiredStamp string
+	Rows         []stateRow
+	Delta        []kv
+	Errors       []kv
+	Editor       []editorRow
+	Charts       []chart
+	Events       []eventRow
+	Source       string
+	Err          string
+}
+
+// chartPoints is how many recent messages the telemetry charts draw from.
+const chartPoints = 240
+
+func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	id := r.PathValue("id")
+	doc, err := s.api.Device(r.Context(), sess.claims, id)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrInvalid) {
+			status = http.StatusNotFound
+		}
+		if r.URL.Query().Get("part") != "" {
+			http.Error(w, problemText(err), status)
+			return
+		}
+		v := s.view(r, id, "devices", deviceData{Doc: shadow.Doc{ID: id}, Err: problemText(err)})
+		s.renderView(w, r, status, "device", "layout", v)
+		return
+	}
+	d := deviceData{Doc: doc, Anomalous: doc.Anomalous(0), DesiredStamp: desiredStamp(doc.Desired)}
+	d.Rows = stateRows(&doc)
+	d.Delta = flatten("", doc.Delta, nil)
+	if e, ok := doc.Reported["error"].(map[string]any); ok {
+		d.Errors = flatten("", e, nil)
+	} else if e, ok := doc.Reported["error"].(string); ok && e != "" {
+		d.Errors = []kv{{"", e}}
+	}
+	d.Editor = editorRows(&doc)
+	part := r.URL.Query().Get("part")
+	now := s.cfg.Now()
+	if part == "" || part == "charts" {
+		h, err := s.api.DeviceHistory(r.Context(), sess.claims, id, api.RangeQuery{To: now.Add(time.Nanosecond), Limit: chartPoints})
+		if err == nil {
+			d.Source = h.Source
+			for _, se := range telemetrySeries(id, h.Messages) {
+				d.Charts = append(d.Charts, drawChart(se))
+			}
+		}
+	}
+	if part == "" || part == "events" {
+		evs, _, err := s.api.DeviceEvents(r.Context(), sess.claims, id, api.RangeQuery{To: now.Add(time.Nanosecond), Limit: 10})
+		if err == nil {
+			for i := len(evs) - 1; i >= 0; i-- {
+				d.Events = append(d.Events, eventOf(id, &evs[i]))
+			}
+		}
+	}
+	v := s.view(r, id, "devices", d)
+	v.Events = "/live/devices/" + url.PathEscape(id)
+	v.Notice = notices[r.URL.Query().Get("notice")]
+	s.renderPart(w, r, "device", v, "device.state", "device.editor", "device.charts", "device.events")
+}
+
+// stateRows lines reported and desired up field by field.
+func stateRows(d *shadow.Doc) []stateRow {
+	rep, des, delta := flatMap(d.Reported), flatMap(d.Desired), flatMap(d.Delta)
+	fields := map[string]bool{}
+	for k := range rep {
+		fields[k] = true
+	}
+	for k := range des {
+		fields[k] = true
+	}
+	var rows []stateRow
+	for _, f := range slices.Sorted(maps.Keys(fields)) {
+		if f == "error" || strings.HasPrefix(f, "error.") {
+			continue // shown as the device's complaint
+		}
+		top, _, _ := strings.Cut(f, ".")
+		row := stateRow{Field: f, Reported: "—", ReportedAt: d.ReportedTS[top], DesiredAt: d.DesiredTS[top]}
+		if v, ok := rep[f]; ok {
+			row.Reported = v
+		}
+		if v, ok := des[f]; ok {
+			row.Desired, row.HasDesired = v, true
+		}
+		_, row.Pending = delta[f]
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// editorRows are the top-level fields the editor offers: those desired,
+// and those the device reports that it may be asked to change.
+func editorRows(d *shadow.Doc) []editorRow {
+	fields := map[string]bool{}
+	for k := range d.Reported {
+		if !notDesired[k] {
+			fields[k] = true
+		}
+	}
+	for k := range d.Desired {
+		fields[k] = true
+	}
+	var rows []editorRow
+	for _, f := range slices.Sorted(maps.Keys(fields)) {
+		row := editorRow{Field: f}
+		if v, ok := d.Desired[f]; ok {
+			row.Value = editorValue(v)
+		}
+		if v, ok := d.Reported[f]; ok {
+			row.Placeholder = editorValue(v)
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// editorValue is how the editor shows a value: strings as they are,
+// unless they would read back as another JSON value; anything else as
+// JSON.
+func editorValue(v any) string {
+	if s, ok := v.(string); ok {
+		if json.Valid([]byte(s)) {
+			b, _ := json.Marshal(s)
+			return string(b)
+		}
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+// parseEntered reads a value typed into the editor: JSON if it is JSON
+// (7, true, "7", {"a":1}), else the text as a string.
+func parseEntered(s string) any {
+	s = strings.TrimSpace(s)
+	dec := json.NewDecoder(strings.NewReader(s))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err == nil && !dec.More() {
+		return v
+	}
+	return s
+}
+
+// validField reports whether name may be a desired field.
+func validField(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for _, r := range name {
+		if unicode.IsControl(r) {
+			return false
+		}
+	}
+	return true
+}
+
+// editorPatch builds the merge patch the editor's form asks for: each
+// field whose entered value differs from the desired one, an emptied
+// field as null (removed), and the new field if named.
+func editorPatch(form url.Values, desired map[string]any) (map[string]any, error) {
+	patch := map[string]any{}
+	for key, vals := range form {
+		field, ok := strings.CutPrefix(key, "f:")
+		if !ok || len(vals) == 0 {
+			continue
+		}
+		if !validField(field) {
+			return nil, errBadField
+		}
+		cur, has := desired[field]
+		entered := strings.TrimSpace(vals[0])
+		switch {
+		case entered == "" && has:
+			patch[field] = nil
+		case entered == "":
+		default:
+			v := parseEntered(entered)
+			if !has || !shadow.Equal(v, cur) {
+				patch[field] = v
+			}
+		}
+	}
+	if name := strings.TrimSpace(form.Get("new_field")); name != "" {
+		if !validField(name) {
+			return nil, errBadField
+		}
+		if v := strings.TrimSpace(form.Get("new_value")); v != "" {
+			patch[name] = parseEntered(v)
+		}
+	}
+	return patch, nil
+}
+
+var errBadField = errors.New("console: field names are 1 to 128 characters, no control characters")
+
+// notices are the messages a page shows after a change, by code.
+var notices = map[string]*notice{
+	"applied":   {"ok", "Desired state saved and sent to the device. The delta clears as the device reports back."},
+	"nothing":   {"warn", "Nothing to change: the values entered are the desired state already."},
+	"conflict":  {"error", "The shadow changed while you were editing. Review the values below and apply again."},
+	"forbidden": {"error", "Your role does not allow changing desired state."},
+	"readonly":  {"error", "This node follows the desired state its core sets; change it on the core."},
+	"notsent":   {"warn", "Desired state saved, but the delta could not be sent to the device. Apply again to resend it."},
+	"invalid":   {"error", "Field names are 1 to 128 characters without control characters."},
+	"failed":    {"error", "The change failed; the node's log has the details."},
+}
+
+// desiredStamp is a short digest of a desired state.
+func desiredStamp(desired map[string]any) string {
+	b, _ := json.Marshal(desired) // object keys sorted
+	sum := sha256.Sum256(b)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+// desiredForm takes the editor's form: the fields whose values differ from
+// the desired state the editor showed become a merge patch, applied if
+// that desired state is still current.
+func (s *Server) desiredForm(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	id := r.PathValue("id")
+	back := func(code string) {
+		http.Redirect(w, r, "/devices/"+url.PathEscape(id)+"?notice="+code, http.StatusSeeOther)
+	}
+	if !sess.claims.Role.Allows(certs.RoleOperator) {
+		back("forbidden")
+		return
+	}
+	seen := r.PostForm.Get("desired")
+	if seen == "" {
+		http.Error(w, "bad form: no desired state stamp", http.StatusBadRequest)
+		return
+	}
+	// Reports of the device bump the shadow's version too: a few tries
+	// tell them apart from a change of desired state.
+	for range 3 {
+		doc, err := s.api.Device(r.Context(), sess.claims, id)
+		if err != nil {
+			http.Error(w, problemText(err), http.StatusNotFound)
+			return
+		}
+		if desiredStamp(doc.Desired) != seen {
+			back("conflict")
+			return
+		}
+		patch, err := editorPatch(r.PostForm, doc.Desired)
+		if err != nil {
+			back("invalid")
+			return
+		}
+		if len(patch) == 0 {
+			back("nothing")
+			return
+		}
+		b, err := json.Marshal(patch)
+		if err != nil {
+			back("failed")
+			return
+		}
+		_, err = s.api.SetDesired(r.Context(), sess.claims, id, b, &doc.Version)
+		switch {
+		case err == nil:
+			back("applied")
+		case errors.Is(err, store.ErrVersion):
+			continue
+		case errors.Is(err, api.ErrDesiredReadOnly):
+			back("readonly")
+		case errors.Is(err, shadow.ErrDeltaNotSent):
+			back("notsent")
+		case errors.Is(err, store.ErrNotFound):
+			http.Error(w, problemText(err), http.StatusNotFound)
+		default:
+			s.log.Error("desired state not set", "device", id, "err", err)
+			back("failed")
+		}
+		return
+	}
+	back("conflict")
+}
+
+func eventOf(id string, m *store.Message) eventRow {
+	kind := strings.TrimPrefix(strings.TrimPrefix(m.Headers["mqtt_topic"], "devices/"+id+"/events"), "/")
+	if kind == "" {
+		kind = "event"
+	}
+	ev := eventRow{Time: m.Timestamp, Kind: kind}
+	dec := json.NewDecoder(bytes.NewReader(m.Value))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err == nil {
+		if o, ok := v.(map[string]any); ok {
+			ev.Fields = flatten("", o, nil)
+			return ev
+		}
+		ev.Fields = []kv{{"", displayValue(v)}}
+		return ev
+	}
+	text := string(m.Value)
+	if len(text) > 200 {
+		text = text[:200] + "…"
+	}
+	ev.Fields = []kv{{"", strings.ToValidUTF8(text, "�")}}
+	return ev
+}
+
+func (s *Server) edgesPage(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	type data struct {
+		Edges    []api.EdgeStatus
+		HasLinks bool
+		Err      string
+	}
+	d := data{HasLinks: s.api.HasLinks()}
+	var err error
+	if d.Edges, err = s.api.Edges(r.Context(), sess.claims); err != nil {
+		d.Err = problemText(err)
+	}
+	v := s.view(r, "Edges", "edges", d)
+	v.Events = "/live/fleet"
+	s.renderPart(w, r, "edges", v, "edges.live")
+}
+
+// auditRow is one audit record as the audit page shows it.
+type auditRow struct {
+	api.AuditRecord
+	Fields []kv
+}
+
+func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	q := r.URL.Query()
+	type data struct {
+		Subject, Object string
+		Rows            []auditRow
+		More            bool
+		Err             string
+	}
+	d := data{Subject: strings.TrimSpace(q.Get("subject")), Object: strings.TrimSpace(q.Get("object"))}
+	if !sess.claims.Role.Allows(certs.RoleAdmin) || len(sess.claims.Scope) > 0 {
+		// As GET /api/v1/audit: admins only, and not through a scope,
+		// since audit records name every device.
+		v := s.view(r, "Audit", "audit", d)
+		v.Session.IsAdmin = false
+		s.renderView(w, r, http.StatusForbidden, "audit", "layout", v)
+		return
+	}
+	recs, more, err := s.api.AuditLog(r.Context(), api.AuditQuery{
+		RangeQuery: api.RangeQuery{To: s.cfg.Now().Add(time.Nanosecond), Limit: 200},
+		Subject:    d.Subject, Object: d.Object,
+	})
+	if err != nil {
+		d.Err = problemText(err)
+	}
+	d.More = more
+	for i := len(recs) - 1; i >= 0; i-- {
+		row := auditRow{AuditRecord: recs[i]}
+		var detail any
+		dec := json.NewDecoder(bytes.NewReader(recs[i].Detail))
+		dec.UseNumber()
+		if len(recs[i].Detail) > 0 && dec.Decode(&detail) == nil {
+			if o, ok := detail.(map[string]any); ok {
+				row.Fields = flatten("", o, nil)
+			} else {
+				row.Fields = []kv{{"", displayValue(detail)}}
+			}
+		}
+		d.Rows = append(d.Rows, row)
+	}
+	s.render(w, r, http.StatusOK, "audit", "Audit", d, "")
+}

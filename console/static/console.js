@@ -1,0 +1,87 @@
+// Live regions: an element with data-live-src and data-live-on="kind ..."
+// is fetched again (a server-rendered part of the page) whenever the
+// page's event stream (main[data-events]) sends an event of that kind.
+(function () {
+  "use strict";
+  var main = document.querySelector("main[data-events]");
+  var status = document.getElementById("live-status");
+  if (!main || !window.EventSource) {
+    return;
+  }
+  var busy = new Map();
+
+  function editing(el) {
+    var a = document.activeElement;
+    return a && el.contains(a) && (a.tagName === "INPUT" || a.tagName === "TEXTAREA" || a.tagName === "SELECT");
+  }
+
+  // A region marked data-live-unless-edited (the desired-state editor)
+  // is left alone once the visitor has typed in it.
+  document.querySelectorAll("[data-live-unless-edited]").forEach(function (el) {
+    el.addEventListener("input", function () { el.dataset.edited = "1"; });
+  });
+
+  function refresh(el) {
+    if (el.dataset.edited) {
+      return;
+    }
+    if (busy.get(el)) {
+      busy.set(el, "again");
+      return;
+    }
+    if (editing(el)) {
+      return;
+    }
+    busy.set(el, "busy");
+    fetch(el.dataset.liveSrc, { credentials: "same-origin", headers: { Accept: "text/html" } })
+      .then(function (r) {
+        if (r.status === 401) {
+          window.location.reload();
+        }
+        return r.ok ? r.text() : Promise.reject(r.status);
+      })
+      .then(function (html) {
+        el.innerHTML = html;
+        el.dataset.updated = String(Date.now());
+      })
+      .catch(function () {})
+      .then(function () {
+        var again = busy.get(el) === "again";
+        busy.delete(el);
+        if (again) {
+          refresh(el);
+        }
+      });
+  }
+
+  function on(kind) {
+    document.querySelectorAll("[data-live-on]").forEach(function (el) {
+      if (el.dataset.liveOn.split(" ").indexOf(kind) >= 0) {
+        refresh(el);
+      }
+    });
+  }
+
+  function setStatus(s) {
+    if (status) {
+      status.dataset.state = s;
+      status.title = s === "live" ? "live updates on" : "reconnecting…";
+    }
+  }
+
+  var es = new EventSource(main.dataset.events);
+  ["fleet", "shadow", "telemetry"].forEach(function (kind) {
+    es.addEventListener(kind, function () { on(kind); });
+  });
+  var opened = false;
+  es.onopen = function () {
+    setStatus("live");
+    if (opened) {
+      // Back after a break: what changed meanwhile was not announced.
+      ["fleet", "shadow", "telemetry"].forEach(on);
+    }
+    opened = true;
+  };
+  es.onerror = function () { setStatus("connecting"); };
+  window.addEventListener("pagehide", function () { es.close(); });
+})();
