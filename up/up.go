@@ -183,4 +183,3 @@ func Run(ctx context.Context, cfg Config) error {
 	defer scancel()
 	return f.Shutdown(sctx)
 }
-
