@@ -166,6 +166,10 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 
+	// Not signed in: the sign-in page.
+	do("open the console", chromedp.Navigate(ts.URL+"/devices"), chromedp.WaitVisible(chromedp.ID("token")))
+	shot("00-signin.png")
+
 	// Sign in with the one-time link: the fleet page opens.
 	do("sign in", chromedp.Navigate(ts.URL+"/signin?code="+code), chromedp.WaitVisible(chromedp.ID("stat-devices")))
 	pollJS("six devices counted", `document.getElementById("stat-devices").textContent.trim() === "6"`)
@@ -227,12 +231,24 @@ func TestBrowser(t *testing.T) {
 		return json.Unmarshal(raw.Value, &doc) == nil && len(doc.Delta) == 0 && doc.Reported["setpoint"] == 7.0
 	})
 
+	// A value the device refuses: it says why, and the delta stays.
+	do("set a setpoint out of range",
+		chromedp.SetValue(chromedp.ID("f-setpoint"), "99"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("f-setpoint").dispatchEvent(new Event("input", {bubbles: true}))`),
+		chromedp.Click(chromedp.ID("apply")),
+		chromedp.WaitVisible(chromedp.CSS(".notice-ok")),
+	)
+	pollJS("the device's refusal", `document.getElementById("device-error") !== null &&
+		document.getElementById("device-error").textContent.includes("setpoint") &&
+		document.querySelector('tr[data-field="setpoint"]').classList.contains("pending")`)
+	shot("06-refused.png")
+
 	// The change is in the audit trail under the signed-in subject.
 	do("open the audit page", chromedp.Navigate(ts.URL+"/audit"), chromedp.WaitVisible(chromedp.ID("audit-table")))
 	pollJS("the audit record", `document.getElementById("audit-table").textContent.includes("ops@example.com")`)
-	shot("06-audit.png")
+	shot("07-audit.png")
 	do("open the edges page", chromedp.Navigate(ts.URL+"/edges"), chromedp.WaitVisible(chromedp.CSS("table.data")))
-	shot("07-edges.png")
+	shot("08-edges.png")
 	t.Logf("screenshots in %s", shots)
 }
 

@@ -240,16 +240,27 @@ func topAnomalies(top []Doc, d Doc) []Doc {
 	return top
 }
 
-// SummaryCache serves summaries no older than its time to live, computing
-// at most one at a time.
+// SummaryCache serves summaries no older than its time to live. A
+// summary that has just expired is still served while a fresh one is
+// counted in the background, so that a reader waits for a whole count only
+// when there is no recent one at all.
 type SummaryCache struct {
 	st  *store.Store
 	ttl time.Duration
 	now func() time.Time
 
 	mu      sync.Mutex
-	entries map[string]Summary
+	entries map[string]*cachedSummary
 }
+
+type cachedSummary struct {
+	sum      Summary
+	counting bool // a background count is under way
+}
+
+// staleFactor is how many times its time to live an expired summary is
+// still served while it is counted again.
+const staleFactor = 4
 
 // NewSummaryCache returns a cache of st's summaries that keeps each for
 // ttl (default 5 s); now is its clock (default time.Now).
@@ -260,28 +271,71 @@ func NewSummaryCache(st *store.Store, ttl time.Duration, now func() time.Time) *
 	if now == nil {
 		now = time.Now
 	}
-	return &SummaryCache{st: st, ttl: ttl, now: now, entries: map[string]Summary{}}
+	return &SummaryCache{st: st, ttl: ttl, now: now, entries: map[string]*cachedSummary{}}
 }
 
-// Get returns the summary of f, computing it if the cached one is older
-// than the cache's time to live.
+// Get returns the summary of f: the cached one while it is younger than
+// the time to live; after that, for a while, the cached one while a new
+// one is counted in the background; else a new one.
 func (c *SummaryCache) Get(ctx context.Context, f Filter) (Summary, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	k := f.key()
+	c.mu.Lock()
 	now := c.now()
-	if s, ok := c.entries[k]; ok && now.Sub(s.Taken) < c.ttl {
-		return s, nil
+	e := c.entries[k]
+	if e != nil {
+		age := now.Sub(e.sum.Taken)
+		if age < c.ttl {
+			defer c.mu.Unlock()
+			return e.sum, nil
+		}
+		if age < staleFactor*c.ttl {
+			if !e.counting {
+				e.counting = true
+				go c.count(k, f)
+			}
+			defer c.mu.Unlock()
+			return e.sum, nil
+		}
 	}
-	s, err := Summarize(ctx, c.st, f, now)
+	c.mu.Unlock()
+	sum, err := Summarize(ctx, c.st, f, now)
 	if err != nil {
 		return Summary{}, err
 	}
-	for k, old := range c.entries { // drop what has expired
-		if now.Sub(old.Taken) >= c.ttl {
-			delete(c.entries, k)
+	c.put(k, sum)
+	return sum, nil
+}
+
+// count counts f in the background.
+func (c *SummaryCache) count(k string, f Filter) {
+	sum, err := Summarize(context.Background(), c.st, f, c.now())
+	c.mu.Lock()
+	if e := c.entries[k]; e != nil {
+		e.counting = false
+	}
+	c.mu.Unlock()
+	if err == nil {
+		c.put(k, sum)
+	}
+}
+
+// put keeps sum unless a newer one is there, and drops what is too old to
+// serve.
+func (c *SummaryCache) put(k string, sum Summary) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := c.now()
+	for key, e := range c.entries {
+		if now.Sub(e.sum.Taken) >= staleFactor*c.ttl && !e.counting {
+			delete(c.entries, key)
 		}
 	}
-	c.entries[k] = s
-	return s, nil
+	if e := c.entries[k]; e != nil {
+		if e.sum.Taken.After(sum.Taken) {
+			return
+		}
+		e.sum = sum
+		return
+	}
+	c.entries[k] = &cachedSummary{sum: sum}
 }

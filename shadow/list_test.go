@@ -181,8 +181,26 @@ func TestSummarize(t *testing.T) {
 	if p, _ := c.Get(ctx, Filter{Class: "pump"}); p.Devices != 500 {
 		t.Fatalf("another filter's summary: %d devices", p.Devices)
 	}
+	// Just expired: served while counted again in the background.
 	now = now.Add(time.Minute)
-	if b, _ := c.Get(ctx, Filter{}); b.Devices != 1500 {
-		t.Fatalf("expired summary not recomputed: %d devices", b.Devices)
+	if b, _ := c.Get(ctx, Filter{}); b.Devices != 1200 {
+		t.Fatalf("just expired summary: %d devices, want the stale 1200", b.Devices)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := c.Get(ctx, Filter{})
+		if b.Devices == 1500 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the background count never landed")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Long expired: counted before answering.
+	fill(t, st, 1600)
+	now = now.Add(10 * time.Minute)
+	if b, _ := c.Get(ctx, Filter{}); b.Devices != 1600 {
+		t.Fatalf("long expired summary: %d devices, want a new count", b.Devices)
 	}
 }
