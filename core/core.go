@@ -1,8 +1,8 @@
 // Package core is the core node: it opens the node's store, serves its
 // edges' sync links over QUIC (package replicate), folds the shadows its
 // edges report into its own /shadows/devices, and serves the same HTTP API
-// as the edge, with GET /api/v1/links. `weft core` builds a Config and
-// calls Run.
+// as the edge, with GET /api/v1/links, and the web console (package
+// console) on the same address. `weft core` builds a Config and calls Run.
 package core
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/console"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/replicate"
@@ -69,7 +70,13 @@ type Node struct {
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
 	done  chan error
+
+	console *console.Server
 }
+
+// Console is the node's web console, served on its HTTP address with the
+// API.
+func (n *Node) Console() *console.Server { return n.console }
 
 // Start opens the store, starts the sync server, the shadow follower and
 // the HTTP API, and returns once the QUIC and HTTP listeners are open.
@@ -147,6 +154,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
+	con, err := console.New(console.Config{API: apiSrv, Logger: log.With("component", "console")})
+	if err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
 	watcher, err := shadow.NewWatcher(shadow.WatcherConfig{Store: st, Logger: log.With("component", "shadows")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
@@ -162,9 +173,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	n := &Node{
-		cfg: cfg, log: log, store: st, sync: srv, ln: ln, hln: hln, stop: stop, done: make(chan error, 1),
+		cfg: cfg, log: log, store: st, sync: srv, ln: ln, hln: hln, stop: stop, done: make(chan error, 1), console: con,
 		http: &http.Server{
-			Handler:           apiSrv.Handler(),
+			Handler: con, // the console's pages, and the API under /api/
+
 			ReadHeaderTimeout: 10 * time.Second,
 			BaseContext:       func(net.Listener) context.Context { return runCtx },
 		},

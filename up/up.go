@@ -171,7 +171,14 @@ func Run(ctx context.Context, cfg Config) error {
 		out = io.Discard
 	}
 	httpAddr := f.Core.HTTPAddr().String()
+	code, err := f.Core.Console().OneTimeCode(f.Token)
+	if err != nil {
+		cancel()
+		<-f.Fleet.Done()
+		return errors.Join(err, f.Shutdown(context.Background()))
+	}
 	fmt.Fprintf(out, "Weft is up: a core, an edge and %d simulated devices.\n\n", len(f.Fleet.IDs()))
+	fmt.Fprintf(out, "  sign in    http://%s/signin?code=%s  (once)\n", httpAddr, code)
 	fmt.Fprintf(out, "  console    http://%s/\n", httpAddr)
 	fmt.Fprintf(out, "  API        http://%s/api/v1 (admin token in %s)\n", httpAddr, filepath.Join(cfg.DataDir, "admin.token"))
 	fmt.Fprintf(out, "  MQTT       %s (mTLS; device certificates in %s)\n", f.Edge.MQTTAddr(), filepath.Join(cfg.DataDir, "certs", "devices"))
