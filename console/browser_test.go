@@ -141,27 +141,35 @@ func TestBrowser(t *testing.T) {
 	bctx, cancelBrowser := chromedp.NewContext(alloc)
 	defer cancelBrowser()
 
-	shot := func(name string) {
-		t.Helper()
+	save := func(name string) error {
 		buf, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(shots, name), buf, 0o644)
+	}
+	shot := func(name string) {
+		t.Helper()
+		if err := save(name); err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
 		}
-		if err := os.WriteFile(filepath.Join(shots, name), buf, 0o644); err != nil {
-			t.Fatal(err)
+	}
+	failed := func() {
+		if err := save("failed.png"); err != nil {
+			t.Logf("no screenshot of the failure: %v", err)
 		}
 	}
 	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		if err := chromedp.Do(bctx, steps...); err != nil {
-			shot("failed.png")
+			failed()
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
 	pollJS := func(what, expr string) {
 		t.Helper()
 		if _, err := chromedp.Run(bctx, chromedp.Poll[bool](expr, chromedp.WithPollingTimeout(60*time.Second), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
-			shot("failed.png")
+			failed()
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
 	}
@@ -169,6 +177,25 @@ func TestBrowser(t *testing.T) {
 	// Not signed in: the sign-in page.
 	do("open the console", chromedp.Navigate(ts.URL+"/devices"), chromedp.WaitVisible(chromedp.ID("token")))
 	shot("00-signin.png")
+
+	// setpoint enters a value in the editor, applies it, and waits for the
+	// page the form leads back to.
+	setpoint := func(v string) {
+		t.Helper()
+		do("enter setpoint "+v,
+			chromedp.SetValue(chromedp.ID("f-setpoint"), v),
+			chromedp.Evaluate[chromedp.Void](`document.getElementById("f-setpoint").dispatchEvent(new Event("input", {bubbles: true}))`),
+		)
+		resp, err := chromedp.RunResponse(bctx, chromedp.Click(chromedp.ID("apply")))
+		if err != nil {
+			failed()
+			t.Fatalf("apply setpoint %s: %v", v, err)
+		}
+		if resp.Status != 200 {
+			t.Fatalf("apply setpoint %s: status %d", v, resp.Status)
+		}
+		do("see it saved", chromedp.WaitVisible(chromedp.CSS(".notice-ok")))
+	}
 
 	// Sign in with the one-time link: the fleet page opens.
 	do("sign in", chromedp.Navigate(ts.URL+"/signin?code="+code), chromedp.WaitVisible(chromedp.ID("stat-devices")))
@@ -195,12 +222,7 @@ func TestBrowser(t *testing.T) {
 	shot("03-device.png")
 
 	// Set the setpoint to 7 with the editor.
-	do("set the setpoint",
-		chromedp.SetValue(chromedp.ID("f-setpoint"), "7"),
-		chromedp.Evaluate[chromedp.Void](`document.getElementById("f-setpoint").dispatchEvent(new Event("input", {bubbles: true}))`),
-		chromedp.Click(chromedp.ID("apply")),
-		chromedp.WaitVisible(chromedp.CSS(".notice-ok")),
-	)
+	setpoint("7")
 	d, err := shadow.Get(ctx, st, pump)
 	if err != nil {
 		t.Fatal(err)
@@ -232,12 +254,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	// A value the device refuses: it says why, and the delta stays.
-	do("set a setpoint out of range",
-		chromedp.SetValue(chromedp.ID("f-setpoint"), "99"),
-		chromedp.Evaluate[chromedp.Void](`document.getElementById("f-setpoint").dispatchEvent(new Event("input", {bubbles: true}))`),
-		chromedp.Click(chromedp.ID("apply")),
-		chromedp.WaitVisible(chromedp.CSS(".notice-ok")),
-	)
+	setpoint("99")
 	pollJS("the device's refusal", `document.getElementById("device-error") !== null &&
 		document.getElementById("device-error").textContent.includes("setpoint") &&
 		document.querySelector('tr[data-field="setpoint"]').classList.contains("pending")`)
