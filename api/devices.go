@@ -42,8 +42,8 @@ type DeviceSummary struct {
 	Version   uint64    `json:"version"`
 }
 
-// Summarize returns the list entry of a shadow.
-func Summarize(d *shadow.Doc) DeviceSummary {
+// SummaryOf returns the list entry of a shadow.
+func SummaryOf(d *shadow.Doc) DeviceSummary {
 	return DeviceSummary{
 		ID: d.ID, Class: d.Class, Edge: d.Edge, Connected: d.Connected, LastSeen: d.LastSeen,
 		InSync: d.InSync, Anomalous: d.Anomalous(0), Score: d.Score, Firmware: d.Firmware, Version: d.Version,
@@ -327,7 +327,7 @@ func (s *Server) deviceList(w http.ResponseWriter, r *http.Request) {
 	}
 	resp := DevicesResponse{Devices: make([]DeviceSummary, len(page.Devices)), Next: page.Next}
 	for i := range page.Devices {
-		resp.Devices[i] = Summarize(&page.Devices[i])
+		resp.Devices[i] = SummaryOf(&page.Devices[i])
 	}
 	writeJSON(w, http.StatusOK, resp)
 }

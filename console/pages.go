@@ -186,7 +186,7 @@ func (s *Server) deviceList(w http.ResponseWriter, r *http.Request) {
 		d.Err = problemText(err)
 	}
 	for i := range page.Devices {
-		d.Devices = append(d.Devices, api.Summarize(&page.Devices[i]))
+		d.Devices = append(d.Devices, api.SummaryOf(&page.Devices[i]))
 	}
 	if page.Next != "" {
 		nq := q
