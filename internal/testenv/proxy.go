@@ -33,8 +33,14 @@ type Proxy struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	// Forwarded and Dropped count datagrams.
-	Forwarded, Dropped int64
+	forwarded, dropped int64
+}
+
+// Counts returns how many datagrams were forwarded and dropped.
+func (p *Proxy) Counts() (forwarded, dropped int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.forwarded, p.dropped
 }
 
 // NewProxy listens on 127.0.0.1:0 and forwards to target. It closes with
@@ -132,9 +138,9 @@ func (p *Proxy) forward(b []byte, send func([]byte)) {
 		delay += time.Duration(p.rnd.Int64N(int64(f.Jitter)))
 	}
 	if drop {
-		p.Dropped++
+		p.dropped++
 	} else {
-		p.Forwarded++
+		p.forwarded++
 	}
 	p.mu.Unlock()
 	if drop {

@@ -113,7 +113,9 @@ func (m *Monitor) link(peer, role string) *linkStats {
 		m.links[peer] = l
 	}
 	if role != "" {
+		l.mu.Lock()
 		l.role = role
+		l.mu.Unlock()
 	}
 	return l
 }
