@@ -15,6 +15,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/internal/plainmqtt"
+	"github.com/weft-io/weft/sync/replicate"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -22,7 +23,63 @@ func newBenchCmd() *cobra.Command {
 		Use:   "bench",
 		Short: "Measure parts of the fabric",
 	}
-	cmd.AddCommand(newBenchGatewayCmd())
+	cmd.AddCommand(newBenchGatewayCmd(), newBenchSyncCmd())
+	return cmd
+}
+
+func newBenchSyncCmd() *cobra.Command {
+	var (
+		cfg    replicate.BenchConfig
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "sync",
+		Short: "Measure edge-to-core replication over QUIC on loopback",
+		Long: `Run an edge's store and a core's store in this process, linked over QUIC on
+loopback with the same TLS and QUIC settings as weft edge and weft core, and
+report: the raw throughput of one quic-go stream (the baseline); the
+replication rate of --small 200-byte and --large 64 KiB records piled up at
+the edge; the lag of messages appended at --rate messages a second for
+--duration (from the append at the edge to being readable at the core, p50
+and p99); and the catch-up of --backlog messages appended while the link was
+down, with the latency of shadow changes (edge to core) and updates (core to
+edge) sent during it. Stores live in --dir (default: a temporary directory).`,
+		Example: `  weft bench sync
+  weft bench sync --small 200000 --large 2000 --backlog 500000 --duration 5s`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if output == "text" {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			res, err := replicate.Bench(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if output == "json" {
+				b, _ := json.Marshal(res)
+				fmt.Fprintln(out, string(b))
+				return nil
+			}
+			ms := func(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+			fmt.Fprintf(out, "raw quic-go, one stream     %8.1f MB/s\n", res.RawMBps)
+			fmt.Fprintf(out, "replication, 200 B records  %8.0f msgs/s %8.1f MB/s\n", res.SmallMsgsPerSec, res.SmallMBps)
+			fmt.Fprintf(out, "replication, 64 KiB records %8.0f msgs/s %8.1f MB/s (%.2fx raw QUIC)\n", res.LargeMsgsPerSec, res.LargeMBps, res.LargeMBps/res.RawMBps)
+			fmt.Fprintf(out, "steady state at %.0f msgs/s  lag p50 %s, p99 %s\n", res.SteadyRate, ms(res.LagP50), ms(res.LagP99))
+			fmt.Fprintf(out, "catch-up of %d messages  %s (%.0f msgs/s)\n", res.Backlog, res.CatchUp.Round(time.Millisecond), res.CatchUpMsgsPerSec)
+			fmt.Fprintf(out, "  during it: shadow changes p50 %s p99 %s; updates p50 %s p99 %s\n", ms(res.ShadowP50), ms(res.ShadowP99), ms(res.UpdatesP50), ms(res.UpdatesP99))
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cfg.Dir, "dir", "", "directory for the stores (default: a temporary directory)")
+	fl.Int64Var(&cfg.RawBytes, "raw-bytes", 1<<30, "bytes the raw QUIC baseline sends")
+	fl.IntVar(&cfg.Small, "small", 1_000_000, "200-byte records replicated")
+	fl.IntVar(&cfg.Large, "large", 8000, "64 KiB records replicated")
+	fl.IntVar(&cfg.Rate, "rate", 20000, "messages a second of the steady-state run")
+	fl.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the steady-state run")
+	fl.IntVar(&cfg.Backlog, "backlog", 5_000_000, "messages backlogged before the catch-up run")
+	fl.StringVarP(&output, "output", "o", "text", "output: text or json")
 	return cmd
 }
 
