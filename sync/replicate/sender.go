@@ -50,6 +50,9 @@ type sender struct {
 
 	in   chan wire.Message
 	errc chan error
+
+	backlog     map[tp]uint64 // what follows each topic partition's last full batch, about
+	lastBacklog time.Time     // when the backlog was last looked up
 }
 
 // sharedLimiter is a Limiter shared by the senders of one link.
@@ -334,9 +337,23 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 		return false, err
 	}
 	if len(msgs) == readLimit || b.RawLen >= s.maxBytes/2 {
-		if _, next, err := s.log.Bounds(ctx, k.topic, k.part); err == nil && next > from+uint64(len(msgs)) {
-			b.Backlog = next - from - uint64(len(msgs))
+		// A full batch: tell the receiver how much follows. Looking at the
+		// partition's end costs, so it is done four times a second at
+		// most, and counted down in between.
+		if s.backlog == nil {
+			s.backlog = map[tp]uint64{}
 		}
+		left := s.backlog[k] - min(s.backlog[k], uint64(len(msgs)))
+		if time.Since(s.lastBacklog) >= 250*time.Millisecond {
+			s.lastBacklog = time.Now()
+			if _, next, err := s.log.Bounds(ctx, k.topic, k.part); err == nil && next > from+uint64(len(msgs)) {
+				left = next - from - uint64(len(msgs))
+			}
+		}
+		s.backlog[k] = max(left, 1)
+		b.Backlog = s.backlog[k]
+	} else {
+		delete(s.backlog, k)
 	}
 	size := b.Size()
 	if err := s.limit.wait(ctx, size); err != nil {
