@@ -1,0 +1,104 @@
+package replicate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/wire"
+)
+
+// TestReceiverAppliesOnce feeds a receiver batches directly: the same batch
+// twice, an overlapping one, and one past a gap.
+func TestReceiverAppliesOnce(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "core"), "core1")
+	defer st.Close()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	r := &receiver{replica: st, log: st.Stream(store.UplinkStream), path: store.UplinkStream, conn: wire.NewConn(a, a),
+		stats: &streamStats{dir: dirReceive}, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.run(ctx)
+	c := wire.NewConn(b, b)
+	batch := func(first, n int) *wire.Batch {
+		var ms []store.Message
+		for i := first; i < first+n; i++ {
+			ms = append(ms, store.Message{Offset: uint64(i), Value: fmt.Appendf(nil, "m%d", i), Timestamp: time.Unix(int64(i), 0)})
+		}
+		bt, err := wire.NewBatch("edge1", 0, 0, ms, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return bt
+	}
+	for _, tc := range []struct {
+		name     string
+		first, n int
+		want     wire.Ack
+	}{
+		{"new", 0, 10, wire.Ack{Topic: "edge1", Next: 10, Applied: 10}},
+		{"again", 0, 10, wire.Ack{Topic: "edge1", Next: 10, Dups: 10}},
+		{"overlap", 5, 10, wire.Ack{Topic: "edge1", Next: 15, Applied: 5, Dups: 5}},
+		{"gap", 20, 5, wire.Ack{Topic: "edge1", Next: 15, Gap: true}},
+		{"old", 2, 3, wire.Ack{Topic: "edge1", Next: 5, Dups: 3}},
+	} {
+		if err := c.Send(batch(tc.first, tc.n)); err != nil {
+			t.Fatal(err)
+		}
+		m, err := c.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := m.(*wire.Ack); !ok || *got != tc.want {
+			t.Fatalf("%s: got %+v, want %+v", tc.name, m, tc.want)
+		}
+	}
+	// Positions are the replica's own next offsets.
+	if err := c.Send(&wire.Offer{Topics: []wire.Bound{{Topic: "edge1", Next: 30}, {Topic: "other", Next: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := c.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := m.(*wire.Positions); !ok || len(p.Positions) != 2 || p.Positions[0].Next != 15 || p.Positions[1].Next != 0 {
+		t.Fatalf("positions %+v", m)
+	}
+	msgs, err := st.Stream(store.UplinkStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{})
+	if err != nil || len(msgs) != 15 {
+		t.Fatalf("replica holds %d messages, %v", len(msgs), err)
+	}
+	for i, m := range msgs {
+		if m.Offset != uint64(i) || string(m.Value) != fmt.Sprintf("m%d", i) {
+			t.Fatalf("message %d: %d %q", i, m.Offset, m.Value)
+		}
+	}
+	s := r.stats.status(time.Now())
+	if s.Messages != 15 || s.Duplicates != 18 || s.Batches != 4 {
+		t.Fatalf("figures %+v", s)
+	}
+
+	// A corrupt batch ends the stream with a corrupt-batch error.
+	bad := batch(15, 3)
+	bad.CRC++
+	done := make(chan error, 1)
+	r2 := &receiver{replica: st, log: st.Stream(store.UplinkStream), path: store.UplinkStream, conn: wire.NewConn(a, a),
+		stats: &streamStats{dir: dirReceive}, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+	cancel()
+	a2, b2 := net.Pipe()
+	defer a2.Close()
+	defer b2.Close()
+	r2.conn = wire.NewConn(a2, a2)
+	go func() { done <- r2.run(context.Background()) }()
+	wire.NewConn(b2, b2).Send(bad)
+	if err := <-done; wire.CodeOf(err) != wire.CodeCorrupt {
+		t.Fatalf("corrupt batch: %v", err)
+	}
+}
