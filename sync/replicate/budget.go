@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"math"
 	"time"
 )
 
@@ -58,19 +59,33 @@ func NewLimiter(rate int64) *Limiter {
 // Reserve takes n bytes at time now and returns how long to wait before
 // sending them. Reservations may run the bucket into debt: the waits of
 // successive reservations add up, so the long-run rate is the limit.
-func (l *Limiter) Reserve(now time.Time, n int) time.Duration {
+//
+// Priority: an urgent reservation (control, updates, shadows) is always
+// taken at once, whatever the debt. Any other is taken only when the
+// bucket is out of debt; otherwise ok is false and wait says when to ask
+// again. Urgent frames therefore wait behind at most the debt of the one
+// bulk batch before them, never behind a queue of bulk batches.
+func (l *Limiter) Reserve(now time.Time, n int, urgent bool) (wait time.Duration, ok bool) {
 	if l == nil || l.rate == 0 {
-		return 0
+		return 0, true
 	}
 	if !l.last.IsZero() {
 		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
 	}
 	l.last = now
+	if !urgent && l.tokens < 0 {
+		return l.debt(), false
+	}
 	l.tokens -= float64(n)
+	return l.debt(), true
+}
+
+// debt is how long until the bucket is out of debt.
+func (l *Limiter) debt() time.Duration {
 	if l.tokens >= 0 {
 		return 0
 	}
-	return time.Duration(-l.tokens / l.rate * float64(time.Second))
+	return time.Duration(math.Ceil(-l.tokens / l.rate * float64(time.Second)))
 }
 
 // Rate is the limit in bytes per second, 0 for none.

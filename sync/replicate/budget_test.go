@@ -31,20 +31,37 @@ func TestBackoff(t *testing.T) {
 func TestLimiter(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	l := NewLimiter(1 << 20) // 1 MiB/s, burst 104857 bytes
-	if d := l.Reserve(t0, 100<<10); d != 0 {
+	if d, ok := l.Reserve(t0, 100<<10, false); d != 0 || !ok {
 		t.Fatalf("within the burst: wait %v", d)
 	}
 	// Send 10 MiB in 64 KiB pieces as fast as the waits allow: the clock
 	// advances by each wait, and the total must be about 10 s.
 	now := t0
-	for sent := 0; sent < 10<<20; sent += 64 << 10 {
-		now = now.Add(l.Reserve(now, 64<<10))
+	for sent := 0; sent < 10<<20; {
+		d, ok := l.Reserve(now, 64<<10, false)
+		now = now.Add(d)
+		if ok {
+			sent += 64 << 10
+		}
 	}
 	if el := now.Sub(t0); el < 9800*time.Millisecond || el > 10100*time.Millisecond {
 		t.Fatalf("10 MiB at 1 MiB/s took %v", el)
 	}
+	// In debt, bulk waits for the debt before it may reserve; urgent
+	// frames reserve at once.
+	l = NewLimiter(1 << 20)
+	l.Reserve(t0, 1<<20, false) // 0.9 s of debt
+	if d, ok := l.Reserve(t0, 1000, false); ok || d < 850*time.Millisecond {
+		t.Fatalf("bulk in debt: %v %v", d, ok)
+	}
+	if _, ok := l.Reserve(t0, 1000, true); !ok {
+		t.Fatal("urgent frame refused")
+	}
 	var none *Limiter
-	if none.Reserve(t0, 1<<30) != 0 || NewLimiter(0).Reserve(t0, 1<<30) != 0 {
+	if d, ok := none.Reserve(t0, 1<<30, false); d != 0 || !ok {
+		t.Fatal("no limit must not wait")
+	}
+	if d, ok := NewLimiter(0).Reserve(t0, 1<<30, false); d != 0 || !ok {
 		t.Fatal("no limit must not wait")
 	}
 }

@@ -62,23 +62,30 @@ type sharedLimiter struct {
 	now func() time.Time
 }
 
-func (l *sharedLimiter) wait(ctx context.Context, n int) error {
+func (l *sharedLimiter) wait(ctx context.Context, n int, urgent bool) error {
 	if l == nil || l.lim.Rate() == 0 {
 		return nil
 	}
-	l.mu.Lock()
-	d := l.lim.Reserve(l.now(), n)
-	l.mu.Unlock()
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		l.mu.Lock()
+		d, ok := l.lim.Reserve(l.now(), n, urgent)
+		l.mu.Unlock()
+		if d <= 0 {
+			if ok {
+				return nil
+			}
+			continue
+		}
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		if ok {
+			return nil
+		}
 	}
 }
 
@@ -356,7 +363,7 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 		delete(s.backlog, k)
 	}
 	size := b.Size()
-	if err := s.limit.wait(ctx, size); err != nil {
+	if err := s.limit.wait(ctx, size, urgency(s.path) <= urgency(store.ShadowChanges)); err != nil {
 		return false, err
 	}
 	if err := s.conn.Send(b); err != nil {
