@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -176,6 +177,7 @@ func (m *Mirror) Publish(ctx context.Context) error {
 		}
 		w.usage[m.vol] += m.p.Usage
 		w.mirrorPending = -1
+		w.published = m.vol
 		if err := w.set("", lastMirrorKey(m.vol), []byte(m.p.ID), 0); err != nil {
 			return err
 		}
@@ -270,4 +272,24 @@ func (s *Store) progress(vol string, p MirrorProgress) MirrorProgress {
 		return q
 	}
 	return p
+}
+
+// forgetVolume drops what the store keeps in memory about the objects of
+// vol (metadata, partition heads): a published mirror changed them behind
+// the writer's back. Writer only.
+func (s *Store) forgetVolume(vol string) {
+	pfx := "/" + vol + "/"
+	for id := range s.heads {
+		if strings.HasPrefix(id, pfx) {
+			delete(s.heads, id)
+		}
+	}
+	s.mu.Lock()
+	for p := range s.metas {
+		if strings.HasPrefix(p, pfx) {
+			delete(s.metas, p)
+		}
+	}
+	s.metaGen++
+	s.mu.Unlock()
 }

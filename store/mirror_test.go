@@ -166,6 +166,9 @@ func TestMirrorPublishesAtOnce(t *testing.T) {
 	if _, err := dst.Stat(ctx, "/models/pump/v1.onnx"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deleted file still there: %v", err)
 	}
+	if _, _, err := dst.File("/models/pump/v1.onnx").Open(ctx); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted file still opens (stale cached metadata): %v", err)
+	}
 	srcVol, _ := src.Volume("models")
 	dstVol, _ := dst.Volume("models")
 	if srcVol.Used != dstVol.Used {

@@ -183,7 +183,8 @@ type wtx struct {
 	snaps   map[string]uint64 // 0: deleted
 	wake    map[string]struct{}
 
-	mirrorPending int // +1 when a mirror update begins, -1 when published
+	mirrorPending int    // +1 when a mirror update begins, -1 when published
+	published     string // volume whose mirror update this group publishes
 }
 
 func (s *Store) newWtx() *wtx {
@@ -323,6 +324,9 @@ func (w *wtx) commit() error {
 	s := w.s
 	s.ts.Store(w.ts)
 	s.mirrors += w.mirrorPending
+	if w.published != "" {
+		s.forgetVolume(w.published)
+	}
 	for k, h := range w.heads {
 		if len(s.heads) >= maxHeadCache {
 			for k := range s.heads { // evict an arbitrary entry

@@ -42,7 +42,7 @@ var tier = map[string]int{
 
 // allowedSameTier lists imports between packages of the same tier.
 var allowedSameTier = map[string][]string{
-	"sync/replicate": {"sync/wire"},
+	"sync/replicate": {"sync/wire", "sync/mirror"},
 	"sync/mirror":    {"sync/wire"},
 	"api":            {"shadow"},
 	"console":        {"api", "shadow"},

@@ -29,6 +29,10 @@ type LinkConfig struct {
 	Up []string
 	// Down are the streams received from the core. Default DefaultDown.
 	Down []string
+	// Mirrors are volume mirrors over the link: Down mirrors a core volume
+	// into the edge's volume of the same name, Up the edge's volume into
+	// the core's "<volume>.<edge>".
+	Mirrors []MirrorSpec
 	// RateLimit caps the bytes per second the edge sends; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
@@ -200,6 +204,9 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 	g.go_(func(ctx context.Context) error { return readControl(ctx, fc) })
 	for _, spec := range welcome.Streams {
 		g.go_(func(ctx context.Context) error { return l.stream(ctx, s, spec) })
+	}
+	for _, spec := range l.cfg.Mirrors {
+		g.go_(func(ctx context.Context) error { return l.mirror(ctx, s, spec) })
 	}
 	err = g.wait()
 	if ctx.Err() != nil {

@@ -35,6 +35,12 @@ type ServerConfig struct {
 	Window int
 	// NoCompression turns zstd off.
 	NoCompression bool
+	// MirrorsDown are the volumes edges may mirror from the core. Default
+	// DefaultMirrorsDown (models, firmware).
+	MirrorsDown []string
+	// MirrorsUp are the volumes edges may mirror to the core; edge E's
+	// copy of volume V lands in the core's volume "V.E". Default none.
+	MirrorsUp []string
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
 	// Monitor receives the links' figures. Default: a new one.
@@ -269,6 +275,9 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 		return wire.FromQUIC(err)
 	}
 	qs.SetReadDeadline(time.Time{})
+	if mo, ok := m.(*wire.Mirror); ok {
+		return s.mirror(ctx, sess, fc, mo)
+	}
 	open, ok := m.(*wire.Open)
 	if !ok {
 		return wire.Errorf(wire.CodeProtocol, "expected Open, got %T", m)
