@@ -50,6 +50,10 @@ type Config struct {
 	Down []string
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
+	// MirrorsDown are the volumes edges may mirror from the core. Default
+	// models and firmware. MirrorsUp are those edges may mirror to it
+	// (edge E's volume V lands in "V.E"); default none.
+	MirrorsDown, MirrorsUp []string
 	// Store holds store settings; Dir and Name are set from the above.
 	Store store.Config
 	// QUIC overrides the links' QUIC settings (tests).
@@ -144,6 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
 	srv, err := replicate.NewServer(replicate.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
+		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp,
 		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))

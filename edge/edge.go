@@ -55,6 +55,9 @@ type Config struct {
 	// replicate.DefaultUp (/uplink/events, /shadows/changes,
 	// /audit/events), such as /telemetry/by_device.
 	Replicate []string
+	// Mirrors are volume mirrors over the link, besides those recorded
+	// with `weft mirror add` (replicate.MirrorsTable).
+	Mirrors []replicate.MirrorSpec
 	// Link holds the link's other settings (rate limit, backoff, QUIC);
 	// the store, address, certificates and streams are set from the above.
 	Link replicate.LinkConfig
@@ -221,6 +224,15 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 			return nil, fmt.Errorf("edge: %w", err)
 		}
 		lc.TLS.Revocations = rev
+	}
+	recorded, err := replicate.Mirrors(context.Background(), st)
+	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	for _, spec := range append(recorded, cfg.Mirrors...) {
+		if !slices.Contains(lc.Mirrors, spec) {
+			lc.Mirrors = append(lc.Mirrors, spec)
+		}
 	}
 	lc.Up = slices.Clone(replicate.DefaultUp)
 	for _, p := range cfg.Replicate {

@@ -20,6 +20,8 @@ import (
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/edge"
+	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/wire"
 )
 
 // Names of the nodes `weft up` runs.
@@ -104,6 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		DataDir: filepath.Join(cfg.DataDir, EdgeName), CertsDir: certsDir, Name: EdgeName,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: "127.0.0.1:0", Core: f.Core.SyncAddr().String(),
 		Replicate: []string{"/telemetry/by_device"}, Logger: cfg.Logger.With("node", EdgeName),
+		Mirrors: []replicate.MirrorSpec{{Volume: "models", Dir: wire.Down}, {Volume: "firmware", Dir: wire.Down}},
 	})
 	if err != nil {
 		f.Core.Shutdown(context.WithoutCancel(ctx))

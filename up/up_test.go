@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/weft-io/weft/sync/replicate"
 )
 
 // TestDesiredStateRoundTrip runs the fabric of `weft up` and changes a
@@ -81,4 +83,41 @@ func TestDesiredStateRoundTrip(t *testing.T) {
 		d, _ := s["delta"].(map[string]any)
 		return fmt.Sprint(r["setpoint"]) == "8" && len(d) == 0
 	})
+}
+
+// TestModelsReachTheEdge writes a model file at the core of `weft up`; the
+// volume mirror brings it to the edge.
+func TestModelsReachTheEdge(t *testing.T) {
+	old := replicate.MirrorInterval
+	replicate.MirrorInterval = 50 * time.Millisecond
+	defer func() { replicate.MirrorInterval = old }()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	f, err := Start(ctx, Config{DataDir: t.TempDir(), Devices: 1, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cancel()
+		<-f.Fleet.Done()
+		f.Shutdown(context.Background())
+	}()
+	model := bytes.Repeat([]byte("weights"), 100000)
+	if _, err := f.Core.Store().File("/models/pump/anomaly-v1.onnx").Write(ctx, bytes.NewReader(model)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if r, _, err := f.Edge.Store().File("/models/pump/anomaly-v1.onnx").Open(ctx); err == nil {
+			got, err := io.ReadAll(r)
+			if err != nil || !bytes.Equal(got, model) {
+				t.Fatalf("mirrored model differs: %v", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the model never reached the edge")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/edge"
+	"github.com/weft-io/weft/sync/replicate"
 	"gopkg.in/yaml.v3"
 )
 
@@ -31,6 +32,7 @@ type edgeFile struct {
 	} `yaml:"store"`
 	Core      string   `yaml:"core"`
 	Replicate []string `yaml:"replicate"`
+	Mirrors   []string `yaml:"mirrors"`
 	RateLimit string   `yaml:"rate_limit"`
 }
 
@@ -50,7 +52,7 @@ resuming where it stopped after any outage. SIGINT or SIGTERM shut it down
 cleanly.
 
 Settings come from --config (YAML) and flags; flags win. The YAML keys are
-data, certs, name, mqtt, http, log_level, core, replicate, rate_limit,
+data, certs, name, mqtt, http, log_level, core, replicate, mirrors, rate_limit,
 gateway.connect_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.message_rate, gateway.byte_rate and store.min_free.`,
 		Example: `  weft certs init --dir C
@@ -73,6 +75,13 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 			}
 			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
 				Core: f.Core, Replicate: f.Replicate}
+			for _, m := range f.Mirrors {
+				spec, err := replicate.ParseMirror(m)
+				if err != nil {
+					return err
+				}
+				cfg.Mirrors = append(cfg.Mirrors, spec)
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(f.Log)); err != nil {
 				return fmt.Errorf("--log-level: %w", err)
@@ -111,6 +120,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
 	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with (default: none)")
 	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
+	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
 	return cmd
 }
@@ -132,6 +142,9 @@ func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
 	set("rate-limit", &f.RateLimit, file.RateLimit)
 	if !cmd.Flags().Changed("replicate") {
 		f.Replicate = file.Replicate
+	}
+	if !cmd.Flags().Changed("mirror") {
+		f.Mirrors = file.Mirrors
 	}
 	f.Gateway, f.Store = file.Gateway, file.Store
 }

@@ -20,7 +20,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newVersionCmd(),
 		newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd(),
-		newCertsCmd(), newTokenCmd(), newEdgeCmd(), newCoreCmd(), newBenchCmd(), newDeviceCmd(), newUpCmd())
+		newCertsCmd(), newTokenCmd(), newEdgeCmd(), newCoreCmd(), newBenchCmd(), newDeviceCmd(), newUpCmd(), newMirrorCmd())
 	return root
 }
 
