@@ -154,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: apiLinks{mon}, Logger: log.With("component", "api")})
+		Links: apiLinks{mon}, RemoteHistory: edgeHistory{srv}, Logger: log.With("component", "api")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
@@ -259,6 +259,14 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		herr = nil
 	}
 	return errors.Join(herr, serr)
+}
+
+// edgeHistory fetches a device's history from its edge over the link, for
+// devices whose messages the core does not hold.
+type edgeHistory struct{ srv *replicate.Server }
+
+func (h edgeHistory) History(ctx context.Context, edge, device string, q api.RangeQuery) ([]store.Message, bool, error) {
+	return h.srv.History(ctx, edge, device, q.From, q.To, q.Limit)
 }
 
 // apiLinks reports the node's links to the API (GET /api/v1/edges, the

@@ -217,6 +217,13 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 	}
 	lc := cfg.Link
 	lc.Store, lc.Addr, lc.Monitor = st, cfg.Core, mon
+	lc.History = func(ctx context.Context, device string, from, to time.Time, limit int) ([]store.Message, bool, error) {
+		info, err := st.Stat(ctx, store.ByDeviceStream)
+		if err != nil {
+			return nil, false, err
+		}
+		return api.ReadRange(ctx, st.Stream(store.ByDeviceStream), info.Partitions, device, api.RangeQuery{From: from, To: to, Limit: limit}, nil)
+	}
 	lc.TLS = wire.TLSConfig{Certificate: pair, FabricCAs: pool}
 	if auth.DeviceCA != nil {
 		rev, err := auth.Revocations(log.With("component", "crl"))

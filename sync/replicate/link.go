@@ -33,6 +33,9 @@ type LinkConfig struct {
 	// into the edge's volume of the same name, Up the edge's volume into
 	// the core's "<volume>.<edge>".
 	Mirrors []MirrorSpec
+	// History answers the core's requests for a device's messages it does
+	// not hold; nil refuses them.
+	History HistoryFunc
 	// RateLimit caps the bytes per second the edge sends; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
@@ -208,6 +211,7 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 	for _, spec := range l.cfg.Mirrors {
 		g.go_(func(ctx context.Context) error { return l.mirror(ctx, s, spec) })
 	}
+	g.go_(func(ctx context.Context) error { return l.answerHistory(ctx, conn, g) })
 	err = g.wait()
 	if ctx.Err() != nil {
 		return true, ctx.Err()
