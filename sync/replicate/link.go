@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -57,6 +58,8 @@ type LinkConfig struct {
 
 // Link is an edge's link to its core.
 type Link struct {
+	mu    sync.Mutex
+	peer  string // the core's name, from its certificate
 	cfg   LinkConfig
 	self  certs.Identity
 	log   *slog.Logger
@@ -110,6 +113,17 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 // Monitor returns the link's figures.
 func (l *Link) Monitor() *Monitor { return l.cfg.Monitor }
 
+// peerName is the core's name once a handshake told it, its address
+// before.
+func (l *Link) peerName() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.peer == "" {
+		return l.cfg.Addr
+	}
+	return l.peer
+}
+
 // Run connects to the core and replicates until ctx ends, reconnecting
 // with backoff whenever the connection ends. It returns ctx's error.
 func (l *Link) Run(ctx context.Context) error {
@@ -124,6 +138,11 @@ func (l *Link) Run(ctx context.Context) error {
 		}
 		if ctx.Err() != nil {
 			break
+		}
+		if !established && err != nil {
+			// Show why the link does not come up: under the core's name
+			// once known, its address before.
+			l.cfg.Monitor.link(l.peerName(), certs.CoreNode).down(err, l.cfg.Now(), false)
 		}
 		if err != nil && (last == nil || err.Error() != last.Error() || established) {
 			l.log.Warn("link down", "err", err)
@@ -186,6 +205,10 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 	for _, r := range welcome.Refused {
 		l.log.Warn("core refuses a stream", "stream", r.Path, "reason", r.Reason)
 	}
+	l.cfg.Monitor.rename(l.peerName(), peer.Name)
+	l.mu.Lock()
+	l.peer = peer.Name
+	l.mu.Unlock()
 	link := l.cfg.Monitor.link(peer.Name, peer.Role)
 	link.mu.Lock()
 	link.rate = l.cfg.RateLimit

@@ -120,6 +120,28 @@ func (m *Monitor) link(peer, role string) *linkStats {
 	return l
 }
 
+// rename files the figures kept under peer old under peer new, unless new
+// has figures already.
+func (m *Monitor) rename(old, new string) {
+	if old == new {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	l, ok := m.links[old]
+	if !ok {
+		return
+	}
+	delete(m.links, old)
+	if _, taken := m.links[new]; taken {
+		return
+	}
+	l.mu.Lock()
+	l.peer = new
+	l.mu.Unlock()
+	m.links[new] = l
+}
+
 func (l *linkStats) stream(dir, path string) *streamStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()

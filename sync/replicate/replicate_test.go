@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/wire"
@@ -326,6 +327,18 @@ func TestServerRefusesStreamsItWrites(t *testing.T) {
 	if _, next, _ := f.core.Stream(store.UpdatesStream).Bounds(context.Background(), "all", 0); next != 0 {
 		t.Fatalf("an edge wrote %d messages into the core's updates", next)
 	}
+}
+
+func TestLinkShowsWhyItIsDown(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	f.stopCore()
+	err := <-f.coreDone
+	f.coreDone <- err // for the cleanup
+	link, _ := f.startLink(LinkConfig{QUIC: &quic.Config{HandshakeIdleTimeout: 200 * time.Millisecond}})
+	waitFor(t, "the link's error", func() bool {
+		l := link.Monitor().Links()
+		return len(l) == 1 && l[0].Peer == f.addr && !l[0].Connected && l[0].LastError != ""
+	})
 }
 
 func TestLinkConfigChecks(t *testing.T) {
