@@ -318,6 +318,32 @@ func TestReplicateTrimmedSource(t *testing.T) {
 	}
 }
 
+// TestReplicateManyTopics replicates a stream of more topics than one page
+// of offers, before and while the link is up.
+func TestReplicateManyTopics(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	add := func(from, to int, tag string) {
+		var reqs []store.AppendRequest
+		for i := from; i < to; i++ {
+			dev := fmt.Sprintf("dev-%05d", i)
+			reqs = append(reqs, store.AppendRequest{Path: store.ByDeviceStream, Topic: dev, Partition: 0,
+				Messages: []store.Message{{Value: []byte(tag + dev)}, {Value: []byte(tag + dev + "-2")}}})
+		}
+		if _, err := f.edge.AppendMany(context.Background(), reqs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add(0, 2500, "a")
+	f.startLink(LinkConfig{Up: []string{store.ByDeviceStream}})
+	waitSame(t, f.edge, f.core, store.ByDeviceStream)
+	add(1000, 3100, "b") // old topics get more, new ones appear
+	waitSame(t, f.edge, f.core, store.ByDeviceStream)
+	topics, err := f.core.Stream(store.ByDeviceStream).Topics(context.Background(), "", "", 10000)
+	if err != nil || len(topics) != 3100 {
+		t.Fatalf("core has %d topics, %v", len(topics), err)
+	}
+}
+
 func TestServerRefusesStreamsItWrites(t *testing.T) {
 	f := newFabric(t, ServerConfig{})
 	appendN(t, f.edge, store.UpdatesStream, "all", 3, 10, "forged")
