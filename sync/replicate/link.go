@@ -274,6 +274,17 @@ func (l *Link) stream(ctx context.Context, s *session, spec wire.StreamSpec) err
 		acc = m
 	case *wire.Error:
 		m.Remote = true
+		if m.Code == wire.CodeStream {
+			// The core cannot take this stream; the others go on.
+			l.log.Warn("core refuses a stream", "stream", spec.Path, "err", m)
+			dir := dirReceive
+			if spec.Dir == wire.Up {
+				dir = dirSend
+			}
+			s.link.stream(dir, spec.Path).setErr(m)
+			<-ctx.Done()
+			return nil
+		}
 		return m
 	default:
 		return wire.Errorf(wire.CodeProtocol, "expected Accept for %s, got %T", spec.Path, m)

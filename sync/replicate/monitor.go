@@ -52,6 +52,9 @@ type StreamStatus struct {
 	Duplicates int64 `json:"duplicates"`
 	Trimmed    int64 `json:"trimmed"`
 	Topics     int   `json:"topics"`
+	// Error says why the stream is not replicated, when the other side
+	// refused it.
+	Error string `json:"error,omitempty"`
 }
 
 // Monitor keeps the figures of a node's links. It is a
@@ -94,6 +97,7 @@ type streamStats struct {
 	lastTime atomic.Int64
 
 	mu      sync.Mutex
+	err     string
 	lag     func() (msgs uint64, age time.Duration, bytes int64, topics int) // sender
 	samples [12]sample
 	ns      int
@@ -205,6 +209,15 @@ func (s *streamStats) rates(now time.Time) (msgs, bytes float64) {
 	return float64(s.messages.Load()-oldest.messages) / d, float64(s.bytes.Load()-oldest.bytes) / d
 }
 
+func (s *streamStats) setErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.err = ""
+	if err != nil {
+		s.err = err.Error()
+	}
+}
+
 func (s *streamStats) setLag(f func() (uint64, time.Duration, int64, int)) {
 	s.mu.Lock()
 	s.lag = f
@@ -218,6 +231,7 @@ func (s *streamStats) status(now time.Time) StreamStatus {
 	st.MessagesPerSec, st.BytesPerSec = s.rates(now)
 	s.mu.Lock()
 	lag := s.lag
+	st.Error = s.err
 	s.mu.Unlock()
 	if lag != nil {
 		n, age, b, topics := lag()

@@ -367,6 +367,30 @@ func TestLinkShowsWhyItIsDown(t *testing.T) {
 	})
 }
 
+// TestRefusedStreamLeavesOthers: a stream the core cannot take (its
+// partitions differ) is reported, and the other streams replicate.
+func TestRefusedStreamLeavesOthers(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	ctx := context.Background()
+	if err := f.edge.CreateStream(ctx, "/telemetry/wide", store.StreamOptions{Partitions: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.core.CreateStream(ctx, "/telemetry/wide", store.StreamOptions{Partitions: 2}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, f.edge, store.UplinkStream, "edge1", 100, 10, "ok")
+	link, _ := f.startLink(LinkConfig{Up: []string{"/telemetry/wide", store.UplinkStream}})
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	waitFor(t, "the refusal in the figures", func() bool {
+		return strings.Contains(streamStatus(link.Monitor(), "core1", dirSend, "/telemetry/wide").Error, "partitions")
+	})
+	appendN(t, f.edge, store.UplinkStream, "edge1", 100, 10, "still")
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	if l := link.Monitor().Links(); l[0].Reconnects != 0 {
+		t.Fatalf("%d reconnects", l[0].Reconnects)
+	}
+}
+
 func TestLinkConfigChecks(t *testing.T) {
 	f := newFabric(t, ServerConfig{})
 	core := nodeTLS(t, f.auth, certs.CoreNode, "core2")

@@ -308,6 +308,20 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	}
 	if err != nil {
 		var we *wire.Error
+		if errors.As(err, &we) && we.Code == wire.CodeStream {
+			// This stream cannot be replicated (say its partitions differ):
+			// the others go on.
+			sess.logger.Warn("stream refused", "stream", open.Path, "err", err)
+			dir := dirReceive
+			if open.Dir == wire.Down {
+				dir = dirSend
+			}
+			sess.link.stream(dir, open.Path).setErr(err)
+			fc.Send(we)
+			qs.Close()
+			<-ctx.Done()
+			return nil
+		}
 		if errors.As(err, &we) {
 			return refuse(we)
 		}

@@ -42,6 +42,11 @@ func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, pa
 	qs.SetPriority(urgency(path), true)
 	log := s.logger.With("stream", path)
 	var err error
+	dir := dirReceive
+	if send {
+		dir = dirSend
+	}
+	s.link.stream(dir, path).setErr(nil)
 	if send {
 		log.Debug("sending")
 		sd := &sender{log: s.store.Stream(path), path: path, parts: parts, conn: fc, stats: s.link.stream(dirSend, path),
