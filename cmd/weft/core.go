@@ -30,7 +30,7 @@ func newCoreCmd() *cobra.Command {
 	var config string
 	cmd := &cobra.Command{
 		Use:   "core",
-		Short: "Run a core node: store, sync server for edges and HTTP API",
+		Short: "Run a core node: store, sync server for edges, HTTP API and web console",
 		Long: `Run a core node. It opens the store in --data, accepts its edges' sync
 links over QUIC on the UDP address --listen with the node certificate
 certs/nodes/NAME.* (mutual TLS 1.3 with the fabric CA; only edge nodes are
