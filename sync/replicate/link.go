@@ -295,5 +295,5 @@ func (l *Link) stream(ctx context.Context, s *session, spec wire.StreamSpec) err
 			return err
 		}
 	}
-	return s.stream(ctx, qs, fc, spec.Path, spec.Dir == wire.Up, parts)
+	return s.stream(ctx, qs, fc, spec.Path, spec.Dir == wire.Up, parts, nil)
 }

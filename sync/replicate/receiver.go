@@ -29,10 +29,12 @@ type receiver struct {
 	replica Replica
 	log     Log // the replica's copy of the stream, for positions
 	path    string
-	conn    *wire.Conn
-	stats   *streamStats
-	now     func() time.Time
-	logger  *slog.Logger
+	// allow, if set, says whether the sender may write a topic.
+	allow  func(topic string) error
+	conn   *wire.Conn
+	stats  *streamStats
+	now    func() time.Time
+	logger *slog.Logger
 
 	mu      sync.Mutex
 	backlog map[tp]uint64 // the sender's backlog per topic partition, nonzero only
@@ -62,6 +64,12 @@ func (r *receiver) run(ctx context.Context) error {
 			case *wire.Offer:
 				w.offer = m
 			case *wire.Batch:
+				if r.allow != nil {
+					if err := r.allow(m.Topic); err != nil {
+						errc <- wire.Errorf(wire.CodeProtocol, "batch of refused topic %q: %v", m.Topic, err)
+						return
+					}
+				}
 				msgs, err := m.Messages()
 				if err != nil {
 					errc <- err
@@ -132,6 +140,12 @@ func (r *receiver) run(ctx context.Context) error {
 func (r *receiver) positions(ctx context.Context, o *wire.Offer) error {
 	p := &wire.Positions{Positions: make([]wire.Position, len(o.Topics))}
 	for i, b := range o.Topics {
+		if r.allow != nil {
+			if err := r.allow(b.Topic); err != nil {
+				p.Positions[i] = wire.Position{Topic: b.Topic, Part: b.Part, Refused: err.Error()}
+				continue
+			}
+		}
 		_, next, err := r.log.Bounds(ctx, b.Topic, b.Part)
 		if err != nil {
 			if errors.Is(err, store.ErrBadPartition) || errors.Is(err, store.ErrNotFound) {

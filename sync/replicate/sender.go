@@ -264,6 +264,12 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 					// lost): nothing is sent until the source passes them.
 					s.logger.Warn("replica is ahead of its source", "topic", b.Topic, "partition", b.Part, "source_next", b.Next, "replica_next", p.Next)
 				}
+				if p.Refused != "" {
+					s.logger.Warn("receiver refuses a topic", "topic", b.Topic, "partition", b.Part, "reason", p.Refused)
+					s.stats.setErr(fmt.Errorf("topic %q refused: %s", b.Topic, p.Refused))
+					s.t.refuse(tp{b.Topic, b.Part})
+					continue
+				}
 				s.t.position(tp{b.Topic, b.Part}, p.Next)
 			}
 			return nil

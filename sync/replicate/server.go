@@ -28,6 +28,10 @@ type ServerConfig struct {
 	// Accept, if set, decides whether edges may send the stream at path
 	// (an error says why not). By default any stream but those of Down.
 	Accept func(path string) error
+	// Topics decides whether edge may write topic of the stream at path.
+	// Default NodeTopics: the streams each node writes under its own name
+	// take only the edge's name as topic.
+	Topics func(edge, path, topic string) error
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
@@ -75,6 +79,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Down == nil {
 		cfg.Down = DefaultDown
 	}
+	if cfg.Topics == nil {
+		cfg.Topics = NodeTopics
+	}
 	if cfg.Window <= 0 {
 		cfg.Window = defaultWindow
 	}
@@ -100,6 +107,21 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 
 // Monitor returns the links' figures.
 func (s *Server) Monitor() *Monitor { return s.cfg.Monitor }
+
+// NodeTopics is the default topic rule of a core: in the streams whose
+// topic is the name of the node that writes them (/uplink/events,
+// /shadows/changes, /audit/events, /telemetry/events), an edge may write
+// its own name only, so that no edge writes another's topics (or the
+// core's). Other streams' topics (device ids, say) are not checked.
+func NodeTopics(edge, path, topic string) error {
+	switch path {
+	case store.UplinkStream, store.ShadowChanges, store.AuditStream, store.EventsStream:
+		if topic != edge {
+			return fmt.Errorf("edge %s may write only its own topic of %s, not %q", edge, path, topic)
+		}
+	}
+	return nil
+}
 
 // Listen listens for edges on the UDP address addr with the server's TLS
 // settings, answering the packets of connections from a previous run with
@@ -177,6 +199,9 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	peer, err := wire.Peer(conn)
 	if err != nil {
 		return wire.Errorf(wire.CodeIdentity, "%v", err)
+	}
+	if peer.Name == s.self.Name {
+		return wire.Errorf(wire.CodeIdentity, "an edge may not have the core's name %s", peer.Name)
 	}
 	log := s.log.With("edge", peer.Name, "addr", conn.RemoteAddr().String())
 	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -334,5 +359,12 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	if err := fc.Send(acc); err != nil {
 		return wire.FromQUIC(err)
 	}
-	return sess.stream(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts)
+	var allow func(string) error
+	if open.Dir == wire.Up {
+		sess.link.mu.Lock()
+		edge := sess.link.peer
+		sess.link.mu.Unlock()
+		allow = func(topic string) error { return s.cfg.Topics(edge, open.Path, topic) }
+	}
+	return sess.stream(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts, allow)
 }

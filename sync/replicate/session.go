@@ -38,7 +38,7 @@ type session struct {
 
 // stream runs one replicated stream over the QUIC stream qs: this node
 // sends it when send is set, receives it otherwise.
-func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, path string, send bool, parts int) error {
+func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, path string, send bool, parts int, allow func(topic string) error) error {
 	qs.SetPriority(urgency(path), true)
 	log := s.logger.With("stream", path)
 	var err error
@@ -54,7 +54,7 @@ func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, pa
 		err = sd.run(ctx)
 	} else {
 		log.Debug("receiving")
-		rc := &receiver{replica: s.store, log: s.store.Stream(path), path: path, conn: fc, stats: s.link.stream(dirReceive, path), now: s.now, logger: log}
+		rc := &receiver{replica: s.store, log: s.store.Stream(path), path: path, allow: allow, conn: fc, stats: s.link.stream(dirReceive, path), now: s.now, logger: log}
 		err = rc.run(ctx)
 	}
 	if err != nil && ctx.Err() == nil {

@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/weft-io/weft/sync/wire"
@@ -17,9 +18,10 @@ func (k tp) String() string { return fmt.Sprintf("%q/%d", k.topic, k.part) }
 
 // topicState is what a sender knows of one topic partition.
 type topicState struct {
-	acked uint64 // the receiver's next offset, as last acknowledged
-	sent  uint64 // the next offset to send
-	epoch uint64 // bumped when the sender goes back after a gap
+	acked   uint64 // the receiver's next offset, as last acknowledged
+	sent    uint64 // the next offset to send
+	epoch   uint64 // bumped when the sender goes back after a gap
+	refused bool   // the receiver does not take it: never sent
 }
 
 // flight is a batch sent and not yet acknowledged.
@@ -69,6 +71,18 @@ func less(a, b tp) bool {
 		return a.topic < b.topic
 	}
 	return a.part < b.part
+}
+
+// refuse records that the receiver does not take k.
+func (t *tracker) refuse(k tp) {
+	if _, ok := t.topics[k]; !ok {
+		t.topics[k] = &topicState{refused: true}
+		return
+	}
+	t.topics[k].refused = true
+	if i := slices.Index(t.order, k); i >= 0 {
+		t.order = slices.Delete(t.order, i, i+1)
+	}
 }
 
 // full reports whether the window allows no more batches.
@@ -153,7 +167,9 @@ func (t *tracker) ack(a *wire.Ack) (ackResult, error) {
 func (t *tracker) snapshot() map[tp]uint64 {
 	out := make(map[tp]uint64, len(t.topics))
 	for k, s := range t.topics {
-		out[k] = s.acked
+		if !s.refused {
+			out[k] = s.acked
+		}
 	}
 	return out
 }

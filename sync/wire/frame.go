@@ -136,6 +136,9 @@ type Position struct {
 	Topic string `cbor:"1,keyasint"`
 	Part  int    `cbor:"2,keyasint"`
 	Next  uint64 `cbor:"3,keyasint"`
+	// Refused, if set, says why the receiver does not take this topic
+	// (say, another node writes it): the sender leaves it out.
+	Refused string `cbor:"4,keyasint,omitempty"`
 }
 
 // Positions answers an Offer, in the same order.
