@@ -292,7 +292,17 @@ func (l *Link) stream(ctx context.Context, s *session, spec wire.StreamSpec) err
 	parts := open.Partitions
 	if spec.Dir == wire.Down {
 		if parts, err = ensureStream(ctx, l.cfg.Store, spec.Path, acc.Partitions); err != nil {
-			return err
+			if wire.CodeOf(err) != wire.CodeStream {
+				return err
+			}
+			// This edge cannot hold the core's stream (its partitions
+			// differ): the other streams go on.
+			l.log.Warn("cannot receive a stream", "stream", spec.Path, "err", err)
+			s.link.stream(dirReceive, spec.Path).setErr(err)
+			qs.CancelRead(quic.StreamErrorCode(wire.CodeStream))
+			qs.CancelWrite(quic.StreamErrorCode(wire.CodeStream))
+			<-ctx.Done()
+			return nil
 		}
 	}
 	return s.stream(ctx, qs, fc, spec.Path, spec.Dir == wire.Up, parts, nil)

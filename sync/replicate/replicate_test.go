@@ -391,6 +391,32 @@ func TestRefusedStreamLeavesOthers(t *testing.T) {
 	}
 }
 
+// TestEdgeCannotHoldDownStream: the edge's copy of a stream the core sends
+// has other partitions; that stream stops, the others go on.
+func TestEdgeCannotHoldDownStream(t *testing.T) {
+	f := newFabric(t, ServerConfig{Down: []string{store.UpdatesStream, "/updates/wide"}})
+	ctx := context.Background()
+	if err := f.core.CreateStream(ctx, "/updates/wide", store.StreamOptions{Partitions: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.edge.CreateStream(ctx, "/updates/wide", store.StreamOptions{Partitions: 1}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, f.core, store.UpdatesStream, "all", 10, 10, "u")
+	link, _ := f.startLink(LinkConfig{Down: []string{store.UpdatesStream, "/updates/wide"}})
+	waitSame(t, f.core, f.edge, store.UpdatesStream)
+	waitFor(t, "the refusal in the figures", func() bool {
+		return strings.Contains(streamStatus(link.Monitor(), "core1", dirReceive, "/updates/wide").Error, "partitions")
+	})
+	appendN(t, f.core, store.UpdatesStream, "all", 10, 10, "v")
+	appendN(t, f.edge, store.UplinkStream, "edge1", 10, 10, "w")
+	waitSame(t, f.core, f.edge, store.UpdatesStream)
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	if l := link.Monitor().Links(); l[0].Reconnects != 0 {
+		t.Fatalf("%d reconnects", l[0].Reconnects)
+	}
+}
+
 // TestCoreTakesOnlyTheEdgesOwnTopics: an edge's topics named after another
 // node are left out; its own go through.
 func TestCoreTakesOnlyTheEdgesOwnTopics(t *testing.T) {

@@ -57,6 +57,16 @@ func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, pa
 		rc := &receiver{replica: s.store, log: s.store.Stream(path), path: path, allow: allow, conn: fc, stats: s.link.stream(dirReceive, path), now: s.now, logger: log}
 		err = rc.run(ctx)
 	}
+	if err != nil && ctx.Err() == nil && wire.CodeOf(err) == wire.CodeStream {
+		// One stream that cannot be replicated (the peer refused it) does
+		// not take the link's other streams down.
+		log.Warn("stream stopped", "err", err)
+		s.link.stream(dir, path).setErr(err)
+		qs.CancelRead(quic.StreamErrorCode(wire.CodeStream))
+		qs.CancelWrite(quic.StreamErrorCode(wire.CodeStream))
+		<-ctx.Done()
+		return nil
+	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
