@@ -114,8 +114,12 @@ func (f *follower) topic(ctx context.Context, changes *store.Stream, topic strin
 	return len(msgs) == 500, nil
 }
 
+// errNothingLeft stops an update that would leave an empty shadow.
+var errNothingLeft = errors.New("core: nothing left of the shadow")
+
 // apply writes an edge's shadow change into the core's shadow: the edge's
-// document with the core's own fields kept.
+// document with the core's own fields kept. When the edge deletes a shadow
+// the core keeps its own fields, or deletes the shadow if it has none.
 func (f *follower) apply(ctx context.Context, c store.Change) error {
 	var edgeDoc map[string]any
 	if c.Op != "delete" {
@@ -124,41 +128,47 @@ func (f *follower) apply(ctx context.Context, c store.Change) error {
 			return nil
 		}
 	}
-	del := false
-	_, err := f.store.Table(store.ShadowsTable).Update(ctx, c.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
-		out := map[string]any{}
-		for k, v := range edgeDoc {
-			out[k] = v
-		}
-		for _, k := range coreOwned {
-			delete(out, k)
-		}
-		delete(out, shadow.FieldDelta)
-		if exists {
-			var cur map[string]any
-			if json.Unmarshal(old.Value, &cur) == nil {
-				for _, k := range coreOwned {
-					if v, ok := cur[k]; ok {
-						out[k] = v
+	tbl := f.store.Table(store.ShadowsTable)
+	for {
+		var version uint64
+		_, err := tbl.Update(ctx, c.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
+			out := map[string]any{}
+			for k, v := range edgeDoc {
+				out[k] = v
+			}
+			for _, k := range coreOwned {
+				delete(out, k)
+			}
+			delete(out, shadow.FieldDelta)
+			if exists {
+				var cur map[string]any
+				if json.Unmarshal(old.Value, &cur) == nil {
+					for _, k := range coreOwned {
+						if v, ok := cur[k]; ok {
+							out[k] = v
+						}
 					}
 				}
 			}
+			if len(out) == 0 {
+				version = old.Version
+				return nil, errNothingLeft
+			}
+			return json.Marshal(out)
+		})
+		if !errors.Is(err, errNothingLeft) {
+			return err
 		}
-		if len(out) == 0 {
-			del = true
-			return old.Value, nil
+		if version == 0 {
+			return nil // no shadow here either
 		}
-		return json.Marshal(out)
-	})
-	if err != nil {
+		err = tbl.Delete(ctx, c.Key, store.IfVersion(version))
+		switch {
+		case errors.Is(err, store.ErrVersion):
+			continue // changed meanwhile: look again
+		case errors.Is(err, store.ErrNotFound):
+			return nil
+		}
 		return err
 	}
-	if del {
-		err := f.store.Table(store.ShadowsTable).Delete(ctx, c.Key)
-		if errors.Is(err, store.ErrNotFound) {
-			err = nil
-		}
-		return err
-	}
-	return nil
 }
