@@ -174,12 +174,24 @@ func (r *receiver) apply(ctx context.Context, group []work) error {
 		}
 		return nil
 	}
-	if err != nil && len(group) > 1 && !errors.Is(err, store.ErrQuotaExceeded) && !errors.Is(err, store.ErrDiskFull) && ctx.Err() == nil {
+	if err != nil && splittable(ctx, err) {
 		// Perhaps too big for one transaction of this store: halves.
-		if err := r.apply(ctx, group[:len(group)/2]); err != nil {
-			return err
+		if len(group) > 1 {
+			if err := r.apply(ctx, group[:len(group)/2]); err != nil {
+				return err
+			}
+			return r.apply(ctx, group[len(group)/2:])
 		}
-		return r.apply(ctx, group[len(group)/2:])
+		if len(group[0].msgs) > 1 {
+			n, err := r.applySplit(ctx, group[0].batch, group[0].msgs)
+			if errors.Is(err, store.ErrGap) {
+				return r.apply1(ctx, group[0]) // answers the gap
+			}
+			if err != nil {
+				return storeError(r.path, err)
+			}
+			return r.ack(group[0], n)
+		}
 	}
 	if err != nil {
 		return storeError(r.path, err)
@@ -190,6 +202,36 @@ func (r *receiver) apply(ctx context.Context, group []work) error {
 		}
 	}
 	return nil
+}
+
+// splittable reports whether a failed apply may work in smaller pieces.
+func splittable(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && !errors.Is(err, store.ErrGap) && !errors.Is(err, store.ErrQuotaExceeded) &&
+		!errors.Is(err, store.ErrDiskFull) && !errors.Is(err, store.ErrClosed)
+}
+
+// applySplit applies one batch's messages in halves, and halves of those,
+// for a store whose transactions cannot take the whole batch. It returns
+// how many messages were new.
+func (r *receiver) applySplit(ctx context.Context, b *wire.Batch, msgs []store.Message) (int, error) {
+	applied, err := r.replica.ApplyReplica(ctx, []store.ReplicaBatch{{Path: r.path, Topic: b.Topic, Partition: b.Part, Messages: msgs, Low: b.Low}})
+	if err == nil {
+		return applied[0], nil
+	}
+	if len(msgs) < 2 || !splittable(ctx, err) {
+		return 0, err
+	}
+	half := len(msgs) / 2
+	n1, err := r.applySplit(ctx, b, msgs[:half])
+	if err != nil {
+		return n1, err
+	}
+	// The second half starts past the first: the source's low-water mark
+	// no longer applies to it.
+	b2 := *b
+	b2.Low = 0
+	n2, err := r.applySplit(ctx, &b2, msgs[half:])
+	return n1 + n2, err
 }
 
 func (r *receiver) apply1(ctx context.Context, w work) error {

@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -60,6 +61,26 @@ func TestReceiverAppliesOnce(t *testing.T) {
 			t.Fatalf("%s: got %+v, want %+v", tc.name, m, tc.want)
 		}
 	}
+	// A batch too big for one transaction of this store (16 MiB
+	// memtable) is applied in pieces.
+	var big []store.Message
+	for i := 15; i < 115; i++ {
+		big = append(big, store.Message{Offset: uint64(i), Value: bytes.Repeat([]byte{byte(i)}, 64<<10), Timestamp: time.Unix(int64(i), 0)})
+	}
+	bb, err := wire.NewBatch("edge1", 0, 0, big, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(bb); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.Recv(); err != nil || *m.(*wire.Ack) != (wire.Ack{Topic: "edge1", Next: 115, Applied: 100}) {
+		t.Fatalf("big batch: %+v %v", m, err)
+	}
+	if _, err := st.Stream(store.UplinkStream).Read(ctx, "edge1", 0, 15, store.ReadOptions{Limit: 200, MaxBytes: 64 << 20}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Positions are the replica's own next offsets.
 	if err := c.Send(&wire.Offer{Topics: []wire.Bound{{Topic: "edge1", Next: 30}, {Topic: "other", Next: 3}}}); err != nil {
 		t.Fatal(err)
@@ -68,10 +89,10 @@ func TestReceiverAppliesOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p, ok := m.(*wire.Positions); !ok || len(p.Positions) != 2 || p.Positions[0].Next != 15 || p.Positions[1].Next != 0 {
+	if p, ok := m.(*wire.Positions); !ok || len(p.Positions) != 2 || p.Positions[0].Next != 115 || p.Positions[1].Next != 0 {
 		t.Fatalf("positions %+v", m)
 	}
-	msgs, err := st.Stream(store.UplinkStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{})
+	msgs, err := st.Stream(store.UplinkStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{Limit: 15})
 	if err != nil || len(msgs) != 15 {
 		t.Fatalf("replica holds %d messages, %v", len(msgs), err)
 	}
@@ -81,12 +102,12 @@ func TestReceiverAppliesOnce(t *testing.T) {
 		}
 	}
 	s := r.stats.status(time.Now())
-	if s.Messages != 15 || s.Duplicates != 18 || s.Batches != 4 {
+	if s.Messages != 115 || s.Duplicates != 18 || s.Batches != 5 {
 		t.Fatalf("figures %+v", s)
 	}
 
 	// A corrupt batch ends the stream with a corrupt-batch error.
-	bad := batch(15, 3)
+	bad := batch(115, 3)
 	bad.CRC++
 	done := make(chan error, 1)
 	r2 := &receiver{replica: st, log: st.Stream(store.UplinkStream), path: store.UplinkStream, conn: wire.NewConn(a, a),

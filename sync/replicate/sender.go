@@ -25,7 +25,7 @@ var _ Log = (*store.Stream)(nil)
 const (
 	topicPage     = 1000
 	readLimit     = 4096
-	readMaxBytes  = 1 << 20
+	readMaxBytes  = 4 << 20
 	defaultWindow = 8 << 20
 	maxLagReads   = 100 // topics read to date the oldest unreplicated message
 )
