@@ -153,20 +153,25 @@ func (a apiClient) do(method, path string, body any, out any) error {
 // tail returns the next offset of the uplink's topic and the last message's
 // value.
 func (a apiClient) tail(topic string) (uint64, string, error) {
+	return a.tailOf("uplink/events", topic)
+}
+
+// tailOf is tail for any stream.
+func (a apiClient) tailOf(stream, topic string) (uint64, string, error) {
 	var r struct {
 		Next     uint64 `json:"next"`
 		Messages []struct {
 			Value string `json:"value"`
 		} `json:"messages"`
 	}
-	if err := a.do("GET", "/api/v1/streams/uplink/events/messages?topic="+topic+"&from=end", nil, &r); err != nil {
+	if err := a.do("GET", "/api/v1/streams/"+stream+"/messages?topic="+topic+"&from=end", nil, &r); err != nil {
 		return 0, "", err
 	}
 	if r.Next == 0 {
 		return 0, "", nil
 	}
 	next := r.Next
-	if err := a.do("GET", fmt.Sprintf("/api/v1/streams/uplink/events/messages?topic=%s&from=%d&limit=1", topic, next-1), nil, &r); err != nil {
+	if err := a.do("GET", fmt.Sprintf("/api/v1/streams/%s/messages?topic=%s&from=%d&limit=1", stream, topic, next-1), nil, &r); err != nil {
 		return 0, "", err
 	}
 	if len(r.Messages) != 1 {
@@ -176,10 +181,11 @@ func (a apiClient) tail(topic string) (uint64, string, error) {
 }
 
 // TestCrashes runs a core and an edge as child processes, the edge taking
-// appends through its API, and kills one or the other with SIGKILL at
-// random points of the replication, twenty times each. After each restart
-// the core catches up to the edge, and in the end the two stores are equal:
-// nothing lost, nothing applied twice.
+// appends through its API (and the core updates for its edges), and kills
+// one or the other with SIGKILL at random points of the replication, twenty
+// times each. After each restart the core catches up to the edge, and in
+// the end the two stores are equal both ways: nothing lost, nothing applied
+// twice.
 func TestCrashes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills child processes")
@@ -199,7 +205,7 @@ func TestCrashes(t *testing.T) {
 	edgeP.start()
 	defer edgeP.signal(syscall.SIGKILL)
 	hc := &http.Client{Timeout: 5 * time.Second}
-	coreAPI := apiClient{addr: coreHTTP, token: f.token(certs.RoleViewer), hc: hc}
+	coreAPI := apiClient{addr: coreHTTP, token: f.token(certs.RoleAdmin), hc: hc}
 	edgeAPI := apiClient{addr: edgeHTTP, token: f.token(certs.RoleAdmin), hc: hc}
 
 	// The writer appends batches through the edge's API, retrying while
@@ -228,6 +234,11 @@ func TestCrashes(t *testing.T) {
 			err := edgeAPI.do("POST", "/api/v1/streams/uplink/events/messages", body, &out)
 			if err == nil {
 				acked += 50
+			}
+			if i%10 == 0 {
+				// Updates flow the other way, from the core; one that
+				// fails while the core is down is simply not made.
+				coreAPI.do("POST", "/api/v1/streams/updates/down/messages", map[string]any{"topic": "all", "value": fmt.Sprintf("update-%d", i)}, &out)
 			}
 			pause.Unlock()
 			if err != nil {
@@ -327,6 +338,11 @@ func TestCrashes(t *testing.T) {
 		}
 		return true
 	})
+	WaitFor(t, 60*time.Second, "the last updates at the edge", func() bool {
+		cn, cv, err1 := coreAPI.tailOf("updates/down", "all")
+		en, ev, err2 := edgeAPI.tailOf("updates/down", "all")
+		return err1 == nil && err2 == nil && en == cn && ev == cv && cn > 0
+	})
 	edgeP.signal(syscall.SIGTERM)
 	coreP.signal(syscall.SIGTERM)
 	es, err := store.Open(store.Config{Dir: f.DataDir("edge1"), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
@@ -343,6 +359,9 @@ func TestCrashes(t *testing.T) {
 		if err := Equal(es, cs, path); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if err := Equal(cs, es, store.UpdatesStream); err != nil {
+		t.Fatal(err)
 	}
 	_, next, _ := es.Stream(store.UplinkStream).Bounds(t.Context(), "edge1", 0)
 	if next < uint64(acked) {
