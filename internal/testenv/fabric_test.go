@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,23 @@ func TestDeviceToCore(t *testing.T) {
 	}
 	if s, ok := findStream(cl, "edge1", "send", store.UpdatesStream); !ok || s.Messages < 1 {
 		t.Fatalf("core's view of %s: %+v", store.UpdatesStream, s)
+	}
+	// And the same figures in Prometheus form.
+	resp, err := http.Get("http://" + c.HTTPAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`weft_sync_link_up{peer="edge1"} 1`,
+		`weft_sync_messages_total{direction="receive",peer="edge1",stream="/telemetry/events"}`,
+		`weft_sync_lag_messages{direction="send",peer="edge1",stream="/updates/down"} 0`,
+		`weft_sync_duplicates_total{direction="receive",peer="edge1",stream="/uplink/events"} 0`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 
