@@ -1,7 +1,9 @@
 package certs
 
 import (
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 )
@@ -29,4 +31,29 @@ func (a *Authority) ensure(kind Kind, name string, issue func() (*Issued, error)
 	}
 	_, _, err = a.Save(iss)
 	return err
+}
+
+// ServingPair loads what a node presents and trusts on one kind of
+// connection: the key pair of its certificate of kind (a gateway's, or a
+// node's for sync links), and the pool of the CA that signs its peers on
+// those connections (the device CA for a gateway, the fabric CA for a
+// node).
+func (a *Authority) ServingPair(kind Kind, name string) (*KeyPair, *x509.CertPool, error) {
+	ca, which, issue := a.DeviceCA, "device", "gateway --name "+name+" --host HOST"
+	if kind == KindNode {
+		ca, which, issue = a.FabricCA, "fabric", "node --role ROLE --name "+name+" --host HOST"
+	}
+	if ca == nil {
+		return nil, nil, fmt.Errorf("%w: %s holds no %s CA certificate", ErrNoCA, a.Dir, which)
+	}
+	certFile, keyFile := Files(a.Dir, kind, name)
+	pair, err := LoadKeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s certificate of %s (issue it with `weft certs issue %s`): %w", kind, name, issue, err)
+	}
+	pool, err := Pool(ca.PEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pair, pool, nil
 }

@@ -1,6 +1,8 @@
 package certs
 
 import (
+	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -45,5 +47,28 @@ func TestEnsure(t *testing.T) {
 	}
 	if entries, _ := a.List(); len(entries) != 2 {
 		t.Fatalf("issued %d certificates, want 2 (once each)", len(entries))
+	}
+}
+
+func TestServingPair(t *testing.T) {
+	a := newAuthority(t)
+	if _, _, err := a.ServingPair(KindGateway, "gw"); err == nil || !strings.Contains(err.Error(), "weft certs issue gateway") {
+		t.Fatalf("missing gateway certificate: %v", err)
+	}
+	if err := a.EnsureGateway("gw", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if pair, pool, err := a.ServingPair(KindGateway, "gw"); err != nil || pair == nil || pool == nil {
+		t.Fatalf("gateway pair: %v", err)
+	}
+	if err := a.EnsureNode(EdgeNode, "e1", []string{"127.0.0.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := a.ServingPair(KindNode, "e1"); err != nil {
+		t.Fatalf("node pair: %v", err)
+	}
+	a.FabricCA = nil
+	if _, _, err := a.ServingPair(KindNode, "e1"); !errors.Is(err, ErrNoCA) {
+		t.Fatalf("no fabric CA: %v", err)
 	}
 }

@@ -106,18 +106,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}
-	if auth.FabricCA == nil {
-		return nil, fmt.Errorf("core: %s holds no fabric CA certificate", cfg.CertsDir)
-	}
 	if auth.TokenPublicKey == nil {
 		return nil, fmt.Errorf("core: %s holds no token.pub to verify API tokens", cfg.CertsDir)
 	}
-	certFile, keyFile := certs.Files(cfg.CertsDir, certs.KindNode, cfg.Name)
-	pair, err := certs.LoadKeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("core: node certificate (issue it with `weft certs issue node --role core --name %s`): %w", cfg.Name, err)
-	}
-	pool, err := certs.Pool(auth.FabricCA.PEM)
+	pair, pool, err := auth.ServingPair(certs.KindNode, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}

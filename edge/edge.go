@@ -102,18 +102,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	if auth.DeviceCA == nil {
-		return nil, fmt.Errorf("edge: %s holds no device CA certificate", cfg.CertsDir)
-	}
 	if auth.TokenPublicKey == nil {
 		return nil, fmt.Errorf("edge: %s holds no token.pub to verify API tokens", cfg.CertsDir)
 	}
-	certFile, keyFile := certs.Files(cfg.CertsDir, certs.KindGateway, cfg.Name)
-	pair, err := certs.LoadKeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("edge: gateway certificate (issue it with `weft certs issue gateway --name %s`): %w", cfg.Name, err)
-	}
-	pool, err := certs.Pool(auth.DeviceCA.PEM)
+	pair, pool, err := auth.ServingPair(certs.KindGateway, cfg.Name)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -203,17 +195,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 // newLink builds the edge's link to its core.
 func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.Monitor, log *slog.Logger) (*replicate.Link, error) {
-	if auth.FabricCA == nil {
-		return nil, fmt.Errorf("edge: %s holds no fabric CA certificate for the link to the core", cfg.CertsDir)
-	}
-	certFile, keyFile := certs.Files(cfg.CertsDir, certs.KindNode, cfg.Name)
-	pair, err := certs.LoadKeyPair(certFile, keyFile)
+	pair, pool, err := auth.ServingPair(certs.KindNode, cfg.Name)
 	if err != nil {
-		return nil, fmt.Errorf("edge: node certificate (issue it with `weft certs issue node --role edge --name %s --host HOST`): %w", cfg.Name, err)
-	}
-	pool, err := certs.Pool(auth.FabricCA.PEM)
-	if err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, fmt.Errorf("edge: link to the core: %w", err)
 	}
 	lc := cfg.Link
 	lc.Store, lc.Addr, lc.Monitor = st, cfg.Core, mon
