@@ -34,14 +34,15 @@ func (a *Authority) ensure(kind Kind, name string, issue func() (*Issued, error)
 }
 
 // ServingPair loads what a node presents and trusts on one kind of
-// connection: the key pair of its certificate of kind (a gateway's, or a
-// node's for sync links), and the pool of the CA that signs its peers on
-// those connections (the device CA for a gateway, the fabric CA for a
+// connection: the key pair of its certificate id (a gateway's, or a node's
+// of its role for sync links), and the pool of the CA that signs its peers
+// on those connections (the device CA for a gateway, the fabric CA for a
 // node).
-func (a *Authority) ServingPair(kind Kind, name string) (*KeyPair, *x509.CertPool, error) {
+func (a *Authority) ServingPair(id Identity) (*KeyPair, *x509.CertPool, error) {
+	kind, name := id.Kind, id.Name
 	ca, which, issue := a.DeviceCA, "device", "gateway --name "+name+" --host HOST"
 	if kind == KindNode {
-		ca, which, issue = a.FabricCA, "fabric", "node --role ROLE --name "+name+" --host HOST"
+		ca, which, issue = a.FabricCA, "fabric", "node --role "+id.Role+" --name "+name+" --host HOST"
 	}
 	if ca == nil {
 		return nil, nil, fmt.Errorf("%w: %s holds no %s CA certificate", ErrNoCA, a.Dir, which)

@@ -52,23 +52,23 @@ func TestEnsure(t *testing.T) {
 
 func TestServingPair(t *testing.T) {
 	a := newAuthority(t)
-	if _, _, err := a.ServingPair(KindGateway, "gw"); err == nil || !strings.Contains(err.Error(), "weft certs issue gateway") {
+	if _, _, err := a.ServingPair(Identity{Kind: KindGateway, Name: "gw"}); err == nil || !strings.Contains(err.Error(), "weft certs issue gateway") {
 		t.Fatalf("missing gateway certificate: %v", err)
 	}
 	if err := a.EnsureGateway("gw", []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
-	if pair, pool, err := a.ServingPair(KindGateway, "gw"); err != nil || pair == nil || pool == nil {
+	if pair, pool, err := a.ServingPair(Identity{Kind: KindGateway, Name: "gw"}); err != nil || pair == nil || pool == nil {
 		t.Fatalf("gateway pair: %v", err)
 	}
 	if err := a.EnsureNode(EdgeNode, "e1", []string{"127.0.0.1"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := a.ServingPair(KindNode, "e1"); err != nil {
+	if _, _, err := a.ServingPair(Identity{Kind: KindNode, Role: EdgeNode, Name: "e1"}); err != nil {
 		t.Fatalf("node pair: %v", err)
 	}
 	a.FabricCA = nil
-	if _, _, err := a.ServingPair(KindNode, "e1"); !errors.Is(err, ErrNoCA) {
+	if _, _, err := a.ServingPair(Identity{Kind: KindNode, Role: EdgeNode, Name: "e1"}); !errors.Is(err, ErrNoCA) {
 		t.Fatalf("no fabric CA: %v", err)
 	}
 }

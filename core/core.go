@@ -109,7 +109,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if auth.TokenPublicKey == nil {
 		return nil, fmt.Errorf("core: %s holds no token.pub to verify API tokens", cfg.CertsDir)
 	}
-	pair, pool, err := auth.ServingPair(certs.KindNode, cfg.Name)
+	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindNode, Role: certs.CoreNode, Name: cfg.Name})
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
 	}

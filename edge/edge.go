@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if auth.TokenPublicKey == nil {
 		return nil, fmt.Errorf("edge: %s holds no token.pub to verify API tokens", cfg.CertsDir)
 	}
-	pair, pool, err := auth.ServingPair(certs.KindGateway, cfg.Name)
+	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindGateway, Name: cfg.Name})
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -195,7 +195,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 
 // newLink builds the edge's link to its core.
 func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.Monitor, log *slog.Logger) (*replicate.Link, error) {
-	pair, pool, err := auth.ServingPair(certs.KindNode, cfg.Name)
+	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindNode, Role: certs.EdgeNode, Name: cfg.Name})
 	if err != nil {
 		return nil, fmt.Errorf("edge: link to the core: %w", err)
 	}
