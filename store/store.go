@@ -66,7 +66,11 @@ const (
 	maxGroupOps   = 4096
 	maxGroupBytes = 8 << 20
 	maxBatchBytes = 512 << 10
-	maxHeadCache  = 1 << 16
+	// valueThreshold: values this large (big batches, file chunks) go to
+	// Badger's value log instead of its LSM tree, so they are written once
+	// rather than flushed and compacted level by level.
+	valueThreshold = 64 << 10
+	maxHeadCache   = 1 << 16
 )
 
 // Store is one node's store. It is safe for concurrent use.
@@ -143,7 +147,7 @@ func Open(cfg Config) (*Store, error) {
 		WithBlockCacheSize(cfg.BlockCacheSize).
 		WithIndexCacheSize(cfg.IndexCacheSize).
 		WithValueLogFileSize(256 << 20).
-		WithValueThreshold(min(1<<20, cfg.MemTableSize/8)).
+		WithValueThreshold(valueThreshold).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{cfg.Logger}).
 		WithMetricsEnabled(false)
@@ -269,6 +273,7 @@ func (s *Store) background() {
 			return
 		case now := <-tick.C:
 			s.updateDiscard(now)
+			s.collectValueLog()
 		case <-ret:
 			if err := s.EnforceRetention(ctx); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
 				s.log.Warn("retention failed", "err", err)
@@ -298,6 +303,28 @@ func (s *Store) updateDiscard(now time.Time) {
 		}
 	}
 	s.db.SetDiscardTs(ts)
+}
+
+// collectValueLog rewrites value log files that are mostly garbage
+// (trimmed batches, deleted rows and file chunks) so that their space goes
+// back to the file system. A rewrite copies up to half a file, so it waits
+// while free space is below the reserve plus that much.
+func (s *Store) collectValueLog() int {
+	if s.cfg.MinFreeBytes > 0 {
+		if free, err := s.freeBytes(); err != nil || free < s.cfg.MinFreeBytes+s.db.Opts().ValueLogFileSize/2 {
+			return 0
+		}
+	}
+	n := 0
+	for ; n < 16; n++ {
+		if err := s.db.RunValueLogGC(0.5); err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				s.log.Warn("value log collection failed", "err", err)
+			}
+			break
+		}
+	}
+	return n
 }
 
 // readTxn opens a read transaction at ts, or at the latest commit when ts is 0.
