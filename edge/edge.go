@@ -58,6 +58,10 @@ type Config struct {
 	// Mirrors are volume mirrors over the link, besides those recorded
 	// with `weft mirror add` (replicate.MirrorsTable).
 	Mirrors []replicate.MirrorSpec
+	// BacklogQuota, if positive, is the most bytes the uplink volume
+	// keeps: past it, the oldest uplink data is dropped (and counted)
+	// rather than new data refused. 0 leaves the volume's policy as it is.
+	BacklogQuota int64
 	// Link holds the link's other settings (rate limit, backoff, QUIC);
 	// the store, address, certificates and streams are set from the above.
 	Link replicate.LinkConfig
@@ -121,6 +125,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	st, err := store.Open(sc)
 	if err != nil {
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	if err := limitBacklog(ctx, st, cfg.BacklogQuota); err != nil {
+		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	reg := prometheus.NewRegistry()
@@ -307,4 +315,21 @@ func (a apiLinks) Links(ctx context.Context) []api.LinkStatus {
 		out = append(out, s)
 	}
 	return out
+}
+
+// limitBacklog gives the uplink volume a quota past which it drops its
+// oldest data, unless it has that policy already.
+func limitBacklog(ctx context.Context, st *store.Store, quota int64) error {
+	if quota <= 0 {
+		return nil
+	}
+	vol, _, _ := store.SplitPath(store.UplinkStream)
+	vi, err := st.Volume(vol)
+	if err != nil {
+		return err
+	}
+	if vi.Quota == quota && vi.DropOldest {
+		return nil
+	}
+	return st.SetVolume(ctx, vol, store.VolumeOptions{TTL: vi.TTL, Quota: quota, DropOldest: true})
 }

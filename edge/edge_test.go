@@ -13,6 +13,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/device"
+	"github.com/weft-io/weft/store"
 )
 
 // TestEdge runs a whole edge node: a device publishes over mTLS MQTT, the
@@ -109,5 +110,28 @@ func TestEdge(t *testing.T) {
 	}
 	if code, _ := call("GET", "/healthz", "", nil); code != 200 {
 		t.Errorf("/healthz: %d", code)
+	}
+}
+
+// TestBacklogQuota checks that the edge gives its uplink volume the quota
+// past which it drops its oldest data, and leaves it alone without one.
+func TestBacklogQuota(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "e1", MinFreeBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if err := limitBacklog(ctx, st, 0); err != nil {
+		t.Fatal(err)
+	}
+	if vi, _ := st.Volume("uplink"); vi.Quota != 0 || vi.DropOldest {
+		t.Fatalf("no backlog quota given, yet the uplink volume is %+v", vi)
+	}
+	if err := limitBacklog(ctx, st, 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	if vi, _ := st.Volume("uplink"); vi.Quota != 64<<20 || !vi.DropOldest {
+		t.Fatalf("uplink volume %+v, want a 64 MiB quota dropping the oldest", vi)
 	}
 }

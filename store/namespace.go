@@ -35,6 +35,11 @@ type Info struct {
 	Partitions int           `json:"partitions,omitempty"`
 	TTL        time.Duration `json:"ttl,omitempty"`
 	MaxBytes   int64         `json:"max_bytes,omitempty"`
+	Priority   int           `json:"priority,omitempty"`
+	// Dropped and DroppedBytes count what a full volume dropped from the
+	// stream (see VolumeOptions.DropOldest).
+	Dropped      int64 `json:"dropped,omitempty"`
+	DroppedBytes int64 `json:"dropped_bytes,omitempty"`
 	// Tables.
 	ChangeStream string `json:"change_stream,omitempty"`
 	// Files.
@@ -42,8 +47,9 @@ type Info struct {
 	SHA256 string `json:"sha256,omitempty"`
 	Gen    uint64 `json:"gen,omitempty"`
 	// Volumes.
-	Quota int64 `json:"quota,omitempty"`
-	Used  int64 `json:"used,omitempty"`
+	Quota      int64 `json:"quota,omitempty"`
+	DropOldest bool  `json:"drop_oldest,omitempty"`
+	Used       int64 `json:"used,omitempty"`
 }
 
 // VolumeOptions are a volume's policies.
@@ -52,15 +58,23 @@ type VolumeOptions struct {
 	TTL time.Duration
 	// Quota is the most bytes the volume may hold; 0 means no quota.
 	Quota int64
+	// DropOldest makes a write that would pass the quota drop the oldest
+	// batches of the volume's streams instead of being refused: those of
+	// the lowest stream priority first, oldest first among them. What goes
+	// is counted per stream (Info.Dropped). Without it, the write fails
+	// with ErrQuotaExceeded.
+	DropOldest bool
 }
 
 // VolumeInfo is a volume's record.
 type VolumeInfo struct {
-	Name    string        `json:"name"`
-	TTL     time.Duration `json:"ttl,omitempty"`
-	Quota   int64         `json:"quota,omitempty"`
-	Created time.Time     `json:"created"`
-	Used    int64         `json:"used"`
+	Name  string        `json:"name"`
+	TTL   time.Duration `json:"ttl,omitempty"`
+	Quota int64         `json:"quota,omitempty"`
+	// DropOldest: see VolumeOptions.
+	DropOldest bool      `json:"drop_oldest,omitempty"`
+	Created    time.Time `json:"created"`
+	Used       int64     `json:"used"`
 }
 
 func decodeVolume(name string, b []byte) (*VolumeInfo, error) {
@@ -247,7 +261,7 @@ func (s *Store) CreateVolume(ctx context.Context, name string, opts VolumeOption
 		if _, err := w.volume(name); err == nil {
 			return fmt.Errorf("%w: volume %s", ErrExists, name)
 		}
-		vi := &VolumeInfo{Name: name, TTL: opts.TTL, Quota: opts.Quota, Created: w.now.UTC()}
+		vi := &VolumeInfo{Name: name, TTL: opts.TTL, Quota: opts.Quota, DropOldest: opts.DropOldest, Created: w.now.UTC()}
 		if err := w.writeVolume(vi); err != nil {
 			return err
 		}
@@ -266,7 +280,7 @@ func (s *Store) SetVolume(ctx context.Context, name string, opts VolumeOptions) 
 			return err
 		}
 		vi := *old
-		vi.TTL, vi.Quota = opts.TTL, opts.Quota
+		vi.TTL, vi.Quota, vi.DropOldest = opts.TTL, opts.Quota, opts.DropOldest
 		if err := w.writeVolume(&vi); err != nil {
 			return err
 		}
@@ -286,6 +300,11 @@ func (w *wtx) writeVolume(vi *VolumeInfo) error {
 	}
 	w.vols[vi.Name] = vi
 	return nil
+}
+
+// volumeInfo describes a volume as an object.
+func volumeInfo(vi VolumeInfo) Info {
+	return Info{Path: "/" + vi.Name, Kind: KindVolume, Created: vi.Created, TTL: vi.TTL, Quota: vi.Quota, DropOldest: vi.DropOldest, Used: vi.Used}
 }
 
 // Volumes lists the volumes with their usage.
@@ -323,7 +342,7 @@ func (s *Store) CreateStream(ctx context.Context, path string, opts StreamOption
 	if opts.Partitions < 0 || opts.Partitions > 1<<16 || opts.TTL < 0 || opts.MaxBytes < 0 {
 		return fmt.Errorf("%w: partitions 1..65536, ttl and max bytes not negative", ErrInvalid)
 	}
-	return s.create(ctx, &Info{Path: path, Kind: KindStream, Partitions: opts.Partitions, TTL: opts.TTL, MaxBytes: opts.MaxBytes})
+	return s.create(ctx, &Info{Path: path, Kind: KindStream, Partitions: opts.Partitions, TTL: opts.TTL, MaxBytes: opts.MaxBytes, Priority: opts.Priority})
 }
 
 // TableOptions are the settings of a new table.
@@ -450,7 +469,7 @@ func (v *View) Stat(ctx context.Context, path string) (Info, error) {
 		if err != nil {
 			return Info{}, err
 		}
-		return Info{Path: "/" + vol, Kind: KindVolume, Created: vi.Created, TTL: vi.TTL, Quota: vi.Quota, Used: vi.Used}, nil
+		return volumeInfo(vi), nil
 	}
 	txn := v.txn()
 	defer txn.Discard()
@@ -482,7 +501,7 @@ func (v *View) List(ctx context.Context, path string) ([]Info, error) {
 	if path == "/" || path == "" {
 		var out []Info
 		for _, vi := range v.s.Volumes() {
-			out = append(out, Info{Path: "/" + vi.Name, Kind: KindVolume, Created: vi.Created, TTL: vi.TTL, Quota: vi.Quota, Used: vi.Used})
+			out = append(out, volumeInfo(vi))
 		}
 		return out, nil
 	}

@@ -22,6 +22,9 @@ type StreamOptions struct {
 	TTL time.Duration
 	// MaxBytes caps each partition; the oldest batches go first. 0: no cap.
 	MaxBytes int64
+	// Priority orders the streams of a volume that drops its oldest data
+	// when full (VolumeOptions.DropOldest): lower priorities go first.
+	Priority int
 }
 
 // Pos is where an appended message landed.

@@ -279,16 +279,27 @@ func (w *wtx) used(vol string) int64 {
 	return u + w.usage[vol]
 }
 
-// checkQuota refuses adding n bytes to vol past its quota.
+// checkQuota refuses adding n bytes to vol past its quota, or, if the
+// volume drops its oldest data, makes room first. A drop frees a
+// thirty-second of the quota more than needed, so that the next writes do
+// not each have to drop.
 func (w *wtx) checkQuota(vol string, n int) error {
 	vi, err := w.volume(vol)
 	if err != nil {
 		return err
 	}
-	if vi.Quota > 0 {
-		if u := w.used(vol); u+int64(n) > vi.Quota {
-			return fmt.Errorf("%w: /%s uses %d of %d bytes, the write needs %d more", ErrQuotaExceeded, vol, u, vi.Quota, n)
+	if vi.Quota <= 0 {
+		return nil
+	}
+	u := w.used(vol)
+	if u+int64(n) > vi.Quota && vi.DropOldest {
+		if err := w.dropOldest(vol, u+int64(n)-vi.Quota+vi.Quota/32); err != nil {
+			return err
 		}
+		u = w.used(vol)
+	}
+	if u+int64(n) > vi.Quota {
+		return fmt.Errorf("%w: /%s uses %d of %d bytes, the write needs %d more", ErrQuotaExceeded, vol, u, vi.Quota, n)
 	}
 	return nil
 }

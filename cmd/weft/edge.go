@@ -34,6 +34,7 @@ type edgeFile struct {
 	Replicate []string `yaml:"replicate"`
 	Mirrors   []string `yaml:"mirrors"`
 	RateLimit string   `yaml:"rate_limit"`
+	Backlog   string   `yaml:"backlog_quota"`
 }
 
 func newEdgeCmd() *cobra.Command {
@@ -48,12 +49,15 @@ and serves the HTTP API (bearer tokens from 'weft token create') on --http.
 With --core it keeps a QUIC link to that core (UDP host:port) with the node
 certificate certs/nodes/NAME.*: it sends /uplink/events, /shadows/changes,
 /audit/events and each --replicate stream, and receives /updates/down,
-resuming where it stopped after any outage. SIGINT or SIGTERM shut it down
-cleanly.
+resuming where it stopped after any outage. With --backlog-quota the uplink
+volume holds at most that much: when the core is out of reach long enough to
+fill it, the oldest uplink data is dropped to make room (counted per stream
+in weft ls and as dropped on /api/v1/links) instead of refusing new data.
+SIGINT or SIGTERM shut it down cleanly.
 
 Settings come from --config (YAML) and flags; flags win. The YAML keys are
 data, certs, name, mqtt, http, log_level, core, replicate, mirrors, rate_limit,
-gateway.connect_timeout, gateway.max_packet_size, gateway.max_connections,
+backlog_quota, gateway.connect_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.message_rate, gateway.byte_rate and store.min_free.`,
 		Example: `  weft certs init --dir C
   weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
@@ -97,6 +101,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 				{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
 				{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
 				{f.RateLimit, func(n int64) { cfg.Link.RateLimit = n }},
+				{f.Backlog, func(n int64) { cfg.BacklogQuota = n }},
 			} {
 				if sz.text == "" {
 					continue
@@ -122,6 +127,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
 	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
+	fl.StringVar(&f.Backlog, "backlog-quota", "", "most bytes the uplink volume keeps, dropping its oldest data when full, like 2GiB (default: the volume's own policy)")
 	return cmd
 }
 
@@ -140,6 +146,7 @@ func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
 	set("log-level", &f.Log, file.Log)
 	set("core", &f.Core, file.Core)
 	set("rate-limit", &f.RateLimit, file.RateLimit)
+	set("backlog-quota", &f.Backlog, file.Backlog)
 	if !cmd.Flags().Changed("replicate") {
 		f.Replicate = file.Replicate
 	}

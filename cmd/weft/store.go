@@ -263,6 +263,9 @@ nanoseconds).`,
 					if in.Partitions == 1 {
 						size = "1 partition"
 					}
+					if in.Dropped > 0 {
+						size += fmt.Sprintf(", %d dropped", in.Dropped)
+					}
 				}
 				mod := in.Modified
 				if mod.IsZero() {
@@ -317,43 +320,58 @@ volume, as /volume/name.`,
 	return cmd
 }
 
+// volumeFlags are the policy flags of volume create and set.
+type volumeFlags struct {
+	ttl        time.Duration
+	quota      byteSize
+	dropOldest bool
+}
+
+func (f *volumeFlags) add(cmd *cobra.Command) {
+	cmd.Flags().DurationVar(&f.ttl, "ttl", 0, "retention of the volume's streams, like 72h (0: forever)")
+	cmd.Flags().Var(&f.quota, "quota", "most bytes the volume may hold, like 10GiB (0: no quota)")
+	cmd.Flags().BoolVar(&f.dropOldest, "drop-oldest", false, "at the quota, drop the oldest stream data (lowest stream priority first) instead of refusing writes")
+}
+
 func newVolumeCreateCmd() *cobra.Command {
-	var ttl time.Duration
-	var quota byteSize
+	var f volumeFlags
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a volume",
 		Long: `Create a volume with a retention for its streams (--ttl; 0 keeps data
 forever) and a quota (--quota; 0 means none). Writes that would take the
-volume past its quota fail.`,
-		Example: `  weft volume create --data /var/lib/weft sensors --ttl 72h --quota 10GiB`,
-		Args:    cobra.ExactArgs(1),
+volume past its quota fail, unless the volume drops its oldest data
+(--drop-oldest): then the oldest batches of its streams go to make room,
+those of the lowest stream priority first, and each stream counts what it
+lost (weft ls -o json: "dropped", "dropped_bytes").`,
+		Example: `  weft volume create --data /var/lib/weft sensors --ttl 72h --quota 10GiB
+  weft volume create --data /var/lib/weft backlog --quota 2GiB --drop-oldest`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return withStore(cmd, func(ctx context.Context, s *store.Store) error {
-				return s.CreateVolume(ctx, volumeArg(args[0]), store.VolumeOptions{TTL: ttl, Quota: int64(quota)})
+				return s.CreateVolume(ctx, volumeArg(args[0]), store.VolumeOptions{TTL: f.ttl, Quota: int64(f.quota), DropOldest: f.dropOldest})
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "retention of the volume's streams, like 72h (0: forever)")
-	cmd.Flags().Var(&quota, "quota", "most bytes the volume may hold, like 10GiB (0: no quota)")
+	f.add(cmd)
 	return cmd
 }
 
 func newVolumeSetCmd() *cobra.Command {
-	var ttl time.Duration
-	var quota byteSize
+	var f volumeFlags
 	cmd := &cobra.Command{
 		Use:   "set NAME",
 		Short: "Change a volume's retention or quota",
-		Long: `Change the policies of a volume. Only the flags given change; the other
-policy keeps its value. --ttl 0 keeps data forever, --quota 0 removes the
-quota.`,
+		Long: `Change the policies of a volume. Only the flags given change; the others
+keep their values. --ttl 0 keeps data forever, --quota 0 removes the
+quota, --drop-oldest=false makes writes past the quota fail again.`,
 		Example: `  weft volume set --data /var/lib/weft sensors --ttl 24h
-  weft volume set --data /var/lib/weft sensors --quota 512MiB`,
+  weft volume set --data /var/lib/weft uplink --quota 512MiB --drop-oldest`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("ttl") && !cmd.Flags().Changed("quota") {
-				return errors.New("nothing to change: give --ttl, --quota or both")
+			fl := cmd.Flags()
+			if !fl.Changed("ttl") && !fl.Changed("quota") && !fl.Changed("drop-oldest") {
+				return errors.New("nothing to change: give --ttl, --quota or --drop-oldest")
 			}
 			name := volumeArg(args[0])
 			return withStore(cmd, func(ctx context.Context, s *store.Store) error {
@@ -361,19 +379,21 @@ quota.`,
 				if err != nil {
 					return err
 				}
-				opts := store.VolumeOptions{TTL: vi.TTL, Quota: vi.Quota}
-				if cmd.Flags().Changed("ttl") {
-					opts.TTL = ttl
+				opts := store.VolumeOptions{TTL: vi.TTL, Quota: vi.Quota, DropOldest: vi.DropOldest}
+				if fl.Changed("ttl") {
+					opts.TTL = f.ttl
 				}
-				if cmd.Flags().Changed("quota") {
-					opts.Quota = int64(quota)
+				if fl.Changed("quota") {
+					opts.Quota = int64(f.quota)
+				}
+				if fl.Changed("drop-oldest") {
+					opts.DropOldest = f.dropOldest
 				}
 				return s.SetVolume(ctx, name, opts)
 			})
 		},
 	}
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "retention of the volume's streams, like 72h (0: forever)")
-	cmd.Flags().Var(&quota, "quota", "most bytes the volume may hold, like 10GiB (0: no quota)")
+	f.add(cmd)
 	return cmd
 }
 
@@ -382,9 +402,9 @@ func newVolumeLsCmd() *cobra.Command {
 		Use:   "ls",
 		Short: "List volumes with their policies and usage",
 		Long: `List the volumes with their retention (TTL), quota and the bytes they use.
--o json prints a JSON array of {"name", "ttl", "quota", "created", "used"}
-with ttl in nanoseconds and sizes in bytes; ttl and quota are left out when
-zero (none).`,
+-o json prints a JSON array of {"name", "ttl", "quota", "drop_oldest",
+"created", "used"} with ttl in nanoseconds and sizes in bytes; ttl, quota and
+drop_oldest are left out when zero (none).`,
 		Example: `  weft volume ls --data /var/lib/weft
   weft volume ls --data /var/lib/weft -o json`,
 		Args: cobra.NoArgs,
@@ -403,6 +423,9 @@ zero (none).`,
 				quota := "-"
 				if v.Quota > 0 {
 					quota = formatSize(v.Quota)
+				}
+				if v.DropOldest {
+					quota += " (drop oldest)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", v.Name, formatTTL(v.TTL), quota, formatSize(v.Used))
 			}
@@ -435,8 +458,10 @@ func newStreamCreateCmd() *cobra.Command {
 		Use:   "create /volume/name",
 		Short: "Create a stream",
 		Long: `Create a stream with a number of partitions per topic (default 1), a
-retention (--ttl; 0 uses the volume's) and a size cap per partition
-(--max-bytes; 0: none).`,
+retention (--ttl; 0 uses the volume's), a size cap per partition
+(--max-bytes; 0: none) and a priority: when its volume is full and drops
+its oldest data (weft volume create --drop-oldest), streams of lower
+--priority lose theirs first.`,
 		Example: `  weft stream create --data /var/lib/weft /telemetry/vibration --partitions 4 --ttl 24h --max-bytes 1GiB`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -449,6 +474,7 @@ retention (--ttl; 0 uses the volume's) and a size cap per partition
 	cmd.Flags().IntVar(&opts.Partitions, "partitions", 1, "partitions per topic")
 	cmd.Flags().DurationVar(&opts.TTL, "ttl", 0, "retention, like 24h (0: the volume's)")
 	cmd.Flags().Var(&maxBytes, "max-bytes", "size cap of each partition, like 1GiB (0: none)")
+	cmd.Flags().IntVar(&opts.Priority, "priority", 0, "keep this stream's data longer than lower priorities' in a volume that drops its oldest data")
 	return cmd
 }
 

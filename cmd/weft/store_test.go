@@ -209,6 +209,39 @@ func TestCommands(t *testing.T) {
 			},
 		},
 		{
+			name: "a volume that drops its oldest data",
+			steps: []step{
+				{args: []string{"volume", "create", "backlog", "--quota", "16KiB"}},
+				{args: []string{"volume", "set", "backlog", "--drop-oldest"}},
+				{args: []string{"stream", "create", "/backlog/raw", "--priority", "0"}},
+				{args: []string{"stream", "create", "/backlog/alarms", "--priority", "5"}},
+				{args: []string{"stream", "append", "/backlog/alarms", "--topic", "e1"}, stdin: "overheat\n"},
+				{args: []string{"stream", "append", "/backlog/raw", "--topic", "e1"}, stdin: strings.Repeat(strings.Repeat("r", 99)+"\n", 100)},
+				{args: []string{"stream", "append", "/backlog/raw", "--topic", "e1"}, stdin: strings.Repeat(strings.Repeat("r", 99)+"\n", 100)},
+				{args: []string{"volume", "ls"}, check: func(t *testing.T, _, stdout string) {
+					if !strings.Contains(strings.Join(strings.Fields(stdout), " "), "backlog - 16 KiB (drop oldest)") {
+						t.Fatalf("volume ls:\n%s", stdout)
+					}
+				}},
+				{args: []string{"ls", "/backlog", "-o", "json"}, check: func(t *testing.T, _, stdout string) {
+					for _, in := range decode[[]store.Info](t, stdout) {
+						switch {
+						case in.Path == "/backlog/raw" && in.Dropped == 0:
+							t.Errorf("raw dropped nothing: %+v", in)
+						case in.Path == "/backlog/alarms" && (in.Dropped != 0 || in.Priority != 5):
+							t.Errorf("alarms: %+v", in)
+						}
+					}
+				}},
+				{args: []string{"ls", "/backlog"}, check: func(t *testing.T, _, stdout string) {
+					if !strings.Contains(stdout, "dropped") {
+						t.Fatalf("ls does not show the drop:\n%s", stdout)
+					}
+				}},
+				{args: []string{"stream", "read", "/backlog/alarms", "--topic", "e1"}, stdout: exactly("0\t-\toverheat\n")},
+			},
+		},
+		{
 			name: "stream append and read",
 			steps: []step{
 				{args: []string{"stream", "create", "/telemetry/vib", "--partitions", "1", "--ttl", "1h", "--max-bytes", "1MiB"}},

@@ -15,7 +15,7 @@
 // streams the other way round. Both run a sender per stream they send and
 // a receiver per stream they receive; a Monitor keeps their figures (lag,
 // backlog, throughput, reconnects, batches applied, duplicates skipped,
-// messages the source trimmed before they were sent) for Prometheus and
+// messages dropped at the source before they were sent) for Prometheus and
 // for GET /api/v1/links.
 //
 // # Positions

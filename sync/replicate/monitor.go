@@ -46,11 +46,11 @@ type StreamStatus struct {
 	MessagesPerSec float64 `json:"messages_per_s"`
 	BytesPerSec    float64 `json:"bytes_per_s"`
 	// Batches acknowledged or applied; Duplicates, messages skipped as
-	// held already; Trimmed, messages the source dropped (retention,
-	// quota) before they were replicated.
+	// held already; Dropped, messages the source no longer held when their
+	// turn came (trimmed by retention, or dropped by a full volume).
 	Batches    int64 `json:"batches"`
 	Duplicates int64 `json:"duplicates"`
-	Trimmed    int64 `json:"trimmed"`
+	Dropped    int64 `json:"dropped"`
 	Topics     int   `json:"topics"`
 	// Error says why the stream is not replicated, when the other side
 	// refused it.
@@ -90,7 +90,7 @@ type linkStats struct {
 type streamStats struct {
 	path, dir string
 
-	messages, bytes, batches, dups, trimmed atomic.Int64
+	messages, bytes, batches, dups, dropped atomic.Int64
 	// receiver: the sender's backlog as of the last batch, and the time of
 	// the last message applied (Unix nanoseconds).
 	backlog  atomic.Uint64
@@ -227,7 +227,7 @@ func (s *streamStats) setLag(f func() (uint64, time.Duration, int64, int)) {
 func (s *streamStats) status(now time.Time) StreamStatus {
 	st := StreamStatus{Path: s.path, Direction: s.dir,
 		Messages: s.messages.Load(), Bytes: s.bytes.Load(), Batches: s.batches.Load(),
-		Duplicates: s.dups.Load(), Trimmed: s.trimmed.Load()}
+		Duplicates: s.dups.Load(), Dropped: s.dropped.Load()}
 	st.MessagesPerSec, st.BytesPerSec = s.rates(now)
 	s.mu.Lock()
 	lag := s.lag
@@ -312,12 +312,12 @@ var (
 	descBytes   = prometheus.NewDesc("weft_sync_bytes_total", "Batch bytes acknowledged (send) or applied (receive).", labels, nil)
 	descBatches = prometheus.NewDesc("weft_sync_batches_total", "Batches acknowledged (send) or applied (receive).", labels, nil)
 	descDups    = prometheus.NewDesc("weft_sync_duplicates_total", "Messages received that the replica held already, skipped.", labels, nil)
-	descTrimmed = prometheus.NewDesc("weft_sync_trimmed_total", "Messages the source dropped before they were replicated.", labels, nil)
+	descDropped = prometheus.NewDesc("weft_sync_dropped_total", "Messages the source dropped (retention, a full volume) before they were replicated.", labels, nil)
 )
 
 // Describe is for prometheus.Collector.
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descReconn, descLag, descLagSec, descBacklog, descMsgs, descBytes, descBatches, descDups, descTrimmed} {
+	for _, d := range []*prometheus.Desc{descUp, descReconn, descLag, descLagSec, descBacklog, descMsgs, descBytes, descBatches, descDups, descDropped} {
 		ch <- d
 	}
 }
@@ -340,7 +340,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descBytes, prometheus.CounterValue, float64(s.Bytes), lv...)
 			ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(s.Batches), lv...)
 			ch <- prometheus.MustNewConstMetric(descDups, prometheus.CounterValue, float64(s.Duplicates), lv...)
-			ch <- prometheus.MustNewConstMetric(descTrimmed, prometheus.CounterValue, float64(s.Trimmed), lv...)
+			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.Dropped), lv...)
 		}
 	}
 }

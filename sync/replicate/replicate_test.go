@@ -313,8 +313,38 @@ func TestReplicateTrimmedSource(t *testing.T) {
 	if info, err := f.core.Stat(ctx, "/telemetry/short"); err != nil || info.Partitions != 1 {
 		t.Fatalf("replica stream: %+v %v", info, err)
 	}
-	if n := streamStatus(link.Monitor(), "core1", dirSend, "/telemetry/short").Trimmed; n != int64(low) {
-		t.Fatalf("%d trimmed messages counted, want %d", n, low)
+	if n := streamStatus(link.Monitor(), "core1", dirSend, "/telemetry/short").Dropped; n != int64(low) {
+		t.Fatalf("%d dropped messages counted, want %d", n, low)
+	}
+}
+
+// TestBacklogQuotaDropsOldest fills the uplink of an edge whose core is out
+// of reach far past the volume's quota: no append is refused, and once the
+// link is up the core gets what the edge kept, the drop counted on both the
+// stream and the link.
+func TestBacklogQuotaDropsOldest(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	ctx := context.Background()
+	if err := f.edge.SetVolume(ctx, "uplink", store.VolumeOptions{Quota: 1 << 20, DropOldest: true}); err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, f.edge, store.UplinkStream, "edge1", 20000, 500, "backlog") // ~10 MB
+	low, next, err := f.edge.Stream(store.UplinkStream).Bounds(ctx, "edge1", 0)
+	if err != nil || next != 20000 || low == 0 {
+		t.Fatalf("edge uplink %d..%d, %v: want its oldest dropped", low, next, err)
+	}
+	info, err := f.edge.Stat(ctx, store.UplinkStream)
+	if err != nil || info.Dropped != int64(low) {
+		t.Fatalf("edge counts %d dropped, %v; want %d", info.Dropped, err, low)
+	}
+	link, _ := f.startLink(LinkConfig{})
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	clow, cnext, err := f.core.Stream(store.UplinkStream).Bounds(ctx, "edge1", 0)
+	if err != nil || clow != low || cnext != next {
+		t.Fatalf("core uplink %d..%d, %v; want %d..%d", clow, cnext, err, low, next)
+	}
+	if n := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).Dropped; n != int64(low) {
+		t.Fatalf("link counts %d dropped, want %d", n, low)
 	}
 }
 

@@ -349,8 +349,8 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 		s.mu.Lock()
 		n := s.t.skip(k, low)
 		s.mu.Unlock()
-		s.stats.trimmed.Add(int64(n))
-		s.logger.Warn("source trimmed messages before they were replicated", "topic", k.topic, "partition", k.part, "from", from, "to", low)
+		s.stats.dropped.Add(int64(n))
+		s.logger.Warn("messages dropped at the source before they were replicated (retention or a full volume)", "topic", k.topic, "partition", k.part, "from", from, "to", low)
 		from = low
 		msgs, err = s.log.Read(ctx, k.topic, k.part, from, opts)
 	}
