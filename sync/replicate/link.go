@@ -40,7 +40,7 @@ type LinkConfig struct {
 	// RateLimit caps the bytes per second the edge sends; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
-	// Default 8 MiB.
+	// Default 32 MiB.
 	Window int
 	// NoCompression turns zstd off.
 	NoCompression bool

@@ -20,7 +20,7 @@ type Replica interface {
 var _ Replica = (*store.Store)(nil)
 
 const (
-	applyMaxBytes   = 4 << 20
+	applyMaxBytes   = 16 << 20
 	applyMaxBatches = 256
 )
 

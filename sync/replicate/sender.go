@@ -26,7 +26,7 @@ const (
 	topicPage     = 1000
 	readLimit     = 4096
 	readMaxBytes  = 4 << 20
-	defaultWindow = 8 << 20
+	defaultWindow = 32 << 20
 	maxLagReads   = 100 // topics read to date the oldest unreplicated message
 )
 

@@ -35,7 +35,7 @@ type ServerConfig struct {
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
-	// Default 8 MiB.
+	// Default 32 MiB.
 	Window int
 	// NoCompression turns zstd off.
 	NoCompression bool
