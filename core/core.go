@@ -140,7 +140,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
 	srv, err := replicate.NewServer(replicate.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
-		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp,
+		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
 		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))

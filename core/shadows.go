@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
@@ -170,5 +171,28 @@ func (f *follower) apply(ctx context.Context, c store.Change) error {
 			return nil
 		}
 		return err
+	}
+}
+
+// deviceUpdates is the core's rule for what of /updates/down goes to which
+// edge: the topics for all devices and for classes go everywhere; a
+// device's own topic only to the edge its shadow says it is behind, so an
+// edge never holds another edge's device commands.
+func deviceUpdates(st *store.Store) func(edge, path, topic string) error {
+	return func(edge, path, topic string) error {
+		id, ok := strings.CutPrefix(topic, shadow.DeviceTopic(""))
+		if path != store.UpdatesStream || !ok {
+			return nil
+		}
+		doc, err := shadow.Get(context.Background(), st, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return fmt.Errorf("device %s has not been seen behind any edge", id)
+		case err != nil:
+			return fmt.Errorf("device %s: %w", id, err)
+		case doc.Edge != edge:
+			return fmt.Errorf("device %s is behind edge %q", id, doc.Edge)
+		}
+		return nil
 	}
 }

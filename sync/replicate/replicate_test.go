@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -270,6 +272,47 @@ func TestReplicateBothWays(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &lr); err != nil || lr.Node != "core1" || len(lr.Links) != 1 || !lr.Links[0].Connected {
 		t.Fatalf("links: %s (%v)", rec.Body.String(), err)
 	}
+}
+
+// TestSendsWithholdsTopics checks the core's per-edge choice of down
+// topics: a withheld topic never reaches the edge, and reaches it once the
+// rule lets it (asked again after recheckWithheld).
+func TestSendsWithholdsTopics(t *testing.T) {
+	// Registered first, the restore runs after the link has stopped.
+	t.Cleanup(func(d time.Duration) func() { return func() { recheckWithheld = d } }(recheckWithheld))
+	recheckWithheld = 100 * time.Millisecond
+	var moved atomic.Bool
+	f := newFabric(t, ServerConfig{Sends: func(edge, path, topic string) error {
+		if edge != "edge1" || path != store.UpdatesStream {
+			t.Errorf("asked about %s %s for %s", path, topic, edge)
+		}
+		if topic == "device/elsewhere" && !moved.Load() {
+			return errors.New("behind another edge")
+		}
+		return nil
+	}})
+	appendN(t, f.core, store.UpdatesStream, "all", 5, 100, "all")
+	appendN(t, f.core, store.UpdatesStream, "device/mine", 5, 100, "mine")
+	appendN(t, f.core, store.UpdatesStream, "device/elsewhere", 5, 100, "secret")
+	f.startLink(LinkConfig{})
+	ctx := context.Background()
+	waitFor(t, "the allowed topics", func() bool {
+		_, a, _ := f.edge.Stream(store.UpdatesStream).Bounds(ctx, "all", 0)
+		_, m, _ := f.edge.Stream(store.UpdatesStream).Bounds(ctx, "device/mine", 0)
+		return a == 5 && m == 5
+	})
+	appendN(t, f.core, store.UpdatesStream, "device/elsewhere", 5, 100, "secret2")
+	appendN(t, f.core, store.UpdatesStream, "all", 5, 100, "all2")
+	waitFor(t, "more of the allowed topic", func() bool {
+		_, a, _ := f.edge.Stream(store.UpdatesStream).Bounds(ctx, "all", 0)
+		return a == 10
+	})
+	topics, err := f.edge.Stream(store.UpdatesStream).Topics(ctx, "", "", 100)
+	if err != nil || slices.Contains(topics, "device/elsewhere") {
+		t.Fatalf("edge topics %v, %v: the withheld one arrived", topics, err)
+	}
+	moved.Store(true)
+	waitSame(t, f.core, f.edge, store.UpdatesStream)
 }
 
 func TestReplicateResumesWithoutDuplicates(t *testing.T) {

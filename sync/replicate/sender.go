@@ -30,6 +30,10 @@ const (
 	maxLagReads   = 100 // topics read to date the oldest unreplicated message
 )
 
+// recheckWithheld is how long a topic the sender's filter withheld waits
+// before the filter is asked again (a device may have come to the edge).
+var recheckWithheld = 30 * time.Second
+
 // sender sends one stream to one receiver over one frame connection.
 type sender struct {
 	log      Log
@@ -43,6 +47,10 @@ type sender struct {
 	compress bool
 	now      func() time.Time
 	logger   *slog.Logger
+	// allow, if set, decides which topics go to this receiver; the others
+	// are withheld and asked about again after recheckWithheld.
+	allow    func(topic string) error
+	withheld map[string]time.Time
 
 	mu      sync.Mutex // guards t and avgSize against status readers
 	t       *tracker
@@ -121,9 +129,15 @@ func (s *sender) run(ctx context.Context) error {
 	}
 	var scanTimer *time.Timer
 	var scanC <-chan time.Time
+	recheck := time.NewTicker(recheckWithheld)
+	defer recheck.Stop()
 	cost := time.Duration(0)
 	for {
 		select {
+		case <-recheck.C:
+			if len(s.withheld) == 0 {
+				continue
+			}
 		case <-changed:
 			changed = nil
 			// A stream of many topics is looked at no more than every few
@@ -223,6 +237,9 @@ func (s *sender) discover(ctx context.Context) error {
 		var offer []wire.Bound
 		s.mu.Lock()
 		for _, topic := range topics {
+			if !s.allowed(topic) {
+				continue
+			}
 			for p := 0; p < s.parts; p++ {
 				if !s.t.known(tp{topic, p}) {
 					offer = append(offer, wire.Bound{Topic: topic, Part: p})
@@ -246,6 +263,31 @@ func (s *sender) discover(ctx context.Context) error {
 		}
 		after = topics[len(topics)-1]
 	}
+}
+
+// allowed reports whether topic goes to the receiver: a topic already
+// known does; a new one when the filter lets it, asked again at most every
+// recheckWithheld. The caller holds s.mu.
+func (s *sender) allowed(topic string) bool {
+	if s.allow == nil || s.t.known(tp{topic, 0}) {
+		return true
+	}
+	now := s.now()
+	if at, ok := s.withheld[topic]; ok && now.Sub(at) < recheckWithheld {
+		return false
+	}
+	if err := s.allow(topic); err != nil {
+		if s.withheld == nil {
+			s.withheld = map[string]time.Time{}
+		}
+		if _, ok := s.withheld[topic]; !ok {
+			s.logger.Debug("topic withheld from this peer", "topic", topic, "reason", err)
+		}
+		s.withheld[topic] = now
+		return false
+	}
+	delete(s.withheld, topic)
+	return true
 }
 
 // offer sends an Offer and waits for its Positions, taking the

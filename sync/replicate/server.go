@@ -32,6 +32,11 @@ type ServerConfig struct {
 	// Default NodeTopics: the streams each node writes under its own name
 	// take only the edge's name as topic.
 	Topics func(edge, path, topic string) error
+	// Sends, if set, decides whether the core sends topic of the Down
+	// stream at path to edge (an error says why not); a topic withheld is
+	// asked about again every 30 seconds while the link is up. Default:
+	// every topic to every edge.
+	Sends func(edge, path, topic string) error
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
@@ -359,12 +364,15 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	if err := fc.Send(acc); err != nil {
 		return wire.FromQUIC(err)
 	}
+	sess.link.mu.Lock()
+	edge := sess.link.peer
+	sess.link.mu.Unlock()
 	var allow func(string) error
-	if open.Dir == wire.Up {
-		sess.link.mu.Lock()
-		edge := sess.link.peer
-		sess.link.mu.Unlock()
+	switch {
+	case open.Dir == wire.Up:
 		allow = func(topic string) error { return s.cfg.Topics(edge, open.Path, topic) }
+	case s.cfg.Sends != nil:
+		allow = func(topic string) error { return s.cfg.Sends(edge, open.Path, topic) }
 	}
 	return sess.stream(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts, allow)
 }

@@ -37,7 +37,8 @@ type session struct {
 }
 
 // stream runs one replicated stream over the QUIC stream qs: this node
-// sends it when send is set, receives it otherwise.
+// sends it when send is set, receives it otherwise. allow, if set, decides
+// the topics: a receiver refuses the others, a sender withholds them.
 func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, path string, send bool, parts int, allow func(topic string) error) error {
 	qs.SetPriority(urgency(path), true)
 	log := s.logger.With("stream", path)
@@ -50,7 +51,7 @@ func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, pa
 	if send {
 		log.Debug("sending")
 		sd := &sender{log: s.store.Stream(path), path: path, parts: parts, conn: fc, stats: s.link.stream(dirSend, path),
-			limit: s.limit, window: s.window, maxBytes: s.maxBytes, compress: s.compress, now: s.now, logger: log}
+			limit: s.limit, window: s.window, maxBytes: s.maxBytes, compress: s.compress, now: s.now, logger: log, allow: allow}
 		err = sd.run(ctx)
 	} else {
 		log.Debug("receiving")
