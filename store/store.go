@@ -97,6 +97,7 @@ type Store struct {
 	metaGen  uint64           // bumped whenever metas changes by a commit
 	usage    map[string]int64 // volume -> bytes used
 	waiters  map[string]chan struct{}
+	changes  map[string]*changeLog // stream path -> what it was appended to
 	snapTS   map[string]uint64 // "vol\x00name" -> ts, kept from GC
 	volumes  map[string]*VolumeInfo
 	discards []discardMark
@@ -168,6 +169,7 @@ func Open(cfg Config) (*Store, error) {
 		metas:   make(map[string]*Info),
 		usage:   make(map[string]int64),
 		waiters: make(map[string]chan struct{}),
+		changes: make(map[string]*changeLog),
 		snapTS:  make(map[string]uint64),
 		volumes: make(map[string]*VolumeInfo),
 	}

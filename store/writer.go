@@ -348,6 +348,7 @@ func (w *wtx) commit() error {
 		s.heads[k] = h
 	}
 	s.mu.Lock()
+	s.logChanges(w.order)
 	for vol, d := range w.usage {
 		s.usage[vol] += d
 		if s.usage[vol] < 0 {

@@ -87,6 +87,16 @@ func TestTracker(t *testing.T) {
 	if p := tr.pass(); p[0] != b {
 		t.Fatalf("second pass starts at %v: passes must rotate", p[0])
 	}
+	// A partition with nothing more leaves the passes until touched.
+	tr.done(a)
+	if p := tr.pass(); len(p) != 1 || p[0] != b {
+		t.Fatalf("pass after a is done: %v", p)
+	}
+	tr.touch(a)
+	tr.touch(tp{"unknown", 0})
+	if p := tr.pass(); len(p) != 2 {
+		t.Fatalf("pass after touching a and an unknown partition: %v", p)
+	}
 	tr.sent(a, 0, 10, 60)
 	tr.sent(b, 5, 3, 60)
 	if !tr.full() || tr.next(a) != 10 || tr.next(b) != 8 {
@@ -104,9 +114,10 @@ func TestTracker(t *testing.T) {
 	tr2.sent(a, 10, 10, 60)
 	tr2.sent(a, 20, 10, 60)
 	// The receiver lost what it had: it is at 4, the first batch gaps.
+	tr2.done(a)
 	r, err := tr2.ack(&wire.Ack{Topic: "a", Next: 4, Gap: true})
-	if err != nil || !r.rewound || tr2.next(a) != 4 {
-		t.Fatalf("gap: %+v %v next %d", r, err, tr2.next(a))
+	if err != nil || !r.rewound || tr2.next(a) != 4 || !tr2.dirty[a] {
+		t.Fatalf("gap: %+v %v next %d, in the passes %v", r, err, tr2.next(a), tr2.dirty[a])
 	}
 	// The resend from 4 goes out; then the gaps of the older batches
 	// must not rewind again.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -121,5 +122,65 @@ func TestReceiverAppliesOnce(t *testing.T) {
 	wire.NewConn(b2, b2).Send(bad)
 	if err := <-done; wire.CodeOf(err) != wire.CodeCorrupt {
 		t.Fatalf("corrupt batch: %v", err)
+	}
+}
+
+// countingLog counts the reads and listings a sender makes.
+type countingLog struct {
+	*store.Stream
+	reads, listings atomic.Int64
+}
+
+func (l *countingLog) Read(ctx context.Context, topic string, part int, from uint64, opts store.ReadOptions) ([]store.Message, error) {
+	l.reads.Add(1)
+	return l.Stream.Read(ctx, topic, part, from, opts)
+}
+
+func (l *countingLog) Topics(ctx context.Context, prefix, after string, limit int) ([]string, error) {
+	l.listings.Add(1)
+	return l.Stream.Topics(ctx, prefix, after, limit)
+}
+
+// TestSenderLooksOnlyAtNews replicates a stream of 5,000 topics between a
+// sender and a receiver, then appends to one topic: the sender reads that
+// topic, not the 5,000 (the store's change log tells it which).
+func TestSenderLooksOnlyAtNews(t *testing.T) {
+	dir := t.TempDir()
+	src := openStore(t, filepath.Join(dir, "edge"), "edge1")
+	defer src.Close()
+	dst := openStore(t, filepath.Join(dir, "core"), "core1")
+	defer dst.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var reqs []store.AppendRequest
+	for i := range 5000 {
+		reqs = append(reqs, store.AppendRequest{Path: store.ByDeviceStream, Topic: fmt.Sprintf("dev-%05d", i), Partition: 0, Messages: []store.Message{{Value: []byte("first")}}})
+	}
+	if _, err := src.AppendMany(ctx, reqs); err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	log := &countingLog{Stream: src.Stream(store.ByDeviceStream)}
+	quiet := slog.New(slog.DiscardHandler)
+	sd := &sender{log: log, path: store.ByDeviceStream, parts: 1, conn: wire.NewConn(a, a), stats: &streamStats{dir: dirSend},
+		window: defaultWindow, maxBytes: readMaxBytes, now: time.Now, logger: quiet}
+	rc := &receiver{replica: dst, log: dst.Stream(store.ByDeviceStream), path: store.ByDeviceStream, conn: wire.NewConn(b, b),
+		stats: &streamStats{dir: dirReceive}, now: time.Now, logger: quiet}
+	go sd.run(ctx)
+	go rc.run(ctx)
+	waitSame(t, src, dst, store.ByDeviceStream)
+
+	reads, listings := log.reads.Load(), log.listings.Load()
+	if _, err := src.Stream(store.ByDeviceStream).Append(ctx, "dev-02500", store.Message{Value: []byte("news")}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the news at the receiver", func() bool {
+		_, next, _ := dst.Stream(store.ByDeviceStream).Bounds(ctx, "dev-02500", 0)
+		return next == 2
+	})
+	if r, l := log.reads.Load()-reads, log.listings.Load()-listings; r > 10 || l != 0 {
+		t.Fatalf("one append cost %d reads and %d topic listings", r, l)
 	}
 }

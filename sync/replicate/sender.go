@@ -18,6 +18,7 @@ type Log interface {
 	Bounds(ctx context.Context, topic string, part int) (low, next uint64, err error)
 	Topics(ctx context.Context, prefix, after string, limit int) ([]string, error)
 	Changed() <-chan struct{}
+	Changes(cursor uint64) (parts []store.TopicPart, next uint64, complete bool)
 }
 
 var _ Log = (*store.Stream)(nil)
@@ -51,6 +52,7 @@ type sender struct {
 	// are withheld and asked about again after recheckWithheld.
 	allow    func(topic string) error
 	withheld map[string]time.Time
+	cursor   uint64 // in the log's Changes
 
 	mu      sync.Mutex // guards t and avgSize against status readers
 	t       *tracker
@@ -120,7 +122,8 @@ func (s *sender) run(ctx context.Context) error {
 	s.stats.setLag(s.lag)
 
 	changed := s.log.Changed()
-	if err := s.discover(ctx); err != nil {
+	_, s.cursor, _ = s.log.Changes(0)
+	if err := s.discover(ctx, false); err != nil {
 		return err
 	}
 	blocked, err := s.sendAll(ctx)
@@ -133,11 +136,13 @@ func (s *sender) run(ctx context.Context) error {
 	defer recheck.Stop()
 	cost := time.Duration(0)
 	for {
+		everything := false
 		select {
 		case <-recheck.C:
 			if len(s.withheld) == 0 {
 				continue
 			}
+			everything = true
 		case <-changed:
 			changed = nil
 			// A stream of many topics is looked at no more than every few
@@ -153,7 +158,9 @@ func (s *sender) run(ctx context.Context) error {
 			if err := s.handle(m); err != nil {
 				return err
 			}
-			if !blocked || s.full() {
+			// An acknowledgement may open the window, or send the sender
+			// back to where the receiver is.
+			if s.full() || !blocked && !s.pending() {
 				continue
 			}
 			if blocked, err = s.sendAll(ctx); err != nil {
@@ -167,7 +174,7 @@ func (s *sender) run(ctx context.Context) error {
 		}
 		start := time.Now()
 		changed = s.log.Changed()
-		if err := s.discover(ctx); err != nil {
+		if err := s.look(ctx, everything); err != nil {
 			return err
 		}
 		cost = time.Since(start)
@@ -193,6 +200,13 @@ func (s *sender) inFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.t.queue)
+}
+
+// pending reports whether some topic partition may have more to send.
+func (s *sender) pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.t.dirty) > 0
 }
 
 func (s *sender) full() bool {
@@ -225,9 +239,40 @@ func (s *sender) handle(m wire.Message) error {
 	}
 }
 
+// look finds what there is to send: the topic partitions appended to
+// since the last look, as the store's change log tells; every topic when
+// it cannot tell or when everything is set.
+func (s *sender) look(ctx context.Context, everything bool) error {
+	parts, next, complete := s.log.Changes(s.cursor)
+	s.cursor = next
+	if everything || !complete {
+		return s.discover(ctx, !complete)
+	}
+	var offer []wire.Bound
+	s.mu.Lock()
+	for _, p := range parts {
+		k := tp{p.Topic, p.Partition}
+		switch {
+		case p.Partition >= s.parts || !s.allowed(k.topic):
+		case s.t.known(k):
+			s.t.touch(k)
+		default:
+			offer = append(offer, wire.Bound{Topic: k.topic, Part: k.part})
+		}
+	}
+	s.mu.Unlock()
+	return s.offerNew(ctx, offer)
+}
+
 // discover lists the stream's topics and learns the receiver's position
-// of those it does not know yet.
-func (s *sender) discover(ctx context.Context) error {
+// of those it does not know yet; with lost set (the change log could not
+// say what changed) every known one may have more to send too.
+func (s *sender) discover(ctx context.Context, lost bool) error {
+	if lost {
+		s.mu.Lock()
+		s.t.touchAll()
+		s.mu.Unlock()
+	}
 	after := ""
 	for {
 		topics, err := s.log.Topics(ctx, "", after, topicPage)
@@ -247,22 +292,30 @@ func (s *sender) discover(ctx context.Context) error {
 			}
 		}
 		s.mu.Unlock()
-		for i := range offer {
-			b := &offer[i]
-			if b.Low, b.Next, err = s.log.Bounds(ctx, b.Topic, b.Part); err != nil {
-				return fmt.Errorf("replicate: %s topic %q: %w", s.path, b.Topic, err)
-			}
-		}
-		if len(offer) > 0 {
-			if err := s.offer(ctx, offer); err != nil {
-				return err
-			}
+		if err := s.offerNew(ctx, offer); err != nil {
+			return err
 		}
 		if len(topics) < topicPage {
 			return nil
 		}
 		after = topics[len(topics)-1]
 	}
+}
+
+// offerNew offers topic partitions the receiver has not been asked about,
+// with their bounds.
+func (s *sender) offerNew(ctx context.Context, offer []wire.Bound) error {
+	if len(offer) == 0 {
+		return nil
+	}
+	for i := range offer {
+		b := &offer[i]
+		var err error
+		if b.Low, b.Next, err = s.log.Bounds(ctx, b.Topic, b.Part); err != nil {
+			return fmt.Errorf("replicate: %s topic %q: %w", s.path, b.Topic, err)
+		}
+	}
+	return s.offer(ctx, offer)
 }
 
 // allowed reports whether topic goes to the receiver: a topic already
@@ -338,7 +391,7 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 	}
 }
 
-// sendAll sends what the known topics hold past what was sent, in passes
+// sendAll sends what the topics with news hold past what was sent, in passes
 // over the topics, until there is nothing more or the window is full
 // (blocked).
 func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
@@ -346,7 +399,9 @@ func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
 		s.mu.Lock()
 		pass := s.t.pass()
 		s.mu.Unlock()
-		progressed := false
+		if len(pass) == 0 {
+			return false, nil
+		}
 		for _, k := range pass {
 			// Take acknowledgements as they come, to keep the window open.
 			for drained := false; !drained; {
@@ -368,10 +423,11 @@ func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
 			if err != nil {
 				return false, err
 			}
-			progressed = progressed || sent
-		}
-		if !progressed {
-			return false, nil
+			if !sent {
+				s.mu.Lock()
+				s.t.done(k)
+				s.mu.Unlock()
+			}
 		}
 	}
 }

@@ -39,15 +39,15 @@ type flight struct {
 // It does no I/O.
 type tracker struct {
 	topics   map[tp]*topicState
-	order    []tp // known topic partitions, sorted; the send order
-	cursor   int  // where the next pass starts, for fairness
+	dirty    map[tp]bool // known topic partitions that may have more to send
+	passFrom tp          // where the last pass started, for fairness
 	queue    []flight
 	inflight int // bytes
 	window   int
 }
 
 func newTracker(window int) *tracker {
-	return &tracker{topics: map[tp]*topicState{}, window: window}
+	return &tracker{topics: map[tp]*topicState{}, dirty: map[tp]bool{}, window: window}
 }
 
 // known reports whether the receiver's position of k is known.
@@ -60,10 +60,7 @@ func (t *tracker) position(k tp, next uint64) {
 		return
 	}
 	t.topics[k] = &topicState{acked: next, sent: next}
-	i := sort.Search(len(t.order), func(i int) bool { return !less(t.order[i], k) })
-	t.order = append(t.order, tp{})
-	copy(t.order[i+1:], t.order[i:])
-	t.order[i] = k
+	t.dirty[k] = true
 }
 
 func less(a, b tp) bool {
@@ -80,10 +77,25 @@ func (t *tracker) refuse(k tp) {
 		return
 	}
 	t.topics[k].refused = true
-	if i := slices.Index(t.order, k); i >= 0 {
-		t.order = slices.Delete(t.order, i, i+1)
+	delete(t.dirty, k)
+}
+
+// touch marks k, if it is known and taken, as possibly having more to send.
+func (t *tracker) touch(k tp) {
+	if s, ok := t.topics[k]; ok && !s.refused {
+		t.dirty[k] = true
 	}
 }
+
+// touchAll marks every known topic partition taken.
+func (t *tracker) touchAll() {
+	for k := range t.topics {
+		t.touch(k)
+	}
+}
+
+// done records that k has nothing more to send for now.
+func (t *tracker) done(k tp) { delete(t.dirty, k) }
 
 // full reports whether the window allows no more batches.
 func (t *tracker) full() bool { return t.inflight >= t.window }
@@ -91,17 +103,28 @@ func (t *tracker) full() bool { return t.inflight >= t.window }
 // next returns where k's next batch starts.
 func (t *tracker) next(k tp) uint64 { return t.topics[k].sent }
 
-// pass returns the known topic partitions in the order a sending pass
-// visits them, starting after where the last pass stopped.
+// pass returns the topic partitions that may have more to send, in the
+// order a sending pass visits them: by topic and partition, starting after
+// where the last pass started, so that none always goes first.
 func (t *tracker) pass() []tp {
-	if len(t.order) == 0 {
-		return nil
+	out := make([]tp, 0, len(t.dirty))
+	for k := range t.dirty {
+		out = append(out, k)
 	}
-	c := t.cursor % len(t.order)
-	t.cursor = c + 1
-	out := make([]tp, 0, len(t.order))
-	out = append(out, t.order[c:]...)
-	return append(out, t.order[:c]...)
+	slices.SortFunc(out, func(a, b tp) int {
+		if less(a, b) {
+			return -1
+		}
+		return 1
+	})
+	i := sort.Search(len(out), func(i int) bool { return less(t.passFrom, out[i]) })
+	if i == len(out) {
+		i = 0
+	}
+	if len(out) > 0 {
+		t.passFrom = out[i]
+	}
+	return slices.Concat(out[i:], out[:i])
 }
 
 // skip moves k's send position forward to from (the source trimmed what
@@ -155,6 +178,7 @@ func (t *tracker) ack(a *wire.Ack) (ackResult, error) {
 			s.sent = a.Next
 			s.epoch++
 			r.rewound = true
+			t.touch(f.key)
 		}
 		return r, nil
 	}
