@@ -93,14 +93,23 @@ func encodedSize(m *Message) int {
 
 // checkBatch verifies the version and CRC of b and returns its header.
 func checkBatch(b []byte) (batchInfo, error) {
+	info, err := batchHeaderOf(b)
+	if err != nil {
+		return info, err
+	}
+	if want, got := binary.BigEndian.Uint32(b[1:5]), crc32.Checksum(b[5:], castagnoli); want != got {
+		return batchInfo{}, fmt.Errorf("%w: crc32c %08x, want %08x", ErrCorrupt, got, want)
+	}
+	return info, nil
+}
+
+// batchHeaderOf returns b's header, checking its length and version only.
+func batchHeaderOf(b []byte) (batchInfo, error) {
 	if len(b) < batchHeaderLen {
 		return batchInfo{}, fmt.Errorf("%w: %d bytes is shorter than a batch header", ErrCorrupt, len(b))
 	}
 	if b[0] != batchVersion {
 		return batchInfo{}, fmt.Errorf("%w: unknown batch version %d", ErrCorrupt, b[0])
-	}
-	if want, got := binary.BigEndian.Uint32(b[1:5]), crc32.Checksum(b[5:], castagnoli); want != got {
-		return batchInfo{}, fmt.Errorf("%w: crc32c %08x, want %08x", ErrCorrupt, got, want)
 	}
 	return batchInfo{
 		count: int(binary.BigEndian.Uint32(b[5:9])),

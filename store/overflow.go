@@ -149,11 +149,10 @@ func batchAt(item *badger.Item, m *Info, prefix []byte) (*oldBatch, error) {
 	b := &oldBatch{stream: m, prefix: prefix, base: binary.BigEndian.Uint64(item.Key()[len(prefix):]),
 		size: len(item.Key()) + int(item.ValueSize())}
 	err := item.Value(func(v []byte) error {
-		if len(v) < batchHeaderLen {
-			return nil // dropped all the same; a reader reports the corruption
+		// A batch whose header is bad is dropped all the same.
+		if info, err := batchHeaderOf(v); err == nil {
+			b.count, b.maxTS = info.count, info.maxTS
 		}
-		b.count = int(binary.BigEndian.Uint32(v[5:9]))
-		b.maxTS = int64(binary.BigEndian.Uint64(v[9:17]))
 		return nil
 	})
 	return b, err
