@@ -102,7 +102,7 @@ func (s *Store) sweepTomb(ctx context.Context, vol, name string) error {
 				var sizes []int
 				for it.Seek(pfx); it.ValidForPrefix(pfx) && len(keys) < sweepChunk; it.Next() {
 					keys = append(keys, it.Item().KeyCopy(nil))
-					sizes = append(sizes, len(it.Item().Key())+int(it.Item().ValueSize()))
+					sizes = append(sizes, entrySize(it.Item()))
 				}
 				it.Close()
 				done = len(keys) < sweepChunk

@@ -137,7 +137,7 @@ func (w *wtx) dropChunks(vol, name string, keep uint64) error {
 		k := it.Item().Key()
 		if binary.BigEndian.Uint64(k[len(pfx):]) != keep {
 			keys = append(keys, it.Item().KeyCopy(nil))
-			sizes = append(sizes, len(k)+int(it.Item().ValueSize()))
+			sizes = append(sizes, entrySize(it.Item()))
 		}
 	}
 	it.Close()
@@ -159,7 +159,7 @@ func (f *File) dropGen(vol, name string, gen uint64) {
 		var sizes []int
 		for it.Seek(pfx); it.ValidForPrefix(pfx); it.Next() {
 			keys = append(keys, it.Item().KeyCopy(nil))
-			sizes = append(sizes, len(it.Item().Key())+int(it.Item().ValueSize()))
+			sizes = append(sizes, entrySize(it.Item()))
 		}
 		it.Close()
 		for i, k := range keys {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 
@@ -108,6 +109,10 @@ func (m *Mirror) Progress() MirrorProgress {
 func (m *Mirror) Apply(ctx context.Context, entries []DeltaEntry) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.apply(entries)
+}
+
+func (m *Mirror) apply(entries []DeltaEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -122,7 +127,7 @@ func (m *Mirror) Apply(ctx context.Context, entries []DeltaEntry) error {
 		key := append(append([]byte(nil), pfx...), e.Key...)
 		old := 0
 		if item, err := txn.Get(key); err == nil {
-			old = len(key) + int(item.ValueSize())
+			old = entrySize(item)
 		} else if !errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("store: mirror read: %w", err)
 		}
@@ -158,6 +163,71 @@ func (m *Mirror) Apply(ctx context.Context, entries []DeltaEntry) error {
 func (m *Mirror) Publish(ctx context.Context) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.publish(ctx, false)
+}
+
+// AbandonMirror gives up the update of vol staged but not published, for
+// one its source no longer holds: every key it staged gets its current
+// value back at the update's timestamp, and the update is then published,
+// so no reader sees any change and LastMirror stays. The next update
+// starts afresh. Without a pending update it does nothing.
+func (s *Store) AbandonMirror(ctx context.Context, vol string) error {
+	p, ok, err := s.PendingMirror(vol)
+	if err != nil || !ok {
+		return err
+	}
+	m := &Mirror{s: s, vol: vol, p: p}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pfx := volPrefix(vol)
+	staged := s.db.NewTransactionAt(p.TPub, false)
+	defer staged.Discard()
+	cur := s.readTxn(0)
+	defer cur.Discard()
+	it := staged.NewIterator(badger.IteratorOptions{Prefix: pfx, AllVersions: true})
+	defer it.Close()
+	var restore []DeltaEntry
+	size := 0
+	flush := func() error {
+		err := m.apply(restore)
+		restore, size = restore[:0], 0
+		return err
+	}
+	for it.Seek(pfx); it.ValidForPrefix(pfx); it.Next() {
+		item := it.Item()
+		if item.Version() != p.TPub {
+			continue
+		}
+		e := DeltaEntry{Key: slices.Clone(item.Key()[len(pfx):])}
+		switch old, err := cur.Get(item.Key()); {
+		case errors.Is(err, badger.ErrKeyNotFound):
+			e.Delete = true
+		case err != nil:
+			return fmt.Errorf("store: read: %w", err)
+		default:
+			if e.Value, err = old.ValueCopy(nil); err != nil {
+				return fmt.Errorf("store: read: %w", err)
+			}
+		}
+		restore = append(restore, e)
+		if size += len(e.Key) + len(e.Value); size >= 4<<20 || len(restore) >= 1000 {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	return m.publish(ctx, true)
+}
+
+// publish moves the clock past the update's timestamp. An abandoned update
+// (its staged keys restored) leaves LastMirror as it was.
+func (m *Mirror) publish(ctx context.Context, abandoned bool) error {
 	return m.s.do(ctx, 256, false, func(w *wtx) error {
 		raw, err := w.get(pendingKey(m.vol))
 		if err != nil {
@@ -178,6 +248,9 @@ func (m *Mirror) Publish(ctx context.Context) error {
 		w.usage[m.vol] += m.p.Usage
 		w.mirrorPending = -1
 		w.published = m.vol
+		if abandoned {
+			return w.audit("mirror.abandon", "/"+m.vol, map[string]any{"update": m.p.ID})
+		}
 		if err := w.set("", lastMirrorKey(m.vol), []byte(m.p.ID), 0); err != nil {
 			return err
 		}

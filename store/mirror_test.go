@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestMirrorPublishesAtOnce mirrors a volume from one store into another:
@@ -181,4 +182,109 @@ func TestMirrorPublishesAtOnce(t *testing.T) {
 	if _, err := dst.BeginMirror(ctx, "models", "other"); !errors.Is(err, ErrExists) || !strings.Contains(err.Error(), "pending") {
 		t.Fatalf("second pending update: %v", err)
 	}
+}
+
+// TestAbandonMirror stages part of an update (a new file, a changed row, a
+// deleted one), restarts, abandons it: nothing visible changes, LastMirror
+// stays, usage is as before, and another update then starts and publishes.
+func TestAbandonMirror(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	open := func() *Store {
+		s, err := Open(Config{Dir: dir, MinFreeBytes: -1, RetentionInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open()
+	defer func() { s.Close() }()
+	if err := s.CreateTable(ctx, "/models/registry", TableOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tbl := func() *Table { return s.Table("/models/registry") }
+	tbl().Put(ctx, "keep", []byte(`{"v":1}`))
+	tbl().Put(ctx, "gone", []byte(`{"v":1}`))
+	before, _ := s.Volume("models")
+
+	// The pending update's staged keys, relative to the volume: find them
+	// from a second store that holds what the update would bring.
+	other := openTest(t)
+	other.CreateTable(ctx, "/models/registry", TableOptions{})
+	other.Table("/models/registry").Put(ctx, "keep", []byte(`{"v":2}`))
+	other.File("/models/new.onnx").Write(ctx, bytes.NewReader(bytes.Repeat([]byte("x"), 3*ChunkSize)))
+	other.CreateSnapshot(ctx, "models", "x")
+	var staged []DeltaEntry
+	if err := other.Delta(ctx, "models", "", "x", func(e DeltaEntry) error {
+		staged = append(staged, e)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	staged = append(staged, DeltaEntry{Key: tableRowKeyRel(t, s, "gone"), Delete: true})
+	m, err := s.BeginMirror(ctx, "models", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Apply(ctx, staged); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s = open()
+	if _, ok, _ := s.PendingMirror("models"); !ok {
+		t.Fatal("no pending update after the restart")
+	}
+	if err := s.AbandonMirror(ctx, "models"); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		for key, want := range map[string]string{"keep": `{"v":1}`, "gone": `{"v":1}`} {
+			if d, err := tbl().Get(ctx, key); err != nil || string(d.Value) != want {
+				t.Fatalf("%s: row %s = %s, %v; want %s", when, key, d.Value, err, want)
+			}
+		}
+		if _, err := s.Stat(ctx, "/models/new.onnx"); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("%s: the abandoned update's file is visible: %v", when, err)
+		}
+		if vi, _ := s.Volume("models"); vi.Used != before.Used {
+			t.Fatalf("%s: volume uses %d bytes, %d before", when, vi.Used, before.Used)
+		}
+	}
+	check("after abandoning")
+	if _, ok, _ := s.PendingMirror("models"); ok {
+		t.Fatal("still pending after abandoning")
+	}
+	if last, _ := s.LastMirror("models"); last != "" {
+		t.Fatalf("LastMirror %q after an abandoned first update", last)
+	}
+	s.Close()
+	s = open()
+	check("after a restart")
+
+	// A new update starts afresh.
+	m, err = s.BeginMirror(ctx, "models", "y")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := encodeRow(9, time.Now(), []byte(`{"v":3}`))
+	if err := m.Apply(ctx, []DeltaEntry{{Key: tableRowKeyRel(t, s, "keep"), Value: row}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Publish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := tbl().Get(ctx, "keep"); err != nil || !strings.Contains(string(d.Value), `"v":3`) {
+		t.Fatalf("after the next update: %s, %v", d.Value, err)
+	}
+	if _, err := s.Stat(ctx, "/models/new.onnx"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("the abandoned update's file came back: %v", err)
+	}
+}
+
+// tableRowKeyRel is the key of row key of /models/registry relative to the
+// models volume, as a mirror delta names it.
+func tableRowKeyRel(t *testing.T, s *Store, key string) []byte {
+	t.Helper()
+	return objKey("models", kindRow, "registry", key)[len(volPrefix("models")):]
 }

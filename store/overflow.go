@@ -147,7 +147,7 @@ func nextBatch(rt *badger.Txn, m *Info, prefix []byte, from uint64) (*oldBatch, 
 // batchAt reads the header of the batch at item.
 func batchAt(item *badger.Item, m *Info, prefix []byte) (*oldBatch, error) {
 	b := &oldBatch{stream: m, prefix: prefix, base: binary.BigEndian.Uint64(item.Key()[len(prefix):]),
-		size: len(item.Key()) + int(item.ValueSize())}
+		size: entrySize(item)}
 	err := item.Value(func(v []byte) error {
 		// A batch whose header is bad is dropped all the same.
 		if info, err := batchHeaderOf(v); err == nil {

@@ -98,7 +98,7 @@ func (s *Store) trimStream(ctx context.Context, m Info, ttl time.Duration, now t
 			}
 			part, refs = append(part[:0], pp...), refs[:0]
 		}
-		refs = append(refs, batchRef{base: binary.BigEndian.Uint64(k[len(k)-8:]), size: int64(len(k)) + it.Item().ValueSize()})
+		refs = append(refs, batchRef{base: binary.BigEndian.Uint64(k[len(k)-8:]), size: int64(entrySize(it.Item()))})
 	}
 	return flush()
 }
@@ -176,7 +176,7 @@ func (s *Store) trimBelow(ctx context.Context, path, topic string, part int, kee
 					break
 				}
 				keys = append(keys, it.Item().KeyCopy(nil))
-				sizes = append(sizes, len(k)+int(it.Item().ValueSize()))
+				sizes = append(sizes, entrySize(it.Item()))
 			}
 			it.Close()
 			more = len(keys) == sweepChunk

@@ -237,7 +237,21 @@ func (w *wtx) sizeOf(key []byte) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: read: %w", err)
 	}
-	return len(key) + int(item.ValueSize()), nil
+	return entrySize(item), nil
+}
+
+// entrySize is the size of item's key and value, the unit of volume usage.
+// Badger's ValueSize only estimates a value kept in its value log, so the
+// value's length is taken from the value itself (a slice of the log's
+// memory map, not a copy); the estimate serves only if that read fails, and
+// the read that needs the value reports the failure.
+func entrySize(item *badger.Item) int {
+	n := int(item.ValueSize())
+	item.Value(func(v []byte) error {
+		n = len(v)
+		return nil
+	})
+	return len(item.Key()) + n
 }
 
 // put writes key, accounting for the entry it replaces.

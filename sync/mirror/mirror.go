@@ -198,6 +198,14 @@ func (d *Dest) State(ctx context.Context) (State, error) {
 // leaves what was staged for the next Receive of the same update.
 func (d *Dest) Receive(ctx context.Context, u Update, next func() ([]store.DeltaEntry, error)) error {
 	m, err := d.Store.BeginMirror(ctx, d.Volume, u.To)
+	if errors.Is(err, store.ErrExists) {
+		// Another update is pending that the source no longer holds (it
+		// offers a pending one while it has it): give that one up.
+		if err := d.Store.AbandonMirror(ctx, d.Volume); err != nil {
+			return fmt.Errorf("mirror: /%s abandoning the pending update: %w", d.Volume, err)
+		}
+		m, err = d.Store.BeginMirror(ctx, d.Volume, u.To)
+	}
 	if err != nil {
 		return fmt.Errorf("mirror: /%s update %s: %w", d.Volume, u.To, err)
 	}

@@ -216,3 +216,43 @@ func TestMirror200MiB(t *testing.T) {
 		t.Fatalf("source snapshots after publish: %+v", snaps)
 	}
 }
+
+// TestSourceLostPendingUpdate cuts a transfer, then the source loses the
+// snapshot the destination has pending (its store was replaced): the
+// destination gives the staged update up and takes the new one whole.
+func TestSourceLostPendingUpdate(t *testing.T) {
+	ctx := context.Background()
+	srcStore := openStore(t, t.TempDir())
+	defer srcStore.Close()
+	dstStore := openStore(t, t.TempDir())
+	defer dstStore.Close()
+	src := &Source{Store: srcStore, Volume: "models"}
+	dst := &Dest{Store: dstStore, Volume: "models"}
+	for i := range 4 {
+		if _, err := srcStore.File(fmt.Sprintf("/models/a%d.bin", i)).Write(ctx, io.LimitReader(rand.Reader, 1<<20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := transfer(t, src, dst, 3); !errors.Is(err, errCut) {
+		t.Fatalf("cut transfer: %v", err)
+	}
+	st, _ := dst.State(ctx)
+	if st.Pending == "" {
+		t.Fatal("nothing pending after the cut")
+	}
+	if err := srcStore.DeleteSnapshot(ctx, "models", st.Pending); err != nil {
+		t.Fatal(err)
+	}
+	srcStore.Delete(ctx, "/models/a0.bin")
+	if sent, err := transfer(t, src, dst, 0); err != nil || !sent {
+		t.Fatalf("after the source lost the pending update: sent %v, %v", sent, err)
+	}
+	want, _ := files(t, srcStore, "/models")
+	got, _ := files(t, dstStore, "/models")
+	if len(want) != 3 || fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("destination %v, want %v", got, want)
+	}
+	if st, _ := dst.State(ctx); st.Pending != "" {
+		t.Fatalf("still pending: %+v", st)
+	}
+}
