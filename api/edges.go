@@ -8,6 +8,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/replicate"
 )
 
 // LinkStatus is the state of one sync link as the node that holds it sees
@@ -25,12 +26,39 @@ type LinkStatus struct {
 	LagSeconds float64 `json:"lag_seconds"`
 	// Backlog is how many messages wait to be replicated.
 	Backlog int64 `json:"backlog"`
+	// Dropped is how many messages the source no longer held when their
+	// turn came (retention, or a full backlog that dropped its oldest).
+	Dropped int64 `json:"dropped"`
 }
 
-// Links reports the node's sync links. The node that runs sync implements
-// it and sets Config.Links; without it, edges are known from shadows only.
+// Links reports the node's sync links. The node that runs sync sets
+// Config.Links (MonitorLinks of its monitor); without it, edges are known
+// from shadows only.
 type Links interface {
 	Links(ctx context.Context) []LinkStatus
+}
+
+// MonitorLinks reports the links a sync monitor keeps.
+func MonitorLinks(m *replicate.Monitor) Links { return monitorLinks{m} }
+
+type monitorLinks struct{ m *replicate.Monitor }
+
+func (a monitorLinks) Links(ctx context.Context) []LinkStatus {
+	var out []LinkStatus
+	now := time.Now()
+	for _, l := range a.m.Links() {
+		s := LinkStatus{Peer: l.Peer, State: "down", LastContact: l.Since}
+		if l.Connected {
+			s.State, s.LastContact = "up", now
+		}
+		for _, st := range l.Streams {
+			s.LagSeconds = max(s.LagSeconds, st.LagSeconds)
+			s.Backlog += int64(st.LagMessages)
+			s.Dropped += st.Dropped
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // EdgeStatus is one edge: its devices, counted from their shadows, and its

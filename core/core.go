@@ -146,7 +146,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: apiLinks{mon}, RemoteHistory: edgeHistory{srv}, Logger: log.With("component", "api")})
+		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Logger: log.With("component", "api")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
@@ -259,25 +259,4 @@ type edgeHistory struct{ srv *replicate.Server }
 
 func (h edgeHistory) History(ctx context.Context, edge, device string, q api.RangeQuery) ([]store.Message, bool, error) {
 	return h.srv.History(ctx, edge, device, q.From, q.To, q.Limit)
-}
-
-// apiLinks reports the node's links to the API (GET /api/v1/edges, the
-// console) in its terms.
-type apiLinks struct{ m *replicate.Monitor }
-
-func (a apiLinks) Links(ctx context.Context) []api.LinkStatus {
-	var out []api.LinkStatus
-	now := time.Now()
-	for _, l := range a.m.Links() {
-		s := api.LinkStatus{Peer: l.Peer, State: "down", LastContact: l.Since}
-		if l.Connected {
-			s.State, s.LastContact = "up", now
-		}
-		for _, st := range l.Streams {
-			s.LagSeconds = max(s.LagSeconds, st.LagSeconds)
-			s.Backlog += int64(st.LagMessages)
-		}
-		out = append(out, s)
-	}
-	return out
 }

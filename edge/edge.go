@@ -161,7 +161,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: apiLinks{mon}, DesiredReadOnly: cfg.Core != "", Logger: log.With("component", "api")})
+		Links: api.MonitorLinks(mon), DesiredReadOnly: cfg.Core != "", Logger: log.With("component", "api")})
 	if err != nil {
 		gw.Shutdown(context.Background())
 		st.Close()
@@ -294,27 +294,6 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		herr = nil
 	}
 	return errors.Join(herr, gerr, serr)
-}
-
-// apiLinks reports the node's links to the API (GET /api/v1/edges, the
-// console) in its terms.
-type apiLinks struct{ m *replicate.Monitor }
-
-func (a apiLinks) Links(ctx context.Context) []api.LinkStatus {
-	var out []api.LinkStatus
-	now := time.Now()
-	for _, l := range a.m.Links() {
-		s := api.LinkStatus{Peer: l.Peer, State: "down", LastContact: l.Since}
-		if l.Connected {
-			s.State, s.LastContact = "up", now
-		}
-		for _, st := range l.Streams {
-			s.LagSeconds = max(s.LagSeconds, st.LagSeconds)
-			s.Backlog += int64(st.LagMessages)
-		}
-		out = append(out, s)
-	}
-	return out
 }
 
 // limitBacklog gives the uplink volume a quota past which it drops its

@@ -44,7 +44,7 @@ var tier = map[string]int{
 var allowedSameTier = map[string][]string{
 	"sync/replicate": {"sync/wire", "sync/mirror"},
 	"sync/mirror":    {"sync/wire"},
-	"api":            {"shadow"},
+	"api":            {"shadow", "sync/replicate"},
 	"console":        {"api", "shadow"},
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
@@ -197,4 +198,39 @@ func appendN(t testing.TB, st *store.Store, path, topic string, n, size int, tag
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestFullBacklogShowsAtTheCore: an edge whose core is out of reach fills
+// its uplink far past --backlog-quota, dropping its oldest data instead of
+// refusing; once the core is up it holds what the edge kept, and its API
+// shows the drop on the edge's link.
+func TestFullBacklogShowsAtTheCore(t *testing.T) {
+	f := New(t)
+	addr := freePort(t, "udp")
+	e := f.StartEdge("edge1", edge.Config{Core: addr, BacklogQuota: 1 << 20})
+	appendN(t, e.Store(), store.UplinkStream, "edge1", 20000, 500, "offline")
+	low, next, err := e.Store().Stream(store.UplinkStream).Bounds(context.Background(), "edge1", 0)
+	if err != nil || low == 0 || next != 20000 {
+		t.Fatalf("edge uplink %d..%d, %v: want its oldest dropped", low, next, err)
+	}
+	c := f.StartCore("core1", core.Config{Listen: addr})
+	WaitEqual(t, e.Store(), c.Store(), 30*time.Second, store.UplinkStream)
+
+	req, _ := http.NewRequest("GET", "http://"+c.HTTPAddr().String()+"/api/v1/edges", nil)
+	req.Header.Set("Authorization", "Bearer "+f.token(certs.RoleViewer))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var edges api.EdgesResponse
+	if err := json.NewDecoder(resp.Body).Decode(&edges); err != nil {
+		t.Fatal(err)
+	}
+	for _, ed := range edges.Edges {
+		if ed.Name == "edge1" && ed.Link != nil && ed.Link.Dropped == int64(low) {
+			return
+		}
+	}
+	t.Fatalf("the core's edges do not show edge1's %d dropped messages: %+v", low, edges)
 }

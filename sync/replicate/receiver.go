@@ -161,10 +161,15 @@ func (r *receiver) positions(ctx context.Context, o *wire.Offer) error {
 // apply applies a group of batches in one commit and acknowledges each.
 func (r *receiver) apply(ctx context.Context, group []work) error {
 	batches := make([]store.ReplicaBatch, len(group))
+	var skipped uint64
 	for i, w := range group {
 		batches[i] = store.ReplicaBatch{Path: r.path, Topic: w.batch.Topic, Partition: w.batch.Part, Messages: w.msgs, Low: w.batch.Low}
+		skipped += r.skipped(ctx, w.batch)
 	}
 	applied, err := r.replica.ApplyReplica(ctx, batches)
+	if err == nil {
+		r.stats.dropped.Add(int64(skipped))
+	}
 	if errors.Is(err, store.ErrGap) {
 		// Find the batches that gap: apply one at a time.
 		for _, w := range group {
@@ -236,7 +241,11 @@ func (r *receiver) applySplit(ctx context.Context, b *wire.Batch, msgs []store.M
 
 func (r *receiver) apply1(ctx context.Context, w work) error {
 	b := w.batch
+	skipped := r.skipped(ctx, b)
 	applied, err := r.replica.ApplyReplica(ctx, []store.ReplicaBatch{{Path: r.path, Topic: b.Topic, Partition: b.Part, Messages: w.msgs, Low: b.Low}})
+	if err == nil {
+		r.stats.dropped.Add(int64(skipped))
+	}
 	if errors.Is(err, store.ErrGap) {
 		_, next, err := r.log.Bounds(ctx, b.Topic, b.Part)
 		if err != nil {
@@ -248,6 +257,20 @@ func (r *receiver) apply1(ctx context.Context, w work) error {
 		return storeError(r.path, err)
 	}
 	return r.ack(w, applied[0])
+}
+
+// skipped is how many messages the source dropped before batch b (it
+// starts past the replica's end and carries a low-water mark at or before
+// its start): the gap the replica's low-water mark moves over. Rare, so the
+// replica's end is read only then.
+func (r *receiver) skipped(ctx context.Context, b *wire.Batch) uint64 {
+	if b.First == 0 || b.Low < b.First {
+		return 0
+	}
+	if _, next, err := r.log.Bounds(ctx, b.Topic, b.Part); err == nil && b.First > next {
+		return b.First - next
+	}
+	return 0
 }
 
 func (r *receiver) ack(w work, applied int) error {

@@ -389,6 +389,9 @@ func TestBacklogQuotaDropsOldest(t *testing.T) {
 	if n := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).Dropped; n != int64(low) {
 		t.Fatalf("link counts %d dropped, want %d", n, low)
 	}
+	if n := streamStatus(f.srv.Monitor(), "edge1", dirReceive, store.UplinkStream).Dropped; n != int64(low) {
+		t.Fatalf("the core's side of the link counts %d dropped, want %d", n, low)
+	}
 }
 
 // TestReplicateManyTopics replicates a stream of more topics than one page
