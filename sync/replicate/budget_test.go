@@ -134,8 +134,12 @@ func TestTracker(t *testing.T) {
 	if r, err := tr2.ack(&wire.Ack{Topic: "a", Next: 30, Applied: 26}); err != nil || r.count != 26 {
 		t.Fatalf("resend ack: %+v %v", r, err)
 	}
-	if tr2.inflight != 0 || tr2.snapshot()[a] != 30 {
-		t.Fatalf("inflight %d acked %d", tr2.inflight, tr2.snapshot()[a])
+	tr2.done(a)
+	if behind, live := tr2.behind(false); tr2.inflight != 0 || len(behind) != 0 || live != 1 || tr2.topics[a].acked != 30 {
+		t.Fatalf("inflight %d, behind %v of %d, acked %d", tr2.inflight, behind, live, tr2.topics[a].acked)
+	}
+	if behind, _ := tr2.behind(true); behind[a] != 30 {
+		t.Fatalf("all behind: %v", behind)
 	}
 	if _, err := tr2.ack(&wire.Ack{Topic: "a", Next: 30}); err == nil {
 		t.Fatal("ack with nothing in flight accepted")

@@ -274,6 +274,23 @@ func TestReplicateBothWays(t *testing.T) {
 	}
 }
 
+// TestLagWhileDown: the lag counts only topics with news while the link is
+// up, and every topic once it is down, so an outage's backlog shows.
+func TestLagWhileDown(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	appendN(t, f.edge, store.UplinkStream, "edge1", 100, 100, "before")
+	link, stop := f.startLink(LinkConfig{})
+	waitSame(t, f.edge, f.core, store.UplinkStream)
+	waitFor(t, "no lag", func() bool {
+		return streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).LagMessages == 0
+	})
+	stop()
+	appendN(t, f.edge, store.UplinkStream, "edge1", 50, 100, "while down")
+	if s := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream); s.LagMessages != 50 || s.Topics != 1 {
+		t.Fatalf("with the link down: %+v, want 50 messages behind", s)
+	}
+}
+
 // TestSendsWithholdsTopics checks the core's per-edge choice of down
 // topics: a withheld topic never reaches the edge, and reaches it once the
 // rule lets it (asked again after recheckWithheld).

@@ -54,9 +54,10 @@ type sender struct {
 	withheld map[string]time.Time
 	cursor   uint64 // in the log's Changes
 
-	mu      sync.Mutex // guards t and avgSize against status readers
+	mu      sync.Mutex // guards t, avgSize and stopped against status readers
 	t       *tracker
 	avgSize float64
+	stopped bool
 
 	in   chan wire.Message
 	errc chan error
@@ -101,6 +102,11 @@ func (l *sharedLimiter) wait(ctx context.Context, n int, urgent bool) error {
 
 func (s *sender) run(ctx context.Context) error {
 	s.t = newTracker(s.window)
+	defer func() {
+		s.mu.Lock()
+		s.stopped = true
+		s.mu.Unlock()
+	}()
 	s.in = make(chan wire.Message, 256)
 	s.errc = make(chan error, 1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -503,10 +509,12 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 // lag computes, for the monitor, the messages the receiver has not
 // acknowledged, the age of the oldest, an estimate of their bytes, and the
 // number of topic partitions known. It reads the store, outside the
-// sender's loop.
+// sender's loop, for the topic partitions that may be behind only.
 func (s *sender) lag() (uint64, time.Duration, int64, int) {
 	s.mu.Lock()
-	acked := s.t.snapshot()
+	// A sender that has stopped (its link is down) no longer looks at the
+	// news: every topic partition may be behind.
+	acked, live := s.t.behind(s.stopped)
 	avg := s.avgSize
 	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -533,5 +541,5 @@ func (s *sender) lag() (uint64, time.Duration, int64, int) {
 	if !oldest.IsZero() {
 		age = max(0, s.now().Sub(oldest))
 	}
-	return total, age, int64(float64(total) * avg), len(acked)
+	return total, age, int64(float64(total) * avg), live
 }

@@ -186,14 +186,21 @@ func (t *tracker) ack(a *wire.Ack) (ackResult, error) {
 	return r, nil
 }
 
-// snapshot returns the acknowledged position of every known topic
-// partition.
-func (t *tracker) snapshot() map[tp]uint64 {
-	out := make(map[tp]uint64, len(t.topics))
+// behind returns the acknowledged position of the topic partitions that
+// may be behind their source: with all, every one taken; else those with
+// something sent and not acknowledged, or with news not yet sent (the
+// others were caught up at the sender's last look). live is the number of
+// known topic partitions taken.
+func (t *tracker) behind(all bool) (acked map[tp]uint64, live int) {
+	acked = map[tp]uint64{}
 	for k, s := range t.topics {
-		if !s.refused {
-			out[k] = s.acked
+		if s.refused {
+			continue
+		}
+		live++
+		if all || t.dirty[k] || s.acked < s.sent {
+			acked[k] = s.acked
 		}
 	}
-	return out
+	return acked, live
 }
