@@ -43,8 +43,10 @@ the edge; the lag of messages appended at --rate messages a second for
 --duration (from the append at the edge to being readable at the core, p50
 and p99); and the catch-up of --backlog messages appended while the link was
 down, with the latency of shadow changes (edge to core) and updates (core to
-edge) sent during it; and the rate a link capped at --cap bytes a second
-achieves. Stores live in --dir (default: a temporary directory).`,
+edge) sent during it; the rate a link capped at --cap bytes a second
+achieves; and the rate of a volume mirror of --mirror-bytes of files from
+the core's /models to the edge. Stores live in --dir (default: a temporary
+directory).`,
 		Example: `  weft bench sync
   weft bench sync --small 200000 --large 2000 --backlog 500000 --duration 5s`,
 		Args: cobra.NoArgs,
@@ -70,6 +72,7 @@ achieves. Stores live in --dir (default: a temporary directory).`,
 			fmt.Fprintf(out, "catch-up of %d messages  %s (%.0f msgs/s)\n", res.Backlog, res.CatchUp.Round(time.Millisecond), res.CatchUpMsgsPerSec)
 			fmt.Fprintf(out, "  during it: shadow changes p50 %s p99 %s; updates p50 %s p99 %s\n", ms(res.ShadowP50), ms(res.ShadowP99), ms(res.UpdatesP50), ms(res.UpdatesP99))
 			fmt.Fprintf(out, "capped at %.1f MB/s          %8.1f MB/s sent (%.1f%% of the cap)\n", float64(res.Cap)/1e6, res.CappedBytes/1e6, 100*res.CappedBytes/float64(res.Cap))
+			fmt.Fprintf(out, "mirror of %d MiB of files    %8.1f MB/s\n", res.MirrorBytes>>20, res.MirrorMBps)
 			return nil
 		},
 	}
@@ -82,6 +85,7 @@ achieves. Stores live in --dir (default: a temporary directory).`,
 	fl.DurationVar(&cfg.Duration, "duration", 10*time.Second, "length of the steady-state run")
 	fl.IntVar(&cfg.Backlog, "backlog", 5_000_000, "messages backlogged before the catch-up run")
 	fl.Int64Var(&cfg.Cap, "cap", 10_000_000, "bandwidth cap of the capped run, bytes a second")
+	fl.Int64Var(&cfg.MirrorBytes, "mirror-bytes", 256<<20, "bytes of files the mirror run carries down")
 	fl.StringVarP(&output, "output", "o", "text", "output: text or json")
 	return cmd
 }

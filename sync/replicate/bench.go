@@ -2,6 +2,7 @@ package replicate
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,10 @@ type BenchConfig struct {
 	// Cap is the bandwidth cap (bytes per second) of the capped run, which
 	// replicates 3 s worth of 1 KiB records. Default 10 MB/s.
 	Cap int64
+	// MirrorBytes is how much the mirror run carries from the core's
+	// /models to the edge, in files of 8 MiB of random bytes. Default
+	// 256 MiB.
+	MirrorBytes int64
 	// Progress, if set, receives a line per step.
 	Progress io.Writer
 }
@@ -64,6 +69,9 @@ type BenchResult struct {
 
 	Cap         int64   `json:"cap_bytes_per_s"`
 	CappedBytes float64 `json:"capped_bytes_per_s"`
+
+	MirrorBytes int64   `json:"mirror_bytes"`
+	MirrorMBps  float64 `json:"mirror_mb_per_s"`
 }
 
 type benchEnv struct {
@@ -101,6 +109,9 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	}
 	if cfg.Cap <= 0 {
 		cfg.Cap = 10_000_000
+	}
+	if cfg.MirrorBytes <= 0 {
+		cfg.MirrorBytes = 256 << 20
 	}
 	var res BenchResult
 	dir := cfg.Dir
@@ -159,7 +170,46 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if res.CappedBytes, err = env.capped(ctx, cfg.Cap); err != nil {
 		return res, fmt.Errorf("capped: %w", err)
 	}
+	env.logf("mirroring %d MiB of files down", cfg.MirrorBytes>>20)
+	res.MirrorBytes = cfg.MirrorBytes
+	if res.MirrorMBps, err = env.mirror(ctx, cfg.MirrorBytes); err != nil {
+		return res, fmt.Errorf("mirror: %w", err)
+	}
 	return res, nil
+}
+
+// mirror writes total bytes of files into the core's /models and times
+// their volume mirror to the edge, from the link coming up to the update
+// being published there.
+func (b *benchEnv) mirror(ctx context.Context, total int64) (float64, error) {
+	p, err := b.pair("mirror")
+	if err != nil {
+		return 0, err
+	}
+	defer p.close()
+	for i := 0; int64(i)*(8<<20) < total; i++ {
+		n := min(8<<20, total-int64(i)*(8<<20))
+		if _, err := p.core.File(fmt.Sprintf("/models/bench/part-%04d.bin", i)).Write(ctx, io.LimitReader(rand.Reader, n)); err != nil {
+			return 0, err
+		}
+	}
+	start := time.Now()
+	if err := p.linkWith(LinkConfig{TLS: b.edge, Mirrors: []MirrorSpec{{Volume: "models", Dir: wire.Down}}}); err != nil {
+		return 0, err
+	}
+	for {
+		if last, err := p.edge.LastMirror("models"); err != nil {
+			return 0, err
+		} else if last != "" {
+			break
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return float64(total) / time.Since(start).Seconds() / 1e6, nil
 }
 
 // capped replicates about three seconds' worth of 1 KiB records through a

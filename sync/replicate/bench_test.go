@@ -12,11 +12,11 @@ func TestBenchRuns(t *testing.T) {
 		t.Skip("runs for a few seconds")
 	}
 	res, err := Bench(context.Background(), BenchConfig{Dir: t.TempDir(), RawBytes: 4 << 20, Small: 2000, Large: 20,
-		Rate: 5000, Duration: 200 * time.Millisecond, Backlog: 5000, Cap: 2 << 20})
+		Rate: 5000, Duration: 200 * time.Millisecond, Backlog: 5000, Cap: 2 << 20, MirrorBytes: 12 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.RawMBps <= 0 || res.SmallMsgsPerSec <= 0 || res.LargeMBps <= 0 || res.LagP99 <= 0 || res.CatchUpMsgsPerSec <= 0 || res.CappedBytes <= 0 {
+	if res.RawMBps <= 0 || res.SmallMsgsPerSec <= 0 || res.LargeMBps <= 0 || res.LagP99 <= 0 || res.CatchUpMsgsPerSec <= 0 || res.CappedBytes <= 0 || res.MirrorMBps <= 0 {
 		t.Fatalf("missing figures: %+v", res)
 	}
 }
