@@ -29,6 +29,9 @@ const snapshotPrefix = "mirror-"
 // DefaultChunkBytes bounds the entries handed over together.
 const DefaultChunkBytes = 1 << 20
 
+// stageBytes is about how much a destination stages in one commit.
+const stageBytes = 8 << 20
+
 // Update is one mirror update: from the snapshot the destination has
 // (empty: nothing) to a newer one.
 type Update struct {
@@ -209,17 +212,42 @@ func (d *Dest) Receive(ctx context.Context, u Update, next func() ([]store.Delta
 	if err != nil {
 		return fmt.Errorf("mirror: /%s update %s: %w", d.Volume, u.To, err)
 	}
+	// Chunks are staged a few MiB at a time: each staging is a durable
+	// commit of its own.
+	var pending []store.DeltaEntry
+	size := 0
+	stage := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		err := m.Apply(ctx, pending)
+		pending, size = nil, 0
+		if err != nil {
+			return fmt.Errorf("mirror: /%s update %s: %w", d.Volume, u.To, err)
+		}
+		return nil
+	}
 	for {
 		chunk, err := next()
 		if err != nil {
-			return err
+			// Keep what came before the cut for the next Receive.
+			return errors.Join(err, stage())
 		}
 		if chunk == nil {
 			break
 		}
-		if err := m.Apply(ctx, chunk); err != nil {
-			return fmt.Errorf("mirror: /%s update %s: %w", d.Volume, u.To, err)
+		pending = append(pending, chunk...)
+		for _, e := range chunk {
+			size += len(e.Key) + len(e.Value)
 		}
+		if size >= stageBytes {
+			if err := stage(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := stage(); err != nil {
+		return err
 	}
 	if err := m.Publish(ctx); err != nil {
 		return fmt.Errorf("mirror: publish /%s update %s: %w", d.Volume, u.To, err)
