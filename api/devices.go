@@ -33,6 +33,7 @@ type DeviceSummary struct {
 	ID        string    `json:"id"`
 	Class     string    `json:"class"`
 	Edge      string    `json:"edge"`
+	Site      string    `json:"site,omitempty"`
 	Connected bool      `json:"connected"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
 	InSync    bool      `json:"in_sync"`
@@ -45,7 +46,7 @@ type DeviceSummary struct {
 // SummaryOf returns the list entry of a shadow.
 func SummaryOf(d *shadow.Doc) DeviceSummary {
 	return DeviceSummary{
-		ID: d.ID, Class: d.Class, Edge: d.Edge, Connected: d.Connected, LastSeen: d.LastSeen,
+		ID: d.ID, Class: d.Class, Edge: d.Edge, Site: d.Site, Connected: d.Connected, LastSeen: d.LastSeen,
 		InSync: d.InSync, Anomalous: d.Anomalous(0), Score: d.Score, Firmware: d.Firmware, Version: d.Version,
 	}
 }
@@ -73,7 +74,7 @@ func (s *Server) deviceRoutes() {
 
 // ScopeFilter returns the filter that holds a token's scope: the devices
 // the token may see and change. A scope key shadows cannot be checked
-// against (site) is ErrScopeUnenforced.
+// against is ErrScopeUnenforced.
 func ScopeFilter(c *certs.TokenClaims) (shadow.Filter, error) {
 	var f shadow.Filter
 	if c == nil {
@@ -85,6 +86,8 @@ func ScopeFilter(c *certs.TokenClaims) (shadow.Filter, error) {
 			f.Class = v
 		case "edge":
 			f.Edge = v
+		case "site":
+			f.Site = v
 		case "device":
 			f.Device = v
 		default:
@@ -104,10 +107,13 @@ func InScope(c *certs.TokenClaims, d *shadow.Doc) bool {
 }
 
 // scoped reports whether a scope filter restricts anything.
-func scoped(f shadow.Filter) bool { return f.Class != "" || f.Edge != "" || f.Device != "" }
+func scoped(f shadow.Filter) bool {
+	return f.Class != "" || f.Edge != "" || f.Site != "" || f.Device != ""
+}
 
 func scopeMatch(f *shadow.Filter, d *shadow.Doc) bool {
-	return (f.Class == "" || d.Class == f.Class) && (f.Edge == "" || d.Edge == f.Edge) && (f.Device == "" || d.ID == f.Device)
+	return (f.Class == "" || d.Class == f.Class) && (f.Edge == "" || d.Edge == f.Edge) &&
+		(f.Site == "" || d.Site == f.Site) && (f.Device == "" || d.ID == f.Device)
 }
 
 // narrow adds the scope to a query's filter; false when they disagree, so
@@ -116,7 +122,7 @@ func narrow(q, scope shadow.Filter) (shadow.Filter, bool) {
 	for _, p := range []struct {
 		q *string
 		s string
-	}{{&q.Class, scope.Class}, {&q.Edge, scope.Edge}, {&q.Device, scope.Device}} {
+	}{{&q.Class, scope.Class}, {&q.Edge, scope.Edge}, {&q.Site, scope.Site}, {&q.Device, scope.Device}} {
 		if p.s == "" {
 			continue
 		}
@@ -287,7 +293,7 @@ func boolParam(q url.Values, names ...string) (*bool, error) {
 // ParseDeviceQuery reads the filter and paging parameters of a device
 // list: class, edge, prefix, connected, in_sync, anomaly, after, limit.
 func ParseDeviceQuery(q url.Values) (DeviceQuery, error) {
-	dq := DeviceQuery{After: q.Get("after"), Filter: shadow.Filter{Class: q.Get("class"), Edge: q.Get("edge"), Prefix: q.Get("prefix")}}
+	dq := DeviceQuery{After: q.Get("after"), Filter: shadow.Filter{Class: q.Get("class"), Edge: q.Get("edge"), Site: q.Get("site"), Prefix: q.Get("prefix")}}
 	var err error
 	if dq.Limit, err = intParam(q, "limit", DefaultLimit, 1, 1000); err != nil {
 		return dq, err

@@ -38,6 +38,9 @@ type Config struct {
 	// Name is the edge's name: the store's node name, the gateway's name
 	// and the topic of its events.
 	Name string
+	// Site is where the edge stands (several edges may share one), written
+	// into its devices' shadows for tokens scoped by site. Default: Name.
+	Site string
 	// MQTTAddr is the gateway's TLS listen address. Default 127.0.0.1:8883.
 	MQTTAddr string
 	// HTTPAddr is the HTTP API's listen address. Default 127.0.0.1:8080.
@@ -135,7 +138,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	gc := cfg.Gateway
-	gc.Store, gc.Name, gc.Addr = st, cfg.Name, cfg.MQTTAddr
+	gc.Store, gc.Name, gc.Site, gc.Addr = st, cfg.Name, cfg.Site, cfg.MQTTAddr
 	gc.Certificate, gc.DeviceCAs, gc.Revocations = pair, pool, rev
 	gc.Registerer = reg
 	if gc.Logger == nil {

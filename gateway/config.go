@@ -23,6 +23,10 @@ type Config struct {
 	// in /telemetry/events and their `gateway` header. It must be a valid
 	// certs name. Default: the store's name.
 	Name string
+	// Site is where the gateway stands, recorded in the shadows of its
+	// devices (`site`) for tokens scoped by site. Several edges of one
+	// place share a site. Default: Name.
+	Site string
 	// Addr is the TCP address to listen on. Default ":8883".
 	Addr string
 
@@ -112,6 +116,12 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if !certs.ValidName(cfg.Name) {
 		return cfg, fmt.Errorf("gateway: config: invalid name %q", cfg.Name)
+	}
+	if cfg.Site == "" {
+		cfg.Site = cfg.Name
+	}
+	if !certs.ValidName(cfg.Site) {
+		return cfg, fmt.Errorf("gateway: config: invalid site %q", cfg.Site)
 	}
 	if cfg.Addr == "" {
 		cfg.Addr = DefaultAddr

@@ -71,7 +71,7 @@ func TestPublishStoresEnvelope(t *testing.T) {
 }
 
 func TestShadowAndConnectionState(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newEnv(t, func(c *Config) { c.Site = "plant-3" })
 	d := e.device(t, "pump-2", "pump")
 	c := e.mustPaho(t, d, nil)
 	var doc struct {
@@ -80,6 +80,7 @@ func TestShadowAndConnectionState(t *testing.T) {
 		LastSeen  string         `json:"last_seen"`
 		Class     string         `json:"class"`
 		Edge      string         `json:"edge"`
+		Site      string         `json:"site"`
 	}
 	read := func() {
 		t.Helper()
@@ -89,7 +90,7 @@ func TestShadowAndConnectionState(t *testing.T) {
 		}
 	}
 	read()
-	if !doc.Connected || doc.LastSeen == "" || doc.Class != "pump" || doc.Edge != testEdge {
+	if !doc.Connected || doc.LastSeen == "" || doc.Class != "pump" || doc.Edge != testEdge || doc.Site != "plant-3" {
 		t.Fatalf("after connect: %+v", doc)
 	}
 	c.publish(t, "devices/pump-2/shadow/reported", 1, []byte(`{"temp": 21, "fw": {"v": 1}}`))
@@ -592,5 +593,18 @@ func TestSessionRecords(t *testing.T) {
 	d, _ := tab.Get(context.Background(), clientKey("rec-kept"))
 	if err := json.Unmarshal(d.Value, &rec); err != nil || rec.Class != "pump" || rec.Serial == "" {
 		t.Fatalf("record %s: %v", d.Value, err)
+	}
+}
+
+func TestSiteDefaultsToName(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg, err := e.cfg.withDefaults()
+	if err != nil || cfg.Site != testEdge {
+		t.Fatalf("site %q, %v; want the gateway's name", cfg.Site, err)
+	}
+	bad := e.cfg
+	bad.Site = "no spaces"
+	if _, err := bad.withDefaults(); err == nil {
+		t.Fatal("an invalid site was taken")
 	}
 }

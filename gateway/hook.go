@@ -257,6 +257,7 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		"last_seen": h.s.cfg.Now().UTC().Format(time.RFC3339Nano),
 		"class":     sess.dev.Class,
 		"edge":      h.s.cfg.Name,
+		"site":      h.s.cfg.Site,
 	})
 }
 

@@ -123,7 +123,7 @@ func (s *Server) ingest(dev Device, topic string, qos byte, payload []byte, will
 		if !isJSONObject(payload) {
 			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, store.ErrBadDocument)
 		}
-		patch := fmt.Appendf(nil, `{"reported":%s,"last_seen":%q,"class":%q,"edge":%q}`, bytes.TrimSpace(payload), stamp, dev.Class, s.cfg.Name)
+		patch := fmt.Appendf(nil, `{"reported":%s,"last_seen":%q,"class":%q,"edge":%q,"site":%q}`, bytes.TrimSpace(payload), stamp, dev.Class, s.cfg.Name, s.cfg.Site)
 		if _, err := s.cfg.Store.Table(store.ShadowsTable).Patch(s.storeCtx, dev.ID, patch); err != nil {
 			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, err)
 		}

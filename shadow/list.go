@@ -19,8 +19,9 @@ type Filter struct {
 	Prefix string
 	// Device selects this one device id.
 	Device string
-	// Class and Edge select devices of that class, behind that edge.
-	Class, Edge string
+	// Class, Edge and Site select devices of that class, behind that
+	// edge, at that site.
+	Class, Edge, Site string
 	// Connected, InSync and Anomalous select devices that are, or are not,
 	// connected, in sync (empty delta), anomalous (score at or above
 	// Threshold).
@@ -37,6 +38,7 @@ func (f *Filter) Match(d *Doc) bool {
 		f.Device != "" && d.ID != f.Device,
 		f.Class != "" && d.Class != f.Class,
 		f.Edge != "" && d.Edge != f.Edge,
+		f.Site != "" && d.Site != f.Site,
 		f.Connected != nil && d.Connected != *f.Connected,
 		f.InSync != nil && d.InSync != *f.InSync,
 		f.Anomalous != nil && d.Anomalous(f.Threshold) != *f.Anomalous:
@@ -47,7 +49,7 @@ func (f *Filter) Match(d *Doc) bool {
 
 // filtering reports whether the filter needs documents read to decide.
 func (f *Filter) filtering() bool {
-	return f.Class != "" || f.Edge != "" || f.Connected != nil || f.InSync != nil || f.Anomalous != nil
+	return f.Class != "" || f.Edge != "" || f.Site != "" || f.Connected != nil || f.InSync != nil || f.Anomalous != nil
 }
 
 // scanPrefix is the key prefix to scan, false when no key can match.
@@ -66,7 +68,7 @@ func (f *Filter) key() string {
 		}
 		return fmt.Sprint(*p)
 	}
-	return fmt.Sprintf("%q %q %q %q %s %s %s %g", f.Prefix, f.Device, f.Class, f.Edge, b(f.Connected), b(f.InSync), b(f.Anomalous), f.Threshold)
+	return fmt.Sprintf("%q %q %q %q %q %s %s %s %g", f.Prefix, f.Device, f.Class, f.Edge, f.Site, b(f.Connected), b(f.InSync), b(f.Anomalous), f.Threshold)
 }
 
 // MaxScan is the most shadows List reads for one page. A page whose

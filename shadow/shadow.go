@@ -24,6 +24,7 @@ const (
 	FieldLastSeen   = "last_seen"
 	FieldClass      = "class"
 	FieldEdge       = "edge"
+	FieldSite       = "site"
 	FieldFirmware   = "firmware"
 	FieldScore      = "score"
 )
@@ -41,6 +42,7 @@ type Doc struct {
 	Updated    time.Time            `json:"updated"`
 	Class      string               `json:"class,omitempty"`
 	Edge       string               `json:"edge,omitempty"`
+	Site       string               `json:"site,omitempty"`
 	Connected  bool                 `json:"connected"`
 	LastSeen   time.Time            `json:"last_seen,omitzero"`
 	Firmware   string               `json:"firmware,omitempty"`
@@ -87,6 +89,7 @@ func fromMap(id string, version uint64, updated time.Time, m map[string]any) Doc
 	}
 	doc.Class, _ = m[FieldClass].(string)
 	doc.Edge, _ = m[FieldEdge].(string)
+	doc.Site, _ = m[FieldSite].(string)
 	doc.Connected, _ = m[FieldConnected].(bool)
 	doc.Firmware, _ = m[FieldFirmware].(string)
 	if fw, ok := doc.Reported["firmware"].(string); ok && doc.Firmware == "" {

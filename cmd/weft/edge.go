@@ -17,6 +17,7 @@ type edgeFile struct {
 	Data    string `yaml:"data"`
 	Certs   string `yaml:"certs"`
 	Name    string `yaml:"name"`
+	Site    string `yaml:"site"`
 	MQTT    string `yaml:"mqtt"`
 	HTTP    string `yaml:"http"`
 	Log     string `yaml:"log_level"`
@@ -56,7 +57,7 @@ in weft ls and as dropped on /api/v1/links) instead of refusing new data.
 SIGINT or SIGTERM shut it down cleanly.
 
 Settings come from --config (YAML) and flags; flags win. The YAML keys are
-data, certs, name, mqtt, http, log_level, core, replicate, mirrors, rate_limit,
+data, certs, name, site, mqtt, http, log_level, core, replicate, mirrors, rate_limit,
 backlog_quota, gateway.connect_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.message_rate, gateway.byte_rate and store.min_free.`,
 		Example: `  weft certs init --dir C
@@ -77,7 +78,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 				}
 				mergeEdge(cmd, &f, fromFile)
 			}
-			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
+			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Site: f.Site, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
 				Core: f.Core, Replicate: f.Replicate}
 			for _, m := range f.Mirrors {
 				spec, err := replicate.ParseMirror(m)
@@ -120,6 +121,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.StringVar(&f.Data, "data", "", "data directory of the store (required)")
 	fl.StringVar(&f.Certs, "certs", "", "certificate directory (required)")
 	fl.StringVar(&f.Name, "name", "", "the edge's name (required)")
+	fl.StringVar(&f.Site, "site", "", "the site the edge stands at, shared by the edges of one place, for tokens scoped by site (default: the edge's name)")
 	fl.StringVar(&f.MQTT, "mqtt", "127.0.0.1:8883", "MQTT over TLS listen address")
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
@@ -141,6 +143,7 @@ func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
 	set("data", &f.Data, file.Data)
 	set("certs", &f.Certs, file.Certs)
 	set("name", &f.Name, file.Name)
+	set("site", &f.Site, file.Site)
 	set("mqtt", &f.MQTT, file.MQTT)
 	set("http", &f.HTTP, file.HTTP)
 	set("log-level", &f.Log, file.Log)
