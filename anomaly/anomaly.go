@@ -8,8 +8,9 @@
 // interquartile spread), change (the same for the size of the step from
 // the previous reading) and silence (how many typical intervals passed
 // since the previous reading). Recent means the last few epochs of
-// readings: the reference is rebuilt from them at each epoch's end, so a
-// channel that drifts slowly is followed rather than flagged.
+// readings: at each epoch's end the band is taken anew from a digest in
+// which older epochs weigh less, so a channel that drifts slowly is
+// followed rather than flagged.
 //
 // A reading whose score reaches the threshold is a detection, unless the
 // channel reported one within the cooldown: an anomaly that lasts is
@@ -107,7 +108,8 @@ type Channel struct {
 // NewChannel returns a channel with no history.
 func NewChannel(cfg Config) *Channel {
 	cfg = cfg.withDefaults()
-	return &Channel{cfg: cfg, level: newReference(cfg), change: newReference(cfg), interval: newReference(cfg)}
+	r := &rng{s: 0x9e3779b97f4a7c15}
+	return &Channel{cfg: cfg, level: newReference(cfg, r), change: newReference(cfg, r), interval: newReference(cfg, r)}
 }
 
 // Observe scores the reading v taken at t and adds it to the history.
@@ -166,90 +168,100 @@ func silenceScore(ratio float64) float64 {
 	return min(max((ratio-10)/40, 0), 1)
 }
 
-// reference is the recent distribution of one quantity: the completed
-// epochs' digests merged, and the epoch being filled.
+// reference is the recent distribution of one quantity: a t-digest whose
+// history loses weight at each epoch's end, so that about Epochs epochs
+// count, and the quantiles it had then, which the epoch's readings are
+// scored against.
 type reference struct {
-	cfg     Config
-	epochs  []*tdigest.TDigest
-	current *tdigest.TDigest
-	merged  *tdigest.TDigest
-	count   int
+	cfg   Config
+	rng   *rng
+	d     *tdigest.TDigest
+	count int  // readings in this epoch
+	ready bool // an epoch has ended: the quantiles hold
+	// the band, the quartiles and the median at the last epoch's end
+	lo, hi, q25, q50, q75 float64
 }
 
-func newReference(cfg Config) *reference {
-	return &reference{cfg: cfg, current: newDigest()}
+// unit is the weight of one reading in a digest: large, so that decayed
+// weights keep their resolution.
+const unit = 1 << 10
+
+func newReference(cfg Config, r *rng) *reference {
+	return &reference{cfg: cfg, rng: r, d: newDigest(r)}
 }
 
-func newDigest() *tdigest.TDigest {
-	d, err := tdigest.New(tdigest.Compression(100), tdigest.LocalRandomNumberGenerator(1))
+func newDigest(r *rng) *tdigest.TDigest {
+	d, err := tdigest.New(tdigest.Compression(digestCompression), tdigest.RandomNumberGenerator(r))
 	if err != nil {
 		panic(err) // only for a bad compression
 	}
 	return d
 }
 
+// digestCompression keeps a channel small (a digest preallocates ten
+// centroids per unit) while its tails stay exact to a few readings.
+const digestCompression = 20
+
 func (r *reference) add(v float64) {
-	r.current.Add(v)
+	r.d.AddWeighted(v, unit)
 	r.count++
 	if r.count < r.cfg.Epoch {
 		return
 	}
-	r.epochs = append(r.epochs, r.current)
-	if len(r.epochs) > r.cfg.Epochs {
-		r.epochs = r.epochs[1:]
-	}
-	r.current, r.count = newDigest(), 0
-	r.merged = newDigest()
-	for _, d := range r.epochs {
-		r.merged.Merge(d)
-	}
+	d := r.d
+	r.lo, r.hi = d.Quantile(r.cfg.Tail), d.Quantile(1-r.cfg.Tail)
+	r.q25, r.q50, r.q75 = d.Quantile(0.25), d.Quantile(0.5), d.Quantile(0.75)
+	r.ready = true
+	keep := 1 - 1/float64(r.cfg.Epochs)
+	r.d, r.count = newDigest(r.rng), 0
+	d.ForEachCentroid(func(mean float64, count uint64) bool {
+		if c := uint64(float64(count) * keep); c > 0 {
+			r.d.AddWeighted(mean, c)
+		}
+		return true
+	})
 }
 
-// digest is the reference to score against: the merged epochs, or the
-// epoch being filled before one is complete; nil with neither.
-func (r *reference) digest() *tdigest.TDigest {
-	if r.merged != nil {
-		return r.merged
-	}
-	if r.current.Count() > 0 {
-		return r.current
-	}
-	return nil
+// rng is the small random source a channel's digests share (they use it
+// to break ties when merging centroids): a xorshift generator.
+type rng struct{ s uint64 }
+
+func (r *rng) next() uint64 {
+	r.s ^= r.s << 13
+	r.s ^= r.s >> 7
+	r.s ^= r.s << 17
+	return r.s
 }
+
+func (r *rng) Float32() float32 { return float32(r.next()>>40) / (1 << 24) }
+func (r *rng) Intn(n int) int   { return int(r.next() % uint64(n)) }
 
 // excess is how far v lies beyond the reference's band (above it; with
-// twoSided, below it too), in interquartile spreads; 0 inside, -1 without
-// a reference. A reference with no spread (a constant) uses a tiny one, so
-// that any move away from the constant is far.
+// twoSided, below it too), in interquartile spreads; 0 inside, -1 before
+// the first epoch's end. A reference with no spread (a constant) uses a
+// tiny one, so that any move away from the constant is far.
 func (r *reference) excess(v float64, twoSided bool) float64 {
-	d := r.digest()
-	if d == nil {
+	if !r.ready {
 		return -1
 	}
-	lo, hi := d.Quantile(r.cfg.Tail), d.Quantile(1-r.cfg.Tail)
-	spread := d.Quantile(0.75) - d.Quantile(0.25)
+	spread := r.q75 - r.q25
 	if spread <= 0 {
-		spread = (hi - lo) / 4
+		spread = (r.hi - r.lo) / 4
 	}
 	if spread <= 0 {
-		spread = max(math.Abs(hi)*1e-6, 1e-12)
+		spread = max(math.Abs(r.hi)*1e-6, 1e-12)
 	}
-	e := v - hi
+	e := v - r.hi
 	if twoSided {
-		e = max(e, lo-v)
+		e = max(e, r.lo-v)
 	}
 	return max(e, 0) / spread
 }
 
-// ratio is v over the reference's median; 0 without a reference.
+// ratio is v over the reference's median; 0 before the first epoch's end.
 func (r *reference) ratio(v float64) float64 {
-	d := r.digest()
-	if d == nil {
+	if !r.ready || r.q50 <= 0 {
 		return 0
 	}
-	m := d.Quantile(0.5)
-	if m <= 0 {
-		return 0
-	}
-	return v / m
+	return v / r.q50
 }

@@ -3,6 +3,7 @@ package anomaly
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -143,4 +144,26 @@ func BenchmarkObserve(b *testing.B) {
 		c.Observe(wave(r, 2000+i))
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+}
+
+// TestChannelMemory keeps a channel small: an edge holds one per channel
+// of each of its devices.
+func TestChannelMemory(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cs := make([]*Channel, 500)
+	for i := range cs {
+		cs[i] = NewChannel(Config{})
+		feed(cs[i], r, 0, 1500)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / float64(len(cs))
+	runtime.KeepAlive(cs)
+	t.Logf("%.1f KiB per channel", per/1024)
+	if per > 32<<10 {
+		t.Fatalf("%.1f KiB per channel, want at most 32", per/1024)
+	}
 }
