@@ -19,6 +19,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/gateway"
@@ -61,6 +62,9 @@ type Config struct {
 	// Mirrors are volume mirrors over the link, besides those recorded
 	// with `weft mirror add` (replicate.MirrorsTable).
 	Mirrors []replicate.MirrorSpec
+	// Anomaly tunes the anomaly scores of the devices' telemetry (package
+	// anomaly); the defaults suit a reading every few minutes.
+	Anomaly anomaly.Config
 	// BacklogQuota, if positive, is the most bytes the uplink volume
 	// keeps: past it, the oldest uplink data is dropped (and counted)
 	// rather than new data refused. 0 leaves the volume's policy as it is.
@@ -200,6 +204,14 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			link.Run(reqCtx)
 		}()
 	}
+	scores := newScorer(st, cfg.Name, cfg.Anomaly, log.With("component", "anomaly"))
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := scores.run(reqCtx); err != nil && reqCtx.Err() == nil {
+			log.Error("anomaly scores stopped", "err", err)
+		}
+	}()
 	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir, "core", cfg.Core)
 	return n, nil
 }

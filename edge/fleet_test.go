@@ -15,7 +15,7 @@ import (
 )
 
 // startTestEdge runs an edge node with fresh certificates in t.TempDir().
-func startTestEdge(t *testing.T, ctx context.Context) (*Node, string) {
+func startTestEdge(t *testing.T, ctx context.Context, mod ...func(*Config)) (*Node, string) {
 	t.Helper()
 	dir := t.TempDir()
 	certsDir := filepath.Join(dir, "certs")
@@ -33,11 +33,15 @@ func startTestEdge(t *testing.T, ctx context.Context) (*Node, string) {
 	if _, _, err := auth.Save(iss); err != nil {
 		t.Fatal(err)
 	}
-	n, err := Start(ctx, Config{
+	cfg := Config{
 		DataDir: filepath.Join(dir, "data"), CertsDir: certsDir, Name: "edge1",
 		MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		Store: store.Config{MinFreeBytes: -1},
-	})
+	}
+	for _, m := range mod {
+		m(&cfg)
+	}
+	n, err := Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

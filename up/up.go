@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
@@ -107,6 +108,9 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: "127.0.0.1:0", Core: f.Core.SyncAddr().String(),
 		Replicate: []string{"/telemetry/by_device"}, Logger: cfg.Logger.With("node", EdgeName),
 		Mirrors: []replicate.MirrorSpec{{Volume: "models", Dir: wire.Down}, {Volume: "firmware", Dir: wire.Down}},
+		// The simulated devices report every few seconds: an epoch of 60
+		// readings makes their anomaly scores start within minutes.
+		Anomaly: anomaly.Config{Epoch: 60},
 	})
 	if err != nil {
 		f.Core.Shutdown(context.WithoutCancel(ctx))
