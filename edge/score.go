@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -115,6 +116,9 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 	sub, ok := strings.CutPrefix(m.Headers[gateway.HeaderTopic], "devices/"+dev+"/telemetry")
 	if dev == "" || !ok || sub != "" && sub[0] != '/' {
 		return nil, nil
+	}
+	if v := bytes.TrimLeft(m.Value, " \t\r\n"); len(v) == 0 || v[0] != '{' {
+		return nil, nil // not a JSON object: nothing to score
 	}
 	var fields map[string]any
 	if json.Unmarshal(m.Value, &fields) != nil {
