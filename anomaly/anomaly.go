@@ -190,6 +190,10 @@ func newReference(cfg Config, r *rng) *reference {
 	return &reference{cfg: cfg, rng: r, d: newDigest(r)}
 }
 
+// NewDigest returns a small t-digest (compression 20, a few KiB) with a
+// random source of its own of a few bytes, for summaries kept per channel.
+func NewDigest() *tdigest.TDigest { return newDigest(&rng{s: 0x9e3779b97f4a7c15}) }
+
 func newDigest(r *rng) *tdigest.TDigest {
 	d, err := tdigest.New(tdigest.Compression(digestCompression), tdigest.RandomNumberGenerator(r))
 	if err != nil {

@@ -65,6 +65,9 @@ type Config struct {
 	// Anomaly tunes the anomaly scores of the devices' telemetry (package
 	// anomaly); the defaults suit a reading every few minutes.
 	Anomaly anomaly.Config
+	// Uplink is what of the telemetry goes to the core's /uplink/events
+	// besides detections: summaries and the readings around detections.
+	Uplink UplinkFilter
 	// BacklogQuota, if positive, is the most bytes the uplink volume
 	// keeps: past it, the oldest uplink data is dropped (and counted)
 	// rather than new data refused. 0 leaves the volume's policy as it is.
@@ -204,7 +207,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			link.Run(reqCtx)
 		}()
 	}
-	scores := newScorer(st, cfg.Name, cfg.Anomaly, log.With("component", "anomaly"))
+	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

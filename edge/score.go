@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caio/go-tdigest/v4"
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/shadow"
@@ -25,6 +26,32 @@ const scoreGroup = "anomaly"
 // written again (crossing the detection threshold always writes).
 const scoreStep = 0.1
 
+// UplinkFilter is what the edge sends to the core of its devices'
+// telemetry, besides each detection: instead of every reading, a summary of
+// each device's channels per period, and the readings around each
+// detection.
+type UplinkFilter struct {
+	// Summary is the period of the devices' summaries. Default 15
+	// minutes.
+	Summary time.Duration
+	// Before and After are how many readings of a device before and after
+	// one with a detection go up with it. Defaults 10 and 10.
+	Before, After int
+}
+
+func (f UplinkFilter) withDefaults() UplinkFilter {
+	if f.Summary <= 0 {
+		f.Summary = 15 * time.Minute
+	}
+	if f.Before <= 0 {
+		f.Before = 10
+	}
+	if f.After <= 0 {
+		f.After = 10
+	}
+	return f
+}
+
 // Detection is the record of an anomaly the edge detected, appended to
 // /uplink/events (topic: the edge's name), which goes to the core.
 type Detection struct {
@@ -38,35 +65,97 @@ type Detection struct {
 	At       time.Time `json:"at"`
 }
 
+// Reading is a device's telemetry message sent up as the context of a
+// detection.
+type Reading struct {
+	Type    string          `json:"type"` // "reading"
+	Device  string          `json:"device"`
+	Topic   string          `json:"topic"`
+	At      time.Time       `json:"at"`
+	Payload json.RawMessage `json:"payload"`
+}
+
+// Summary is a device's readings over one period, per channel.
+type Summary struct {
+	Type     string                    `json:"type"` // "summary"
+	Device   string                    `json:"device"`
+	From     time.Time                 `json:"from"`
+	To       time.Time                 `json:"to"` // the last reading's time
+	Readings int                       `json:"readings"`
+	Channels map[string]ChannelSummary `json:"channels"`
+}
+
+// ChannelSummary is one channel's part of a Summary.
+type ChannelSummary struct {
+	Count    int     `json:"count"`
+	Min      float64 `json:"min"`
+	Max      float64 `json:"max"`
+	Mean     float64 `json:"mean"`
+	P50      float64 `json:"p50"`
+	P95      float64 `json:"p95"`
+	MaxScore float64 `json:"max_score"`
+}
+
+// period gathers a device's readings for its next Summary.
+type period struct {
+	from, to time.Time
+	readings int
+	channels map[string]*channelPeriod
+}
+
+type channelPeriod struct {
+	count                   int
+	min, max, sum, maxScore float64
+	digest                  *tdigest.TDigest // reset, not renewed, each period
+}
+
 // scorer follows the edge's /telemetry/events and scores each numeric
 // field of the devices' telemetry with package anomaly, one channel per
 // device and field. It writes a device's score (the highest of its
 // channels' latest) into the device's shadow when it moves, so that it
-// reaches the core with the shadow's changes, and appends each detection
-// to /uplink/events. Its position is a consumer cursor, moved after the
-// writes: after a crash it reads some messages again. The channels'
-// history is in memory: after a restart they warm up again.
+// reaches the core with the shadow's changes, and appends to
+// /uplink/events each detection with the readings around it, and each
+// channel's summary per period (UplinkFilter). Its position is a consumer
+// cursor, moved after the writes: after a crash it reads some messages
+// again. The channels' history is in memory: after a restart they warm up
+// again.
 type scorer struct {
 	st        *store.Store
 	topic     string // the edge's name
 	cfg       anomaly.Config
+	filter    UplinkFilter
 	threshold float64
 	log       *slog.Logger
 
 	channels map[string]*anomaly.Channel   // device + "\x00" + channel
+	periods  map[string]*period            // device -> its summary to come
 	latest   map[string]map[string]float64 // device -> channel -> score
-	written  map[string]float64            // device -> score in its shadow
+	written  map[string]scoreWritten       // device -> its shadow's score
+	recent   map[string][]store.Message    // device -> its last readings
+	after    map[string]int                // device -> readings still to send up
 }
 
-func newScorer(st *store.Store, topic string, cfg anomaly.Config, log *slog.Logger) *scorer {
+func newScorer(st *store.Store, topic string, cfg anomaly.Config, filter UplinkFilter, log *slog.Logger) *scorer {
 	threshold := cfg.Threshold
 	if threshold <= 0 || threshold > 1 {
 		threshold = shadow.DefaultAnomalyThreshold
 	}
 	cfg.Threshold = threshold
-	return &scorer{st: st, topic: topic, cfg: cfg, threshold: threshold, log: log,
-		channels: map[string]*anomaly.Channel{}, latest: map[string]map[string]float64{}, written: map[string]float64{}}
+	return &scorer{st: st, topic: topic, cfg: cfg, filter: filter.withDefaults(), threshold: threshold, log: log,
+		channels: map[string]*anomaly.Channel{}, periods: map[string]*period{}, latest: map[string]map[string]float64{},
+		written: map[string]scoreWritten{}, recent: map[string][]store.Message{}, after: map[string]int{}}
 }
+
+// scoreWritten is the score last written into a device's shadow, and the
+// time of the reading that did.
+type scoreWritten struct {
+	score float64
+	at    time.Time
+}
+
+// scoreEvery is how often a device's score may be written into its shadow
+// while it stays on one side of the threshold.
+const scoreEvery = time.Minute
 
 func (s *scorer) run(ctx context.Context) error {
 	events := s.st.Stream(store.EventsStream)
@@ -128,12 +217,17 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 	if prefix != "" {
 		prefix += "."
 	}
-	var found []store.Message
+	var up []store.Message
+	if sum := s.closePeriod(dev, m.Timestamp); sum != nil {
+		up = append(up, record(dev, m.Timestamp, "summary", sum))
+	}
+	detected, numeric := false, false
 	for field, raw := range fields {
 		v, ok := raw.(float64)
 		if !ok {
 			continue
 		}
+		numeric = true
 		name := prefix + field
 		key := dev + "\x00" + name
 		ch := s.channels[key]
@@ -146,32 +240,112 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 			s.latest[dev] = map[string]float64{}
 		}
 		s.latest[dev][name] = res.Score
-		if !res.Detected {
-			continue
+		s.summarize(dev, name, m.Timestamp, v, res.Score)
+		if res.Detected {
+			detected = true
+			up = append(up, record(dev, m.Timestamp, "anomaly", Detection{Type: "anomaly", Device: dev, Class: m.Headers[gateway.HeaderClass],
+				Channel: name, Detector: res.Detector, Score: res.Score, Value: v, At: m.Timestamp}))
 		}
-		b, _ := json.Marshal(Detection{Type: "anomaly", Device: dev, Class: m.Headers[gateway.HeaderClass], Channel: name,
-			Detector: res.Detector, Score: res.Score, Value: v, At: m.Timestamp})
-		found = append(found, store.Message{Key: []byte(dev), Value: b, Timestamp: m.Timestamp,
-			Headers: map[string]string{gateway.HeaderDevice: dev, "type": "anomaly"}})
 	}
-	return found, s.writeScore(ctx, dev)
+	if numeric {
+		s.periods[dev].readings++
+	}
+	// The context of a detection: the readings before it, it, and those
+	// after it.
+	switch {
+	case detected:
+		for _, r := range s.recent[dev] {
+			up = append(up, reading(dev, r))
+		}
+		s.recent[dev] = s.recent[dev][:0]
+		up = append(up, reading(dev, m))
+		s.after[dev] = s.filter.After
+	case s.after[dev] > 0:
+		up = append(up, reading(dev, m))
+		s.after[dev]--
+	default:
+		r := append(s.recent[dev], m)
+		if len(r) > s.filter.Before {
+			r = r[1:]
+		}
+		s.recent[dev] = r
+	}
+	return up, s.writeScore(ctx, dev, m.Timestamp)
 }
 
-// writeScore puts the device's score into its shadow if it moved by
-// scoreStep or crossed the threshold since it was last written.
-func (s *scorer) writeScore(ctx context.Context, dev string) error {
+// closePeriod returns the summary of the device's period when a reading at
+// at starts the next one.
+func (s *scorer) closePeriod(dev string, at time.Time) *Summary {
+	p := s.periods[dev]
+	if p == nil || p.readings == 0 || at.Sub(p.from) < s.filter.Summary {
+		return nil
+	}
+	sum := &Summary{Type: "summary", Device: dev, From: p.from, To: p.to, Readings: p.readings, Channels: map[string]ChannelSummary{}}
+	for name, c := range p.channels {
+		if c.count == 0 {
+			continue
+		}
+		sum.Channels[name] = ChannelSummary{Count: c.count, Min: c.min, Max: c.max, Mean: c.sum / float64(c.count),
+			P50: c.digest.Quantile(0.5), P95: c.digest.Quantile(0.95), MaxScore: c.maxScore}
+		c.count, c.sum, c.maxScore = 0, 0, 0
+		c.digest.Reset()
+	}
+	p.readings = 0
+	return sum
+}
+
+// summarize adds a channel's reading to its device's period.
+func (s *scorer) summarize(dev, channel string, at time.Time, v, score float64) {
+	p := s.periods[dev]
+	if p == nil {
+		p = &period{channels: map[string]*channelPeriod{}}
+		s.periods[dev] = p
+	}
+	if p.readings == 0 {
+		p.from = at
+	}
+	p.to = at
+	c := p.channels[channel]
+	if c == nil {
+		c = &channelPeriod{digest: anomaly.NewDigest()}
+		p.channels[channel] = c
+	}
+	if c.count == 0 {
+		c.min, c.max = v, v
+	}
+	c.count, c.sum = c.count+1, c.sum+v
+	c.min, c.max, c.maxScore = min(c.min, v), max(c.max, v), max(c.maxScore, score)
+	c.digest.Add(v)
+}
+
+// record is an uplink record of a device.
+func record(dev string, at time.Time, kind string, v any) store.Message {
+	b, _ := json.Marshal(v)
+	return store.Message{Key: []byte(dev), Value: b, Timestamp: at, Headers: map[string]string{gateway.HeaderDevice: dev, "type": kind}}
+}
+
+func reading(dev string, m store.Message) store.Message {
+	return record(dev, m.Timestamp, "reading", Reading{Type: "reading", Device: dev, Topic: m.Headers[gateway.HeaderTopic], At: m.Timestamp, Payload: m.Value})
+}
+
+// writeScore puts the device's score into its shadow if it crossed the
+// threshold, or moved by scoreStep at least scoreEvery after the last
+// write (by the readings' time), so that a score hovering near zero does
+// not rewrite the shadow with every reading.
+func (s *scorer) writeScore(ctx context.Context, dev string, at time.Time) error {
 	score := 0.0
 	for _, v := range s.latest[dev] {
 		score = max(score, v)
 	}
 	old, ok := s.written[dev]
-	if ok && math.Abs(score-old) < scoreStep && (old >= s.threshold) == (score >= s.threshold) {
+	crossed := (old.score >= s.threshold) != (score >= s.threshold)
+	if ok && !crossed && (math.Abs(score-old.score) < scoreStep || at.Sub(old.at) < scoreEvery) {
 		return nil
 	}
 	patch := fmt.Appendf(nil, `{%q:%g}`, shadow.FieldScore, math.Round(score*1000)/1000)
 	if _, err := s.st.Table(store.ShadowsTable).Patch(ctx, dev, patch); err != nil {
 		return fmt.Errorf("edge: score of %s: %w", dev, err)
 	}
-	s.written[dev] = score
+	s.written[dev] = scoreWritten{score, at}
 	return nil
 }

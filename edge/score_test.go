@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
+	"math/rand/v2"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/device"
+	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -62,13 +65,159 @@ func TestAnomalyScores(t *testing.T) {
 	}
 	publish(200, 9)
 	waitUntil(t, "the score of the spike", func() bool { return score() >= shadow.DefaultAnomalyThreshold })
-	msgs, err := uplink.Read(ctx, "edge1", 0, 0, store.ReadOptions{})
-	if err != nil || len(msgs) != 1 {
-		t.Fatalf("uplink holds %d detections, %v; want 1", len(msgs), err)
+	for i := 201; i < 215; i++ {
+		publish(i, 3+0.2*math.Sin(float64(i)/10))
 	}
-	var d Detection
-	if err := json.Unmarshal(msgs[0].Value, &d); err != nil || d.Device != "pump-7" || d.Channel != "pressure_bar" || d.Detector != anomaly.Level || d.Value != 9 || d.Class != "pump" {
-		t.Fatalf("detection %s (%v)", msgs[0].Value, err)
+	waitUntil(t, "the readings after the spike", func() bool {
+		at, _, _ := n.Store().Stream(store.EventsStream).Cursor(ctx, scoreGroup, "edge1", 0)
+		return at >= 215
+	})
+	// Up went the detection, the ten readings before it, it, and the
+	// ten after it; nothing else (summaries are every five minutes).
+	msgs, err := uplink.Read(ctx, "edge1", 0, 0, store.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	var readings []Reading
+	for _, m := range msgs {
+		kinds[m.Headers["type"]]++
+		switch m.Headers["type"] {
+		case "anomaly":
+			var d Detection
+			if err := json.Unmarshal(m.Value, &d); err != nil || d.Device != "pump-7" || d.Channel != "pressure_bar" || d.Detector != anomaly.Level || d.Value != 9 || d.Class != "pump" {
+				t.Fatalf("detection %s (%v)", m.Value, err)
+			}
+		case "reading":
+			var r Reading
+			if err := json.Unmarshal(m.Value, &r); err != nil || r.Device != "pump-7" || r.Topic != "devices/pump-7/telemetry" {
+				t.Fatalf("reading %s (%v)", m.Value, err)
+			}
+			readings = append(readings, r)
+		}
+	}
+	if kinds["anomaly"] != 1 || kinds["reading"] != 21 || len(msgs) != 22 {
+		t.Fatalf("uplink holds %v", kinds)
+	}
+	var spike struct {
+		Pressure float64 `json:"pressure_bar"`
+	}
+	if json.Unmarshal(readings[10].Payload, &spike); spike.Pressure != 9 {
+		t.Fatalf("the eleventh reading sent up is %s, want the spike", readings[10].Payload)
+	}
+}
+
+func TestSummaries(t *testing.T) {
+	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{Summary: time.Minute}, nil)
+	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	var got []*Summary
+	for i := range 25 { // a reading every 5 s: 12 to a minute
+		at := base.Add(time.Duration(i) * 5 * time.Second)
+		if sum := s.closePeriod("d", at); sum != nil {
+			got = append(got, sum)
+		}
+		s.summarize("d", "temp", at, float64(i), float64(i)/100)
+		s.summarize("d", "rpm", at, 1000, 0)
+		s.periods["d"].readings++
+	}
+	if len(got) != 2 {
+		t.Fatalf("%d summaries of two minutes, want 2", len(got))
+	}
+	first, temp := got[0], got[0].Channels["temp"]
+	if first.Readings != 12 || !first.From.Equal(base) || !first.To.Equal(base.Add(55*time.Second)) || len(first.Channels) != 2 {
+		t.Fatalf("first summary %+v", first)
+	}
+	if temp.Count != 12 || temp.Min != 0 || temp.Max != 11 || temp.Mean != 5.5 || temp.MaxScore != 0.11 || temp.P50 < 4 || temp.P50 > 7 || temp.P95 < 9 {
+		t.Fatalf("first summary of temp %+v", temp)
+	}
+	if rpm := first.Channels["rpm"]; rpm.Min != 1000 || rpm.Max != 1000 || rpm.Count != 12 {
+		t.Fatalf("first summary of rpm %+v", rpm)
+	}
+	if second := got[1].Channels["temp"]; second.Count != 12 || second.Min != 12 || got[1].Readings != 12 {
+		t.Fatalf("second summary %+v", got[1])
+	}
+}
+
+// BenchmarkUplinkFilter scores two hours of telemetry of 200 devices (a
+// reading of three channels every 5 s, a daily curve with noise, now and
+// then an anomaly) and reports how much smaller what goes up is than the
+// raw readings, and the readings scored a second, with summaries every 15
+// minutes and every hour.
+func BenchmarkUplinkFilter(b *testing.B) {
+	for _, every := range []time.Duration{15 * time.Minute, time.Hour} {
+		b.Run("summary="+every.String(), func(b *testing.B) { benchUplinkFilter(b, every) })
+	}
+}
+
+func benchUplinkFilter(b *testing.B, every time.Duration) {
+	ctx := context.Background()
+	const devices, readings = 200, 1440
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	for range b.N {
+		b.StopTimer()
+		st, err := store.Open(store.Config{Dir: b.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := rand.New(rand.NewPCG(1, 2))
+		var raw int64
+		anomalies := 0
+		for i := range readings {
+			at := base.Add(time.Duration(i) * 5 * time.Second)
+			day := 2 * math.Pi * float64(i) / 17280
+			var msgs []store.Message
+			for d := range devices {
+				dev := fmt.Sprintf("pump-%03d", d)
+				p, f, t := 3+0.5*math.Sin(day)+r.NormFloat64()*0.05, 40+5*math.Sin(day)+r.NormFloat64()*0.5, 20+r.NormFloat64()*0.2
+				if r.Float64() < 0.0005 {
+					p += 4
+					anomalies++
+				}
+				v := fmt.Appendf(nil, `{"ts":%q,"pressure_bar":%.3f,"flow_lpm":%.3f,"temp_c":%.3f}`, at.Format(time.RFC3339Nano), p, f, t)
+				raw += int64(len(v))
+				msgs = append(msgs, store.Message{Key: []byte(dev), Value: v, Timestamp: at, Headers: map[string]string{
+					gateway.HeaderDevice: dev, gateway.HeaderClass: "pump", gateway.HeaderTopic: "devices/" + dev + "/telemetry"}})
+			}
+			if _, err := st.Stream(store.EventsStream).Append(ctx, "edge1", msgs...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for d := range devices {
+			st.Table(store.ShadowsTable).Put(ctx, fmt.Sprintf("pump-%03d", d), []byte(`{}`))
+		}
+		s := newScorer(st, "edge1", anomaly.Config{Epoch: 120}, UplinkFilter{Summary: every}, slog.New(slog.DiscardHandler))
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		b.StartTimer()
+		start := time.Now()
+		go func() { done <- s.run(rctx) }()
+		for {
+			at, _, _ := st.Stream(store.EventsStream).Cursor(ctx, scoreGroup, "edge1", 0)
+			if at >= devices*readings {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		el := time.Since(start)
+		b.StopTimer()
+		cancel()
+		<-done
+		msgs, err := st.Stream(store.UplinkStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{Limit: 1 << 20, MaxBytes: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		var up int64
+		kinds := map[string]int{}
+		for _, m := range msgs {
+			up += int64(len(m.Value))
+			kinds[m.Headers["type"]]++
+		}
+		st.Close()
+		b.ReportMetric(float64(raw)/float64(up), "raw/uplink")
+		b.ReportMetric(float64(devices*readings)/el.Seconds(), "readings/s")
+		b.ReportMetric(float64(kinds["anomaly"]), "detections")
+		b.ReportMetric(float64(anomalies), "injected")
+		b.Logf("raw %d bytes, uplink %d bytes: %v", raw, up, kinds)
 	}
 }
 
