@@ -52,50 +52,6 @@ func (f UplinkFilter) withDefaults() UplinkFilter {
 	return f
 }
 
-// Detection is the record of an anomaly the edge detected, appended to
-// /uplink/events (topic: the edge's name), which goes to the core.
-type Detection struct {
-	Type     string    `json:"type"` // "anomaly"
-	Device   string    `json:"device"`
-	Class    string    `json:"class,omitempty"`
-	Channel  string    `json:"channel"`
-	Detector string    `json:"detector"`
-	Score    float64   `json:"score"`
-	Value    float64   `json:"value"`
-	At       time.Time `json:"at"`
-}
-
-// Reading is a device's telemetry message sent up as the context of a
-// detection.
-type Reading struct {
-	Type    string          `json:"type"` // "reading"
-	Device  string          `json:"device"`
-	Topic   string          `json:"topic"`
-	At      time.Time       `json:"at"`
-	Payload json.RawMessage `json:"payload"`
-}
-
-// Summary is a device's readings over one period, per channel.
-type Summary struct {
-	Type     string                    `json:"type"` // "summary"
-	Device   string                    `json:"device"`
-	From     time.Time                 `json:"from"`
-	To       time.Time                 `json:"to"` // the last reading's time
-	Readings int                       `json:"readings"`
-	Channels map[string]ChannelSummary `json:"channels"`
-}
-
-// ChannelSummary is one channel's part of a Summary.
-type ChannelSummary struct {
-	Count    int     `json:"count"`
-	Min      float64 `json:"min"`
-	Max      float64 `json:"max"`
-	Mean     float64 `json:"mean"`
-	P50      float64 `json:"p50"`
-	P95      float64 `json:"p95"`
-	MaxScore float64 `json:"max_score"`
-}
-
 // period gathers a device's readings for its next Summary.
 type period struct {
 	from, to time.Time
@@ -219,7 +175,7 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 	}
 	var up []store.Message
 	if sum := s.closePeriod(dev, m.Timestamp); sum != nil {
-		up = append(up, record(dev, m.Timestamp, "summary", sum))
+		up = append(up, record(dev, m.Timestamp, anomaly.RecordSummary, sum))
 	}
 	detected, numeric := false, false
 	for field, raw := range fields {
@@ -243,7 +199,7 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 		s.summarize(dev, name, m.Timestamp, v, res.Score)
 		if res.Detected {
 			detected = true
-			up = append(up, record(dev, m.Timestamp, "anomaly", Detection{Type: "anomaly", Device: dev, Class: m.Headers[gateway.HeaderClass],
+			up = append(up, record(dev, m.Timestamp, anomaly.RecordAnomaly, anomaly.Detection{Type: anomaly.RecordAnomaly, Device: dev, Class: m.Headers[gateway.HeaderClass],
 				Channel: name, Detector: res.Detector, Score: res.Score, Value: v, At: m.Timestamp}))
 		}
 	}
@@ -275,17 +231,17 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 
 // closePeriod returns the summary of the device's period when a reading at
 // at starts the next one.
-func (s *scorer) closePeriod(dev string, at time.Time) *Summary {
+func (s *scorer) closePeriod(dev string, at time.Time) *anomaly.Summary {
 	p := s.periods[dev]
 	if p == nil || p.readings == 0 || at.Sub(p.from) < s.filter.Summary {
 		return nil
 	}
-	sum := &Summary{Type: "summary", Device: dev, From: p.from, To: p.to, Readings: p.readings, Channels: map[string]ChannelSummary{}}
+	sum := &anomaly.Summary{Type: anomaly.RecordSummary, Device: dev, From: p.from, To: p.to, Readings: p.readings, Channels: map[string]anomaly.ChannelSummary{}}
 	for name, c := range p.channels {
 		if c.count == 0 {
 			continue
 		}
-		sum.Channels[name] = ChannelSummary{Count: c.count, Min: c.min, Max: c.max, Mean: c.sum / float64(c.count),
+		sum.Channels[name] = anomaly.ChannelSummary{Count: c.count, Min: c.min, Max: c.max, Mean: c.sum / float64(c.count),
 			P50: c.digest.Quantile(0.5), P95: c.digest.Quantile(0.95), MaxScore: c.maxScore}
 		c.count, c.sum, c.maxScore = 0, 0, 0
 		c.digest.Reset()
@@ -321,11 +277,11 @@ func (s *scorer) summarize(dev, channel string, at time.Time, v, score float64) 
 // record is an uplink record of a device.
 func record(dev string, at time.Time, kind string, v any) store.Message {
 	b, _ := json.Marshal(v)
-	return store.Message{Key: []byte(dev), Value: b, Timestamp: at, Headers: map[string]string{gateway.HeaderDevice: dev, "type": kind}}
+	return store.Message{Key: []byte(dev), Value: b, Timestamp: at, Headers: map[string]string{gateway.HeaderDevice: dev, anomaly.RecordHeader: kind}}
 }
 
 func reading(dev string, m store.Message) store.Message {
-	return record(dev, m.Timestamp, "reading", Reading{Type: "reading", Device: dev, Topic: m.Headers[gateway.HeaderTopic], At: m.Timestamp, Payload: m.Value})
+	return record(dev, m.Timestamp, anomaly.RecordReading, anomaly.Reading{Type: anomaly.RecordReading, Device: dev, Topic: m.Headers[gateway.HeaderTopic], At: m.Timestamp, Payload: m.Value})
 }
 
 // writeScore puts the device's score into its shadow if it crossed the

@@ -79,17 +79,17 @@ func TestAnomalyScores(t *testing.T) {
 		t.Fatal(err)
 	}
 	kinds := map[string]int{}
-	var readings []Reading
+	var readings []anomaly.Reading
 	for _, m := range msgs {
 		kinds[m.Headers["type"]]++
 		switch m.Headers["type"] {
 		case "anomaly":
-			var d Detection
+			var d anomaly.Detection
 			if err := json.Unmarshal(m.Value, &d); err != nil || d.Device != "pump-7" || d.Channel != "pressure_bar" || d.Detector != anomaly.Level || d.Value != 9 || d.Class != "pump" {
 				t.Fatalf("detection %s (%v)", m.Value, err)
 			}
 		case "reading":
-			var r Reading
+			var r anomaly.Reading
 			if err := json.Unmarshal(m.Value, &r); err != nil || r.Device != "pump-7" || r.Topic != "devices/pump-7/telemetry" {
 				t.Fatalf("reading %s (%v)", m.Value, err)
 			}
@@ -110,7 +110,7 @@ func TestAnomalyScores(t *testing.T) {
 func TestSummaries(t *testing.T) {
 	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{Summary: time.Minute}, nil)
 	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	var got []*Summary
+	var got []*anomaly.Summary
 	for i := range 25 { // a reading every 5 s: 12 to a minute
 		at := base.Add(time.Duration(i) * 5 * time.Second)
 		if sum := s.closePeriod("d", at); sum != nil {
