@@ -68,6 +68,7 @@ func (s *Server) deviceRoutes() {
 	s.Handle("GET /api/v1/devices/{id}/events", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.deviceEvents)))
 	s.Handle("GET /api/v1/fleet", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.fleet)))
 	s.Handle("GET /api/v1/edges", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.edges)))
+	s.Handle("GET /api/v1/anomalies", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.anomalies)))
 	s.Handle("GET /api/v1/audit", certs.RoleAdmin, http.HandlerFunc(s.auditList))
 	s.Handle("GET /api/v1/streams/{volume}/{stream}/tail", certs.RoleViewer, http.HandlerFunc(s.tail))
 }

@@ -44,7 +44,7 @@ var tier = map[string]int{
 var allowedSameTier = map[string][]string{
 	"sync/replicate": {"sync/wire", "sync/mirror"},
 	"sync/mirror":    {"sync/wire"},
-	"api":            {"shadow", "sync/replicate"},
+	"api":            {"shadow", "sync/replicate", "anomaly"},
 	"console":        {"api", "shadow"},
 }
 
