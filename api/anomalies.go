@@ -47,7 +47,7 @@ func (s *Server) Anomalies(ctx context.Context, c *certs.TokenClaims, q AnomalyQ
 	st := s.cfg.Store.Stream(store.UplinkStream)
 	topics := []string{q.Edge}
 	if q.Edge == "" {
-		if topics, err = allTopics(ctx, st); err != nil {
+		if topics, err = st.AllTopics(ctx); err != nil {
 			return nil, false, err
 		}
 	}
@@ -89,23 +89,6 @@ func (s *Server) Anomalies(ctx context.Context, c *certs.TokenClaims, q AnomalyQ
 		out, more = out[:limit], true
 	}
 	return out, more, nil
-}
-
-// allTopics lists every topic of a stream.
-func allTopics(ctx context.Context, st *store.Stream) ([]string, error) {
-	var out []string
-	after := ""
-	for {
-		page, err := st.Topics(ctx, "", after, 1000)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < 1000 {
-			return out, nil
-		}
-		after = page[len(page)-1]
-	}
 }
 
 // anomalies serves GET /api/v1/anomalies?from=&to=&limit=&device=&edge=.

@@ -98,7 +98,7 @@ type Store struct {
 	usage    map[string]int64 // volume -> bytes used
 	waiters  map[string]chan struct{}
 	changes  map[string]*changeLog // stream path -> what it was appended to
-	snapTS   map[string]uint64 // "vol\x00name" -> ts, kept from GC
+	snapTS   map[string]uint64     // "vol\x00name" -> ts, kept from GC
 	volumes  map[string]*VolumeInfo
 	discards []discardMark
 }

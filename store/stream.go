@@ -448,6 +448,24 @@ func (st *Stream) Topics(ctx context.Context, prefix, after string, limit int) (
 	return out, nil
 }
 
+// AllTopics lists every topic of the stream, in order: for streams of a
+// few topics (one per node, say); page with Topics through many.
+func (st *Stream) AllTopics(ctx context.Context) ([]string, error) {
+	var out []string
+	after := ""
+	for {
+		page, err := st.Topics(ctx, "", after, 1000)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, page...)
+		if len(page) < 1000 {
+			return out, nil
+		}
+		after = page[len(page)-1]
+	}
+}
+
 // SetCursor durably records that consumer group has consumed topic's
 // partition up to (not including) offset.
 func (st *Stream) SetCursor(ctx context.Context, group, topic string, part int, offset uint64) error {

@@ -176,7 +176,7 @@ func TestTwoEdges(t *testing.T) {
 	for _, e := range edges {
 		WaitEqual(t, e.Store(), c.Store(), 30*time.Second, store.UplinkStream, store.AuditStream)
 	}
-	topics, err := Topics(context.Background(), c.Store().Stream(store.UplinkStream))
+	topics, err := c.Store().Stream(store.UplinkStream).AllTopics(context.Background())
 	if err != nil || len(topics) != 2 {
 		t.Fatalf("core's uplink topics %v, %v", topics, err)
 	}

@@ -188,28 +188,11 @@ func digestRange(ctx context.Context, s *store.Stream, topic string, part int, l
 	return fmt.Sprintf("[%d,%d) %x", low, next, h.Sum(nil)[:12]), nil
 }
 
-// Topics lists every topic of a stream.
-func Topics(ctx context.Context, s *store.Stream) ([]string, error) {
-	var out []string
-	after := ""
-	for {
-		page, err := s.Topics(ctx, "", after, 1000)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if len(page) < 1000 {
-			return out, nil
-		}
-		after = page[len(page)-1]
-	}
-}
-
 // Equal checks that every topic (partition 0) of the stream path in src is
 // in dst with the same bounds and messages.
 func Equal(src, dst *store.Store, path string) error {
 	ctx := context.Background()
-	topics, err := Topics(ctx, src.Stream(path))
+	topics, err := src.Stream(path).AllTopics(ctx)
 	if err != nil {
 		return err
 	}
@@ -234,7 +217,7 @@ func Equal(src, dst *store.Store, path string) error {
 // what a replica must look like while replication is under way.
 func Prefix(src, dst *store.Store, path string) error {
 	ctx := context.Background()
-	topics, err := Topics(ctx, dst.Stream(path))
+	topics, err := dst.Stream(path).AllTopics(ctx)
 	if err != nil {
 		return err
 	}
