@@ -6,7 +6,7 @@
 // The detectors are: level (how far the reading lies beyond the band of the
 // channel's recent values, from t-digest quantiles, in units of their
 // interquartile spread), change (the same for the size of the step from
-// the previous reading) and silence (how many typical intervals passed
+// the previous reading) and silence (how many long intervals passed
 // since the previous reading). Recent means the last few epochs of
 // readings: at each epoch's end the band is taken anew from a digest in
 // which older epochs weigh less, so a channel that drifts slowly is
@@ -161,9 +161,10 @@ func (c Config) bandScore(excess float64) float64 {
 	return min(max(excess/c.Margin, 0), 1)
 }
 
-// silenceScore maps a gap, in typical intervals, to a score: 0 up to ten,
-// 1 from fifty. A reading or two lost is no anomaly; a device gone quiet
-// for much longer than it ever was is.
+// silenceScore maps a gap, in long intervals (the 99th percentile of the
+// recent ones), to a score: 0 up to ten, 1 from fifty. A reading or two
+// lost, or the pauses of a device that sends in bursts, are no anomaly; a
+// device gone quiet for much longer than it ever was is.
 func silenceScore(ratio float64) float64 {
 	return min(max((ratio-10)/40, 0), 1)
 }
@@ -178,8 +179,9 @@ type reference struct {
 	d     *tdigest.TDigest
 	count int  // readings in this epoch
 	ready bool // an epoch has ended: the quantiles hold
-	// the band, the quartiles and the median at the last epoch's end
-	lo, hi, q25, q50, q75 float64
+	// the band, the quartiles and the 99th percentile at the last
+	// epoch's end
+	lo, hi, q25, q75, q99 float64
 }
 
 // unit is the weight of one reading in a digest: large, so that decayed
@@ -214,7 +216,7 @@ func (r *reference) add(v float64) {
 	}
 	d := r.d
 	r.lo, r.hi = d.Quantile(r.cfg.Tail), d.Quantile(1-r.cfg.Tail)
-	r.q25, r.q50, r.q75 = d.Quantile(0.25), d.Quantile(0.5), d.Quantile(0.75)
+	r.q25, r.q75, r.q99 = d.Quantile(0.25), d.Quantile(0.75), d.Quantile(0.99)
 	r.ready = true
 	keep := 1 - 1/float64(r.cfg.Epochs)
 	r.d, r.count = newDigest(r.rng), 0
@@ -262,10 +264,11 @@ func (r *reference) excess(v float64, twoSided bool) float64 {
 	return max(e, 0) / spread
 }
 
-// ratio is v over the reference's median; 0 before the first epoch's end.
+// ratio is v over the reference's 99th percentile; 0 before the first
+// epoch's end.
 func (r *reference) ratio(v float64) float64 {
-	if !r.ready || r.q50 <= 0 {
+	if !r.ready || r.q99 <= 0 {
 		return 0
 	}
-	return v / r.q50
+	return v / r.q99
 }
