@@ -316,6 +316,23 @@ func TestPages(t *testing.T) {
 	}
 	b.get("/devices/nope", 404)
 	b.get("/edges", 200)
+	// An anomaly the edge sent up is listed, linked to its device.
+	det := fmt.Appendf(nil, `{"type":"anomaly","device":"sim-pump-0","class":"pump","channel":"pressure_bar","detector":"level","score":1,"value":9.5,"at":%q}`, time.Now().UTC().Format(time.RFC3339Nano))
+	if _, err := e.st.Stream(store.UplinkStream).Append(ctx, "edge1", store.Message{Key: []byte("sim-pump-0"), Value: det, Headers: map[string]string{"type": "anomaly"}}); err != nil {
+		t.Fatal(err)
+	}
+	page = b.get("/anomalies", 200)
+	for _, want := range []string{`href="/devices/sim-pump-0"`, "<code>pressure_bar</code>", ">9.5<", `href="/anomalies?edge=edge1"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("anomalies page lacks %q", want)
+		}
+	}
+	if page := b.get("/anomalies?device=sim-meter-0", 200); !strings.Contains(page, "No anomaly detected for this filter") {
+		t.Errorf("anomalies of another device: %s", page)
+	}
+	if part := b.get("/anomalies?part=live", 200); strings.Contains(part, "<html") || !strings.Contains(part, "anomaly-table") {
+		t.Errorf("anomalies part: %s", part)
+	}
 	if page := b.get("/audit", 403); !strings.Contains(page, "needs an admin token") {
 		t.Errorf("audit for an operator: %s", page)
 	}

@@ -564,6 +564,29 @@ func (s *Server) edgesPage(w http.ResponseWriter, r *http.Request) {
 	s.renderPart(w, r, "edges", v, "edges.live")
 }
 
+func (s *Server) anomaliesPage(w http.ResponseWriter, r *http.Request) {
+	sess := sessionOf(r.Context())
+	q := r.URL.Query()
+	type data struct {
+		Device, Edge string
+		Rows         []api.AnomalyRecord
+		More         bool
+		Err          string
+	}
+	d := data{Device: strings.TrimSpace(q.Get("device")), Edge: strings.TrimSpace(q.Get("edge"))}
+	var err error
+	d.Rows, d.More, err = s.api.Anomalies(r.Context(), sess.claims, api.AnomalyQuery{
+		Range:  api.RangeQuery{To: s.cfg.Now().Add(time.Nanosecond), Limit: 200},
+		Device: d.Device, Edge: d.Edge,
+	})
+	if err != nil {
+		d.Err = problemText(err)
+	}
+	v := s.view(r, "Anomalies", "anomalies", d)
+	v.Events = "/live/fleet"
+	s.renderPart(w, r, "anomalies", v, "anomalies.live")
+}
+
 // auditRow is one audit record as the audit page shows it.
 type auditRow struct {
 	api.AuditRecord
