@@ -167,3 +167,47 @@ func TestChannelMemory(t *testing.T) {
 		t.Fatalf("%.1f KiB per channel, want at most 32", per/1024)
 	}
 }
+
+// TestVectorCatchesCombinations feeds two channels that move together
+// (y follows x, x anywhere in its range from one reading to the next):
+// a reading with each value usual but y far from x is caught by the vector
+// and by no channel alone.
+func TestVectorCatchesCombinations(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	vec := NewVector(Config{}, 2)
+	cx, cy := NewChannel(Config{}), NewChannel(Config{})
+	observe := func(i int, x, y float64) (Result, bool) {
+		at := t0.Add(time.Duration(i) * time.Minute)
+		single := cx.Observe(at, x).Detected || cy.Observe(at, y).Detected
+		return vec.Observe(at, []float64{x, y}), single
+	}
+	for i := range 2000 {
+		x := r.Float64() * 10
+		if res, single := observe(i, x, x+r.NormFloat64()*0.1); res.Detected || single {
+			t.Fatalf("reading %d (usual) detected: vector %+v, a channel %v", i, res, single)
+		}
+	}
+	res, single := observe(2000, 2, 8)
+	if !res.Detected || res.Detector != Cluster || single {
+		t.Fatalf("x=2 y=8: vector %+v, a channel %v; want the vector alone", res, single)
+	}
+	if res := vec.Observe(t0, []float64{1}); res != (Result{}) {
+		t.Fatalf("a reading of the wrong size scored %+v", res)
+	}
+}
+
+// BenchmarkVector is the cost of scoring one reading of three channels
+// together.
+func BenchmarkVector(b *testing.B) {
+	r := rand.New(rand.NewPCG(15, 16))
+	v := NewVector(Config{}, 3)
+	x := make([]float64, 3)
+	for i := range 2000 + b.N {
+		if i == 2000 {
+			b.ResetTimer()
+		}
+		x[0], x[1], x[2] = r.Float64(), r.Float64(), r.Float64()
+		v.Observe(t0.Add(time.Duration(i)*time.Minute), x)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
+}

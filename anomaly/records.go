@@ -18,14 +18,17 @@ const (
 // Detection is the record of an anomaly the edge detected, appended to
 // /uplink/events (topic: the edge's name), which goes to the core.
 type Detection struct {
-	Type     string    `json:"type"` // "anomaly"
-	Device   string    `json:"device"`
-	Class    string    `json:"class,omitempty"`
-	Channel  string    `json:"channel"`
-	Detector string    `json:"detector"`
-	Score    float64   `json:"score"`
-	Value    float64   `json:"value"`
-	At       time.Time `json:"at"`
+	Type     string  `json:"type"` // "anomaly"
+	Device   string  `json:"device"`
+	Class    string  `json:"class,omitempty"`
+	Channel  string  `json:"channel"`
+	Detector string  `json:"detector"`
+	Score    float64 `json:"score"`
+	Value    float64 `json:"value"`
+	// Values are the readings of a Cluster detection, whose Channel names
+	// them all ("flow_lpm+pressure_bar").
+	Values map[string]float64 `json:"values,omitempty"`
+	At     time.Time          `json:"at"`
 }
 
 // Reading is a device's telemetry message sent up as the context of a

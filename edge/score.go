@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -84,6 +85,7 @@ type scorer struct {
 	log       *slog.Logger
 
 	channels map[string]*anomaly.Channel   // device + "\x00" + channel
+	vectors  map[string]*deviceVector      // device -> its channels together
 	periods  map[string]*period            // device -> its summary to come
 	latest   map[string]map[string]float64 // device -> channel -> score
 	written  map[string]scoreWritten       // device -> its shadow's score
@@ -98,7 +100,7 @@ func newScorer(st *store.Store, topic string, cfg anomaly.Config, filter UplinkF
 	}
 	cfg.Threshold = threshold
 	return &scorer{st: st, topic: topic, cfg: cfg, filter: filter.withDefaults(), threshold: threshold, log: log,
-		channels: map[string]*anomaly.Channel{}, periods: map[string]*period{}, latest: map[string]map[string]float64{},
+		channels: map[string]*anomaly.Channel{}, vectors: map[string]*deviceVector{}, periods: map[string]*period{}, latest: map[string]map[string]float64{},
 		written: map[string]scoreWritten{}, recent: map[string][]store.Message{}, after: map[string]int{}}
 }
 
@@ -206,6 +208,14 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 	if numeric {
 		s.periods[dev].readings++
 	}
+	if res, names, values := s.observeVector(dev, prefix, fields, m.Timestamp); names != "" {
+		s.latest[dev][names] = res.Score
+		if res.Detected {
+			detected = true
+			up = append(up, record(dev, m.Timestamp, anomaly.RecordAnomaly, anomaly.Detection{Type: anomaly.RecordAnomaly, Device: dev, Class: m.Headers[gateway.HeaderClass],
+				Channel: names, Detector: res.Detector, Score: res.Score, Values: values, At: m.Timestamp}))
+		}
+	}
 	// The context of a detection: the readings before it, it, and those
 	// after it.
 	switch {
@@ -227,6 +237,42 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 		s.recent[dev] = r
 	}
 	return up, s.writeScore(ctx, dev, m.Timestamp)
+}
+
+// observeVector scores a reading's numeric fields together (package
+// anomaly's Vector, one per device and set of fields); names is "" when
+// the reading has fewer than two.
+func (s *scorer) observeVector(dev, prefix string, fields map[string]any, at time.Time) (res anomaly.Result, names string, values map[string]float64) {
+	var keys []string
+	for field, raw := range fields {
+		if _, ok := raw.(float64); ok {
+			keys = append(keys, field)
+		}
+	}
+	if len(keys) < 2 {
+		return res, "", nil
+	}
+	slices.Sort(keys)
+	x := make([]float64, len(keys))
+	values = make(map[string]float64, len(keys))
+	for i, k := range keys {
+		x[i] = fields[k].(float64)
+		keys[i] = prefix + k
+		values[keys[i]] = x[i]
+	}
+	names = strings.Join(keys, "+")
+	v := s.vectors[dev]
+	if v == nil || v.names != names {
+		v = &deviceVector{names: names, vec: anomaly.NewVector(s.cfg, len(keys))}
+		s.vectors[dev] = v
+	}
+	return v.vec.Observe(at, x), names, values
+}
+
+// deviceVector is a device's Vector and the fields it holds.
+type deviceVector struct {
+	names string
+	vec   *anomaly.Vector
 }
 
 // closePeriod returns the summary of the device's period when a reading at

@@ -72,21 +72,37 @@ func TestAnomalyScores(t *testing.T) {
 		at, _, _ := n.Store().Stream(store.EventsStream).Cursor(ctx, scoreGroup, "edge1", 0)
 		return at >= 215
 	})
-	// Up went the detection, the ten readings before it, it, and the
-	// ten after it; nothing else (summaries are every five minutes).
+	// Up went the detection (of the pressure alone, and perhaps of the
+	// channels together), the ten readings before it, it, and the ten
+	// after it; nothing else (summaries are every fifteen minutes).
 	msgs, err := uplink.Read(ctx, "edge1", 0, 0, store.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	kinds := map[string]int{}
+	level := 0
 	var readings []anomaly.Reading
 	for _, m := range msgs {
 		kinds[m.Headers["type"]]++
 		switch m.Headers["type"] {
 		case "anomaly":
 			var d anomaly.Detection
-			if err := json.Unmarshal(m.Value, &d); err != nil || d.Device != "pump-7" || d.Channel != "pressure_bar" || d.Detector != anomaly.Level || d.Value != 9 || d.Class != "pump" {
+			if err := json.Unmarshal(m.Value, &d); err != nil || d.Device != "pump-7" || d.Class != "pump" {
 				t.Fatalf("detection %s (%v)", m.Value, err)
+			}
+			switch d.Detector {
+			case anomaly.Level:
+				if d.Channel != "pressure_bar" || d.Value != 9 {
+					t.Fatalf("level detection %s", m.Value)
+				}
+				level++
+			case anomaly.Cluster:
+				// The channels together may see it too.
+				if d.Channel != "flow_lpm+pressure_bar" || d.Values["pressure_bar"] != 9 {
+					t.Fatalf("cluster detection %s", m.Value)
+				}
+			default:
+				t.Fatalf("detection %s", m.Value)
 			}
 		case "reading":
 			var r anomaly.Reading
@@ -96,8 +112,8 @@ func TestAnomalyScores(t *testing.T) {
 			readings = append(readings, r)
 		}
 	}
-	if kinds["anomaly"] != 1 || kinds["reading"] != 21 || len(msgs) != 22 {
-		t.Fatalf("uplink holds %v", kinds)
+	if level != 1 || kinds["anomaly"] > 2 || kinds["reading"] != 21 || len(msgs) != 21+kinds["anomaly"] {
+		t.Fatalf("uplink holds %v, %d of them level detections", kinds, level)
 	}
 	var spike struct {
 		Pressure float64 `json:"pressure_bar"`
