@@ -115,10 +115,18 @@ type scoreWritten struct {
 // while it stays on one side of the threshold.
 const scoreEvery = time.Minute
 
+// warmReplay is how many events before its cursor the scorer reads again
+// when it starts, learning from them without reporting, so that its
+// channels do not warm up from nothing after a restart.
+const warmReplay = 200_000
+
 func (s *scorer) run(ctx context.Context) error {
 	events := s.st.Stream(store.EventsStream)
 	from, _, err := events.Cursor(ctx, scoreGroup, s.topic, 0)
 	if err != nil {
+		return err
+	}
+	if err := s.warm(ctx, events, from); err != nil {
 		return err
 	}
 	for {
@@ -155,25 +163,81 @@ func (s *scorer) run(ctx context.Context) error {
 	}
 }
 
+// warm reads the events before until again (at most warmReplay of them)
+// into the channels and vectors, reporting nothing.
+func (s *scorer) warm(ctx context.Context, events *store.Stream, until uint64) error {
+	low, _, err := events.Bounds(ctx, s.topic, 0)
+	if err != nil {
+		return err
+	}
+	start := max(low, until-min(until, warmReplay))
+	for from := start; from < until; {
+		msgs, err := events.Read(ctx, s.topic, 0, from, store.ReadOptions{Limit: 1000})
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		for _, m := range msgs {
+			if m.Offset >= until {
+				break
+			}
+			dev, prefix, fields := telemetry(m)
+			if fields == nil {
+				continue
+			}
+			for field, raw := range fields {
+				if v, ok := raw.(float64); ok {
+					s.channel(dev, prefix+field).Observe(m.Timestamp, v)
+				}
+			}
+			s.observeVector(dev, prefix, fields, m.Timestamp)
+		}
+		from = msgs[len(msgs)-1].Offset + 1
+	}
+	if until > start {
+		s.log.Info("anomaly channels warmed up from the recent events", "events", until-start, "channels", len(s.channels))
+	}
+	return nil
+}
+
+// telemetry returns the device, channel prefix ("" or "<channel>.") and
+// fields of an event that is a JSON object published on a device's
+// telemetry topic; nil fields otherwise.
+func telemetry(m store.Message) (dev, prefix string, fields map[string]any) {
+	dev = m.Headers[gateway.HeaderDevice]
+	sub, ok := strings.CutPrefix(m.Headers[gateway.HeaderTopic], "devices/"+dev+"/telemetry")
+	if dev == "" || !ok || sub != "" && sub[0] != '/' {
+		return "", "", nil
+	}
+	if v := bytes.TrimLeft(m.Value, " \t\r\n"); len(v) == 0 || v[0] != '{' {
+		return "", "", nil // not a JSON object: nothing to score
+	}
+	if json.Unmarshal(m.Value, &fields) != nil {
+		return "", "", nil
+	}
+	if prefix = strings.TrimPrefix(sub, "/"); prefix != "" {
+		prefix += "."
+	}
+	return dev, prefix, fields
+}
+
+// channel returns the channel of a device's field, made on first use.
+func (s *scorer) channel(dev, name string) *anomaly.Channel {
+	key := dev + "\x00" + name
+	ch := s.channels[key]
+	if ch == nil {
+		ch = anomaly.NewChannel(s.cfg)
+		s.channels[key] = ch
+	}
+	return ch
+}
+
 // observe scores one event: the numeric fields of a telemetry message. It
 // returns the detections to append and writes the device's score into its
 // shadow when it has moved.
 func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message, error) {
-	dev := m.Headers[gateway.HeaderDevice]
-	sub, ok := strings.CutPrefix(m.Headers[gateway.HeaderTopic], "devices/"+dev+"/telemetry")
-	if dev == "" || !ok || sub != "" && sub[0] != '/' {
+	dev, prefix, fields := telemetry(m)
+	if fields == nil {
 		return nil, nil
-	}
-	if v := bytes.TrimLeft(m.Value, " \t\r\n"); len(v) == 0 || v[0] != '{' {
-		return nil, nil // not a JSON object: nothing to score
-	}
-	var fields map[string]any
-	if json.Unmarshal(m.Value, &fields) != nil {
-		return nil, nil
-	}
-	prefix := strings.TrimPrefix(sub, "/")
-	if prefix != "" {
-		prefix += "."
 	}
 	var up []store.Message
 	if sum := s.closePeriod(dev, m.Timestamp); sum != nil {
@@ -187,13 +251,7 @@ func (s *scorer) observe(ctx context.Context, m store.Message) ([]store.Message,
 		}
 		numeric = true
 		name := prefix + field
-		key := dev + "\x00" + name
-		ch := s.channels[key]
-		if ch == nil {
-			ch = anomaly.NewChannel(s.cfg)
-			s.channels[key] = ch
-		}
-		res := ch.Observe(m.Timestamp, v)
+		res := s.channel(dev, name).Observe(m.Timestamp, v)
 		if s.latest[dev] == nil {
 			s.latest[dev] = map[string]float64{}
 		}

@@ -247,3 +247,59 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestScoresSurviveRestart: after a restart the edge learns again from the
+// recent events, so a spike right after it is caught without a new warmup.
+func TestScoresSurviveRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	data := t.TempDir()
+	cfg := func(c *Config) { c.DataDir, c.Anomaly = data, anomaly.Config{Epoch: 60} }
+	n, certsDir := startTestEdge(t, ctx, cfg)
+	creds, pool, err := device.Credentials(certsDir, []string{"pump-8"}, "pump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(n *Node, from, to int, spike bool) {
+		t.Helper()
+		c, err := device.Connect(ctx, device.DialConfig{Addr: n.MQTTAddr().String(), Roots: pool}, "pump-8", creds[0], true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Disconnect(&paho.Disconnect{})
+		for i := from; i < to; i++ {
+			p := 3 + 0.2*math.Sin(float64(i)/10)
+			if spike && i == to-1 {
+				p = 9
+			}
+			if _, err := c.Publish(ctx, &paho.Publish{Topic: "devices/pump-8/telemetry", QoS: 1, Payload: fmt.Appendf(nil, `{"pressure_bar":%g}`, p)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitUntil(t, "the readings scored", func() bool {
+			at, _, _ := n.Store().Stream(store.EventsStream).Cursor(ctx, scoreGroup, "edge1", 0)
+			return at >= uint64(to)
+		})
+	}
+	send(n, 0, 200, false)
+	if err := n.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n2, err := Start(ctx, Config{DataDir: data, CertsDir: certsDir, Name: "edge1", MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		Store: store.Config{MinFreeBytes: -1}, Anomaly: anomaly.Config{Epoch: 60}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Shutdown(context.Background())
+	send(n2, 200, 203, true) // two ordinary readings, then the spike
+	msgs, err := n2.Store().Stream(store.UplinkStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range msgs {
+		if m.Headers["type"] == "anomaly" {
+			return
+		}
+	}
+	t.Fatalf("the spike right after the restart was not detected (%d records up)", len(msgs))
+}
