@@ -38,6 +38,27 @@ func addDaysFlag(cmd *cobra.Command) func() (time.Duration, error) {
 	}
 }
 
+// issueWith adds --days to cmd and makes it issue a certificate with
+// issue and save it.
+func issueWith(cmd *cobra.Command, issue func(a *certs.Authority, validity time.Duration) (*certs.Issued, error)) {
+	validity := addDaysFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := validity()
+		if err != nil {
+			return err
+		}
+		a, err := loadCerts(cmd)
+		if err != nil {
+			return err
+		}
+		iss, err := issue(a, v)
+		if err != nil {
+			return err
+		}
+		return saveIssued(cmd, a, iss)
+	}
+}
+
 // saveIssued writes an issued certificate into the directory and says
 // where.
 func saveIssued(cmd *cobra.Command, a *certs.Authority, iss *certs.Issued) error {
@@ -117,22 +138,9 @@ CLASS are 1 to 128 characters from [A-Za-z0-9._-].`,
 	class := cmd.Flags().String("class", "", "device class (required)")
 	cmd.MarkFlagRequired("id")
 	cmd.MarkFlagRequired("class")
-	validity := addDaysFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		v, err := validity()
-		if err != nil {
-			return err
-		}
-		a, err := loadCerts(cmd)
-		if err != nil {
-			return err
-		}
-		iss, err := a.IssueDevice(*id, *class, v)
-		if err != nil {
-			return err
-		}
-		return saveIssued(cmd, a, iss)
-	}
+	issueWith(cmd, func(a *certs.Authority, v time.Duration) (*certs.Issued, error) {
+		return a.IssueDevice(*id, *class, v)
+	})
 	return cmd
 }
 
@@ -151,22 +159,9 @@ weft://gateway/NAME and each --host as a DNS name or IP address SAN.`,
 	hosts := cmd.Flags().StringSlice("host", nil, "DNS name or IP address devices connect to; repeat or separate with commas (required)")
 	cmd.MarkFlagRequired("name")
 	cmd.MarkFlagRequired("host")
-	validity := addDaysFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		v, err := validity()
-		if err != nil {
-			return err
-		}
-		a, err := loadCerts(cmd)
-		if err != nil {
-			return err
-		}
-		iss, err := a.IssueGateway(*name, *hosts, v)
-		if err != nil {
-			return err
-		}
-		return saveIssued(cmd, a, iss)
-	}
+	issueWith(cmd, func(a *certs.Authority, v time.Duration) (*certs.Issued, error) {
+		return a.IssueGateway(*name, *hosts, v)
+	})
 	return cmd
 }
 
@@ -188,22 +183,9 @@ IP address SAN.`,
 	cmd.MarkFlagRequired("role")
 	cmd.MarkFlagRequired("name")
 	cmd.MarkFlagRequired("host")
-	validity := addDaysFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		v, err := validity()
-		if err != nil {
-			return err
-		}
-		a, err := loadCerts(cmd)
-		if err != nil {
-			return err
-		}
-		iss, err := a.IssueNode(*role, *name, *hosts, v)
-		if err != nil {
-			return err
-		}
-		return saveIssued(cmd, a, iss)
-	}
+	issueWith(cmd, func(a *certs.Authority, v time.Duration) (*certs.Issued, error) {
+		return a.IssueNode(*role, *name, *hosts, v)
+	})
 	return cmd
 }
 
