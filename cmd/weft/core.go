@@ -1,13 +1,8 @@
 package main
 
 import (
-	"fmt"
-	"log/slog"
-	"os"
-
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/core"
-	"gopkg.in/yaml.v3"
 )
 
 // coreFile is the YAML form of the core's settings (--config).
@@ -47,41 +42,25 @@ store.min_free.`,
   weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config != "" {
-				b, err := os.ReadFile(config)
-				if err != nil {
-					return err
-				}
-				var fromFile coreFile
-				if err := yaml.Unmarshal(b, &fromFile); err != nil {
-					return fmt.Errorf("%s: %w", config, err)
-				}
+			var fromFile coreFile
+			if ok, err := readConfig(config, &fromFile); err != nil {
+				return err
+			} else if ok {
 				mergeCore(cmd, &f, fromFile)
 			}
 			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP}
 			if len(f.Down) > 0 {
 				cfg.Down = append([]string{"/updates/down"}, f.Down...)
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(f.Log)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			var err error
+			if cfg.Logger, err = logger(cmd, f.Log); err != nil {
+				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
-			for _, sz := range []struct {
-				text string
-				dst  func(int64)
-			}{
-				{f.RateLimit, func(n int64) { cfg.RateLimit = n }},
-				{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
-			} {
-				if sz.text == "" {
-					continue
-				}
-				n, err := parseSize(sz.text)
-				if err != nil {
-					return err
-				}
-				sz.dst(n)
+			if err := applySizes(
+				sizeSetting{f.RateLimit, func(n int64) { cfg.RateLimit = n }},
+				sizeSetting{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
+			); err != nil {
+				return err
 			}
 			return core.Run(cmd.Context(), cfg)
 		},
@@ -101,11 +80,7 @@ store.min_free.`,
 
 // mergeCore fills the settings not given as flags from the file.
 func mergeCore(cmd *cobra.Command, f *coreFile, file coreFile) {
-	set := func(flag string, dst *string, v string) {
-		if !cmd.Flags().Changed(flag) && v != "" {
-			*dst = v
-		}
-	}
+	set := unlessFlag(cmd)
 	set("data", &f.Data, file.Data)
 	set("certs", &f.Certs, file.Certs)
 	set("name", &f.Name, file.Name)

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"fmt"
-	"log/slog"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/edge"
 	"github.com/weft-io/weft/sync/replicate"
-	"gopkg.in/yaml.v3"
 )
 
 // edgeFile is the YAML form of the edge's settings (--config).
@@ -67,15 +63,10 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
   weft edge --data D --certs C --name truck-7 --core 127.0.0.1:7443 --replicate /telemetry/by_device`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if config != "" {
-				b, err := os.ReadFile(config)
-				if err != nil {
-					return err
-				}
-				var fromFile edgeFile
-				if err := yaml.Unmarshal(b, &fromFile); err != nil {
-					return fmt.Errorf("%s: %w", config, err)
-				}
+			var fromFile edgeFile
+			if ok, err := readConfig(config, &fromFile); err != nil {
+				return err
+			} else if ok {
 				mergeEdge(cmd, &f, fromFile)
 			}
 			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Site: f.Site, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
@@ -87,31 +78,20 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 				}
 				cfg.Mirrors = append(cfg.Mirrors, spec)
 			}
-			var level slog.Level
-			if err := level.UnmarshalText([]byte(f.Log)); err != nil {
-				return fmt.Errorf("--log-level: %w", err)
+			var err error
+			if cfg.Logger, err = logger(cmd, f.Log); err != nil {
+				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: level}))
 			g := &cfg.Gateway
 			g.ConnectTimeout, g.MaxConnections, g.MessageRate = f.Gateway.ConnectTimeout, f.Gateway.MaxConnections, f.Gateway.MessageRate
-			for _, sz := range []struct {
-				text string
-				dst  func(int64)
-			}{
-				{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
-				{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
-				{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
-				{f.RateLimit, func(n int64) { cfg.Link.RateLimit = n }},
-				{f.Backlog, func(n int64) { cfg.BacklogQuota = n }},
-			} {
-				if sz.text == "" {
-					continue
-				}
-				n, err := parseSize(sz.text)
-				if err != nil {
-					return err
-				}
-				sz.dst(n)
+			if err := applySizes(
+				sizeSetting{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
+				sizeSetting{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
+				sizeSetting{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
+				sizeSetting{f.RateLimit, func(n int64) { cfg.Link.RateLimit = n }},
+				sizeSetting{f.Backlog, func(n int64) { cfg.BacklogQuota = n }},
+			); err != nil {
+				return err
 			}
 			return edge.Run(cmd.Context(), cfg)
 		},
@@ -135,11 +115,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 
 // mergeEdge fills the settings not given as flags from the file.
 func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
-	set := func(flag string, dst *string, v string) {
-		if !cmd.Flags().Changed(flag) && v != "" {
-			*dst = v
-		}
-	}
+	set := unlessFlag(cmd)
 	set("data", &f.Data, file.Data)
 	set("certs", &f.Certs, file.Certs)
 	set("name", &f.Name, file.Name)

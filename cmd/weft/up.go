@@ -1,8 +1,6 @@
 package main
 
 import (
-	"log/slog"
-
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/up"
 )
@@ -23,11 +21,10 @@ on the same directory resumes with the same data.`,
   weft up --data ./weft-data --devices 1000 --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var l slog.Level
-			if err := l.UnmarshalText([]byte(level)); err != nil {
+			var err error
+			if cfg.Logger, err = logger(cmd, level); err != nil {
 				return err
 			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: l}))
 			cfg.Out = cmd.OutOrStdout()
 			return up.Run(cmd.Context(), cfg)
 		},
