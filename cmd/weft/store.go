@@ -789,6 +789,13 @@ has version N (0: only if there is none), otherwise it fails.`,
   weft table put --data /var/lib/weft /shadows/gateways gw1 --if-version 3 < gw1.json`,
 		Args: cobra.RangeArgs(2, 3),
 	}
+	writeDoc(cmd, (*store.Table).Put)
+	return cmd
+}
+
+// writeDoc adds --if-version to cmd and makes it write the document of its
+// arguments (or stdin) with write, printing the result.
+func writeDoc(cmd *cobra.Command, write func(t *store.Table, ctx context.Context, key string, doc json.RawMessage, conds ...store.Cond) (store.Doc, error)) {
 	conds := addIfVersion(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		doc, err := docArg(cmd, args[1:])
@@ -796,14 +803,13 @@ has version N (0: only if there is none), otherwise it fails.`,
 			return err
 		}
 		return withStore(cmd, func(ctx context.Context, s *store.Store) error {
-			d, err := s.Table(args[0]).Put(ctx, args[1], doc, conds()...)
+			d, err := write(s.Table(args[0]), ctx, args[1], doc, conds()...)
 			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), d)
 		})
 	}
-	return cmd
 }
 
 func newTablePatchCmd() *cobra.Command {
@@ -818,20 +824,7 @@ the document's version a precondition.`,
 		Example: `  weft table patch --data /var/lib/weft /shadows/gateways gw1 '{"fw":"1.3.0","rollback":null}'`,
 		Args:    cobra.RangeArgs(2, 3),
 	}
-	conds := addIfVersion(cmd)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		patch, err := docArg(cmd, args[1:])
-		if err != nil {
-			return err
-		}
-		return withStore(cmd, func(ctx context.Context, s *store.Store) error {
-			d, err := s.Table(args[0]).Patch(ctx, args[1], patch, conds()...)
-			if err != nil {
-				return err
-			}
-			return printJSON(cmd.OutOrStdout(), d)
-		})
-	}
+	writeDoc(cmd, (*store.Table).Patch)
 	return cmd
 }
 
