@@ -9,20 +9,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/console"
+	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/replicate"
@@ -86,28 +83,15 @@ func (n *Node) Console() *console.Server { return n.console }
 // the HTTP API, and returns once the QUIC and HTTP listeners are open.
 // Stop it with Shutdown.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.DataDir == "" || cfg.CertsDir == "" || cfg.Name == "" {
-		return nil, errors.New("core: data directory, certificate directory and name are required")
-	}
-	if !certs.ValidName(cfg.Name) {
-		return nil, fmt.Errorf("core: invalid name %q", cfg.Name)
+	auth, log, err := node.Load("core", cfg.DataDir, cfg.CertsDir, cfg.Name, cfg.Logger)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = "127.0.0.1:7443"
 	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8081"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	log := cfg.Logger.With("node", cfg.Name)
-	auth, err := certs.Load(cfg.CertsDir)
-	if err != nil {
-		return nil, fmt.Errorf("core: %w", err)
-	}
-	if auth.TokenPublicKey == nil {
-		return nil, fmt.Errorf("core: %s holds no token.pub to verify API tokens", cfg.CertsDir)
 	}
 	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindNode, Role: certs.CoreNode, Name: cfg.Name})
 	if err != nil {
@@ -122,21 +106,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		tc.Revocations = rev
 	}
 
-	sc := cfg.Store
-	sc.Dir, sc.Name = filepath.Clean(cfg.DataDir), cfg.Name
-	if sc.Logger == nil {
-		sc.Logger = log.With("component", "store")
-	}
-	st, err := store.Open(sc)
+	st, err := node.OpenStore("core", cfg.Store, cfg.DataDir, cfg.Name, log)
 	if err != nil {
-		return nil, fmt.Errorf("core: %w", err)
+		return nil, err
 	}
 	fail := func(err error) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := node.Registry()
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
 	srv, err := replicate.NewServer(replicate.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
@@ -205,7 +183,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.done <- err
 	}()
-	log.Info("core started", "sync", ln.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir)
+	log.Info("core started", "sync", ln.Addr().String(), "http", hln.Addr().String(), "data", cfg.DataDir)
 	return n, nil
 }
 
@@ -215,15 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-n.done:
-		n.done <- serveErr
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, n.Shutdown(sctx))
+	return node.Wait(ctx, n.done, n.Shutdown)
 }
 
 // Store is the node's store.

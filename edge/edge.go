@@ -8,21 +8,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/gateway"
+	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
@@ -96,28 +93,15 @@ type Node struct {
 // Start opens the store, starts the gateway and the HTTP API, and returns
 // once both listen. Stop it with Shutdown.
 func Start(ctx context.Context, cfg Config) (*Node, error) {
-	if cfg.DataDir == "" || cfg.CertsDir == "" || cfg.Name == "" {
-		return nil, errors.New("edge: data directory, certificate directory and name are required")
-	}
-	if !certs.ValidName(cfg.Name) {
-		return nil, fmt.Errorf("edge: invalid name %q", cfg.Name)
+	auth, log, err := node.Load("edge", cfg.DataDir, cfg.CertsDir, cfg.Name, cfg.Logger)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.MQTTAddr == "" {
 		cfg.MQTTAddr = "127.0.0.1:8883"
 	}
 	if cfg.HTTPAddr == "" {
 		cfg.HTTPAddr = "127.0.0.1:8080"
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	log := cfg.Logger.With("node", cfg.Name)
-	auth, err := certs.Load(cfg.CertsDir)
-	if err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
-	}
-	if auth.TokenPublicKey == nil {
-		return nil, fmt.Errorf("edge: %s holds no token.pub to verify API tokens", cfg.CertsDir)
 	}
 	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindGateway, Name: cfg.Name})
 	if err != nil {
@@ -128,21 +112,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 
-	sc := cfg.Store
-	sc.Dir, sc.Name = filepath.Clean(cfg.DataDir), cfg.Name
-	if sc.Logger == nil {
-		sc.Logger = log.With("component", "store")
-	}
-	st, err := store.Open(sc)
+	st, err := node.OpenStore("edge", cfg.Store, cfg.DataDir, cfg.Name, log)
 	if err != nil {
-		return nil, fmt.Errorf("edge: %w", err)
+		return nil, err
 	}
 	if err := limitBacklog(ctx, st, cfg.BacklogQuota); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := node.Registry()
 
 	gc := cfg.Gateway
 	gc.Store, gc.Name, gc.Site, gc.Addr = st, cfg.Name, cfg.Site, cfg.MQTTAddr
@@ -215,7 +193,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("anomaly scores stopped", "err", err)
 		}
 	}()
-	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", sc.Dir, "core", cfg.Core)
+	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", cfg.DataDir, "core", cfg.Core)
 	return n, nil
 }
 
@@ -276,15 +254,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	var serveErr error
-	select {
-	case <-ctx.Done():
-	case serveErr = <-n.done:
-		n.done <- serveErr
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	return errors.Join(serveErr, n.Shutdown(sctx))
+	return node.Wait(ctx, n.done, n.Shutdown)
 }
 
 // Store is the node's store.
