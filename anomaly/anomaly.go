@@ -99,7 +99,7 @@ type Channel struct {
 	n        int
 	prev     float64
 	prevT    time.Time
-	cooling  int
+	cooling  cooldown
 	level    *reference
 	change   *reference
 	interval *reference
@@ -139,14 +139,23 @@ func (c *Channel) Observe(t time.Time, v float64) Result {
 	}
 	c.n++
 	c.prev, c.prevT = v, t
-	if c.cooling > 0 {
-		c.cooling--
-	}
-	if r.Score >= c.cfg.Threshold && c.cooling == 0 {
-		r.Detected = true
-		c.cooling = c.cfg.Cooldown
-	}
+	r.Detected = c.cooling.detect(r.Score, c.cfg)
 	return r
+}
+
+// cooldown keeps a detector quiet for Cooldown readings after a detection.
+type cooldown int
+
+// detect counts one reading and reports whether its score is a detection.
+func (c *cooldown) detect(score float64, cfg Config) bool {
+	if *c > 0 {
+		*c--
+	}
+	if score < cfg.Threshold || *c > 0 {
+		return false
+	}
+	*c = cooldown(cfg.Cooldown)
+	return true
 }
 
 func (r *Result) consider(detector string, score float64) {

@@ -21,7 +21,7 @@ type Vector struct {
 	cfg     Config
 	dims    int
 	n       int
-	cooling int
+	cooling cooldown
 	// running mean and variance per channel, forgetting over about an
 	// epoch
 	mean, vari []float64
@@ -62,13 +62,7 @@ func (v *Vector) Observe(t time.Time, x []float64) Result {
 	}
 	v.learn(c, d)
 	v.n++
-	if v.cooling > 0 {
-		v.cooling--
-	}
-	if r.Score >= v.cfg.Threshold && v.cooling == 0 {
-		r.Detected = true
-		v.cooling = v.cfg.Cooldown
-	}
+	r.Detected = v.cooling.detect(r.Score, v.cfg)
 	return r
 }
 
