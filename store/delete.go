@@ -97,21 +97,9 @@ func (s *Store) sweepTomb(ctx context.Context, vol, name string) error {
 		for {
 			done := false
 			err := s.do(ctx, 0, true, func(w *wtx) error {
-				it := w.txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
-				var keys [][]byte
-				var sizes []int
-				for it.Seek(pfx); it.ValidForPrefix(pfx) && len(keys) < sweepChunk; it.Next() {
-					keys = append(keys, it.Item().KeyCopy(nil))
-					sizes = append(sizes, entrySize(it.Item()))
-				}
-				it.Close()
-				done = len(keys) < sweepChunk
-				for i, k := range keys {
-					if err := w.del(vol, k, sizes[i]); err != nil {
-						return err
-					}
-				}
-				return nil
+				n, err := w.sweep(vol, pfx, sweepChunk, nil, nil)
+				done = n < sweepChunk
+				return err
 			})
 			if err != nil {
 				return fmt.Errorf("store: sweep %s: %w", path, err)

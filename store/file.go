@@ -130,44 +130,16 @@ func (f *File) writeChunks(ctx context.Context, vol, name string, gen, idx uint6
 // dropChunks deletes the file's chunks of every generation but keep.
 func (w *wtx) dropChunks(vol, name string, keep uint64) error {
 	pfx := objKey(vol, kindChunk, name, "")
-	it := w.txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
-	var keys [][]byte
-	var sizes []int
-	for it.Seek(pfx); it.ValidForPrefix(pfx); it.Next() {
-		k := it.Item().Key()
-		if binary.BigEndian.Uint64(k[len(pfx):]) != keep {
-			keys = append(keys, it.Item().KeyCopy(nil))
-			sizes = append(sizes, entrySize(it.Item()))
-		}
-	}
-	it.Close()
-	for i, k := range keys {
-		if err := w.del(vol, k, sizes[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := w.sweep(vol, pfx, 0, func(k []byte) bool { return binary.BigEndian.Uint64(k[len(pfx):]) == keep }, nil)
+	return err
 }
 
 // dropGen removes the chunks of an unfinished write, best effort: chunks
 // left behind are removed by the next write or delete of the file.
 func (f *File) dropGen(vol, name string, gen uint64) {
 	_ = f.v.s.do(context.Background(), 0, true, func(w *wtx) error {
-		pfx := binary.BigEndian.AppendUint64(objKey(vol, kindChunk, name, ""), gen)
-		it := w.txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
-		var keys [][]byte
-		var sizes []int
-		for it.Seek(pfx); it.ValidForPrefix(pfx); it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
-			sizes = append(sizes, entrySize(it.Item()))
-		}
-		it.Close()
-		for i, k := range keys {
-			if err := w.del(vol, k, sizes[i]); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, err := w.sweep(vol, binary.BigEndian.AppendUint64(objKey(vol, kindChunk, name, ""), gen), 0, nil, nil)
+		return err
 	})
 }
 

@@ -167,25 +167,11 @@ func (s *Store) trimBelow(ctx context.Context, path, topic string, part int, kee
 			if err != nil {
 				return err
 			}
-			it := w.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: false})
-			var keys [][]byte
-			var sizes []int
-			for it.Seek(prefix); it.ValidForPrefix(prefix) && len(keys) < sweepChunk; it.Next() {
-				k := it.Item().Key()
-				if binary.BigEndian.Uint64(k[len(prefix):]) >= keep {
-					break
-				}
-				keys = append(keys, it.Item().KeyCopy(nil))
-				sizes = append(sizes, entrySize(it.Item()))
+			n, err := w.sweep(vol, prefix, sweepChunk, nil, func(k []byte) bool { return binary.BigEndian.Uint64(k[len(prefix):]) >= keep })
+			if err != nil {
+				return err
 			}
-			it.Close()
-			more = len(keys) == sweepChunk
-			for i, k := range keys {
-				if err := w.del(vol, k, sizes[i]); err != nil {
-					return err
-				}
-			}
-			if more {
+			if more = n == sweepChunk; more {
 				return nil
 			}
 			h.low = max(h.low, keep)

@@ -228,6 +228,32 @@ func (w *wtx) del(vol string, key []byte, oldSize int) error {
 	return nil
 }
 
+// sweep deletes, in key order, the keys under pfx, but those skip says to
+// keep, until stop says a key ends the sweep or limit keys are deleted
+// (0: no limit); it returns how many it deleted. skip and stop may be nil.
+func (w *wtx) sweep(vol string, pfx []byte, limit int, skip, stop func(key []byte) bool) (int, error) {
+	it := w.txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
+	var keys [][]byte
+	var sizes []int
+	for it.Seek(pfx); it.ValidForPrefix(pfx) && (limit == 0 || len(keys) < limit); it.Next() {
+		k := it.Item().Key()
+		if stop != nil && stop(k) {
+			break
+		}
+		if skip == nil || !skip(k) {
+			keys = append(keys, it.Item().KeyCopy(nil))
+			sizes = append(sizes, entrySize(it.Item()))
+		}
+	}
+	it.Close()
+	for i, k := range keys {
+		if err := w.del(vol, k, sizes[i]); err != nil {
+			return i, err
+		}
+	}
+	return len(keys), nil
+}
+
 // sizeOf is the size (key and value) of key's current entry, 0 if none.
 func (w *wtx) sizeOf(key []byte) (int, error) {
 	item, err := w.txn.Get(key)
