@@ -498,30 +498,32 @@ func (b *benchEnv) drain(ctx context.Context, name string, n, size int, side *si
 // change record's arrival at the core.
 func sideShadows(ctx context.Context, p *benchPair, side *sideLatency) error {
 	changes := p.core.Stream(store.ShadowChanges)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for i := 0; ; i++ {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-tick.C:
-		}
+	return every20ms(ctx, &side.shadow, func(i int) (func() error, error) {
 		doc, err := p.edge.Table(store.ShadowsTable).Patch(ctx, "bench-device", fmt.Appendf(nil, `{"reported":{"i":%d}}`, i))
-		if err != nil {
+		return func() error {
+			_, err := changes.ReadWait(ctx, "bench-edge", 0, doc.Version-1, store.ReadOptions{Limit: 1})
 			return err
-		}
-		sent := time.Now()
-		if _, err := changes.ReadWait(ctx, "bench-edge", 0, doc.Version-1, store.ReadOptions{Limit: 1}); err != nil {
-			return err
-		}
-		side.shadow = append(side.shadow, time.Since(sent))
-	}
+		}, err
+	})
 }
 
 // sideUpdates appends to the core's updates every 20 ms and times their
 // arrival at the edge.
 func sideUpdates(ctx context.Context, p *benchPair, side *sideLatency) error {
 	down := p.edge.Stream(store.UpdatesStream)
+	return every20ms(ctx, &side.updates, func(i int) (func() error, error) {
+		pos, err := p.core.Stream(store.UpdatesStream).Append(ctx, "all", store.Message{Value: fmt.Appendf(nil, `{"i":%d}`, i)})
+		return func() error {
+			_, err := down.ReadWait(ctx, "all", 0, pos[0].Offset, store.ReadOptions{Limit: 1})
+			return err
+		}, err
+	})
+}
+
+// every20ms sends a change every 20 ms until ctx ends and records, into
+// lat, the time from each send to its arrival: send makes the change and
+// returns what waits for it to arrive.
+func every20ms(ctx context.Context, lat *[]time.Duration, send func(i int) (arrived func() error, err error)) error {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for i := 0; ; i++ {
@@ -530,15 +532,15 @@ func sideUpdates(ctx context.Context, p *benchPair, side *sideLatency) error {
 			return nil
 		case <-tick.C:
 		}
-		pos, err := p.core.Stream(store.UpdatesStream).Append(ctx, "all", store.Message{Value: fmt.Appendf(nil, `{"i":%d}`, i)})
+		wait, err := send(i)
 		if err != nil {
 			return err
 		}
 		sent := time.Now()
-		if _, err := down.ReadWait(ctx, "all", 0, pos[0].Offset, store.ReadOptions{Limit: 1}); err != nil {
+		if err := wait(); err != nil {
 			return err
 		}
-		side.updates = append(side.updates, time.Since(sent))
+		*lat = append(*lat, time.Since(sent))
 	}
 }
 
