@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strconv"
 	"time"
@@ -91,14 +90,8 @@ func indexLineBreak(b []byte) int {
 func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 	path := "/" + r.PathValue("volume") + "/" + r.PathValue("stream")
 	q := r.URL.Query()
-	topic := q.Get("topic")
-	if topic == "" {
-		badRequest(w, "topic is required")
-		return
-	}
-	part, err := intParam(q, "partition", 0, 0, math.MaxInt32)
-	if err != nil {
-		badRequest(w, err.Error())
+	topic, part, ok := topicPartition(w, q)
+	if !ok {
 		return
 	}
 	ctx := r.Context()

@@ -87,17 +87,27 @@ func (s *Server) streamPost(w http.ResponseWriter, r *http.Request) {
 	s.appendMessages(w, r, path)
 }
 
-// readMessages serves GET .../messages?topic=&partition=&from=&limit=&wait=.
-func (s *Server) readMessages(w http.ResponseWriter, r *http.Request, path string) {
-	q := r.URL.Query()
+// topicPartition reads the query's topic (required) and partition
+// (default 0), answering 400 when they are bad.
+func topicPartition(w http.ResponseWriter, q url.Values) (string, int, bool) {
 	topic := q.Get("topic")
 	if topic == "" {
 		badRequest(w, "topic is required")
-		return
+		return "", 0, false
 	}
 	part, err := intParam(q, "partition", 0, 0, math.MaxInt32)
 	if err != nil {
 		badRequest(w, err.Error())
+		return "", 0, false
+	}
+	return topic, part, true
+}
+
+// readMessages serves GET .../messages?topic=&partition=&from=&limit=&wait=.
+func (s *Server) readMessages(w http.ResponseWriter, r *http.Request, path string) {
+	q := r.URL.Query()
+	topic, part, ok := topicPartition(w, q)
+	if !ok {
 		return
 	}
 	limit, err := intParam(q, "limit", DefaultLimit, 1, MaxLimit)
