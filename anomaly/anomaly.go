@@ -29,7 +29,8 @@ type Config struct {
 	// Epoch is the number of readings per epoch. Default 288 (a day of
 	// readings every 5 minutes).
 	Epoch int
-	// Epochs is how many completed epochs make the reference. Default 3.
+	// Epochs is about how many completed epochs make the reference.
+	// Default 6.
 	Epochs int
 	// Warmup is the number of readings before any score: a reference
 	// needs history. Default Epoch.
@@ -44,6 +45,11 @@ type Config struct {
 	Margin float64
 	// Threshold is the score of a detection. Default 0.8.
 	Threshold float64
+	// Memory is about how many epochs the most extreme values are
+	// remembered for: the band reaches out to them, so that an excursion
+	// the channel already made (a recurring spike) is no anomaly the next
+	// time. Default 5.
+	Memory int
 	// Cooldown is the number of readings after a detection during which
 	// no other is reported. Default Epoch.
 	Cooldown int
@@ -54,7 +60,7 @@ func (c Config) withDefaults() Config {
 		c.Epoch = 288
 	}
 	if c.Epochs <= 0 {
-		c.Epochs = 3
+		c.Epochs = 6
 	}
 	if c.Warmup <= 0 {
 		c.Warmup = c.Epoch
@@ -67,6 +73,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Threshold <= 0 || c.Threshold > 1 {
 		c.Threshold = 0.8
+	}
+	if c.Memory <= 0 {
+		c.Memory = 5
 	}
 	if c.Cooldown <= 0 {
 		c.Cooldown = c.Epoch
@@ -109,7 +118,7 @@ type Channel struct {
 func NewChannel(cfg Config) *Channel {
 	cfg = cfg.withDefaults()
 	r := &rng{s: 0x9e3779b97f4a7c15}
-	return &Channel{cfg: cfg, level: newReference(cfg, r), change: newReference(cfg, r), interval: newReference(cfg, r)}
+	return &Channel{cfg: cfg, level: newReference(cfg, r, true), change: newReference(cfg, r, true), interval: newReference(cfg, r, false)}
 }
 
 // Observe scores the reading v taken at t and adds it to the history.
@@ -191,14 +200,22 @@ type reference struct {
 	// the band, the quartiles and the 99th percentile at the last
 	// epoch's end
 	lo, hi, q25, q75, q99 float64
+	// peakLo and peakHi are the most extreme values seen, drawn back
+	// toward the band at each epoch's end so that they are forgotten
+	// over about Memory epochs
+	// (only for a reference made with peaks)
+	peakLo, peakHi float64
+	peaks, peaked  bool
 }
 
 // unit is the weight of one reading in a digest: large, so that decayed
 // weights keep their resolution.
 const unit = 1 << 10
 
-func newReference(cfg Config, r *rng) *reference {
-	return &reference{cfg: cfg, rng: r, d: newDigest(r)}
+// newReference returns an empty reference; with peaks, its band reaches
+// out to the remembered extremes.
+func newReference(cfg Config, r *rng, peaks bool) *reference {
+	return &reference{cfg: cfg, rng: r, d: newDigest(r), peaks: peaks}
 }
 
 // NewDigest returns a small t-digest (compression 20, a few KiB) with a
@@ -220,6 +237,12 @@ const digestCompression = 20
 func (r *reference) add(v float64) {
 	r.d.AddWeighted(v, unit)
 	r.count++
+	if r.peaks && !r.peaked {
+		r.peakLo, r.peakHi, r.peaked = v, v, true
+	}
+	if r.peaked {
+		r.peakLo, r.peakHi = min(r.peakLo, v), max(r.peakHi, v)
+	}
 	if r.count < r.cfg.Epoch {
 		return
 	}
@@ -227,6 +250,13 @@ func (r *reference) add(v float64) {
 	r.lo, r.hi = d.Quantile(r.cfg.Tail), d.Quantile(1-r.cfg.Tail)
 	r.q25, r.q75, r.q99 = d.Quantile(0.25), d.Quantile(0.75), d.Quantile(0.99)
 	r.ready = true
+	if r.peaked {
+		forget := 1 / float64(r.cfg.Memory)
+		r.peakHi -= (r.peakHi - r.hi) * forget
+		r.peakLo += (r.lo - r.peakLo) * forget
+	} else {
+		r.peakLo, r.peakHi = r.lo, r.hi
+	}
 	keep := 1 - 1/float64(r.cfg.Epochs)
 	r.d, r.count = newDigest(r.rng), 0
 	d.ForEachCentroid(func(mean float64, count uint64) bool {
@@ -251,24 +281,32 @@ func (r *rng) next() uint64 {
 func (r *rng) Float32() float32 { return float32(r.next()>>40) / (1 << 24) }
 func (r *rng) Intn(n int) int   { return int(r.next() % uint64(n)) }
 
-// excess is how far v lies beyond the reference's band (above it; with
-// twoSided, below it too), in interquartile spreads; 0 inside, -1 before
-// the first epoch's end. A reference with no spread (a constant) uses a
-// tiny one, so that any move away from the constant is far.
+// rangeFloor is the smallest spread, as a share of the range between the
+// remembered extremes: a channel whose values sit on a few quantized
+// levels between rare excursions has an interquartile spread of one
+// quantization step, against which any excursion a little beyond the
+// last one would be far.
+const rangeFloor = 0.03
+
+// excess is how far v lies beyond the reference's band widened to the
+// remembered extremes (above it; with twoSided, below it too), in
+// interquartile spreads; 0 inside, -1 before the first epoch's end. A
+// reference with no spread (a constant) uses a tiny one, so that any move
+// away from the constant is far.
 func (r *reference) excess(v float64, twoSided bool) float64 {
 	if !r.ready {
 		return -1
 	}
-	spread := r.q75 - r.q25
+	spread := max(r.q75-r.q25, (r.peakHi-r.peakLo)*rangeFloor)
 	if spread <= 0 {
 		spread = (r.hi - r.lo) / 4
 	}
 	if spread <= 0 {
 		spread = max(math.Abs(r.hi)*1e-6, 1e-12)
 	}
-	e := v - r.hi
+	e := v - max(r.hi, r.peakHi)
 	if twoSided {
-		e = max(e, r.lo-v)
+		e = max(e, min(r.lo, r.peakLo)-v)
 	}
 	return max(e, 0) / spread
 }

@@ -35,7 +35,7 @@ type Vector struct {
 func NewVector(cfg Config, dims int) *Vector {
 	cfg = cfg.withDefaults()
 	v := &Vector{cfg: cfg, dims: dims, mean: make([]float64, dims), vari: make([]float64, dims), z: make([]float64, dims),
-		dist: newReference(cfg, &rng{s: 0x2545f4914f6cdd1d})}
+		dist: newReference(cfg, &rng{s: 0x2545f4914f6cdd1d}, false)}
 	return v
 }
 
