@@ -587,7 +587,7 @@ func TestHelpAndDocs(t *testing.T) {
 	}
 }
 
-// storeCommands are the commands of this file, for the checks below.
+// storeCommands are the commands that open a store, for the checks above.
 func storeCommands() []*cobra.Command {
 	return []*cobra.Command{newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd()}
 }
