@@ -46,6 +46,9 @@ func withStore(cmd *cobra.Command, fn func(ctx context.Context, s *store.Store) 
 	}
 	s, err := store.Open(store.Config{Dir: dir})
 	if err != nil {
+		if heldByAnother(err) {
+			return fmt.Errorf("%s is in use by a running node (weft edge or weft core) or another weft command; stop it, or use the node's HTTP API", dir)
+		}
 		return err
 	}
 	defer func() {
@@ -54,6 +57,13 @@ func withStore(cmd *cobra.Command, fn func(ctx context.Context, s *store.Store) 
 		}
 	}()
 	return fn(cmd.Context(), s)
+}
+
+// heldByAnother reports whether err is Badger refusing a data directory
+// that another process holds open. Badger says so only in words (its
+// error keeps no sentinel), so the words are what is matched.
+func heldByAnother(err error) bool {
+	return strings.Contains(err.Error(), "Cannot acquire directory lock")
 }
 
 // outputFormat is the value of -o/--output: "text" or "json".

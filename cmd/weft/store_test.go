@@ -598,3 +598,18 @@ func walk(cmd *cobra.Command, fn func(*cobra.Command)) {
 		walk(c, fn)
 	}
 }
+
+// TestStoreInUse runs a store command on a data directory that this
+// process holds open, as a running node would.
+func TestStoreInUse(t *testing.T) {
+	dir := t.TempDir()
+	s, err := store.Open(store.Config{Dir: filepath.Join(dir, "data"), MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	want := filepath.Join(dir, "data") + " is in use by a running node (weft edge or weft core)"
+	for _, args := range [][]string{{"ls"}, {"volume", "set", "telemetry", "--ttl", "1h"}} {
+		step{args: args, fail: true, stderr: want}.run(t, dir)
+	}
+}
