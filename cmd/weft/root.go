@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -21,7 +22,42 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newVersionCmd(),
 		newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd(),
 		newCertsCmd(), newTokenCmd(), newEdgeCmd(), newCoreCmd(), newBenchCmd(), newDeviceCmd(), newUpCmd(), newMirrorCmd())
+	needSubcommand(root)
+	// A command that only groups others shows no usage line of its own.
+	root.SetUsageTemplate(strings.Replace(root.UsageTemplate(), "Usage:{{if .Runnable}}", "Usage:{{if and .Runnable (not .HasAvailableSubCommands)}}", 1))
 	return root
+}
+
+// needSubcommand makes every command of the tree under cmd that only
+// groups subcommands (weft, weft stream, weft volume...) print its help
+// on stderr and fail when run without one, or with one it does not have;
+// cobra would print the help and exit 0.
+func needSubcommand(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		needSubcommand(c)
+	}
+	if !cmd.HasSubCommands() || cmd.Run != nil || cmd.RunE != nil {
+		return
+	}
+	// Any arguments reach needCommand, which names the unknown command.
+	// It runs as PreRunE, which cobra calls before it checks the flags a
+	// group makes required for its subcommands (weft certs --dir); RunE
+	// makes the command runnable.
+	cmd.Args = cobra.ArbitraryArgs
+	cmd.PreRunE = needCommand
+	cmd.RunE = needCommand
+}
+
+// needCommand prints cmd's help on stderr and fails.
+func needCommand(cmd *cobra.Command, args []string) error {
+	cmd.SetOut(cmd.ErrOrStderr())
+	if err := cmd.Help(); err != nil {
+		return err
+	}
+	if len(args) > 0 {
+		return fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())
+	}
+	return fmt.Errorf("%s needs a command", cmd.CommandPath())
 }
 
 func newVersionCmd() *cobra.Command {
