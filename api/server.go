@@ -50,6 +50,11 @@ type Config struct {
 	// Links, if set, reports the node's sync links for GET /api/v1/edges
 	// and the console.
 	Links Links
+	// Limits bound the clients' connections and event streams
+	// (docs/api.md#limits); the zero value holds the defaults. The Server
+	// applies the stream caps; the node builds its http.Server and
+	// listener from the rest (Limits.HTTPServer).
+	Limits Limits
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock tokens are checked against. Default time.Now.
@@ -67,6 +72,8 @@ type Server struct {
 	root    http.Handler
 	metrics *metrics
 	oidc    *oidcVerifier // nil unless Config.OIDC
+	limits  Limits        // Config.Limits with its defaults
+	streams *streamSlots  // the open event streams
 	// summaries caches fleet counts (devices.go).
 	summaries *shadow.SummaryCache
 
@@ -98,7 +105,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux()}
+	cfg.Limits = cfg.Limits.WithDefaults()
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux(),
+		limits: cfg.Limits, streams: newStreamSlots(cfg.Limits)}
 	if cfg.OIDC != nil {
 		v, err := newOIDCVerifier(context.Background(), *cfg.OIDC)
 		if err != nil {

@@ -19,24 +19,68 @@ const SSEKeepAlive = 15 * time.Second
 
 // SSE writes Server-Sent Events (text/event-stream) to a response.
 type SSE struct {
-	w  http.ResponseWriter
-	rc *http.ResponseController
+	w            http.ResponseWriter
+	rc           *http.ResponseController
+	writeTimeout time.Duration
 }
 
 // NewSSE starts an event stream on w: it writes the headers and flushes
-// them. It fails if w cannot flush.
+// them. It fails if w cannot flush. The stream is exempt from the
+// server's read and write timeouts and has the default limits of its own
+// instead (Limits.StreamWriteTimeout, Limits.StreamMaxAge). Server.StartSSE
+// also counts it against the node's stream caps.
 func NewSSE(w http.ResponseWriter) (*SSE, error) {
+	return newSSE(w, Limits{}.WithDefaults())
+}
+
+// newSSE is NewSSE with the stream limits of l. It lifts the write
+// deadline the server set for the request (each event gets its own), and
+// moves the read deadline to the stream's end of life: the server cancels
+// a request's context when a read of its connection fails, so that the
+// handler's loop ends then.
+func newSSE(w http.ResponseWriter, l Limits) (*SSE, error) {
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Accel-Buffering", "no")
+	// Not supported by every ResponseWriter (a recorder in tests): such a
+	// writer has no deadlines to lift either.
+	rc.SetReadDeadline(time.Now().Add(l.StreamMaxAge))
+	rc.SetWriteDeadline(time.Now().Add(l.StreamWriteTimeout))
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		return nil, fmt.Errorf("api: event stream: %w", err)
 	}
-	return &SSE{w: w, rc: rc}, nil
+	return &SSE{w: w, rc: rc, writeTimeout: l.StreamWriteTimeout}, nil
+}
+
+// StartSSE starts an event stream on w for r, as NewSSE does with the
+// Server's stream limits, once the stream fits under the node's caps
+// (Limits.MaxStreams, MaxStreamsPerToken by the token's subject); the
+// stream's slot is given back when r's handler returns. Past a cap, or if
+// w cannot flush, it answers r with a problem document (429 Too many
+// streams naming the cap) and returns false.
+func (s *Server) StartSSE(w http.ResponseWriter, r *http.Request) (*SSE, bool) {
+	sub := ""
+	if c := Claims(r.Context()); c != nil {
+		sub = c.Subject
+	}
+	release, refused := s.streams.acquire(sub)
+	if release == nil {
+		w.Header().Set("Retry-After", "10")
+		Problem(w, http.StatusTooManyRequests, "Too many streams", refused)
+		return nil, false
+	}
+	context.AfterFunc(r.Context(), release) // the server cancels it once the handler returns
+	ev, err := newSSE(w, s.limits)
+	if err != nil {
+		release()
+		s.Error(w, r, err)
+		return nil, false
+	}
+	return ev, true
 }
 
 // Event writes one event (id may be empty) with data on one line, and
@@ -59,6 +103,7 @@ func (e *SSE) Event(id, event string, data []byte) error {
 		b = fmt.Appendf(b, "data: %s\n", line)
 	}
 	b = append(b, '\n')
+	e.rc.SetWriteDeadline(time.Now().Add(e.writeTimeout))
 	if _, err := e.w.Write(b); err != nil {
 		return err
 	}
@@ -67,6 +112,7 @@ func (e *SSE) Event(id, event string, data []byte) error {
 
 // Comment writes a comment line, which clients ignore, and flushes it.
 func (e *SSE) Comment(text string) error {
+	e.rc.SetWriteDeadline(time.Now().Add(e.writeTimeout))
 	if _, err := fmt.Fprintf(e.w, ": %s\n\n", text); err != nil {
 		return err
 	}
@@ -86,7 +132,8 @@ func indexLineBreak(b []byte) int {
 // as Server-Sent Events: one event "message" per message (id: its offset,
 // data: its JSON form), from the end of the partition (or from, or the
 // Last-Event-ID the browser sends when it reconnects) on, as they are
-// appended, until the client goes.
+// appended, until the client goes or the stream reaches its age limit
+// (Limits.StreamMaxAge).
 func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 	path := "/" + r.PathValue("volume") + "/" + r.PathValue("stream")
 	q := r.URL.Query()
@@ -114,11 +161,12 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	from = max(from, low)
-	ev, err := NewSSE(w)
-	if err != nil {
-		s.Error(w, r, err)
+	ev, ok := s.StartSSE(w, r)
+	if !ok {
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, s.limits.StreamMaxAge)
+	defer cancel()
 	for {
 		wctx, cancel := context.WithTimeout(ctx, SSEKeepAlive)
 		if s.testHookWait != nil {
