@@ -16,16 +16,12 @@ import (
 // it has folded each edge's shadow changes into its own shadows.
 const followerGroup = "core-shadows"
 
-// coreOwned are the fields of a shadow the core owns (DESIGN.md §7): an
-// edge's copy never overwrites them. The delta follows from both sides and
-// is recomputed by the shadow watcher.
-var coreOwned = []string{shadow.FieldDesired, shadow.FieldDesiredTS}
-
 // follower folds the shadow changes its edges replicate to
-// /shadows/changes (one topic per edge) into the core's /shadows/devices:
-// every field but the core-owned ones comes from the edge. Its position
-// per edge is a consumer cursor; a change applied twice (after a crash
-// between the table write and the cursor) writes the same fields again.
+// /shadows/changes (one topic per edge) into the core's /shadows/devices
+// with shadow.ApplyEdge: every edge-owned field, times included, comes
+// from the edge; the core's desired side stays. Its position per edge is
+// a consumer cursor; a change applied twice (after a crash between the
+// table write and the cursor) writes the same fields again.
 type follower struct {
 	store *store.Store
 	self  string // the core's own topic: its own changes, skipped
@@ -104,7 +100,7 @@ func (f *follower) topic(ctx context.Context, changes *store.Stream, topic strin
 			f.log.Warn("skipping a malformed shadow change", "edge", topic, "offset", m.Offset, "err", err)
 			continue
 		}
-		if err := f.apply(ctx, c); err != nil {
+		if err := shadow.ApplyEdge(ctx, f.store, c); err != nil {
 			return false, fmt.Errorf("core: shadow %q from %s at %d: %w", c.Key, topic, m.Offset, err)
 		}
 	}
@@ -113,65 +109,6 @@ func (f *follower) topic(ctx context.Context, changes *store.Stream, topic strin
 		return false, err
 	}
 	return len(msgs) == 500, nil
-}
-
-// errNothingLeft stops an update that would leave an empty shadow.
-var errNothingLeft = errors.New("core: nothing left of the shadow")
-
-// apply writes an edge's shadow change into the core's shadow: the edge's
-// document with the core's own fields kept. When the edge deletes a shadow
-// the core keeps its own fields, or deletes the shadow if it has none.
-func (f *follower) apply(ctx context.Context, c store.Change) error {
-	var edgeDoc map[string]any
-	if c.Op != "delete" {
-		if err := json.Unmarshal(c.Doc, &edgeDoc); err != nil || edgeDoc == nil {
-			f.log.Warn("skipping a shadow change that is not a JSON object", "device", c.Key, "err", err)
-			return nil
-		}
-	}
-	tbl := f.store.Table(store.ShadowsTable)
-	for {
-		var version uint64
-		_, err := tbl.Update(ctx, c.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
-			out := map[string]any{}
-			for k, v := range edgeDoc {
-				out[k] = v
-			}
-			for _, k := range coreOwned {
-				delete(out, k)
-			}
-			delete(out, shadow.FieldDelta)
-			if exists {
-				var cur map[string]any
-				if json.Unmarshal(old.Value, &cur) == nil {
-					for _, k := range coreOwned {
-						if v, ok := cur[k]; ok {
-							out[k] = v
-						}
-					}
-				}
-			}
-			if len(out) == 0 {
-				version = old.Version
-				return nil, errNothingLeft
-			}
-			return json.Marshal(out)
-		})
-		if !errors.Is(err, errNothingLeft) {
-			return err
-		}
-		if version == 0 {
-			return nil // no shadow here either
-		}
-		err = tbl.Delete(ctx, c.Key, store.IfVersion(version))
-		switch {
-		case errors.Is(err, store.ErrVersion):
-			continue // changed meanwhile: look again
-		case errors.Is(err, store.ErrNotFound):
-			return nil
-		}
-		return err
-	}
 }
 
 // deviceUpdates is the core's rule for what of /updates/down goes to which

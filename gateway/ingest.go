@@ -11,6 +11,7 @@ import (
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
 
@@ -114,22 +115,26 @@ func isJSONObject(b []byte) bool {
 
 // ingest makes a device message durable: its envelope appended in one
 // commit to /telemetry/events (topic: the gateway name, key: the device
-// id) and /telemetry/by_device (topic: the device id), after merging a
-// shadow report into the device's shadow.
+// id) and /telemetry/by_device (topic: the device id). A shadow report is
+// merged into the device's shadow in that same commit, with the times of
+// the fields it changes (shadow.Report): a crash leaves the report in
+// both the shadow and the history, or in neither.
 func (s *Server) ingest(dev Device, topic string, qos byte, payload []byte, will bool) error {
 	now := s.cfg.Now().UTC()
-	stamp := now.Format(time.RFC3339Nano)
-	if topic == devicesTopicPfx+dev.ID+"/"+shadowReported {
-		if !isJSONObject(payload) {
-			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, store.ErrBadDocument)
-		}
-		patch := fmt.Appendf(nil, `{"reported":%s,"last_seen":%q,"class":%q,"edge":%q,"site":%q}`, bytes.TrimSpace(payload), stamp, dev.Class, s.cfg.Name, s.cfg.Site)
-		if _, err := s.cfg.Store.Table(store.ShadowsTable).Patch(s.storeCtx, dev.ID, patch); err != nil {
-			return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, err)
-		}
+	msgs := []store.Message{s.envelope(dev, topic, qos, payload, will, now)}
+	if topic != devicesTopicPfx+dev.ID+"/"+shadowReported {
+		return s.appendMessages(dev, msgs)
 	}
-	msg := s.envelope(dev, topic, qos, payload, will, now)
-	return s.appendMessages(dev, []store.Message{msg})
+	if !isJSONObject(payload) {
+		return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, store.ErrBadDocument)
+	}
+	start := time.Now()
+	src := shadow.Source{Class: dev.Class, Edge: s.cfg.Name, Site: s.cfg.Site}
+	if _, err := shadow.Report(s.storeCtx, s.cfg.Store, dev.ID, payload, src, now, s.historyRequests(dev, msgs)); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	s.metrics.observeAppend(time.Since(start))
+	return nil
 }
 
 // envelope wraps a device message for the store: the payload unchanged,
@@ -154,13 +159,18 @@ func (s *Server) envelope(dev Device, topic string, qos byte, payload []byte, wi
 // /telemetry/by_device (topic: the device id).
 func (s *Server) appendMessages(dev Device, msgs []store.Message) error {
 	start := time.Now()
-	_, err := s.cfg.Store.AppendMany(s.storeCtx, []store.AppendRequest{
-		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: msgs},
-		{Path: store.ByDeviceStream, Topic: dev.ID, Partition: -1, Messages: msgs},
-	})
-	if err != nil {
+	if _, err := s.cfg.Store.AppendMany(s.storeCtx, s.historyRequests(dev, msgs)); err != nil {
 		return fmt.Errorf("gateway: append: %w", err)
 	}
 	s.metrics.observeAppend(time.Since(start))
 	return nil
+}
+
+// historyRequests are the appends of a device's messages to
+// /telemetry/events and /telemetry/by_device.
+func (s *Server) historyRequests(dev Device, msgs []store.Message) []store.AppendRequest {
+	return []store.AppendRequest{
+		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: msgs},
+		{Path: store.ByDeviceStream, Topic: dev.ID, Partition: -1, Messages: msgs},
+	}
 }

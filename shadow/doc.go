@@ -7,14 +7,16 @@
 // of a shadow never conflict (DESIGN.md §7):
 //
 //	reported     the device's own state (edge: the gateway merges each
-//	             report into it)
+//	             report into it with Report)
 //	connected, last_seen, class, edge
 //	             connection state (edge: the gateway)
 //	desired      what the central team wants (core: SetDesired)
 //	desired_ts   per desired field, when it was last set (core)
 //	delta        desired minus reported: every field of desired whose value
 //	             differs from reported's, recursively; empty when in sync
-//	reported_ts  per reported field, when its value last changed
+//	reported_ts  per reported field, when its value last changed (edge:
+//	             stamped by Report in the report's commit; a replica keeps
+//	             the edge's times)
 //	reported_fp  per reported field, a fingerprint of its value, so that
 //	             reported_ts moves only when a value does
 //	firmware     the firmware version the device reports
@@ -37,11 +39,18 @@
 // already changed and SetDesired says so with ErrDeltaNotSent; patching
 // again (even with {}) sends the delta again.
 //
-// Reconcile recomputes what follows from a shadow's reported side (delta,
-// reported_ts, firmware) and writes only when something changed. A Watcher
-// follows /shadows/changes and reconciles every device whose shadow
-// changed; its own writes reconcile to no change, so it does not loop.
-// Every node that holds shadows runs one.
+// Report applies a device's report at the edge in one commit: the merged
+// reported side, last_seen and the connection fields, reported_ts for the
+// fields that changed, firmware, the delta, the change record, and the
+// report's history records. ApplyEdge applies a replicated change of an
+// edge's shadow at the core: the edge-owned fields as the edge wrote them,
+// the core's desired side kept, the delta recomputed, in one update.
+//
+// Reconcile recomputes the delta and firmware and writes only when
+// something changed; it never stamps times. A Watcher follows
+// /shadows/changes and reconciles every device whose shadow changed; its
+// own writes reconcile to no change, so it does not loop. The core runs
+// one, as a safety net: every writer keeps the delta current already.
 //
 // List pages through the shadows with a Filter, doing bounded work per
 // page; Summarize counts a whole fleet, and SummaryCache keeps recent

@@ -162,32 +162,26 @@ func fingerprint(v any) string {
 	return strconv.FormatUint(h.Sum64(), 36)
 }
 
-// reconcile updates, in the decoded document m, what follows from its
-// reported and desired sides: reported_ts and reported_fp for each
-// reported field whose value changed (stamped with last_seen, the time of
-// the report, or now), firmware from reported.firmware, and the delta. It
-// reports whether it changed anything. It is pure: m and now are all it
-// reads.
-func reconcile(m map[string]any, now time.Time) bool {
+// stampReported records, in the decoded document m, when each reported
+// field's value last changed: for each field whose fingerprint differs
+// from reported_fp (or that has no time yet) it sets reported_fp and
+// stamps reported_ts with stamp, the time of the report; fields no longer
+// reported lose both. It reports whether it changed anything. Only the
+// owner of the reported side (the edge, as it applies a report) stamps:
+// a replica keeps the times it is given. It is pure.
+func stampReported(m map[string]any, stamp time.Time) bool {
 	changed := false
 	reported := objectField(m, FieldReported)
-	desired := objectField(m, FieldDesired)
-
-	stamp := now.UTC().Format(time.RFC3339Nano)
-	if s, ok := m[FieldLastSeen].(string); ok {
-		if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
-			stamp = s
-		}
-	}
+	ts := stamp.UTC().Format(time.RFC3339Nano)
 	fps := objectField(m, FieldReportedFP)
 	tss := objectField(m, FieldReportedTS)
 	for k, v := range reported {
 		fp := fingerprint(v)
 		if old, _ := fps[k].(string); old != fp {
-			fps[k], tss[k] = fp, stamp
+			fps[k], tss[k] = fp, ts
 			changed = true
 		} else if _, ok := tss[k]; !ok {
-			tss[k] = stamp
+			tss[k] = ts
 			changed = true
 		}
 	}
@@ -206,24 +200,65 @@ func reconcile(m map[string]any, now time.Time) bool {
 	if changed {
 		m[FieldReportedFP], m[FieldReportedTS] = fps, tss
 	}
+	return changed
+}
 
+// reconcile updates, in the decoded document m, what follows from its
+// reported and desired sides without being owned by either: firmware from
+// reported.firmware, and the delta. It never touches either side's times.
+// It reports whether it changed anything. It is pure.
+func reconcile(m map[string]any) bool {
+	changed := false
+	reported := objectField(m, FieldReported)
+	desired := objectField(m, FieldDesired)
 	if fw, ok := reported["firmware"].(string); ok {
 		if cur, _ := m[FieldFirmware].(string); cur != fw {
 			m[FieldFirmware] = fw
 			changed = true
 		}
 	}
-
 	delta := Delta(desired, reported)
-	old, _ := m[FieldDelta].(map[string]any)
-	if old == nil {
-		old = map[string]any{}
-	}
-	if !Equal(old, delta) || (m[FieldDelta] == nil && changed) {
+	old, isObject := m[FieldDelta].(map[string]any)
+	if !isObject || !Equal(old, delta) {
 		m[FieldDelta] = delta
 		changed = true
 	}
 	return changed
+}
+
+// edgeOwned reports whether a field of the shadow document belongs to the
+// edge's copy (DESIGN.md §7): everything but desired, desired_ts, which
+// the core owns, and the delta, which follows from both sides.
+func edgeOwned(field string) bool {
+	switch field {
+	case FieldDesired, FieldDesiredTS, FieldDelta:
+		return false
+	}
+	return true
+}
+
+// fromEdge returns the document a node holds after a replica of the
+// edge's document arrives: every edge-owned field as the edge wrote it
+// (its times included), every other field of cur kept, and the delta
+// recomputed. edge nil means the edge deleted the shadow. It is pure.
+func fromEdge(cur, edge map[string]any) map[string]any {
+	out := map[string]any{}
+	for k, v := range edge {
+		if edgeOwned(k) {
+			out[k] = v
+		}
+	}
+	for k, v := range cur {
+		if !edgeOwned(k) {
+			out[k] = v
+		}
+	}
+	delete(out, FieldDelta)
+	if len(out) == 0 {
+		return out
+	}
+	reconcile(out)
+	return out
 }
 
 // applyDesired merges patch into the desired side of m, stamps desired_ts

@@ -19,29 +19,25 @@ func TestReconcile(t *testing.T) {
 		check   func(t *testing.T, m map[string]any)
 	}{
 		{
-			name:    "first report stamps every field with last_seen",
-			doc:     `{"reported":{"setpoint":4,"firmware":"1.0.0"},"last_seen":"` + seen + `"}`,
+			name:    "firmware and the delta follow the sides",
+			doc:     `{"reported":{"setpoint":4,"firmware":"1.0.0"},"desired":{"setpoint":5},"last_seen":"` + seen + `"}`,
 			changed: true,
 			check: func(t *testing.T, m map[string]any) {
-				ts := objectField(m, FieldReportedTS)
-				if ts["setpoint"] != seen || ts["firmware"] != seen {
-					t.Errorf("reported_ts %v, want both at %s", ts, seen)
-				}
 				if m[FieldFirmware] != "1.0.0" {
 					t.Errorf("firmware %v", m[FieldFirmware])
 				}
-				if d := objectField(m, FieldDelta); len(d) != 0 {
-					t.Errorf("delta %v, want empty", d)
+				if d := objectField(m, FieldDelta); len(d) != 1 {
+					t.Errorf("delta %v, want setpoint", d)
 				}
 			},
 		},
 		{
-			name:    "without last_seen the clock stamps",
-			doc:     `{"reported":{"a":1}}`,
-			changed: true,
+			name:    "no times are stamped: they belong to each side's owner",
+			doc:     `{"reported":{"a":1},"delta":{}}`,
+			changed: false,
 			check: func(t *testing.T, m map[string]any) {
-				if ts := objectField(m, FieldReportedTS); ts["a"] != t0.Format(time.RFC3339Nano) {
-					t.Errorf("reported_ts %v, want a at %s", ts, t0)
+				if _, ok := m[FieldReportedTS]; ok {
+					t.Errorf("reported_ts stamped: %v", m[FieldReportedTS])
 				}
 			},
 		},
@@ -56,24 +52,14 @@ func TestReconcile(t *testing.T) {
 			},
 		},
 		{
-			name:    "a removed reported field loses its stamps",
-			doc:     `{"reported":{},"reported_ts":{"old":"` + seen + `"},"reported_fp":{"old":"x"},"delta":{}}`,
-			changed: true,
-			check: func(t *testing.T, m map[string]any) {
-				if len(objectField(m, FieldReportedTS)) != 0 || len(objectField(m, FieldReportedFP)) != 0 {
-					t.Errorf("stamps left: %v %v", m[FieldReportedTS], m[FieldReportedFP])
-				}
-			},
-		},
-		{
 			name:    "connection state alone changes nothing",
-			doc:     `{"connected":true,"last_seen":"` + seen + `"}`,
+			doc:     `{"connected":true,"last_seen":"` + seen + `","delta":{}}`,
 			changed: false,
 		},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			m := decode(t, tt.doc)
-			if got := reconcile(m, t0); got != tt.changed {
+			if got := reconcile(m); got != tt.changed {
 				t.Fatalf("reconcile changed = %v, want %v", got, tt.changed)
 			}
 			if tt.check != nil {
@@ -82,7 +68,7 @@ func TestReconcile(t *testing.T) {
 			// Reconciling what reconcile wrote changes nothing: the
 			// watcher's own writes do not make it loop.
 			b, _ := json.Marshal(m)
-			if again := decode(t, string(b)); reconcile(again, t0.Add(time.Hour)) {
+			if again := decode(t, string(b)); reconcile(again) {
 				t.Fatalf("second reconcile of %s changed it", b)
 			}
 		})
@@ -90,17 +76,50 @@ func TestReconcile(t *testing.T) {
 }
 
 func TestReportedTSMovesOnlyWithTheValue(t *testing.T) {
-	m := decode(t, `{"reported":{"setpoint":4,"mode":"eco"},"last_seen":"2026-03-01T10:00:00Z"}`)
-	reconcile(m, t0)
-	// A new report changes setpoint only.
-	m[FieldReported] = map[string]any{"setpoint": json.Number("5"), "mode": "eco"}
-	m[FieldLastSeen] = "2026-03-01T10:05:00Z"
-	if !reconcile(m, t0) {
-		t.Fatal("a changed value changed nothing")
-	}
+	m := map[string]any{}
+	src := Source{Class: "pump", Edge: "truck-7", Site: "north"}
+	applyReport(m, decode(t, `{"setpoint":4,"mode":"eco"}`), src, t0)
+	// A report that changes setpoint only, a minute later.
+	applyReport(m, decode(t, `{"setpoint":5,"mode":"eco"}`), src, t0.Add(time.Minute))
 	ts := objectField(m, FieldReportedTS)
-	if ts["setpoint"] != "2026-03-01T10:05:00Z" || ts["mode"] != "2026-03-01T10:00:00Z" {
-		t.Fatalf("reported_ts %v: want setpoint at 10:05 and mode still at 10:00", ts)
+	if ts["setpoint"] != t0.Add(time.Minute).Format(time.RFC3339Nano) || ts["mode"] != t0.Format(time.RFC3339Nano) {
+		t.Fatalf("reported_ts %v: want setpoint at 11:01 and mode still at 11:00", ts)
+	}
+	// A field the report removes loses its stamps.
+	applyReport(m, decode(t, `{"mode":null}`), src, t0.Add(2*time.Minute))
+	if _, ok := objectField(m, FieldReportedTS)["mode"]; ok {
+		t.Fatalf("mode removed, still stamped: %v", m[FieldReportedTS])
+	}
+	if _, ok := objectField(m, FieldReportedFP)["mode"]; ok {
+		t.Fatalf("mode removed, still fingerprinted: %v", m[FieldReportedFP])
+	}
+	if m[FieldLastSeen] != t0.Add(2*time.Minute).Format(time.RFC3339Nano) || m[FieldEdge] != "truck-7" || m[FieldSite] != "north" {
+		t.Fatalf("connection fields %v %v %v", m[FieldLastSeen], m[FieldEdge], m[FieldSite])
+	}
+}
+
+// TestFromEdge: a replica of the edge's shadow brings the edge's fields
+// and times as they are, keeps the node's desired side, and recomputes
+// the delta; an edge's copy of desired or delta is ignored.
+func TestFromEdge(t *testing.T) {
+	cur := decode(t, `{"desired":{"setpoint":7},"desired_ts":{"setpoint":"2026-03-01T09:00:00Z"},"reported":{"setpoint":1},"reported_ts":{"setpoint":"2026-03-01T08:00:00Z"}}`)
+	edge := decode(t, `{"reported":{"setpoint":4,"mode":"eco"},"reported_ts":{"setpoint":"2026-03-01T10:00:00Z","mode":"2026-03-01T10:00:05Z"},
+		"desired":{"setpoint":99},"delta":{"x":1},"last_seen":"2026-03-01T10:00:05Z","edge":"truck-7"}`)
+	got := fromEdge(cur, edge)
+	want := decode(t, `{"desired":{"setpoint":7},"desired_ts":{"setpoint":"2026-03-01T09:00:00Z"},
+		"reported":{"setpoint":4,"mode":"eco"},"reported_ts":{"setpoint":"2026-03-01T10:00:00Z","mode":"2026-03-01T10:00:05Z"},
+		"last_seen":"2026-03-01T10:00:05Z","edge":"truck-7","delta":{"setpoint":7}}`)
+	b, _ := json.Marshal(got)
+	if !Equal(decode(t, string(b)), want) {
+		t.Fatalf("fromEdge:\n%s\nwant\n%v", b, want)
+	}
+	// The edge deletes its copy: the node keeps its own side only.
+	b, _ = json.Marshal(fromEdge(cur, nil))
+	if !Equal(decode(t, string(b)), decode(t, `{"desired":{"setpoint":7},"desired_ts":{"setpoint":"2026-03-01T09:00:00Z"},"delta":{"setpoint":7}}`)) {
+		t.Fatalf("after the edge's delete: %s", b)
+	}
+	if out := fromEdge(map[string]any{}, nil); len(out) != 0 {
+		t.Fatalf("nothing left should be empty: %v", out)
 	}
 }
 
@@ -165,7 +184,7 @@ func FuzzApplyDesired(f *testing.F) {
 		}
 		m := decode(t, `{"reported":{"setpoint":4,"cfg":{"a":1}},"desired":{"setpoint":5},"last_seen":"2026-03-01T10:00:00Z"}`)
 		applyDesired(m, p, t0)
-		reconcile(m, t0)
+		reconcile(m)
 		b, err := json.Marshal(m)
 		if err != nil {
 			t.Fatalf("shadow does not marshal: %v", err)
@@ -174,7 +193,7 @@ func FuzzApplyDesired(f *testing.F) {
 		if !Equal(objectField(again, FieldDelta), Delta(objectField(again, FieldDesired), objectField(again, FieldReported))) {
 			t.Fatalf("stored delta of %s is not the delta of its sides", b)
 		}
-		if reconcile(again, t0.Add(time.Hour)) {
+		if reconcile(again) {
 			t.Fatalf("second reconcile of %s changed it", b)
 		}
 	})

@@ -124,10 +124,10 @@ func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawM
 }
 
 // Reconcile recomputes what follows from device id's reported and desired
-// sides (the delta, reported_ts and reported_fp, firmware) and writes the
-// shadow only if any of it changed. It reports whether it wrote. A device
-// without a shadow is no error.
-func Reconcile(ctx context.Context, st *store.Store, id string, now time.Time) (bool, error) {
+// sides (the delta, firmware) and writes the shadow only if any of it
+// changed. It reports whether it wrote. A device without a shadow is no
+// error. It never stamps either side's times.
+func Reconcile(ctx context.Context, st *store.Store, id string) (bool, error) {
 	d, err := st.Table(store.ShadowsTable).Get(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
@@ -135,14 +135,14 @@ func Reconcile(ctx context.Context, st *store.Store, id string, now time.Time) (
 	if err != nil {
 		return false, err
 	}
-	return reconcileDoc(ctx, st, d, now)
+	return reconcileDoc(ctx, st, d)
 }
 
 // reconcileDoc is Reconcile given a recent version of the document: when
 // that version needs no change, nothing is read or written.
-func reconcileDoc(ctx context.Context, st *store.Store, d store.Doc, now time.Time) (bool, error) {
+func reconcileDoc(ctx context.Context, st *store.Store, d store.Doc) (bool, error) {
 	m, err := decodeObject(d.Value)
-	if err != nil || !reconcile(m, now) {
+	if err != nil || !reconcile(m) {
 		return false, nil // a document that is no object is not ours to fix
 	}
 	_, err = st.Table(store.ShadowsTable).Update(ctx, d.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
@@ -150,7 +150,7 @@ func reconcileDoc(ctx context.Context, st *store.Store, d store.Doc, now time.Ti
 			return nil, errUnchanged
 		}
 		m, err := decodeObject(old.Value)
-		if err != nil || !reconcile(m, now) {
+		if err != nil || !reconcile(m) {
 			return nil, errUnchanged
 		}
 		return json.Marshal(m)
@@ -162,4 +162,97 @@ func reconcileDoc(ctx context.Context, st *store.Store, d store.Doc, now time.Ti
 		return false, fmt.Errorf("shadow: reconcile %s: %w", d.Key, err)
 	}
 	return true, nil
+}
+
+// Source is where a device's report came from: the connection details
+// the edge writes into its shadow beside the report.
+type Source struct {
+	Class, Edge, Site string
+}
+
+// Report merges a device's report (a JSON object, an RFC 7386 merge patch
+// of its reported state) into its shadow, as the edge that owns the
+// reported side: in one table update it merges the report, sets last_seen
+// to at and class, edge and site from src, stamps reported_ts with at for
+// every field whose value changed, and recomputes firmware and the delta.
+// The shadow, its change record and what also holds (the report's history
+// records) are committed together: a crash leaves all of them or none.
+func Report(ctx context.Context, st *store.Store, id string, report json.RawMessage, src Source, at time.Time, also []store.AppendRequest) (Doc, error) {
+	p, err := decodeObject(report)
+	if err != nil {
+		return Doc{}, fmt.Errorf("shadow: report of %s: %w", id, err)
+	}
+	var m map[string]any
+	saved, _, err := st.Table(store.ShadowsTable).UpdateAppend(ctx, id, func(old store.Doc, exists bool) (json.RawMessage, []store.AppendRequest, error) {
+		m = map[string]any{}
+		if exists {
+			if m, err = decodeObject(old.Value); err != nil {
+				return nil, nil, err
+			}
+		}
+		applyReport(m, p, src, at)
+		b, err := json.Marshal(m)
+		return b, also, err
+	})
+	if err != nil {
+		return Doc{}, fmt.Errorf("shadow: report of %s: %w", id, err)
+	}
+	return fromMap(id, saved.Version, saved.Updated, m), nil
+}
+
+// applyReport is what Report does to the decoded document m. It is pure.
+func applyReport(m, report map[string]any, src Source, at time.Time) {
+	m[FieldReported] = store.MergePatch(objectField(m, FieldReported), report)
+	m[FieldLastSeen] = at.UTC().Format(time.RFC3339Nano)
+	m[FieldClass], m[FieldEdge], m[FieldSite] = src.Class, src.Edge, src.Site
+	stampReported(m, at)
+	reconcile(m)
+}
+
+// ApplyEdge applies a change of an edge's shadow (a record of the edge's
+// /shadows/changes, replicated) to this node's copy, in one table update:
+// every edge-owned field as the edge wrote it, reported_ts included, the
+// node's own desired side kept, the delta recomputed. When the edge
+// deleted the shadow, the node keeps its own fields, or deletes the shadow
+// if it has none. Applying the same change twice writes the same document.
+func ApplyEdge(ctx context.Context, st *store.Store, c store.Change) error {
+	var edge map[string]any
+	if c.Op != "delete" {
+		var err error
+		if edge, err = decodeObject(c.Doc); err != nil {
+			return fmt.Errorf("shadow: change of %s: %w", c.Key, err)
+		}
+	}
+	tbl := st.Table(store.ShadowsTable)
+	for {
+		var version uint64
+		_, err := tbl.Update(ctx, c.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
+			cur := map[string]any{}
+			if exists {
+				if m, err := decodeObject(old.Value); err == nil {
+					cur = m
+				}
+			}
+			out := fromEdge(cur, edge)
+			if len(out) == 0 {
+				version = old.Version
+				return nil, errUnchanged
+			}
+			return json.Marshal(out)
+		})
+		if !errors.Is(err, errUnchanged) {
+			return err
+		}
+		if version == 0 {
+			return nil // no shadow here either
+		}
+		err = tbl.Delete(ctx, c.Key, store.IfVersion(version))
+		switch {
+		case errors.Is(err, store.ErrVersion):
+			continue // changed meanwhile: look again
+		case errors.Is(err, store.ErrNotFound):
+			return nil
+		}
+		return err
+	}
 }

@@ -24,6 +24,8 @@ func openStore(t testing.TB) *store.Store {
 
 // report writes a device report the way the gateway does: reported merged
 // in, with last_seen, class and edge.
+// report writes a device's report the way a replica of an edge's shadow
+// arrives before anything reconciled it: a plain patch, no delta.
 func report(t testing.TB, st *store.Store, id, class, reported string) store.Doc {
 	t.Helper()
 	patch := fmt.Sprintf(`{"reported":%s,"last_seen":%q,"class":%q,"edge":"edge1","connected":true}`, reported, time.Now().UTC().Format(time.RFC3339Nano), class)
@@ -217,7 +219,7 @@ func TestWatcherKeepsDeltaCurrent(t *testing.T) {
 	w, _ := runWatcher(t, st)
 
 	report(t, st, "pump-1", "pump", `{"setpoint":4}`)
-	waitFor(t, st, "pump-1", "reported_ts", func(m map[string]any) bool { return objectField(m, FieldReportedTS)["setpoint"] != nil })
+	waitFor(t, st, "pump-1", "a delta", func(m map[string]any) bool { return m[FieldDelta] != nil })
 	if _, err := SetDesired(ctx, st, "pump-1", json.RawMessage(`{"setpoint":7}`), SetOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func TestWatcherKeepsDeltaCurrent(t *testing.T) {
 	// last write; once it is reconciled, pump-1 has not been written
 	// again: the watcher's own write did not make it loop.
 	report(t, st, "pump-2", "pump", `{"setpoint":1}`)
-	waitFor(t, st, "pump-2", "reported_ts", func(m map[string]any) bool { return objectField(m, FieldReportedTS)["setpoint"] != nil })
+	waitFor(t, st, "pump-2", "a delta", func(m map[string]any) bool { return m[FieldDelta] != nil })
 	again, _ := st.Table(store.ShadowsTable).Get(ctx, "pump-1")
 	if again.Version != settled.Version {
 		t.Fatalf("pump-1 went from version %d to %d with no change of its own", settled.Version, again.Version)
@@ -257,7 +259,7 @@ func TestWatcherResumesAndPrimes(t *testing.T) {
 	}
 	_, stop := runWatcher(t, st)
 	for i := range 20 {
-		waitFor(t, st, fmt.Sprintf("dev-%02d", i), "reported_ts", func(m map[string]any) bool { return objectField(m, FieldReportedTS)["setpoint"] != nil })
+		waitFor(t, st, fmt.Sprintf("dev-%02d", i), "a delta", func(m map[string]any) bool { return m[FieldDelta] != nil })
 	}
 	stop()
 
@@ -272,4 +274,104 @@ func TestWatcherResumesAndPrimes(t *testing.T) {
 	}
 	runWatcher(t, st)
 	waitFor(t, st, "dev-05", "an empty delta", func(m map[string]any) bool { return len(storedDelta(m)) == 0 })
+}
+
+// TestReportOneCommit: a report, its change record and its history record
+// are one commit; a report whose history cannot be written leaves the
+// shadow as it was.
+func TestReportOneCommit(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	src := Source{Class: "pump", Edge: "edge1", Site: "north"}
+	history := func(v string) []store.AppendRequest {
+		return []store.AppendRequest{{Path: store.ByDeviceStream, Topic: "pump-1", Partition: -1, Messages: []store.Message{{Value: []byte(v)}}}}
+	}
+	d, err := Report(ctx, st, "pump-1", json.RawMessage(`{"setpoint":4,"firmware":"1.2.0"}`), src, t0, history(`{"setpoint":4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Firmware != "1.2.0" || !d.ReportedTS["setpoint"].Equal(t0) || !d.LastSeen.Equal(t0) || d.Site != "north" {
+		t.Fatalf("after the report: %+v", d)
+	}
+	raw, _ := st.Table(store.ShadowsTable).Get(ctx, "pump-1")
+	if m := decode(t, string(raw.Value)); m[FieldDelta] == nil || objectField(m, FieldReportedFP)["setpoint"] == nil {
+		t.Fatalf("stored shadow not reconciled in the report's commit: %s", raw.Value)
+	}
+	_, next, _ := st.Stream(store.ByDeviceStream).Bounds(ctx, "pump-1", 0)
+	if next != 1 {
+		t.Fatalf("history records %d, want 1", next)
+	}
+	// No room for the history: nothing of the report is kept.
+	if err := st.SetVolume(ctx, "telemetry", store.VolumeOptions{Quota: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Report(ctx, st, "pump-1", json.RawMessage(`{"setpoint":5}`), src, t0.Add(time.Minute), history(`{"setpoint":5}`)); !errors.Is(err, store.ErrQuotaExceeded) {
+		t.Fatalf("report over quota: %v", err)
+	}
+	if after, _ := st.Table(store.ShadowsTable).Get(ctx, "pump-1"); after.Version != raw.Version {
+		t.Fatalf("shadow written (version %d to %d) though its history was refused", raw.Version, after.Version)
+	}
+}
+
+// TestApplyEdge: an edge's shadow change replaces the edge-owned fields,
+// keeps the node's desired side and recomputes the delta.
+func TestApplyEdge(t *testing.T) {
+	st := openStore(t)
+	ctx := context.Background()
+	tbl := st.Table(store.ShadowsTable)
+	if _, err := tbl.Put(ctx, "d1", json.RawMessage(`{"desired":{"temp":18},"desired_ts":{"temp":"2026-01-01T00:00:00Z"},"reported":{"temp":1},"old":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	doc := func() map[string]any {
+		t.Helper()
+		d, err := tbl.Get(ctx, "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		m = decode(t, string(d.Value))
+		return m
+	}
+	// An edge's change: its fields replace the core's, but not desired.
+	edgeDoc := `{"reported":{"temp":21},"connected":true,"desired":{"temp":99},"delta":{"x":1}}`
+	if err := ApplyEdge(ctx, st, store.Change{Key: "d1", Op: "patch", Doc: json.RawMessage(edgeDoc), TS: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	got := doc()
+	if got["reported"].(map[string]any)["temp"] != json.Number("21") || got["desired"].(map[string]any)["temp"] != json.Number("18") ||
+		got["connected"] != true || got["old"] != nil || got["desired_ts"] == nil ||
+		!Equal(objectField(got, FieldDelta), map[string]any{"temp": json.Number("18")}) {
+		t.Fatalf("after the edge's change: %v", got)
+	}
+	// Applying it again changes nothing but the version.
+	if err := ApplyEdge(ctx, st, store.Change{Key: "d1", Op: "patch", Doc: json.RawMessage(edgeDoc)}); err != nil {
+		t.Fatal(err)
+	}
+	if again := doc(); len(again) != len(got) {
+		t.Fatalf("applied twice: %v", again)
+	}
+	// The edge deletes its shadow: the core's desired side stays.
+	if err := ApplyEdge(ctx, st, store.Change{Key: "d1", Op: "delete"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := doc(); len(got) != 3 || got["desired"] == nil || got["desired_ts"] == nil || got["delta"] == nil {
+		t.Fatalf("after the edge's delete: %v", got)
+	}
+	// A device the core sets nothing for goes entirely.
+	if err := ApplyEdge(ctx, st, store.Change{Key: "d2", Op: "put", Doc: json.RawMessage(`{"reported":{}}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ApplyEdge(ctx, st, store.Change{Key: "d2", Op: "delete"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tbl.Get(ctx, "d2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("d2 after delete: %v", err)
+	}
+	// Deleting what the core never had is nothing.
+	if err := ApplyEdge(ctx, st, store.Change{Key: "d3", Op: "delete"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tbl.Get(ctx, "d3"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("d3: %v", err)
+	}
 }

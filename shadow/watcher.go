@@ -27,9 +27,6 @@ type WatcherConfig struct {
 	Group string
 	// Logger receives the watcher's logs. Nil discards them.
 	Logger *slog.Logger
-	// Now is the clock of reported_ts when a shadow has no last_seen.
-	// Default time.Now.
-	Now func() time.Time
 }
 
 // Watcher keeps every shadow's delta, reported_ts and firmware up to date
@@ -67,9 +64,6 @@ func NewWatcher(cfg WatcherConfig) (*Watcher, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	return &Watcher{
 		cfg: cfg,
@@ -230,13 +224,12 @@ func (w *Watcher) follow(ctx context.Context, k partKey) error {
 			}
 			latest[c.Key] = c
 		}
-		now := w.cfg.Now()
 		for _, id := range order {
 			c := latest[id]
 			if c.Op == "delete" {
 				continue
 			}
-			wrote, err := reconcileDoc(ctx, w.cfg.Store, store.Doc{Key: c.Key, Version: c.Version, Updated: c.TS, Value: c.Doc}, now)
+			wrote, err := reconcileDoc(ctx, w.cfg.Store, store.Doc{Key: c.Key, Version: c.Version, Updated: c.TS, Value: c.Doc})
 			if err != nil {
 				return err
 			}
@@ -256,14 +249,13 @@ func (w *Watcher) follow(ctx context.Context, k partKey) error {
 func (w *Watcher) reconcileAll(ctx context.Context) error {
 	t := w.cfg.Store.Table(store.ShadowsTable)
 	after, n := "", 0
-	now := w.cfg.Now()
 	for {
 		docs, next, err := t.Scan(ctx, "", after, 500)
 		if err != nil {
 			return err
 		}
 		for _, d := range docs {
-			wrote, err := reconcileDoc(ctx, w.cfg.Store, d, now)
+			wrote, err := reconcileDoc(ctx, w.cfg.Store, d)
 			if err != nil {
 				return err
 			}

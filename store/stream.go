@@ -85,50 +85,61 @@ func (st *Stream) Append(ctx context.Context, topic string, msgs ...Message) ([]
 // AppendMany appends every request in one durable commit: all of them or
 // none.
 func (s *Store) AppendMany(ctx context.Context, reqs []AppendRequest) ([][]Pos, error) {
+	var res [][]Pos
+	err := s.do(ctx, appendSize(reqs), false, func(w *wtx) (err error) {
+		res, err = w.appendAll(reqs)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// appendSize is the encoded size of the messages of reqs.
+func appendSize(reqs []AppendRequest) int {
 	size := 0
 	for _, r := range reqs {
 		for i := range r.Messages {
 			size += encodedSize(&r.Messages[i])
 		}
 	}
-	var res [][]Pos
-	err := s.do(ctx, size, false, func(w *wtx) error {
-		res = make([][]Pos, len(reqs))
-		// Check everything before staging anything.
-		metas := make([]*Info, len(reqs))
-		need := make(map[string]int, 1)
-		for i, r := range reqs {
-			m, vol, _, err := w.object(r.Path, KindStream)
-			if err != nil {
-				return err
-			}
-			if err := checkTopic(r.Topic); err != nil {
-				return err
-			}
-			if r.Partition >= m.Partitions || r.Partition < -1 {
-				return fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrBadPartition, r.Path, m.Partitions, r.Partition)
-			}
-			metas[i] = m
-			for j := range r.Messages {
-				need[vol] += encodedSize(&r.Messages[j])
-			}
+	return size
+}
+
+// appendAll stages every request in the transaction, checking all of them
+// (objects, topics, partitions, quotas) before staging any.
+func (w *wtx) appendAll(reqs []AppendRequest) ([][]Pos, error) {
+	res := make([][]Pos, len(reqs))
+	metas := make([]*Info, len(reqs))
+	need := make(map[string]int, 1)
+	for i, r := range reqs {
+		m, vol, _, err := w.object(r.Path, KindStream)
+		if err != nil {
+			return nil, err
 		}
-		for vol, n := range need {
-			if err := w.checkQuota(vol, n); err != nil {
-				return err
-			}
+		if err := checkTopic(r.Topic); err != nil {
+			return nil, err
 		}
-		for i, r := range reqs {
-			pos, err := w.stage(r.Path, metas[i], r.Topic, r.Partition, r.Messages)
-			if err != nil {
-				return err
-			}
-			res[i] = pos
+		if r.Partition >= m.Partitions || r.Partition < -1 {
+			return nil, fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrBadPartition, r.Path, m.Partitions, r.Partition)
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
+		metas[i] = m
+		for j := range r.Messages {
+			need[vol] += encodedSize(&r.Messages[j])
+		}
+	}
+	for vol, n := range need {
+		if err := w.checkQuota(vol, n); err != nil {
+			return nil, err
+		}
+	}
+	for i, r := range reqs {
+		pos, err := w.stage(r.Path, metas[i], r.Topic, r.Partition, r.Messages)
+		if err != nil {
+			return nil, err
+		}
+		res[i] = pos
 	}
 	return res, nil
 }

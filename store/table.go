@@ -104,7 +104,7 @@ func (t *Table) Put(ctx context.Context, key string, doc json.RawMessage, conds 
 	if err := json.Compact(&buf, doc); err != nil {
 		return Doc{}, fmt.Errorf("%w: %v", ErrBadDocument, err)
 	}
-	return t.mutate(ctx, key, "put", conds, func(Doc, bool) ([]byte, error) { return buf.Bytes(), nil })
+	return t.mutate(ctx, key, "put", conds, func(*wtx, Doc, bool) ([]byte, error) { return buf.Bytes(), nil })
 }
 
 // Patch applies a JSON merge patch (RFC 7386) to the document at key,
@@ -114,7 +114,7 @@ func (t *Table) Patch(ctx context.Context, key string, patch json.RawMessage, co
 	if err := unmarshalJSON(patch, &p); err != nil {
 		return Doc{}, fmt.Errorf("%w: patch: %v", ErrBadDocument, err)
 	}
-	return t.mutate(ctx, key, "patch", conds, func(old Doc, exists bool) ([]byte, error) {
+	return t.mutate(ctx, key, "patch", conds, func(_ *wtx, old Doc, exists bool) ([]byte, error) {
 		var target any
 		if exists {
 			if err := unmarshalJSON(old.Value, &target); err != nil {
@@ -128,8 +128,21 @@ func (t *Table) Patch(ctx context.Context, key string, patch json.RawMessage, co
 // Update applies fn to the document at key (exists false if absent) and
 // stores what it returns, in one step; fn may run more than once.
 func (t *Table) Update(ctx context.Context, key string, fn func(old Doc, exists bool) (json.RawMessage, error), conds ...Cond) (Doc, error) {
-	return t.mutate(ctx, key, "put", conds, func(old Doc, exists bool) ([]byte, error) {
+	doc, _, err := t.UpdateAppend(ctx, key, func(old Doc, exists bool) (json.RawMessage, []AppendRequest, error) {
 		b, err := fn(old, exists)
+		return b, nil, err
+	}, conds...)
+	return doc, err
+}
+
+// UpdateAppend is Update whose fn also returns messages to append in the
+// same commit as the document (and its change record): the document and
+// every append are durable together or not at all. It returns the
+// appended positions, one slice per request.
+func (t *Table) UpdateAppend(ctx context.Context, key string, fn func(old Doc, exists bool) (json.RawMessage, []AppendRequest, error), conds ...Cond) (Doc, [][]Pos, error) {
+	var pos [][]Pos
+	doc, err := t.mutate(ctx, key, "put", conds, func(w *wtx, old Doc, exists bool) ([]byte, error) {
+		b, reqs, err := fn(old, exists)
 		if err != nil {
 			return nil, err
 		}
@@ -137,8 +150,14 @@ func (t *Table) Update(ctx context.Context, key string, fn func(old Doc, exists 
 		if err := json.Compact(&buf, b); err != nil {
 			return nil, fmt.Errorf("%w: %v", ErrBadDocument, err)
 		}
+		if len(reqs) > 0 {
+			if pos, err = w.appendAll(reqs); err != nil {
+				return nil, err
+			}
+		}
 		return buf.Bytes(), nil
 	})
+	return doc, pos, err
 }
 
 // Delete removes the document at key.
@@ -147,7 +166,9 @@ func (t *Table) Delete(ctx context.Context, key string, conds ...Cond) error {
 	return err
 }
 
-func (t *Table) mutate(ctx context.Context, key, op string, conds []Cond, next func(old Doc, exists bool) ([]byte, error)) (Doc, error) {
+// mutate changes the document at key in one commit; next, given the
+// transaction, may stage more in it.
+func (t *Table) mutate(ctx context.Context, key, op string, conds []Cond, next func(w *wtx, old Doc, exists bool) ([]byte, error)) (Doc, error) {
 	if err := checkKey(key); err != nil {
 		return Doc{}, err
 	}
@@ -191,7 +212,7 @@ func (t *Table) mutate(ctx context.Context, key, op string, conds []Cond, next f
 			}
 			return w.del(vol, rk, oldSize)
 		}
-		doc, err := next(old, exists)
+		doc, err := next(w, old, exists)
 		if err != nil {
 			return err
 		}

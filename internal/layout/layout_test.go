@@ -43,6 +43,7 @@ var tier = map[string]int{
 
 // allowedSameTier lists imports between packages of the same tier.
 var allowedSameTier = map[string][]string{
+	"gateway":        {"shadow"},
 	"sync/replicate": {"sync/wire", "sync/mirror"},
 	"sync/mirror":    {"sync/wire"},
 	"api":            {"shadow", "sync/replicate", "anomaly"},
