@@ -101,12 +101,14 @@ func QUICConfig() *quic.Config {
 type Listener struct {
 	*quic.Listener
 	tr *quic.Transport
+	uc *net.UDPConn
 }
 
 // Close stops accepting and closes the socket and every connection.
 func (l *Listener) Close() error {
 	err := l.Listener.Close()
 	l.tr.Close()
+	l.uc.Close() // a Transport does not close a socket it was given
 	return err
 }
 
@@ -134,7 +136,7 @@ func Listen(addr string, tc *tls.Config, qc *quic.Config, resetKey *quic.Statele
 		uc.Close()
 		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
 	}
-	return &Listener{Listener: ln, tr: tr}, nil
+	return &Listener{Listener: ln, tr: tr, uc: uc}, nil
 }
 
 // ResetKey derives a stateless reset key from the node's private key: the
