@@ -53,6 +53,10 @@ func (f *follower) run(ctx context.Context) error {
 // pass folds what every edge topic holds past its cursor, a page at a time;
 // busy reports that there may be more.
 func (f *follower) pass(ctx context.Context, changes *store.Stream) (busy bool, err error) {
+	info, err := f.store.Stat(ctx, store.ShadowChanges)
+	if err != nil {
+		return false, err
+	}
 	after := ""
 	for {
 		topics, err := changes.Topics(ctx, "", after, 1000)
@@ -63,11 +67,13 @@ func (f *follower) pass(ctx context.Context, changes *store.Stream) (busy bool, 
 			if topic == f.self {
 				continue
 			}
-			more, err := f.topic(ctx, changes, topic)
-			if err != nil {
-				return false, err
+			for part := range max(info.Partitions, 1) {
+				more, err := f.partition(ctx, changes, topic, part)
+				if err != nil {
+					return false, err
+				}
+				busy = busy || more
 			}
-			busy = busy || more
 		}
 		if len(topics) < 1000 {
 			return busy, nil
@@ -76,20 +82,22 @@ func (f *follower) pass(ctx context.Context, changes *store.Stream) (busy bool, 
 	}
 }
 
-func (f *follower) topic(ctx context.Context, changes *store.Stream, topic string) (more bool, err error) {
-	from, _, err := changes.Cursor(ctx, followerGroup, topic, 0)
+// partition folds one partition of an edge's topic past its cursor, a
+// page at a time; more reports that there may be more.
+func (f *follower) partition(ctx context.Context, changes *store.Stream, topic string, part int) (more bool, err error) {
+	from, _, err := changes.Cursor(ctx, followerGroup, topic, part)
 	if err != nil {
 		return false, err
 	}
-	msgs, err := changes.Read(ctx, topic, 0, from, store.ReadOptions{Limit: 500})
+	msgs, err := changes.Read(ctx, topic, part, from, store.ReadOptions{Limit: 500})
 	if errors.Is(err, store.ErrTrimmed) {
-		low, _, berr := changes.Bounds(ctx, topic, 0)
+		low, _, berr := changes.Bounds(ctx, topic, part)
 		if berr != nil {
 			return false, berr
 		}
 		f.log.Warn("shadow changes trimmed before they were applied", "edge", topic, "from", from, "to", low)
 		from = low
-		msgs, err = changes.Read(ctx, topic, 0, from, store.ReadOptions{Limit: 500})
+		msgs, err = changes.Read(ctx, topic, part, from, store.ReadOptions{Limit: 500})
 	}
 	if err != nil || len(msgs) == 0 {
 		return false, err
@@ -100,12 +108,17 @@ func (f *follower) topic(ctx context.Context, changes *store.Stream, topic strin
 			f.log.Warn("skipping a malformed shadow change", "edge", topic, "offset", m.Offset, "err", err)
 			continue
 		}
-		if err := shadow.ApplyEdge(ctx, f.store, c); err != nil {
+		err := shadow.ApplyEdge(ctx, f.store, c)
+		if errors.Is(err, store.ErrBadDocument) {
+			f.log.Warn("skipping a shadow change that is not a JSON object", "edge", topic, "device", c.Key, "offset", m.Offset)
+			continue
+		}
+		if err != nil {
 			return false, fmt.Errorf("core: shadow %q from %s at %d: %w", c.Key, topic, m.Offset, err)
 		}
 	}
 	next := msgs[len(msgs)-1].Offset + 1
-	if err := changes.SetCursor(ctx, followerGroup, topic, 0, next); err != nil {
+	if err := changes.SetCursor(ctx, followerGroup, topic, part, next); err != nil {
 		return false, err
 	}
 	return len(msgs) == 500, nil

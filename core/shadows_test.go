@@ -3,7 +3,9 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/weft-io/weft/store"
@@ -34,5 +36,36 @@ func TestDeviceUpdatesGoToTheirEdge(t *testing.T) {
 		if err := rule(c.edge, c.path, c.topic); (err == nil) != c.ok {
 			t.Errorf("%s %s to %s: %v, want allowed %v", c.path, c.topic, c.edge, err, c.ok)
 		}
+	}
+}
+
+// TestFollowerSkipsMalformedChanges: a change whose document is not a JSON
+// object is skipped with a warning; the changes after it are applied.
+func TestFollowerSkipsMalformedChanges(t *testing.T) {
+	st, err := store.Open(store.Config{Dir: filepath.Join(t.TempDir(), "d"), Name: "core1", MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var msgs []store.Message
+	for _, c := range []store.Change{
+		{Key: "d1", Op: "put", Doc: json.RawMessage(`[1,2]`)},
+		{Key: "d1", Op: "put", Doc: json.RawMessage(`{"reported":{"temp":21},"reported_ts":{"temp":"2026-01-01T00:00:00Z"}}`)},
+	} {
+		b, _ := json.Marshal(c)
+		msgs = append(msgs, store.Message{Key: []byte(c.Key), Value: b})
+	}
+	changes := st.Stream(store.ShadowChanges)
+	if _, err := changes.Append(ctx, "edge1", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	f := &follower{store: st, self: "core1", log: slog.New(slog.DiscardHandler)}
+	if _, err := f.pass(ctx, changes); err != nil {
+		t.Fatal(err)
+	}
+	d, err := st.Table(store.ShadowsTable).Get(ctx, "d1")
+	if err != nil || !strings.Contains(string(d.Value), `"reported_ts":{"temp":"2026-01-01T00:00:00Z"}`) {
+		t.Fatalf("after the follower's pass: %s %v", d.Value, err)
 	}
 }
