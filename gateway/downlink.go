@@ -200,9 +200,16 @@ func (d *downlink) publish(topic string, m store.Message) {
 		PacketID:    uint16(qos), // mochi checks an inline publish has one; it never uses it
 		Created:     d.s.cfg.Now().Unix(),
 	}
-	if err := d.s.mqtt.InjectPacket(d.client, pk); err != nil {
+	if err := d.inject(pk); err != nil {
 		d.s.log.Warn("downlink message not published", "topic", name, "offset", m.Offset, "err", err)
 	}
+}
+
+// inject hands pk to mochi while no SUBSCRIBE is being handled.
+func (d *downlink) inject(pk packets.Packet) error {
+	d.s.deliver.Lock()
+	defer d.s.deliver.Unlock()
+	return d.s.mqtt.InjectPacket(d.client, pk)
 }
 
 // DownlinkTopic returns the MQTT topic on which a message of

@@ -33,8 +33,9 @@ type session struct {
 	reason      atomic.Pointer[string]
 
 	// Used by the connection's reading goroutine only.
-	limiter limiter
-	aliases map[uint16]string // v5 inbound topic aliases
+	limiter     limiter
+	aliases     map[uint16]string // v5 inbound topic aliases
+	subscribing bool              // holds Server.deliver for reading
 
 	queue *publishQueue // telemetry on its way to the store
 }
@@ -169,7 +170,7 @@ func (h *hook) Provides(b byte) bool {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablish, mqtt.OnDisconnect,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent,
-		mqtt.OnSubscribe, mqtt.OnPublish, mqtt.OnWillSent:
+		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnWillSent:
 		return true
 	}
 	return false
@@ -452,14 +453,37 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 }
 
 // OnSubscribe counts the filters mochi refuses as invalid without asking
-// the ACL.
+// the ACL, and holds back the downlink until the SUBSCRIBE is handled
+// (see Server.deliver).
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if sess := sessionOf(cl); sess != nil && !sess.subscribing {
+		h.s.deliver.RLock()
+		sess.subscribing = true
+	}
 	for _, f := range pk.Filters {
 		if !mqtt.IsValidFilter(f.Filter, false) {
 			h.s.metrics.aclRefusals.inc(OpLabelSubscribe, ReasonInvalid)
 		}
 	}
 	return pk
+}
+
+// OnPacketProcessed lets the downlink go on once a SUBSCRIBE is handled,
+// its retained messages sent.
+func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
+	if pk.FixedHeader.Type == packets.Subscribe {
+		h.endSubscribe(sessionOf(cl))
+	}
+}
+
+// endSubscribe releases the hold OnSubscribe took, if any. It runs on the
+// connection's reading goroutine, as OnSubscribe does, and once more when
+// the connection ends (a SUBSCRIBE mochi did not finish).
+func (h *hook) endSubscribe(sess *session) {
+	if sess != nil && sess.subscribing {
+		sess.subscribing = false
+		h.s.deliver.RUnlock()
+	}
 }
 
 // OnWillSent stores a Will message like a publish of the device, if its

@@ -224,6 +224,7 @@ var errPanic = errors.New("gateway: connection goroutine panicked")
 // connectionEnded counts how a connection ended and, if mochi could not
 // finish its own bookkeeping (a panic), does it in its place.
 func (s *Server) connectionEnded(sess *session, err error) {
+	s.hook.endSubscribe(sess)
 	if sess.onConnect != nil {
 		sess.onConnect()
 	}

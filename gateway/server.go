@@ -46,6 +46,14 @@ type Server struct {
 	bg      sync.WaitGroup
 	bgStop  context.CancelFunc
 	closing atomic.Bool
+
+	// deliver orders the downlink's publishes (held for writing) against
+	// the SUBSCRIBEs being handled (held for reading, from before the
+	// subscription is added until the retained messages are sent): mochi
+	// adds a subscription, answers SUBACK and only then looks up the
+	// retained messages, so a message published in between would reach
+	// the new subscription twice, live and as retained.
+	deliver sync.RWMutex
 }
 
 // New checks cfg, applies its defaults and returns a server ready to
