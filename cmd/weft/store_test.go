@@ -328,7 +328,14 @@ func TestCommands(t *testing.T) {
 				{args: []string{"table", "get", "/shadows/gw", "k1"}, check: wantDoc(3, `{"e":5}`)},
 				{args: []string{"table", "put", "/shadows/gw", "k2", "--if-version", "0", `[1,2]`}, check: wantDoc(1, `[1,2]`)},
 				{args: []string{"table", "put", "/shadows/gw", "k2", "--if-version", "0", `{}`}, fail: true, stderr: "version mismatch"},
-				{args: []string{"table", "put", "/shadows/gw", "k3", `{"a":`}, fail: true, stderr: "store:"},
+				{args: []string{"table", "put", "/shadows/gw", "k3", `{"a":`}, fail: true,
+					stderr: "weft: the document (argument 3) is not valid JSON: at line 1, column 6, the JSON ends before it is complete"},
+				{args: []string{"table", "put", "/shadows/gw", "k3", `{bad}`}, fail: true,
+					stderr: "weft: the document (argument 3) is not valid JSON: at line 1, column 2, found 'b' where a member name in double quotes should start"},
+				{args: []string{"table", "patch", "/shadows/gw", "k3"}, stdin: "{\n  \"a\": 1\n  \"b\": 2\n}\n", fail: true,
+					stderr: "weft: the merge patch on stdin is not valid JSON: at line 3, column 3, found '\"' after a member, where ',' or '}' should be\n    \"b\": 2\n    ^"},
+				{args: []string{"table", "patch", "/shadows/gw", "k3"}, stdin: "", fail: true, stderr: "weft: the merge patch on stdin is empty, not JSON"},
+				{args: []string{"table", "get", "/shadows/gw", "k3"}, fail: true, stderr: "not found"},
 				{args: []string{"table", "scan", "/shadows/gw", "--limit", "1", "-o", "json"}, check: func(t *testing.T, _, stdout string) {
 					page := decode[struct {
 						Docs []store.Doc

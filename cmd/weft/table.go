@@ -65,16 +65,17 @@ func addIfVersion(cmd *cobra.Command) (conds func() []store.Cond) {
 	}
 }
 
-// docArg is the JSON given as the argument after the key, or stdin.
-func docArg(cmd *cobra.Command, args []string) (json.RawMessage, error) {
-	if len(args) == 2 {
-		return json.RawMessage(args[1]), nil
+// docArg is the JSON given as the third argument, after the table and
+// the key, or stdin; noun names it in the error when it is not valid JSON.
+func docArg(cmd *cobra.Command, args []string, noun string) (json.RawMessage, error) {
+	if len(args) == 3 {
+		return json.RawMessage(args[2]), checkJSON(noun+" (argument 3)", []byte(args[2]))
 	}
 	b, err := io.ReadAll(cmd.InOrStdin())
 	if err != nil {
 		return nil, fmt.Errorf("read stdin: %w", err)
 	}
-	return json.RawMessage(b), nil
+	return json.RawMessage(b), checkJSON(noun+" on stdin", b)
 }
 
 func newTablePutCmd() *cobra.Command {
@@ -89,16 +90,17 @@ has version N (0: only if there is none), otherwise it fails.`,
   weft table put --data /var/lib/weft /shadows/gateways gw1 --if-version 3 < gw1.json`,
 		Args: cobra.RangeArgs(2, 3),
 	}
-	writeDoc(cmd, (*store.Table).Put)
+	writeDoc(cmd, "the document", (*store.Table).Put)
 	return cmd
 }
 
 // writeDoc adds --if-version to cmd and makes it write the document of its
-// arguments (or stdin) with write, printing the result.
-func writeDoc(cmd *cobra.Command, write func(t *store.Table, ctx context.Context, key string, doc json.RawMessage, conds ...store.Cond) (store.Doc, error)) {
+// arguments (or stdin), called noun in errors, with write, printing the
+// result.
+func writeDoc(cmd *cobra.Command, noun string, write func(t *store.Table, ctx context.Context, key string, doc json.RawMessage, conds ...store.Cond) (store.Doc, error)) {
 	conds := addIfVersion(cmd)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		doc, err := docArg(cmd, args[1:])
+		doc, err := docArg(cmd, args, noun)
 		if err != nil {
 			return err
 		}
@@ -124,7 +126,7 @@ the document's version a precondition.`,
 		Example: `  weft table patch --data /var/lib/weft /shadows/gateways gw1 '{"fw":"1.3.0","rollback":null}'`,
 		Args:    cobra.RangeArgs(2, 3),
 	}
-	writeDoc(cmd, (*store.Table).Patch)
+	writeDoc(cmd, "the merge patch", (*store.Table).Patch)
 	return cmd
 }
 
