@@ -204,6 +204,13 @@ func TestCommands(t *testing.T) {
 						t.Fatalf("ls / lists %d volumes: %s", len(infos), stdout)
 					}
 				}},
+				{args: []string{"volume", "set", "/sensors", "--drop-oldest"}},
+				{args: []string{"volume", "ls"}, check: func(t *testing.T, _, stdout string) {
+					if !strings.Contains(strings.Join(strings.Fields(stdout), " "), "sensors 72h 512 MiB (drop oldest) 0 B") {
+						t.Fatalf("volume ls:\n%s", stdout)
+					}
+				}},
+				{args: []string{"volume", "set", "nosuch", "--ttl", "1h"}, fail: true, stderr: "not found"},
 				{args: []string{"volume", "create", "sensors"}, fail: true, stderr: "already exists"},
 				{args: []string{"volume", "set", "sensors"}, fail: true, stderr: "nothing to change"},
 			},

@@ -70,8 +70,10 @@ func newVolumeSetCmd() *cobra.Command {
 		Use:   "set NAME",
 		Short: "Change a volume's retention or quota",
 		Long: `Change the policies of a volume. Only the flags given change; the others
-keep their values. --ttl 0 keeps data forever, --quota 0 removes the
-quota, --drop-oldest=false makes writes past the quota fail again.`,
+keep their values, read and written in one transaction so that a change
+made meanwhile is not undone. --ttl 0 keeps data forever, --quota 0
+removes the quota, --drop-oldest=false makes writes past the quota fail
+again.`,
 		Example: `  weft volume set --data /var/lib/weft sensors --ttl 24h
   weft volume set --data /var/lib/weft uplink --quota 512MiB --drop-oldest`,
 		Args: cobra.ExactArgs(1),
@@ -80,23 +82,19 @@ quota, --drop-oldest=false makes writes past the quota fail again.`,
 			if !fl.Changed("ttl") && !fl.Changed("quota") && !fl.Changed("drop-oldest") {
 				return errors.New("nothing to change: give --ttl, --quota or --drop-oldest")
 			}
-			name := volumeArg(args[0])
+			var change store.VolumeChange
+			if fl.Changed("ttl") {
+				change.TTL = &f.ttl
+			}
+			if fl.Changed("quota") {
+				change.Quota = (*int64)(&f.quota)
+			}
+			if fl.Changed("drop-oldest") {
+				change.DropOldest = &f.dropOldest
+			}
 			return withStore(cmd, func(ctx context.Context, s *store.Store) error {
-				vi, err := s.Volume(name)
-				if err != nil {
-					return err
-				}
-				opts := store.VolumeOptions{TTL: vi.TTL, Quota: vi.Quota, DropOldest: vi.DropOldest}
-				if fl.Changed("ttl") {
-					opts.TTL = f.ttl
-				}
-				if fl.Changed("quota") {
-					opts.Quota = int64(f.quota)
-				}
-				if fl.Changed("drop-oldest") {
-					opts.DropOldest = f.dropOldest
-				}
-				return s.SetVolume(ctx, name, opts)
+				_, err := s.ChangeVolume(ctx, volumeArg(args[0]), change)
+				return err
 			})
 		},
 	}
