@@ -1,6 +1,7 @@
 // Package node holds what an edge node and a core node do alike when they
-// start and stop: check their settings, load their certificates, open
-// their store, make their metrics registry, and run until told to stop.
+// start and stop: check their settings, raise their open-file limit, load
+// their certificates, open their store, make their metrics registry, serve
+// HTTP within api.Limits (ServeHTTP), and run until told to stop.
 package node
 
 import (
@@ -21,7 +22,9 @@ import (
 // Load checks a node's data directory, certificate directory and name,
 // and loads its certificates, which must hold token.pub to verify API
 // tokens. It returns the node's logger: log (discarding when nil) naming
-// the node. kind ("edge", "core") prefixes the errors.
+// the node. kind ("edge", "core") prefixes the errors. It raises the
+// process's soft limit of open files to the hard limit (Linux), and logs
+// it: the gateway's devices and HTTP's clients each need one.
 func Load(kind, dataDir, certsDir, name string, log *slog.Logger) (*certs.Authority, *slog.Logger, error) {
 	if dataDir == "" || certsDir == "" || name == "" {
 		return nil, nil, fmt.Errorf("%s: data directory, certificate directory and name are required", kind)
@@ -33,6 +36,11 @@ func Load(kind, dataDir, certsDir, name string, log *slog.Logger) (*certs.Author
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	log = log.With("node", name)
+	if soft, hard, err := raiseFileLimit(); err != nil {
+		log.Warn("open-file limit not raised", "soft", soft, "hard", hard, "err", err)
+	} else if soft > 0 {
+		log.Info("open-file limit", "soft", soft, "hard", hard)
+	}
 	auth, err := certs.Load(certsDir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", kind, err)
