@@ -38,9 +38,10 @@ func artifacts(t *testing.T) string {
 }
 
 // TestBrowser runs an edge with the console and a simulated fleet, and in
-// headless Chromium: signs in with a one-time link, sees the devices, opens
-// one, sets its setpoint with the editor, and watches the device apply it
-// and the delta clear on the open page (live, through the event stream).
+// headless Chromium: signs in with a one-time link (opening it, then
+// pressing its Sign in button), sees the devices, opens one, sets its
+// setpoint with the editor, and watches the device apply it and the delta
+// clear on the open page (live, through the event stream).
 func TestBrowser(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("no chromium at %s: %v", chromiumPath, err)
@@ -197,8 +198,19 @@ func TestBrowser(t *testing.T) {
 		do("see it saved", chromedp.WaitVisible(chromedp.CSS(".notice-ok")))
 	}
 
-	// Sign in with the one-time link: the fleet page opens.
-	do("sign in", chromedp.Navigate(ts.URL+"/signin?code="+code), chromedp.WaitVisible(chromedp.ID("stat-devices")))
+	// Open the one-time link: it only shows a button, which signs in;
+	// the fleet page opens.
+	do("open the sign-in link", chromedp.Navigate(ts.URL+"/signin?code="+code), chromedp.WaitVisible(chromedp.ID("code-signin")))
+	shot("00-signin-link.png")
+	resp, err := chromedp.RunResponse(bctx, chromedp.Click(chromedp.ID("code-signin")))
+	if err != nil {
+		failed()
+		t.Fatalf("press Sign in: %v", err)
+	}
+	if resp.Status != 200 {
+		t.Fatalf("press Sign in: status %d", resp.Status)
+	}
+	do("see the fleet", chromedp.WaitVisible(chromedp.ID("stat-devices")))
 	pollJS("six devices counted", `document.getElementById("stat-devices").textContent.trim() === "6"`)
 	shot("01-fleet.png")
 

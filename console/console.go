@@ -235,9 +235,11 @@ func (s *Server) checkCSRF(h http.HandlerFunc) http.HandlerFunc {
 }
 
 // OneTimeCode mints a code that signs in once, as the holder of token,
-// through GET /signin?code=<code> (the link `weft up` prints). The code is
-// valid for Config.CodeTTL, never past the token's expiry, and only in
-// this process. The token must be valid.
+// through the link /signin?code=<code> (the one `weft up` prints). Opening
+// the link only shows a page with a Sign in button; the button's POST uses
+// the code up, so link previews and prefetchers that open the link do not.
+// The code is valid for Config.CodeTTL, never past the token's expiry, and
+// only in this process. The token must be valid.
 func (s *Server) OneTimeCode(token string) (string, error) {
 	claims, err := s.api.Verify(token)
 	if err != nil {
@@ -258,6 +260,18 @@ func (s *Server) OneTimeCode(token string) (string, error) {
 	}
 	s.codes[code] = oneTimeCode{token: token, expires: exp}
 	return code, nil
+}
+
+// peek returns the token of a one-time code that is still valid, and
+// keeps the code.
+func (s *Server) peek(code string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	oc, ok := s.codes[code]
+	if !ok || !s.cfg.Now().Before(oc.expires) {
+		return "", false
+	}
+	return oc.token, true
 }
 
 // redeem returns the token of a one-time code and forgets the code.
@@ -294,44 +308,78 @@ func localPath(next string) string {
 	return next
 }
 
+// codeUsed is what a sign-in link says when its code is no longer valid.
+const codeUsed = "This sign-in link has been used already or has expired. Sign in with a token, or ask for a new link."
+
+// signinData is what the sign-in page shows.
+type signinData struct {
+	Error string
+	Next  string
+	// Code, when set, is a one-time code to sign in with by pressing the
+	// button, as Subject with Role.
+	Code    string
+	Subject string
+	Role    string
+}
+
+// signinPage shows the sign-in form or, for a one-time link, a button
+// that signs in with its code. Opening the link does not use the code
+// up: link previews, mail scanners and prefetchers that open it would
+// burn it before the person does.
 func (s *Server) signinPage(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if code := q.Get("code"); code != "" {
-		token, ok := s.redeem(code)
-		var claims *certs.TokenClaims
-		var err error
+	code := r.URL.Query().Get("code")
+	if code == "" {
+		s.renderSignin(w, r, http.StatusOK, signinData{})
+		return
+	}
+	token, ok := s.peek(code)
+	var claims *certs.TokenClaims
+	var err error
+	if ok {
+		claims, err = s.api.Verify(token)
+	}
+	if !ok || err != nil {
+		s.renderSignin(w, r, http.StatusUnauthorized, signinData{Error: codeUsed})
+		return
+	}
+	s.renderSignin(w, r, http.StatusOK, signinData{Code: code, Subject: claims.Subject, Role: string(claims.Role)})
+}
+
+// signin signs in with the token pasted into the form, or with the
+// one-time code of a sign-in link's button, and sends the browser on to
+// the page it came for.
+func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		s.renderSignin(w, r, http.StatusBadRequest, signinData{Error: "The form could not be read."})
+		return
+	}
+	var token string
+	var claims *certs.TokenClaims
+	var err error
+	if code := r.PostForm.Get("code"); code != "" {
+		var ok bool
+		token, ok = s.redeem(code)
 		if ok {
 			claims, err = s.api.Verify(token)
 		}
 		if !ok || err != nil {
-			s.renderSignin(w, r, http.StatusUnauthorized, "This sign-in link has been used already or has expired. Sign in with a token, or ask for a new link.")
+			s.renderSignin(w, r, http.StatusUnauthorized, signinData{Error: codeUsed})
 			return
 		}
-		s.setSession(w, r, token, claims)
-		// A page that moves on by itself, rather than a redirect: the
-		// next request then starts from this site, so the browser sends
-		// the SameSite=Strict cookie even when the link came from
-		// elsewhere.
-		s.render(w, r, http.StatusOK, "signedin", "Signed in", nil, "/")
-		return
-	}
-	s.renderSignin(w, r, http.StatusOK, "")
-}
-
-func (s *Server) signin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		s.renderSignin(w, r, http.StatusBadRequest, "The form could not be read.")
-		return
-	}
-	token := strings.TrimSpace(r.PostForm.Get("token"))
-	token = strings.TrimPrefix(token, "Bearer ")
-	claims, err := s.api.Verify(token)
-	if err != nil {
-		s.renderSignin(w, r, http.StatusUnauthorized, "That token was refused: "+strings.TrimPrefix(err.Error(), "certs: ")+".")
-		return
+	} else {
+		token = strings.TrimSpace(r.PostForm.Get("token"))
+		token = strings.TrimPrefix(token, "Bearer ")
+		claims, err = s.api.Verify(token)
+		if err != nil {
+			s.renderSignin(w, r, http.StatusUnauthorized, signinData{Error: "That token was refused: " + strings.TrimPrefix(err.Error(), "certs: ") + "."})
+			return
+		}
 	}
 	s.setSession(w, r, token, claims)
+	// The form was sent from this console, so the page the redirect
+	// leads to is a same-site request and gets the SameSite=Strict
+	// cookie.
 	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
 }
 
@@ -340,6 +388,7 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
-func (s *Server) renderSignin(w http.ResponseWriter, r *http.Request, status int, problem string) {
-	s.render(w, r, status, "signin", "Sign in", map[string]string{"Error": problem, "Next": localPath(r.URL.Query().Get("next"))}, "")
+func (s *Server) renderSignin(w http.ResponseWriter, r *http.Request, status int, d signinData) {
+	d.Next = localPath(r.FormValue("next"))
+	s.render(w, r, status, "signin", "Sign in", d, "")
 }

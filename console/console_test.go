@@ -226,6 +226,8 @@ func mustURL(s string) *url.URL {
 	return u
 }
 
+var codeField = regexp.MustCompile(`name="code" value="([^"]+)"`)
+
 func TestOneTimeCode(t *testing.T) {
 	e := newEnv(t)
 	if _, err := e.con.OneTimeCode("junk"); err == nil {
@@ -236,26 +238,87 @@ func TestOneTimeCode(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := e.browser()
-	page := b.get("/signin?code="+code, 200)
-	if !strings.Contains(page, `http-equiv="refresh"`) {
-		t.Fatalf("signed-in page: %s", page)
+	// The link shows who it signs in as and a button; the button's form
+	// carries the code.
+	page := b.get("/signin?code="+code+"&next=/devices", 200)
+	if m := codeField.FindStringSubmatch(page); m == nil || m[1] != code || !strings.Contains(page, `id="code-signin"`) ||
+		!strings.Contains(page, `id="code-subject">ada@admin<`) || !strings.Contains(page, `name="next" value="/devices"`) {
+		t.Fatalf("sign-in link page: %s", page)
+	}
+	if len(b.c.Jar.Cookies(mustURL(e.url))) != 0 {
+		t.Fatal("opening the link set a cookie")
+	}
+	// The button signs in and goes on.
+	resp, body := b.do("POST", "/signin", url.Values{"code": {code}, "next": {"/devices"}}, nil)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/devices" {
+		t.Fatalf("sign-in with the code: %d %s: %s", resp.StatusCode, resp.Header.Get("Location"), body)
 	}
 	if !strings.Contains(b.get("/", 200), "ada@admin") {
 		t.Fatal("not signed in by the code")
 	}
 	// Once only.
 	other := e.browser()
-	resp, body := other.do("GET", "/signin?code="+code, nil, nil)
+	resp, body = other.do("POST", "/signin", url.Values{"code": {code}}, nil)
 	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "used already") {
 		t.Fatalf("second use: %d", resp.StatusCode)
+	}
+	resp, body = other.do("GET", "/signin?code="+code, nil, nil)
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "used already") || strings.Contains(body, `name="code"`) {
+		t.Fatalf("the link of a used code: %d %s", resp.StatusCode, body)
+	}
+	// A code sent from another site is refused, and stays usable.
+	code, _ = e.con.OneTimeCode(e.token(certs.RoleAdmin, nil))
+	resp, _ = other.do("POST", "/signin", url.Values{"code": {code}}, map[string]string{"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"})
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-site sign-in with a code: %d", resp.StatusCode)
+	}
+	if resp, _ := other.do("POST", "/signin", url.Values{"code": {code}}, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the code after a cross-site attempt: %d", resp.StatusCode)
 	}
 	// Expired.
 	now := time.Now()
 	e.con.cfg.Now = func() time.Time { return now }
 	code, _ = e.con.OneTimeCode(e.token(certs.RoleAdmin, nil))
 	e.con.cfg.Now = func() time.Time { return now.Add(2 * time.Hour) } // past the token's hour
-	if resp, _ := other.do("GET", "/signin?code="+code, nil, nil); resp.StatusCode != http.StatusUnauthorized {
+	late := e.browser()
+	if resp, _ := late.do("GET", "/signin?code="+code, nil, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("link of an expired code: %d", resp.StatusCode)
+	}
+	if resp, _ := late.do("POST", "/signin", url.Values{"code": {code}}, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("expired code: %d", resp.StatusCode)
+	}
+}
+
+// TestOneTimeCodeSurvivesGet opens a sign-in link as link previews, mail
+// scanners and prefetchers do: the code stays usable, and signs in no one
+// until the button is pressed.
+func TestOneTimeCodeSurvivesGet(t *testing.T) {
+	e := newEnv(t)
+	code, err := e.con.OneTimeCode(e.token(certs.RoleOperator, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	preview := e.browser()
+	for range 3 {
+		preview.get("/signin?code="+code, 200)
+		if resp, _ := preview.do("HEAD", "/signin?code="+code, nil, map[string]string{"Sec-Purpose": "prefetch"}); resp.StatusCode != 200 {
+			t.Fatalf("HEAD of the link: %d", resp.StatusCode)
+		}
+	}
+	if resp, _ := preview.do("GET", "/", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("opening the link signed in: %d", resp.StatusCode)
+	}
+	b := e.browser()
+	page := b.get("/signin?code="+code, 200)
+	m := codeField.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatalf("no sign-in button after previews: %s", page)
+	}
+	if resp, _ := b.do("POST", "/signin", url.Values{"code": {m[1]}}, nil); resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
+		t.Fatalf("sign-in after previews: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if !strings.Contains(b.get("/", 200), "ada@operator") {
+		t.Fatal("not signed in by the code")
 	}
 }
 
