@@ -19,9 +19,8 @@ const followerGroup = "core-shadows"
 // follower folds the shadow changes its edges replicate to
 // /shadows/changes (one topic per edge) into the core's /shadows/devices
 // with shadow.ApplyEdge: every edge-owned field, times included, comes
-// from the edge; the core's desired side stays. Its position per edge is
-// a consumer cursor; a change applied twice (after a crash between the
-// table write and the cursor) writes the same fields again.
+// from the edge; the core's desired side stays. It is a store.Consumer:
+// each batch of changes and the cursor past it commit together.
 type follower struct {
 	store *store.Store
 	self  string // the core's own topic: its own changes, skipped
@@ -29,99 +28,47 @@ type follower struct {
 }
 
 func (f *follower) run(ctx context.Context) error {
-	changes := f.store.Stream(store.ShadowChanges)
-	for {
-		changed := changes.Changed()
-		busy, err := f.pass(ctx, changes)
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return err
-		}
-		if busy {
-			continue
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	c, err := f.store.Stream(store.ShadowChanges).Consumer(store.ConsumerConfig{
+		Group:  followerGroup,
+		Skip:   func(topic string) bool { return topic == f.self },
+		Logger: f.log,
+	})
+	if err != nil {
+		return err
 	}
+	return c.Run(ctx, f.handle)
 }
 
-// pass folds what every edge topic holds past its cursor, a page at a time;
-// busy reports that there may be more.
-func (f *follower) pass(ctx context.Context, changes *store.Stream) (busy bool, err error) {
-	info, err := f.store.Stat(ctx, store.ShadowChanges)
-	if err != nil {
-		return false, err
-	}
-	after := ""
-	for {
-		topics, err := changes.Topics(ctx, "", after, 1000)
-		if err != nil {
-			return false, err
-		}
-		for _, topic := range topics {
-			if topic == f.self {
-				continue
-			}
-			for part := range max(info.Partitions, 1) {
-				more, err := f.partition(ctx, changes, topic, part)
-				if err != nil {
-					return false, err
-				}
-				busy = busy || more
-			}
-		}
-		if len(topics) < 1000 {
-			return busy, nil
-		}
-		after = topics[len(topics)-1]
-	}
-}
-
-// partition folds one partition of an edge's topic past its cursor, a
-// page at a time; more reports that there may be more.
-func (f *follower) partition(ctx context.Context, changes *store.Stream, topic string, part int) (more bool, err error) {
-	from, _, err := changes.Cursor(ctx, followerGroup, topic, part)
-	if err != nil {
-		return false, err
-	}
-	msgs, err := changes.Read(ctx, topic, part, from, store.ReadOptions{Limit: 500})
-	if errors.Is(err, store.ErrTrimmed) {
-		low, _, berr := changes.Bounds(ctx, topic, part)
-		if berr != nil {
-			return false, berr
-		}
-		f.log.Warn("shadow changes trimmed before they were applied", "edge", topic, "from", from, "to", low)
-		from = low
-		msgs, err = changes.Read(ctx, topic, part, from, store.ReadOptions{Limit: 500})
-	}
-	if err != nil || len(msgs) == 0 {
-		return false, err
-	}
-	for _, m := range msgs {
+// handle applies a batch of one edge's shadow changes, skipping (with a
+// warning) those that are malformed.
+func (f *follower) handle(_ context.Context, b store.Batch) (func(tx *store.Tx) error, error) {
+	var changes []store.Change
+	for _, m := range b.Messages {
 		var c store.Change
-		if err := json.Unmarshal(m.Value, &c); err != nil || c.Key == "" {
-			f.log.Warn("skipping a malformed shadow change", "edge", topic, "offset", m.Offset, "err", err)
+		err := json.Unmarshal(m.Value, &c)
+		if err == nil && c.Key != "" && c.Op != "delete" && !isObject(c.Doc) {
+			err = store.ErrBadDocument
+		}
+		if err != nil || c.Key == "" {
+			f.log.Warn("skipping a malformed shadow change", "edge", b.Topic, "offset", m.Offset, "err", err)
 			continue
 		}
-		err := shadow.ApplyEdge(ctx, f.store, c)
-		if errors.Is(err, store.ErrBadDocument) {
-			f.log.Warn("skipping a shadow change that is not a JSON object", "edge", topic, "device", c.Key, "offset", m.Offset)
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("core: shadow %q from %s at %d: %w", c.Key, topic, m.Offset, err)
-		}
+		changes = append(changes, c)
 	}
-	next := msgs[len(msgs)-1].Offset + 1
-	if err := changes.SetCursor(ctx, followerGroup, topic, part, next); err != nil {
-		return false, err
-	}
-	return len(msgs) == 500, nil
+	return func(tx *store.Tx) error {
+		for _, c := range changes {
+			if err := shadow.ApplyEdgeIn(tx, c); err != nil {
+				return fmt.Errorf("core: shadow %q from %s: %w", c.Key, b.Topic, err)
+			}
+		}
+		return nil
+	}, nil
+}
+
+// isObject reports whether b is a JSON object.
+func isObject(b []byte) bool {
+	var m map[string]json.RawMessage
+	return json.Unmarshal(b, &m) == nil && m != nil
 }
 
 // deviceUpdates is the core's rule for what of /updates/down goes to which

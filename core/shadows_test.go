@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weft-io/weft/store"
 )
@@ -61,11 +62,19 @@ func TestFollowerSkipsMalformedChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	f := &follower{store: st, self: "core1", log: slog.New(slog.DiscardHandler)}
-	if _, err := f.pass(ctx, changes); err != nil {
-		t.Fatal(err)
-	}
-	d, err := st.Table(store.ShadowsTable).Get(ctx, "d1")
-	if err != nil || !strings.Contains(string(d.Value), `"reported_ts":{"temp":"2026-01-01T00:00:00Z"}`) {
-		t.Fatalf("after the follower's pass: %s %v", d.Value, err)
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.run(rctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		d, err := st.Table(store.ShadowsTable).Get(ctx, "d1")
+		if err == nil && strings.Contains(string(d.Value), `"reported_ts":{"temp":"2026-01-01T00:00:00Z"}`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the follower's pass: %s %v", d.Value, err)
+		}
+		time.Sleep(5 * time.Millisecond) // polling with a deadline
 	}
 }

@@ -3,7 +3,6 @@ package shadow
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
@@ -280,6 +279,3 @@ func applyDesired(m, patch map[string]any, now time.Time) {
 	m[FieldDesiredTS] = tss
 	m[FieldDelta] = Delta(desired, objectField(m, FieldReported))
 }
-
-// errUnchanged ends a table update that has nothing to write.
-var errUnchanged = errors.New("shadow: unchanged")

@@ -139,29 +139,40 @@ func Reconcile(ctx context.Context, st *store.Store, id string) (bool, error) {
 }
 
 // reconcileDoc is Reconcile given a recent version of the document: when
-// that version needs no change, nothing is read or written.
+// that version needs no change, nothing is written.
 func reconcileDoc(ctx context.Context, st *store.Store, d store.Doc) (bool, error) {
 	m, err := decodeObject(d.Value)
 	if err != nil || !reconcile(m) {
 		return false, nil // a document that is no object is not ours to fix
 	}
-	_, err = st.Table(store.ShadowsTable).Update(ctx, d.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
-		if !exists {
-			return nil, errUnchanged
-		}
-		m, err := decodeObject(old.Value)
-		if err != nil || !reconcile(m) {
-			return nil, errUnchanged
-		}
-		return json.Marshal(m)
+	var wrote bool
+	err = st.Write(ctx, func(tx *store.Tx) (err error) {
+		wrote, err = reconcileIn(tx, d.Key)
+		return err
 	})
-	if errors.Is(err, errUnchanged) {
-		return false, nil
-	}
 	if err != nil {
 		return false, fmt.Errorf("shadow: reconcile %s: %w", d.Key, err)
 	}
-	return true, nil
+	return wrote, nil
+}
+
+// reconcileIn reconciles device id's shadow in a write transaction,
+// writing only if something changed.
+func reconcileIn(tx *store.Tx, id string) (bool, error) {
+	old, exists, err := tx.Get(store.ShadowsTable, id)
+	if err != nil || !exists {
+		return false, err
+	}
+	m, err := decodeObject(old.Value)
+	if err != nil || !reconcile(m) {
+		return false, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return false, err
+	}
+	_, err = tx.Put(store.ShadowsTable, id, b)
+	return err == nil, err
 }
 
 // Source is where a device's report came from: the connection details
@@ -210,12 +221,19 @@ func applyReport(m, report map[string]any, src Source, at time.Time) {
 }
 
 // ApplyEdge applies a change of an edge's shadow (a record of the edge's
-// /shadows/changes, replicated) to this node's copy, in one table update:
-// every edge-owned field as the edge wrote it, reported_ts included, the
-// node's own desired side kept, the delta recomputed. When the edge
-// deleted the shadow, the node keeps its own fields, or deletes the shadow
-// if it has none. Applying the same change twice writes the same document.
+// /shadows/changes, replicated) to this node's copy, in one commit: every
+// edge-owned field as the edge wrote it, reported_ts included, the node's
+// own desired side kept, the delta recomputed. When the edge deleted the
+// shadow, the node keeps its own fields, or deletes the shadow if it has
+// none. Applying the same change twice writes the same document. A change
+// whose document is no JSON object is store.ErrBadDocument.
 func ApplyEdge(ctx context.Context, st *store.Store, c store.Change) error {
+	return st.Write(ctx, func(tx *store.Tx) error { return ApplyEdgeIn(tx, c) })
+}
+
+// ApplyEdgeIn is ApplyEdge in a write transaction, for a consumer that
+// commits its cursor with it.
+func ApplyEdgeIn(tx *store.Tx, c store.Change) error {
 	var edge map[string]any
 	if c.Op != "delete" {
 		var err error
@@ -223,36 +241,27 @@ func ApplyEdge(ctx context.Context, st *store.Store, c store.Change) error {
 			return fmt.Errorf("shadow: change of %s: %w", c.Key, err)
 		}
 	}
-	tbl := st.Table(store.ShadowsTable)
-	for {
-		var version uint64
-		_, err := tbl.Update(ctx, c.Key, func(old store.Doc, exists bool) (json.RawMessage, error) {
-			cur := map[string]any{}
-			if exists {
-				if m, err := decodeObject(old.Value); err == nil {
-					cur = m
-				}
-			}
-			out := fromEdge(cur, edge)
-			if len(out) == 0 {
-				version = old.Version
-				return nil, errUnchanged
-			}
-			return json.Marshal(out)
-		})
-		if !errors.Is(err, errUnchanged) {
-			return err
-		}
-		if version == 0 {
-			return nil // no shadow here either
-		}
-		err = tbl.Delete(ctx, c.Key, store.IfVersion(version))
-		switch {
-		case errors.Is(err, store.ErrVersion):
-			continue // changed meanwhile: look again
-		case errors.Is(err, store.ErrNotFound):
-			return nil
-		}
+	old, exists, err := tx.Get(store.ShadowsTable, c.Key)
+	if err != nil {
 		return err
 	}
+	cur := map[string]any{}
+	if exists {
+		if m, err := decodeObject(old.Value); err == nil {
+			cur = m
+		}
+	}
+	out := fromEdge(cur, edge)
+	if len(out) == 0 {
+		if exists {
+			return tx.Delete(store.ShadowsTable, c.Key)
+		}
+		return nil // no shadow here either
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Put(store.ShadowsTable, c.Key, b)
+	return err
 }

@@ -489,16 +489,20 @@ func (st *Stream) SetCursor(ctx context.Context, group, topic string, part int, 
 	if st.v.ts != 0 {
 		return ErrReadOnly
 	}
-	return st.v.s.do(ctx, 64, false, func(w *wtx) error {
-		m, vol, name, err := w.object(st.path, KindStream)
-		if err != nil {
-			return err
-		}
-		if part < 0 || part >= m.Partitions {
-			return fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, st.path, m.Partitions)
-		}
-		return w.put(vol, cursorKey(vol, name, group, topic, part), binary.BigEndian.AppendUint64(nil, offset))
-	})
+	return st.v.s.do(ctx, 64, false, func(w *wtx) error { return w.setCursor(st.path, group, topic, part, offset) })
+}
+
+// setCursor records group's cursor of topic's partition of stream path in
+// the transaction.
+func (w *wtx) setCursor(path, group, topic string, part int, offset uint64) error {
+	m, vol, name, err := w.object(path, KindStream)
+	if err != nil {
+		return err
+	}
+	if part < 0 || part >= m.Partitions {
+		return fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, path, m.Partitions)
+	}
+	return w.put(vol, cursorKey(vol, name, group, topic, part), binary.BigEndian.AppendUint64(nil, offset))
 }
 
 // Cursor returns the group's recorded offset; ok is false if it has none.

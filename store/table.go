@@ -176,57 +176,67 @@ func (t *Table) mutate(ctx context.Context, key, op string, conds []Cond, next f
 		return Doc{}, ErrReadOnly
 	}
 	var out Doc
-	err := t.v.s.do(ctx, 512, op == "delete", func(w *wtx) error {
-		m, vol, name, err := w.object(t.path, KindTable)
-		if err != nil {
-			return err
-		}
-		rk := objKey(vol, kindRow, name, key)
-		raw, err := w.get(rk)
-		if err != nil {
-			return err
-		}
-		var old Doc
-		exists := raw != nil
-		if exists {
-			if old, err = decodeRow(key, raw); err != nil {
-				return err
-			}
-		}
-		for _, c := range conds {
-			if c.Set && c.Version != old.Version {
-				return fmt.Errorf("%w: %s key %q has version %d, expected %d", ErrVersion, t.path, key, old.Version, c.Version)
-			}
-		}
-		oldSize := 0
-		if exists {
-			oldSize = len(rk) + len(raw)
-		}
-		out = Doc{Key: key, Version: old.Version + 1, Updated: w.now.UTC()}
-		if op == "delete" {
-			if !exists {
-				return fmt.Errorf("%w: %s key %q", ErrNotFound, t.path, key)
-			}
-			if err := w.changeRecord(m, Change{Key: key, Op: op, Version: out.Version, TS: out.Updated}); err != nil {
-				return err
-			}
-			return w.del(vol, rk, oldSize)
-		}
-		doc, err := next(w, old, exists)
-		if err != nil {
-			return err
-		}
-		row := encodeRow(out.Version, out.Updated, doc)
-		if err := w.checkQuota(vol, len(rk)+len(row)-oldSize); err != nil {
-			return err
-		}
-		out.Value = doc
-		if err := w.changeRecord(m, Change{Key: key, Op: op, Version: out.Version, Doc: doc, TS: out.Updated}); err != nil {
-			return err
-		}
-		return w.set(vol, rk, row, oldSize)
+	err := t.v.s.do(ctx, 512, op == "delete", func(w *wtx) (err error) {
+		out, err = w.mutateRow(t.path, key, op, conds, func(old Doc, exists bool) ([]byte, error) { return next(w, old, exists) })
+		return err
 	})
 	return out, err
+}
+
+// getRow reads the document at key of table path in the transaction.
+func (w *wtx) getRow(path, key string) (m *Info, vol, name string, old Doc, raw []byte, err error) {
+	if m, vol, name, err = w.object(path, KindTable); err != nil {
+		return
+	}
+	if raw, err = w.get(objKey(vol, kindRow, name, key)); err != nil || raw == nil {
+		return
+	}
+	old, err = decodeRow(key, raw)
+	return
+}
+
+// mutateRow changes the document at key of table path in the transaction:
+// op "delete" removes it, any other stores what next returns; its change
+// record goes with it.
+func (w *wtx) mutateRow(path, key, op string, conds []Cond, next func(old Doc, exists bool) ([]byte, error)) (Doc, error) {
+	m, vol, name, old, raw, err := w.getRow(path, key)
+	if err != nil {
+		return Doc{}, err
+	}
+	rk := objKey(vol, kindRow, name, key)
+	exists := raw != nil
+	for _, c := range conds {
+		if c.Set && c.Version != old.Version {
+			return Doc{}, fmt.Errorf("%w: %s key %q has version %d, expected %d", ErrVersion, path, key, old.Version, c.Version)
+		}
+	}
+	oldSize := 0
+	if exists {
+		oldSize = len(rk) + len(raw)
+	}
+	out := Doc{Key: key, Version: old.Version + 1, Updated: w.now.UTC()}
+	if op == "delete" {
+		if !exists {
+			return Doc{}, fmt.Errorf("%w: %s key %q", ErrNotFound, path, key)
+		}
+		if err := w.changeRecord(m, Change{Key: key, Op: op, Version: out.Version, TS: out.Updated}); err != nil {
+			return Doc{}, err
+		}
+		return out, w.del(vol, rk, oldSize)
+	}
+	doc, err := next(old, exists)
+	if err != nil {
+		return Doc{}, err
+	}
+	row := encodeRow(out.Version, out.Updated, doc)
+	if err := w.checkQuota(vol, len(rk)+len(row)-oldSize); err != nil {
+		return Doc{}, err
+	}
+	out.Value = doc
+	if err := w.changeRecord(m, Change{Key: key, Op: op, Version: out.Version, Doc: doc, TS: out.Updated}); err != nil {
+		return Doc{}, err
+	}
+	return out, w.set(vol, rk, row, oldSize)
 }
 
 // changeRecord appends c to the table's change stream, if it has one.
