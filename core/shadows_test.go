@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -76,5 +77,43 @@ func TestFollowerSkipsMalformedChanges(t *testing.T) {
 			t.Fatalf("after the follower's pass: %s %v", d.Value, err)
 		}
 		time.Sleep(5 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// TestFollowerFollowsEveryPartition: an edge's changes spread over several
+// partitions of the change stream are all applied.
+func TestFollowerFollowsEveryPartition(t *testing.T) {
+	st, err := store.Open(store.Config{Dir: filepath.Join(t.TempDir(), "d"), Name: "core1", MinFreeBytes: -1, RetentionInterval: -1,
+		Partitions: map[string]int{store.ShadowChanges: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	var msgs []store.Message
+	for i := range 20 {
+		c := store.Change{Key: fmt.Sprintf("d%02d", i), Op: "put", Doc: json.RawMessage(`{"reported":{"temp":21}}`)}
+		b, _ := json.Marshal(c)
+		msgs = append(msgs, store.Message{Key: []byte(c.Key), Value: b})
+	}
+	if _, err := st.Stream(store.ShadowChanges).Append(ctx, "edge1", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	f := &follower{store: st, self: "core1", log: slog.New(slog.DiscardHandler)}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.run(rctx) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(20 * time.Second)
+	for i := range 20 {
+		for {
+			if _, err := st.Table(store.ShadowsTable).Get(ctx, fmt.Sprintf("d%02d", i)); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("d%02d not applied", i)
+			}
+			time.Sleep(5 * time.Millisecond) // polling with a deadline
+		}
 	}
 }

@@ -375,3 +375,25 @@ func TestApplyEdge(t *testing.T) {
 		t.Fatalf("d3: %v", err)
 	}
 }
+
+// TestWatcherFollowsEveryPartition: with a change stream of several
+// partitions, every device's change is reconciled, whichever partition
+// its key falls in.
+func TestWatcherFollowsEveryPartition(t *testing.T) {
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1,
+		Partitions: map[string]int{store.ShadowChanges: 4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if info, err := st.Stat(context.Background(), store.ShadowChanges); err != nil || info.Partitions != 4 {
+		t.Fatalf("change stream: %+v %v", info, err)
+	}
+	runWatcher(t, st)
+	for i := range 20 {
+		report(t, st, fmt.Sprintf("dev-%02d", i), "meter", `{"setpoint":1}`)
+	}
+	for i := range 20 {
+		waitFor(t, st, fmt.Sprintf("dev-%02d", i), "a delta", func(m map[string]any) bool { return m[FieldDelta] != nil })
+	}
+}

@@ -397,7 +397,7 @@ func (w *wtx) createObject(m *Info) error {
 		cm, _, _, err := w.object(m.ChangeStream, "")
 		switch {
 		case errors.Is(err, ErrNotFound):
-			cs := &Info{Path: m.ChangeStream, Kind: KindStream, Partitions: 1, Created: w.now.UTC()}
+			cs := &Info{Path: m.ChangeStream, Kind: KindStream, Partitions: max(w.s.cfg.Partitions[m.ChangeStream], 1), Created: w.now.UTC()}
 			if err := w.createObject(cs); err != nil {
 				return fmt.Errorf("change stream: %w", err)
 			}
@@ -593,6 +593,9 @@ func (s *Store) bootstrap() error {
 		for _, o := range wellKnown {
 			if _, _, _, err := w.object(o.Path, ""); errors.Is(err, ErrNotFound) {
 				m := o
+				if n := s.cfg.Partitions[o.Path]; n > 0 && m.Kind == KindStream {
+					m.Partitions = n
+				}
 				if err := w.createObject(&m); err != nil {
 					return fmt.Errorf("store: create %s: %w", o.Path, err)
 				}

@@ -40,6 +40,10 @@ type Config struct {
 	// RetentionInterval is how often retention runs. Default 1 minute;
 	// negative disables the background loop (EnforceRetention still works).
 	RetentionInterval time.Duration
+	// Partitions sets how many partitions a well-known stream (EventsStream,
+	// ShadowChanges, ...) gets when the store creates it, by path; 1 for a
+	// stream it does not name. It has no effect on a stream that exists.
+	Partitions map[string]int
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the store's logs. Nil discards them.
