@@ -22,7 +22,7 @@ var assets embed.FS
 
 // pageNames are the templates/<name>.html files, each rendered inside
 // templates/layout.html.
-var pageNames = []string{"signin", "signedin", "overview", "devices", "device", "edges", "anomalies", "audit"}
+var pageNames = []string{"signin", "overview", "devices", "device", "edges", "anomalies", "audit"}
 
 // templates holds one template set per page.
 type templates struct {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -21,7 +22,11 @@ type Config struct {
 	// Dir is the data directory. Required.
 	Dir string
 	// Name is the node's name, used as the topic of the records this store
-	// writes itself (audit records, table change records). Default "local".
+	// writes itself (audit records, table change records). The store keeps
+	// the last name it was opened with: opened without one (by a store
+	// command on a node's data directory), it goes on writing under the
+	// node's name, so a replica takes those records as the node's own.
+	// Default that stored name, or "local" for a store no node opened.
 	Name string
 	// MinFreeBytes is the free space the file system must keep; below it
 	// writes are refused with ErrDiskFull. Badger writes its memtables and
@@ -118,9 +123,7 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.Dir == "" {
 		return nil, fmt.Errorf("%w: no data directory", ErrInvalid)
 	}
-	if cfg.Name == "" {
-		cfg.Name = "local"
-	}
+	named := cfg.Name != ""
 	if cfg.MemTableSize == 0 {
 		cfg.MemTableSize = 64 << 20
 	}
@@ -190,6 +193,10 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.wg.Add(1)
 	go s.writer()
+	if err := s.settleName(named); err != nil {
+		s.Close()
+		return nil, err
+	}
 	if err := s.bootstrap(); err != nil {
 		s.Close()
 		return nil, err
@@ -255,8 +262,38 @@ func (s *Store) Close() error {
 	return nil
 }
 
-// Name is the node name the store was opened with.
+// Name is the node name the store writes its own records under.
 func (s *Store) Name() string { return s.cfg.Name }
+
+// nameKey holds the name of the node that last opened the store.
+var nameKey = []byte("I")
+
+// settleName takes the stored node name when the store was opened without
+// one, and records a name it was given that differs from the stored one.
+func (s *Store) settleName(named bool) error {
+	txn := s.db.NewTransactionAt(s.ts.Load(), false)
+	defer txn.Discard()
+	stored := ""
+	item, err := txn.Get(nameKey)
+	switch {
+	case err == nil:
+		b, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("store: node name: %w", err)
+		}
+		stored = string(b)
+	case !errors.Is(err, badger.ErrKeyNotFound):
+		return fmt.Errorf("store: node name: %w", err)
+	}
+	if !named {
+		s.cfg.Name = cmp.Or(stored, "local")
+		return nil
+	}
+	if stored == s.cfg.Name {
+		return nil
+	}
+	return s.do(context.Background(), 64, false, func(w *wtx) error { return w.set("", nameKey, []byte(s.cfg.Name), 0) })
+}
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.cfg.Dir }

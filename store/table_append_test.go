@@ -52,3 +52,37 @@ func TestUpdateAppend(t *testing.T) {
 		t.Fatalf("change records after a failed update: %d %v", next, err)
 	}
 }
+
+// TestNodeName: a store opened without a name (a store command on a
+// node's data directory) writes its own records under the name the node
+// opened it with, so that a replica takes them as the node's.
+func TestNodeName(t *testing.T) {
+	dir := t.TempDir()
+	open := func(name string) *Store {
+		t.Helper()
+		s, err := Open(Config{Dir: dir, Name: name, MinFreeBytes: -1, RetentionInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := open("")
+	if s.Name() != "local" {
+		t.Fatalf("a store no node opened is %q", s.Name())
+	}
+	s.Close()
+	s = open("edge1")
+	s.Close()
+	s = open("")
+	defer s.Close()
+	if s.Name() != "edge1" {
+		t.Fatalf("opened without a name after edge1: %q", s.Name())
+	}
+	ctx := context.Background()
+	if _, err := s.Table(ShadowsTable).Put(ctx, "d", json.RawMessage(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, next, err := s.Stream(ShadowChanges).Bounds(ctx, "edge1", 0); err != nil || next != 1 {
+		t.Fatalf("change record under edge1: %d %v", next, err)
+	}
+}
