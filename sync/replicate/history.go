@@ -8,6 +8,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/wire"
+	"golang.org/x/sync/errgroup"
 )
 
 // HistoryFunc reads a device's messages from an edge's
@@ -65,13 +66,13 @@ func (s *Server) History(ctx context.Context, edge, device string, from, to time
 
 // answerHistory serves the streams a core opens on the link: history
 // requests, answered from the edge's store.
-func (l *Link) answerHistory(ctx context.Context, conn *quic.Conn, g *group) error {
+func (l *Link) answerHistory(ctx context.Context, conn *quic.Conn, g *errgroup.Group) error {
 	for {
 		qs, err := conn.AcceptStream(ctx)
 		if err != nil {
 			return wire.FromQUIC(err)
 		}
-		g.go_(func(ctx context.Context) error {
+		g.Go(func() error {
 			defer qs.CancelRead(0)
 			defer qs.Close()
 			qs.SetDeadline(time.Now().Add(30 * time.Second))

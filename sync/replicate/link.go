@@ -14,6 +14,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/wire"
+	"golang.org/x/sync/errgroup"
 )
 
 // LinkConfig configures an edge's link to its core. Store, Addr and TLS
@@ -168,14 +169,13 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 	if err != nil {
 		return false, err
 	}
-	g := newGroup(ctx)
+	shutdown := func() error { return wire.Errorf(wire.CodeShutdown, "edge %s stopping", l.self.Name) }
 	defer func() {
 		cause := err
 		if ctx.Err() != nil {
-			cause = wire.Errorf(wire.CodeShutdown, "edge %s stopping", l.self.Name)
+			cause = shutdown()
 		}
-		wire.Close(conn, cause)
-		g.wg.Wait()
+		wire.Close(conn, cause) // a no-op once the session's group closed it
 	}()
 	peer, err := wire.Peer(conn)
 	if err != nil {
@@ -227,15 +227,17 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 	if r := l.cfg.RateLimit; r > 0 {
 		s.maxBytes = int(min(readMaxBytes, max(16<<10, r/20)))
 	}
-	g.go_(func(ctx context.Context) error { return readControl(ctx, fc) })
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
+	g.Go(func() error { return readControl(gctx, fc) })
 	for _, spec := range welcome.Streams {
-		g.go_(func(ctx context.Context) error { return l.stream(ctx, s, spec) })
+		g.Go(func() error { return l.stream(gctx, s, spec) })
 	}
 	for _, spec := range l.cfg.Mirrors {
-		g.go_(func(ctx context.Context) error { return l.mirror(ctx, s, spec) })
+		g.Go(func() error { return l.mirror(gctx, s, spec) })
 	}
-	g.go_(func(ctx context.Context) error { return l.answerHistory(ctx, conn, g) })
-	err = g.wait()
+	g.Go(func() error { return l.answerHistory(gctx, conn, g) })
+	err = g.Wait()
 	if ctx.Err() != nil {
 		return true, ctx.Err()
 	}

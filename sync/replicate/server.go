@@ -13,6 +13,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/wire"
+	"golang.org/x/sync/errgroup"
 )
 
 // ServerConfig configures a core's side of its edges' links. Store and
@@ -266,27 +267,20 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	if r := s.cfg.RateLimit; r > 0 {
 		sess.maxBytes = int(min(readMaxBytes, max(16<<10, r/20)))
 	}
-	g := newGroup(ctx)
-	g.go_(func(ctx context.Context) error { return readControl(ctx, fc) })
-	g.go_(func(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
+	g.Go(func() error { return readControl(gctx, fc) })
+	g.Go(func() error {
 		opened := map[string]bool{}
 		for {
-			qs, err := conn.AcceptStream(ctx)
+			qs, err := conn.AcceptStream(gctx)
 			if err != nil {
 				return wire.FromQUIC(err)
 			}
-			g.go_(func(ctx context.Context) error {
-				return s.stream(ctx, sess, qs, accepted, opened)
-			})
+			g.Go(func() error { return s.stream(gctx, sess, qs, accepted, opened) })
 		}
 	})
-	err = g.wait()
-	cause := err
-	if ctx.Err() != nil {
-		cause = wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name)
-	}
-	wire.Close(conn, cause) // unblocks the streams' reads and writes
-	g.wg.Wait()
+	err = g.Wait()
 	if ctx.Err() == nil {
 		log.Info("edge disconnected", "err", err)
 	}

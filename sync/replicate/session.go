@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -100,45 +99,20 @@ func ensureStream(ctx context.Context, st *store.Store, path string, parts int) 
 	return info.Partitions, nil
 }
 
-// group runs functions until the first fails (or ctx ends), then cancels
-// the others and waits for them.
-type group struct {
-	ctx    context.Context
-	cancel context.CancelCauseFunc
-	wg     sync.WaitGroup
-	once   sync.Once
-	err    error
-}
-
-func newGroup(ctx context.Context) *group {
-	g := &group{}
-	g.ctx, g.cancel = context.WithCancelCause(ctx)
-	return g
-}
-
-func (g *group) go_(f func(ctx context.Context) error) {
-	g.wg.Add(1)
-	go func() {
-		defer g.wg.Done()
-		if err := f(g.ctx); err != nil {
-			g.fail(err)
+// closeOnEnd, run in a session's errgroup, closes conn once the group's
+// context ends, with the code of the first failure (or of a shutdown when
+// ctx, the session's parent, ended), so that the session's reads and
+// writes return and the group can finish.
+func closeOnEnd(ctx, gctx context.Context, conn *quic.Conn, shutdown func() error) func() error {
+	return func() error {
+		<-gctx.Done()
+		cause := context.Cause(gctx)
+		if ctx.Err() != nil {
+			cause = shutdown()
 		}
-	}()
-}
-
-func (g *group) fail(err error) {
-	g.once.Do(func() {
-		g.err = err
-		g.cancel(err)
-	})
-}
-
-// wait returns the first error once ctx or a failure ended the group.
-func (g *group) wait() error {
-	<-g.ctx.Done()
-	g.once.Do(func() { g.err = context.Cause(g.ctx) })
-	g.cancel(g.err)
-	return g.err
+		wire.Close(conn, cause)
+		return nil
+	}
 }
 
 // selfIdentity reads this node's identity from its certificate.
