@@ -7,10 +7,13 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/gateway"
@@ -126,15 +129,18 @@ func TestAnomalyScores(t *testing.T) {
 func TestSummaries(t *testing.T) {
 	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{Summary: time.Minute}, nil)
 	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	d := s.device("d", base)
+	tempC, rpmC := &fieldState{}, &fieldState{}
+	d.channels["temp"], d.channels["rpm"] = tempC, rpmC
 	var got []*anomaly.Summary
 	for i := range 25 { // a reading every 5 s: 12 to a minute
 		at := base.Add(time.Duration(i) * 5 * time.Second)
-		if sum := s.closePeriod("d", at); sum != nil {
+		if sum := s.closePeriod(d, at); sum != nil {
 			got = append(got, sum)
 		}
-		s.summarize("d", "temp", at, float64(i), float64(i)/100)
-		s.summarize("d", "rpm", at, 1000, 0)
-		s.periods["d"].readings++
+		s.summarize(d, tempC, at, float64(i), float64(i)/100)
+		s.summarize(d, rpmC, at, 1000, 0)
+		d.period.readings++
 	}
 	if len(got) != 2 {
 		t.Fatalf("%d summaries of two minutes, want 2", len(got))
@@ -302,4 +308,193 @@ func TestScoresSurviveRestart(t *testing.T) {
 		}
 	}
 	t.Fatalf("the spike right after the restart was not detected (%d records up)", len(msgs))
+}
+
+var t0 = time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+
+// telemetryMsg is an event of dev's telemetry at at.
+func telemetryMsg(dev string, at time.Time, payload string) store.Message {
+	return store.Message{Key: []byte(dev), Value: []byte(payload), Timestamp: at, Headers: map[string]string{
+		gateway.HeaderDevice: dev, gateway.HeaderClass: "pump", gateway.HeaderTopic: "devices/" + dev + "/telemetry"}}
+}
+
+// floodMsgs are n messages of dev, each with fields distinct numeric
+// fields no other message has.
+func floodMsgs(dev string, n, fields int) []store.Message {
+	var msgs []store.Message
+	for i := range n {
+		var b strings.Builder
+		b.WriteByte('{')
+		for j := range fields {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `"m%d_f%d":%d`, i, j, j)
+		}
+		b.WriteByte('}')
+		msgs = append(msgs, telemetryMsg(dev, t0.Add(time.Duration(i)*time.Second), b.String()))
+	}
+	return msgs
+}
+
+// anomalyChannels counts the scorer's anomaly channels (those holding a
+// history) and the fields it follows.
+func anomalyChannels(s *scorer) (channels, fields int) {
+	for _, d := range s.devices {
+		for _, c := range d.channels {
+			fields++
+			if c.ch != nil {
+				channels++
+			}
+		}
+	}
+	return channels, fields
+}
+
+// TestFieldFlood: 199 messages of 1,000 distinct numeric fields each make
+// no more channels than a device may have, scored live or replayed at
+// start, and the fields past the caps are counted, not refused.
+func TestFieldFlood(t *testing.T) {
+	lim := ScoreLimits{}.withDefaults()
+	flood := floodMsgs("flood", 199, 1000)
+
+	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
+	for i := 0; i < len(flood); i += 50 {
+		s.batch(flood[i:min(i+50, len(flood))])
+	}
+	channels, fields := anomalyChannels(s)
+	if channels > lim.MaxChannels || fields > lim.MaxChannels || s.channels != fields {
+		t.Fatalf("%d anomaly channels, %d fields followed (counted %d); cap %d", channels, fields, s.channels, lim.MaxChannels)
+	}
+	if v := s.devices["flood"].vector; v != nil && v.vec.Dims() > lim.MaxFields {
+		t.Fatalf("vector of %d fields, cap %d", v.vec.Dims(), lim.MaxFields)
+	}
+	skipped := s.stats.skippedFields[skipFields].Load() + s.stats.skippedFields[skipChannels].Load()
+	if skipped != 199*1000-int64(lim.MaxChannels) {
+		t.Fatalf("%d fields skipped, want %d", skipped, 199*1000-lim.MaxChannels)
+	}
+
+	// The warm-up at start holds to the same caps.
+	ctx := context.Background()
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	events := st.Stream(store.EventsStream)
+	if _, err := events.Append(ctx, "edge1", flood...); err != nil {
+		t.Fatal(err)
+	}
+	w := newScorer(st, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
+	if err := w.warm(ctx, events, uint64(len(flood))); err != nil {
+		t.Fatal(err)
+	}
+	if channels, fields := anomalyChannels(w); channels > lim.MaxChannels || fields > lim.MaxChannels {
+		t.Fatalf("warm-up: %d anomaly channels, %d fields followed; cap %d", channels, fields, lim.MaxChannels)
+	}
+}
+
+// TestDevicesEvicted: a device idle past IdleAfter is forgotten, and past
+// MaxDevices (or MaxTotalChannels) the one heard from least recently.
+func TestDevicesEvicted(t *testing.T) {
+	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
+	s.setLimits(ScoreLimits{IdleAfter: time.Hour, MaxDevices: 3})
+	at := t0
+	send := func(devs ...string) {
+		t.Helper()
+		for _, dev := range devs {
+			at = at.Add(time.Second)
+			s.batch([]store.Message{telemetryMsg(dev, at, `{"a":1,"b":2}`)})
+		}
+	}
+	has := func(want ...string) {
+		t.Helper()
+		if len(s.devices) != len(want) || s.channels != 2*len(want) {
+			t.Fatalf("%d devices, %d channels; want %v", len(s.devices), s.channels, want)
+		}
+		for _, dev := range want {
+			if s.devices[dev] == nil {
+				t.Fatalf("%s forgotten; want %v", dev, want)
+			}
+		}
+	}
+	send("a", "b", "c", "a", "d") // b is heard from least recently
+	has("a", "c", "d")
+	at = at.Add(2 * time.Hour) // all idle
+	send("e")
+	has("e")
+	if n := s.stats.evicted.Load(); n != 4 {
+		t.Fatalf("%d devices evicted, want 4", n)
+	}
+
+	s.setLimits(ScoreLimits{MaxChannels: 2, MaxTotalChannels: 4})
+	send("f", "g")
+	has("f", "g")
+}
+
+// TestCounterNotScored: a field that only grows (a sequence number, reset
+// now and then) keeps no anomaly channel, raises no detection and is not
+// scored with the other fields together.
+func TestCounterNotScored(t *testing.T) {
+	s := newScorer(nil, "edge1", anomaly.Config{Epoch: 60}, UplinkFilter{}, nil)
+	var up []store.Message
+	for i := range 2000 {
+		seq := i % 700 // reset twice
+		m := telemetryMsg("pump-1", t0.Add(time.Duration(i)*5*time.Second), fmt.Sprintf(`{"seq":%d,"uptime_s":%d,"temp":%g,"flow":%g}`, seq, i*5, 20+float64(i%3), 40+float64(i%5)))
+		u, _ := s.batch([]store.Message{m})
+		up = append(up, u...)
+	}
+	d := s.devices["pump-1"]
+	for _, name := range []string{"seq", "uptime_s"} {
+		if c := d.channels[name]; c == nil || c.ch != nil || c.sum != nil || c.latest != 0 {
+			t.Fatalf("counter %s: %+v; want no channel, no summary digest, no score", name, c)
+		}
+	}
+	if d.channels["temp"].ch == nil {
+		t.Fatal("temp is not scored")
+	}
+	if d.vector == nil || d.vector.names != "flow+temp" {
+		t.Fatalf("vector %+v, want flow+temp", d.vector)
+	}
+	for _, m := range up {
+		v := string(m.Value)
+		if m.Headers[anomaly.RecordHeader] == anomaly.RecordAnomaly && (strings.Contains(v, "seq") || strings.Contains(v, "uptime")) {
+			t.Fatalf("detection of a counter: %s", m.Value)
+		}
+	}
+	if s.stats.skippedFields[skipMonotonic].Load() == 0 {
+		t.Fatal("no counter readings counted as skipped")
+	}
+}
+
+// TestFloodDoesNotStarve: in a batch that one device floods, another
+// device's reading is scored, and the flood past its budget is counted.
+func TestFloodDoesNotStarve(t *testing.T) {
+	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
+	lim := s.limits
+	var msgs []store.Message
+	for i := range batchSize - 1 {
+		msgs = append(msgs, telemetryMsg("flood", t0.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf(`{"x":%d,"y":1}`, i%7)))
+	}
+	msgs = append(msgs, telemetryMsg("quiet", t0.Add(time.Second), `{"x":1,"y":2}`))
+	_, touched := s.batch(msgs)
+	if q := s.devices["quiet"]; q == nil || q.period.readings != 1 || len(touched) != 2 {
+		t.Fatalf("the quiet device's reading was not scored (%d devices scored)", len(touched))
+	}
+	if f := s.devices["flood"]; f.period.readings != lim.DeviceBudget {
+		t.Fatalf("%d readings of the flood scored, budget %d", f.period.readings, lim.DeviceBudget)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s)
+	if n, err := testutil.GatherAndCount(reg, "weft_anomaly_readings_skipped_total"); err != nil || n != 1 {
+		t.Fatalf("skipped readings metric: %d series (%v)", n, err)
+	}
+	if n := s.stats.skippedReadings.Load(); n != int64(batchSize-1-lim.DeviceBudget) {
+		t.Fatalf("%d readings skipped, want %d", n, batchSize-1-lim.DeviceBudget)
+	}
+	// The budget is per batch: the next one scores the flood again.
+	s.batch(msgs[:10])
+	if f := s.devices["flood"]; f.period.readings != lim.DeviceBudget+10 {
+		t.Fatalf("%d readings of the flood scored after the next batch", f.period.readings)
+	}
 }
