@@ -159,51 +159,54 @@ func (r *receiver) positions(ctx context.Context, o *wire.Offer) error {
 }
 
 // apply applies a group of batches in one commit and acknowledges each.
+// A group the store cannot take in one transaction is split in halves,
+// and halves of those, down to single batches and then to parts of a
+// batch's messages; the pieces are applied in order.
 func (r *receiver) apply(ctx context.Context, group []work) error {
-	batches := make([]store.ReplicaBatch, len(group))
-	var skipped uint64
-	for i, w := range group {
-		batches[i] = store.ReplicaBatch{Path: r.path, Topic: w.batch.Topic, Partition: w.batch.Part, Messages: w.msgs, Low: w.batch.Low}
-		skipped += r.skipped(ctx, w.batch)
-	}
-	applied, err := r.replica.ApplyReplica(ctx, batches)
-	if err == nil {
-		r.stats.dropped.Add(int64(skipped))
-	}
-	if errors.Is(err, store.ErrGap) {
-		// Find the batches that gap: apply one at a time.
-		for _, w := range group {
-			if err := r.apply1(ctx, w); err != nil {
-				return err
-			}
+	pending := [][]work{group} // a stack: the next piece to apply last
+	for len(pending) > 0 {
+		g := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		batches := make([]store.ReplicaBatch, len(g))
+		var skipped uint64
+		for i, w := range g {
+			batches[i] = store.ReplicaBatch{Path: r.path, Topic: w.batch.Topic, Partition: w.batch.Part, Messages: w.msgs, Low: w.batch.Low}
+			skipped += r.skipped(ctx, w.batch)
 		}
-		return nil
-	}
-	if err != nil && splittable(ctx, err) {
-		// Perhaps too big for one transaction of this store: halves.
-		if len(group) > 1 {
-			if err := r.apply(ctx, group[:len(group)/2]); err != nil {
-				return err
+		applied, err := r.replica.ApplyReplica(ctx, batches)
+		switch {
+		case err == nil:
+			r.stats.dropped.Add(int64(skipped))
+			for i, w := range g {
+				if err := r.ack(w, applied[i]); err != nil {
+					return err
+				}
 			}
-			return r.apply(ctx, group[len(group)/2:])
-		}
-		if len(group[0].msgs) > 1 {
-			n, err := r.applySplit(ctx, group[0].batch, group[0].msgs)
+		case errors.Is(err, store.ErrGap):
+			// Find the batches that gap: apply one at a time.
+			for _, w := range g {
+				if err := r.apply1(ctx, w); err != nil {
+					return err
+				}
+			}
+		case splittable(ctx, err) && len(g) > 1:
+			// Perhaps too big for one transaction of this store: halves,
+			// the first on top.
+			pending = append(pending, g[len(g)/2:], g[:len(g)/2])
+		case splittable(ctx, err) && len(g[0].msgs) > 1:
+			n, err := r.applySplit(ctx, g[0].batch, g[0].msgs)
 			if errors.Is(err, store.ErrGap) {
-				return r.apply1(ctx, group[0]) // answers the gap
+				err = r.apply1(ctx, g[0]) // answers the gap
+			} else if err == nil {
+				err = r.ack(g[0], n)
+			} else {
+				err = storeError(r.path, err)
 			}
 			if err != nil {
-				return storeError(r.path, err)
+				return err
 			}
-			return r.ack(group[0], n)
-		}
-	}
-	if err != nil {
-		return storeError(r.path, err)
-	}
-	for i, w := range group {
-		if err := r.ack(w, applied[i]); err != nil {
-			return err
+		default:
+			return storeError(r.path, err)
 		}
 	}
 	return nil
@@ -219,24 +222,30 @@ func splittable(ctx context.Context, err error) bool {
 // for a store whose transactions cannot take the whole batch. It returns
 // how many messages were new.
 func (r *receiver) applySplit(ctx context.Context, b *wire.Batch, msgs []store.Message) (int, error) {
-	applied, err := r.replica.ApplyReplica(ctx, []store.ReplicaBatch{{Path: r.path, Topic: b.Topic, Partition: b.Part, Messages: msgs, Low: b.Low}})
-	if err == nil {
-		return applied[0], nil
+	type piece struct{ from, to int }
+	pending := []piece{{0, len(msgs)}} // a stack: the next piece last
+	total := 0
+	for len(pending) > 0 {
+		p := pending[len(pending)-1]
+		pending = pending[:len(pending)-1]
+		rb := store.ReplicaBatch{Path: r.path, Topic: b.Topic, Partition: b.Part, Messages: msgs[p.from:p.to]}
+		if p.from == 0 {
+			// Only the piece that starts the batch starts at the source's
+			// low-water mark; the others start past it.
+			rb.Low = b.Low
+		}
+		applied, err := r.replica.ApplyReplica(ctx, []store.ReplicaBatch{rb})
+		if err == nil {
+			total += applied[0]
+			continue
+		}
+		if p.to-p.from < 2 || !splittable(ctx, err) {
+			return total, err
+		}
+		half := p.from + (p.to-p.from)/2
+		pending = append(pending, piece{half, p.to}, piece{p.from, half})
 	}
-	if len(msgs) < 2 || !splittable(ctx, err) {
-		return 0, err
-	}
-	half := len(msgs) / 2
-	n1, err := r.applySplit(ctx, b, msgs[:half])
-	if err != nil {
-		return n1, err
-	}
-	// The second half starts past the first: the source's low-water mark
-	// no longer applies to it.
-	b2 := *b
-	b2.Low = 0
-	n2, err := r.applySplit(ctx, &b2, msgs[half:])
-	return n1 + n2, err
+	return total, nil
 }
 
 func (r *receiver) apply1(ctx context.Context, w work) error {
