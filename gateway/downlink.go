@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +31,37 @@ const (
 	// devices that subscribe later.
 	HeaderRetain = "retain"
 )
+
+// HeaderShadowVersion is the header of a delta that holds the shadow
+// version it is of (as shadow.HeaderVersion); it goes out to MQTT 5
+// devices as the user property PropertyVersion. Every other header that
+// does not steer the delivery goes out as a user property of its own name.
+const HeaderShadowVersion = "shadow_version"
+
+// PropertyVersion is the MQTT 5 user property holding a delta's shadow
+// version.
+const PropertyVersion = "version"
+
+// userProperties returns the headers of a downlink message that go out to
+// MQTT 5 devices as user properties, sorted by name. Headers that are not
+// valid UTF-8 are left out. mochi encodes no properties for MQTT 3.1.1.
+func userProperties(h map[string]string) []packets.UserProperty {
+	var out []packets.UserProperty
+	for k, v := range h {
+		switch k {
+		case HeaderSubtopic, HeaderDownQoS, HeaderRetain:
+			continue
+		case HeaderShadowVersion:
+			k = PropertyVersion
+		}
+		if !utf8.ValidString(k) || !utf8.ValidString(v) || strings.ContainsRune(k+v, 0) {
+			continue
+		}
+		out = append(out, packets.UserProperty{Key: k, Val: v})
+	}
+	slices.SortFunc(out, func(a, b packets.UserProperty) int { return strings.Compare(a.Key, b.Key) })
+	return out
+}
 
 // downlinkClientID is the mochi client id of the downlink's inline client.
 // It is not a valid device id, so no device can take it over.
@@ -198,7 +230,7 @@ func (d *downlink) publish(topic string, m store.Message) {
 		TopicName:   name,
 		Payload:     m.Value,
 		PacketID:    uint16(qos), // mochi checks an inline publish has one; it never uses it
-		Created:     d.s.cfg.Now().Unix(),
+		Properties:  packets.Properties{User: userProperties(m.Headers)},
 	}
 	if err := d.inject(pk); err != nil {
 		d.s.log.Warn("downlink message not published", "topic", name, "offset", m.Offset, "err", err)

@@ -470,6 +470,13 @@ func subscribePacket(v byte, id uint16, filters ...string) []byte {
 	return b.Bytes()
 }
 
+func pubackPacket(v byte, id uint16) []byte {
+	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, ProtocolVersion: v, PacketID: id}
+	var b bytes.Buffer
+	pk.PubackEncode(&b)
+	return b.Bytes()
+}
+
 func pubrelPacket(v byte, id uint16) []byte {
 	pk := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrel, Qos: 1}, ProtocolVersion: v, PacketID: id}
 	var b bytes.Buffer

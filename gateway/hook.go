@@ -36,6 +36,7 @@ type session struct {
 	limiter     limiter
 	aliases     map[uint16]string // v5 inbound topic aliases
 	subscribing bool              // holds Server.deliver for reading
+	resuming    bool              // likewise, while the session is set up
 
 	queue *publishQueue // telemetry on its way to the store
 }
@@ -168,7 +169,7 @@ func (h *hook) ID() string { return "weft" }
 func (h *hook) Provides(b byte) bool {
 	switch b {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
-		mqtt.OnSessionEstablish, mqtt.OnDisconnect,
+		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent,
 		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnWillSent:
 		return true
@@ -247,6 +248,10 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		return
 	}
 	sess.established.Store(true)
+	// No downlink message reaches the device until its session is set up
+	// and its inflight messages are queued again: none may overtake them.
+	h.s.deliver.RLock()
+	sess.resuming = true
 	h.s.metrics.connects.Add(1)
 	h.s.log.Debug("device connected", "device", sess.dev.ID, "class", sess.dev.Class, "version", cl.Properties.ProtocolVersion, "clean", cl.Properties.Clean)
 	e := h.s.reg.entry(sess.dev.ID)
@@ -260,6 +265,12 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 		"edge":      h.s.cfg.Name,
 		"site":      h.s.cfg.Site,
 	})
+}
+
+// OnSessionEstablished lets the downlink go on once the session is set
+// up.
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.endSubscribe(sessionOf(cl))
 }
 
 // OnDisconnect marks the device disconnected in its shadow, unless a newer
@@ -476,12 +487,19 @@ func (h *hook) OnPacketProcessed(cl *mqtt.Client, pk packets.Packet, _ error) {
 	}
 }
 
-// endSubscribe releases the hold OnSubscribe took, if any. It runs on the
-// connection's reading goroutine, as OnSubscribe does, and once more when
-// the connection ends (a SUBSCRIBE mochi did not finish).
+// endSubscribe releases the hold OnSubscribe or OnSessionEstablish took,
+// if any. It runs on the connection's reading goroutine, as they do, and
+// once more when the connection ends (mochi did not finish).
 func (h *hook) endSubscribe(sess *session) {
-	if sess != nil && sess.subscribing {
+	if sess == nil {
+		return
+	}
+	if sess.subscribing {
 		sess.subscribing = false
+		h.s.deliver.RUnlock()
+	}
+	if sess.resuming {
+		sess.resuming = false
 		h.s.deliver.RUnlock()
 	}
 }

@@ -52,7 +52,10 @@ type Server struct {
 	// subscription is added until the retained messages are sent): mochi
 	// adds a subscription, answers SUBACK and only then looks up the
 	// retained messages, so a message published in between would reach
-	// the new subscription twice, live and as retained.
+	// the new subscription twice, live and as retained. Sessions being
+	// set up hold it for reading too, from before mochi takes over the
+	// old session until the inflight messages are queued again, so that
+	// no message lands in the old session or overtakes those.
 	deliver sync.RWMutex
 }
 

@@ -1,12 +1,14 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -76,7 +78,17 @@ type stateHook struct {
 	w     *stateWriter
 
 	mu       sync.Mutex
-	inflight map[string]struct{} // keys of inflight records in the table
+	inflight map[string]uint64 // keys of inflight records in the table: their seq
+	seq      uint64            // the last inflight record's seq
+}
+
+// inflightRecord is mochi's stored inflight message plus the order it was
+// made in: mochi resends a session's inflight messages in the order they
+// were added, and after a restart it adds them in the order they are
+// loaded.
+type inflightRecord struct {
+	storage.Message
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 func newStateHook(s *Server) *stateHook {
@@ -85,7 +97,7 @@ func newStateHook(s *Server) *stateHook {
 		s:        s,
 		table:    t,
 		w:        newStateWriter(s.storeCtx, t, s.log),
-		inflight: map[string]struct{}{},
+		inflight: map[string]uint64{},
 	}
 }
 
@@ -270,11 +282,16 @@ func (h *stateHook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64,
 		return
 	}
 	key := inflightKey(cl.ID, pk.PacketID)
-	rec := messageRecord(key, cl.ID, pk)
+	rec := inflightRecord{Message: messageRecord(key, cl.ID, pk)}
 	rec.T = storage.InflightKey
 	rec.Sent = sent
 	h.mu.Lock()
-	h.inflight[key] = struct{}{}
+	var known bool
+	if rec.Seq, known = h.inflight[key]; !known { // a resend keeps its place
+		h.seq++
+		rec.Seq = h.seq
+		h.inflight[key] = rec.Seq
+	}
 	h.mu.Unlock()
 	seq := h.w.put(key, rec)
 	if pk.FixedHeader.Type == packets.Pubrec {
@@ -385,11 +402,11 @@ func (h *stateHook) StoredSubscriptions() ([]storage.Subscription, error) {
 }
 
 // StoredInflightMessages returns the stored inflight messages of the
-// sessions restored.
+// sessions restored, in the order they were made.
 func (h *stateHook) StoredInflightMessages() ([]storage.Message, error) {
-	var out []storage.Message
+	var recs []inflightRecord
 	err := h.scan(keyInflight, func(d store.Doc) error {
-		var m storage.Message
+		var m inflightRecord
 		if err := json.Unmarshal(d.Value, &m); err != nil {
 			h.s.log.Warn("bad inflight record", "key", d.Key, "err", err)
 			return nil
@@ -398,12 +415,19 @@ func (h *stateHook) StoredInflightMessages() ([]storage.Message, error) {
 			h.w.del(d.Key)
 			return nil
 		}
-		h.mu.Lock()
-		h.inflight[d.Key] = struct{}{}
-		h.mu.Unlock()
-		out = append(out, m)
+		recs = append(recs, m)
 		return nil
 	})
+	// Records stored before they had a seq (0) go first, in key order.
+	slices.SortStableFunc(recs, func(a, b inflightRecord) int { return cmp.Compare(a.Seq, b.Seq) })
+	out := make([]storage.Message, len(recs))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i, m := range recs {
+		h.seq = max(h.seq, m.Seq)
+		h.inflight[m.ID] = m.Seq
+		out[i] = m.Message
+	}
 	return out, err
 }
 
