@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,22 +19,12 @@ import (
 	"github.com/weft-io/weft/store"
 )
 
-// freeAddr returns a loopback TCP address nothing listens on.
-func freeAddr(t *testing.T) string {
+// startEdge runs `weft edge` as a child process on free loopback ports it
+// picks itself, waits until its MQTT listener accepts connections, and
+// returns the MQTT address it reported.
+func startEdge(t *testing.T, data, certsDir string) (cmd *exec.Cmd, mqttAddr string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-// startEdge runs `weft edge` as a child process and waits until its MQTT
-// listener accepts connections.
-func startEdge(t *testing.T, data, certsDir, mqttAddr, httpAddr string) *exec.Cmd {
-	t.Helper()
-	cmd := exec.Command(weftBin, "edge", "--data", data, "--certs", certsDir, "--name", "edge1", "--mqtt", mqttAddr, "--http", httpAddr)
+	cmd = exec.Command(weftBin, "edge", "--data", data, "--certs", certsDir, "--name", "edge1", "--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -53,8 +42,13 @@ func startEdge(t *testing.T, data, certsDir, mqttAddr, httpAddr string) *exec.Cm
 			mu.Lock()
 			log.WriteString(sc.Text() + "\n")
 			mu.Unlock()
-			if strings.Contains(sc.Text(), "edge started") {
-				once.Do(func() { close(ready) })
+			if line := sc.Text(); strings.Contains(line, "edge started") {
+				once.Do(func() {
+					if _, rest, ok := strings.Cut(line, " mqtt="); ok {
+						mqttAddr, _, _ = strings.Cut(rest, " ")
+					}
+					close(ready)
+				})
 			}
 		}
 	}()
@@ -66,7 +60,10 @@ func startEdge(t *testing.T, data, certsDir, mqttAddr, httpAddr string) *exec.Cm
 		defer mu.Unlock()
 		t.Fatalf("edge did not start:\n%s", log.String())
 	}
-	return cmd
+	if mqttAddr == "" {
+		t.Fatalf("edge reported no MQTT address:\n%s", log.String())
+	}
+	return cmd, mqttAddr
 }
 
 // TestEdgeCrashKeepsAcknowledged kills `weft edge` with SIGKILL during QoS 1
@@ -104,8 +101,7 @@ func TestEdgeCrashKeepsAcknowledged(t *testing.T) {
 	acked := map[string]bool{}
 	var mu sync.Mutex
 	for round := 0; round < 20; round++ {
-		mqttAddr, httpAddr := freeAddr(t), freeAddr(t)
-		cmd := startEdge(t, data, certsDir, mqttAddr, httpAddr)
+		cmd, mqttAddr := startEdge(t, data, certsDir)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		var first sync.Once

@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,17 +48,36 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// proc is a node running as a child process.
+// proc is a node running as a child process. Its listeners are given as
+// 127.0.0.1:0 on the first start: the node picks free ports and names them
+// in the line saying it started, and later starts reuse them, so that no
+// test races another process for a port it picked beforehand.
 type proc struct {
-	t    *testing.T
-	name string
-	args []string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
+	t     *testing.T
+	name  string
+	args  []string
+	cmd   *exec.Cmd
+	mu    sync.Mutex
+	log   bytes.Buffer
+	addrs map[string]string // from the started line: "mqtt", "http", "sync"
 }
 
-// start runs weft with args and waits for the line saying it started.
+// startedAttr matches the key=value attributes of the started line.
+var startedAttr = regexp.MustCompile(`(\w+)=(\S+)`)
+
+// addr returns the address the node reported for key (mqtt, http, sync).
+func (p *proc) addr(key string) string {
+	p.t.Helper()
+	a := p.addrs[key]
+	if a == "" {
+		p.t.Fatalf("%s reported no %s address:\n%s", p.name, key, p.logs())
+	}
+	return a
+}
+
+// start runs weft with args and waits for the line saying it started;
+// then it pins the listen flags (--mqtt, --http, --listen) to the
+// addresses the node reported, for the next start.
 func (p *proc) start() {
 	p.t.Helper()
 	p.cmd = exec.Command(weftBin, p.args...)
@@ -77,8 +96,14 @@ func (p *proc) start() {
 			p.mu.Lock()
 			p.log.WriteString(sc.Text() + "\n")
 			p.mu.Unlock()
-			if strings.Contains(sc.Text(), " started") {
-				once.Do(func() { close(ready) })
+			if line := sc.Text(); strings.Contains(line, " started") {
+				once.Do(func() {
+					p.addrs = map[string]string{}
+					for _, m := range startedAttr.FindAllStringSubmatch(line, -1) {
+						p.addrs[m[1]] = m[2]
+					}
+					close(ready)
+				})
 			}
 		}
 	}()
@@ -88,6 +113,11 @@ func (p *proc) start() {
 		p.cmd.Process.Kill()
 		p.cmd.Wait()
 		p.t.Fatalf("%s did not start:\n%s", p.name, p.logs())
+	}
+	for i, a := range p.args[:len(p.args)-1] {
+		if key, ok := map[string]string{"--mqtt": "mqtt", "--http": "http", "--listen": "sync"}[a]; ok && p.addrs[key] != "" {
+			p.args[i+1] = p.addrs[key]
+		}
 	}
 }
 
@@ -104,24 +134,6 @@ func (p *proc) signal(sig syscall.Signal) {
 	p.cmd.Process.Signal(sig)
 	p.cmd.Wait()
 	p.cmd = nil
-}
-
-func freePort(t *testing.T, network string) string {
-	t.Helper()
-	if network == "udp" {
-		c, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		return c.LocalAddr().String()
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // api calls a node's HTTP API.
@@ -194,16 +206,15 @@ func TestCrashes(t *testing.T) {
 	f.IssueNode(certs.CoreNode, "core1")
 	f.IssueNode(certs.EdgeNode, "edge1")
 	f.IssueGateway("edge1")
-	coreSync, coreHTTP := freePort(t, "udp"), freePort(t, "tcp")
-	edgeMQTT, edgeHTTP := freePort(t, "tcp"), freePort(t, "tcp")
 	coreP := &proc{t: t, name: "core", args: []string{"core", "--data", f.DataDir("core1"), "--certs", f.Certs, "--name", "core1",
-		"--listen", coreSync, "--http", coreHTTP, "--log-level", "debug"}}
-	edgeP := &proc{t: t, name: "edge", args: []string{"edge", "--data", f.DataDir("edge1"), "--certs", f.Certs, "--name", "edge1",
-		"--mqtt", edgeMQTT, "--http", edgeHTTP, "--core", coreSync, "--log-level", "debug"}}
+		"--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "debug"}}
 	coreP.start()
 	defer coreP.signal(syscall.SIGKILL)
+	edgeP := &proc{t: t, name: "edge", args: []string{"edge", "--data", f.DataDir("edge1"), "--certs", f.Certs, "--name", "edge1",
+		"--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--core", coreP.addr("sync"), "--log-level", "debug"}}
 	edgeP.start()
 	defer edgeP.signal(syscall.SIGKILL)
+	coreHTTP, edgeHTTP := coreP.addr("http"), edgeP.addr("http")
 	hc := &http.Client{Timeout: 5 * time.Second}
 	coreAPI := apiClient{addr: coreHTTP, token: f.token(certs.RoleAdmin), hc: hc}
 	edgeAPI := apiClient{addr: edgeHTTP, token: f.token(certs.RoleAdmin), hc: hc}

@@ -206,14 +206,19 @@ func appendN(t testing.TB, st *store.Store, path, topic string, n, size int, tag
 // shows the drop on the edge's link.
 func TestFullBacklogShowsAtTheCore(t *testing.T) {
 	f := New(t)
-	addr := freePort(t, "udp")
+	// The core's address, then the core away.
+	c := f.StartCore("core1", core.Config{})
+	addr := c.SyncAddr().String()
+	if err := c.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	e := f.StartEdge("edge1", edge.Config{Core: addr, BacklogQuota: 1 << 20})
 	appendN(t, e.Store(), store.UplinkStream, "edge1", 20000, 500, "offline")
 	low, next, err := e.Store().Stream(store.UplinkStream).Bounds(context.Background(), "edge1", 0)
 	if err != nil || low == 0 || next != 20000 {
 		t.Fatalf("edge uplink %d..%d, %v: want its oldest dropped", low, next, err)
 	}
-	c := f.StartCore("core1", core.Config{Listen: addr})
+	c = f.StartCore("core1", core.Config{Listen: addr})
 	WaitEqual(t, e.Store(), c.Store(), 30*time.Second, store.UplinkStream)
 
 	// The receiver counts the drop once the batch after it is applied,

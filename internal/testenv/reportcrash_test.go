@@ -29,11 +29,11 @@ func TestReportCrashes(t *testing.T) {
 	f := New(t)
 	f.IssueNode(certs.EdgeNode, "edge1")
 	f.IssueGateway("edge1")
-	mqttAddr, httpAddr := freePort(t, "tcp"), freePort(t, "tcp")
 	edgeP := &proc{t: t, name: "edge", args: []string{"edge", "--data", f.DataDir("edge1"), "--certs", f.Certs, "--name", "edge1",
-		"--mqtt", mqttAddr, "--http", httpAddr, "--log-level", "debug"}}
+		"--mqtt", "127.0.0.1:0", "--http", "127.0.0.1:0", "--log-level", "debug"}}
 	edgeP.start()
 	defer edgeP.signal(syscall.SIGKILL)
+	mqttAddr := edgeP.addr("mqtt")
 	creds, pool, err := device.Credentials(f.Certs, []string{"pump-1"}, "pump")
 	if err != nil {
 		t.Fatal(err)
