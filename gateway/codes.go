@@ -17,6 +17,7 @@ var (
 	codeTopicAlias     = packets.Code{Code: 0x94, Reason: "topic alias invalid"}
 	codePayloadFormat  = packets.Code{Code: 0x99, Reason: "shadow/reported must be a JSON object"}
 	codeUnspecified    = packets.Code{Code: 0x80, Reason: "message not stored"}
+	codeRetain         = packets.Code{Code: 0x9A, Reason: "retain not supported"}
 
 	// MQTT 3.1.1 CONNACK return codes.
 	code3ClientID          = packets.Err3ClientIdentifierNotValid // 0x02
@@ -48,6 +49,7 @@ const (
 	RefuseMaxConnections     = "max_connections"     // MaxConnections sessions already
 	RefuseMaxPending         = "max_pending"         // MaxPending connections already before CONNECT
 	RefusePacketTooLarge     = "packet_too_large"    // CONNECT larger than MaxPacketSize
+	RefuseWillRetain         = "will_retain"         // an MQTT 5 Will to be retained (Retain Available is 0)
 )
 
 // Disconnect reasons: the `reason` label of weft_gateway_disconnects_total,
@@ -66,6 +68,7 @@ const (
 	DisconnectByteRate          = "byte_rate"          // publish byte rate limit (QoS 0, or MQTT 3.1.1)
 	DisconnectStore             = "store_error"        // MQTT 3.1.1 QoS 1/2 message the store refused
 	DisconnectPayloadFormat     = "payload_format"     // MQTT 3.1.1 QoS 1/2 shadow report that is not a JSON object
+	DisconnectRetain            = "retain"             // a retained publish: the gateway retains nothing devices send
 	DisconnectPanic             = "panic"              // a bug: the connection's goroutine panicked
 	DisconnectOther             = "other"              // any other error
 )
@@ -80,6 +83,7 @@ const (
 	RefusePayloadFormat  = "payload_format"      // shadow/reported that is not a JSON object
 	RefuseDuplicateQoS2  = "duplicate_packet_id" // QoS 2 packet id reused before PUBREL (not stored twice)
 	RefuseNoSessionState = "no_session"          // no identity bound to the connection (a bug)
+	RefuseRetain         = "retain"              // a retained publish (the connection is closed)
 )
 
 // ACL operation labels: the `op` label of weft_gateway_acl_refusals_total.

@@ -217,6 +217,9 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if h.s.cfg.Revocations.Revoked(sess.id.Serial) {
 		return h.refuse(cl, sess, RefuseRevoked, codeRevoked, code3NotAuthorized)
 	}
+	if pk.Connect.WillFlag && pk.Connect.WillRetain && pk.ProtocolVersion == 5 {
+		return h.refuse(cl, sess, RefuseWillRetain, codeRetain, code3NotAuthorized) // [MQTT-3.2.2-13]
+	}
 	if pk.Connect.WillFlag {
 		if r := Allow(sess.dev, OpPublish, pk.Connect.WillTopic); r != "" {
 			h.s.metrics.aclRefusals.inc(OpLabelWill, r)
@@ -365,6 +368,13 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 			sess.aliases[a] = pk.TopicName
 		}
 	}
+	if pk.FixedHeader.Retain {
+		// The CONNACK says Retain Available 0 [MQTT-3.3.1-19]; MQTT 3.1.1
+		// has no way to refuse it but closing.
+		h.s.metrics.publishRefusals.inc(RefuseRetain)
+		h.disconnect(cl, sess, codeRetain, DisconnectRetain)
+		return pk, packets.ErrRejectPacket
+	}
 	topic := pk.TopicName
 	switch {
 	case topic == "":
@@ -434,6 +444,7 @@ func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet
 		pk.Properties.MaximumPacketSize = uint32(h.s.cfg.MaxPacketSize)
 		pk.Properties.TopicAliasMaximum = uint16(h.s.cfg.TopicAliasMaximum)
 		pk.Properties.SharedSubAvailable, pk.Properties.SharedSubAvailableFlag = 0, true
+		pk.Properties.RetainAvailable, pk.Properties.RetainAvailableFlag = 0, true // devices' messages go to the store
 	}
 	dev, _, ok := h.s.deviceOf(cl, true)
 	for _, tk := range cl.State.Inflight.GetAll(false) {

@@ -241,3 +241,40 @@ func TestMQTT311ClosedWithoutDisconnect(t *testing.T) {
 		t.Fatalf("shutdown: got DISCONNECT %#x", pk.ReasonCode)
 	}
 }
+
+// TestRetainedPublishRefused: the gateway retains nothing devices send,
+// so it says Retain Available 0 and refuses retained publishes instead of
+// acknowledging them as retained: MQTT 5 with DISCONNECT 0x9A, MQTT 3.1.1
+// by closing the connection. Neither is stored.
+func TestRetainedPublishRefused(t *testing.T) {
+	e := newEnv(t, nil)
+	d := e.device(t, "retain-1", "pump")
+	for i, v := range []byte{5, 4} {
+		r := e.raw(t, d.cert, v)
+		ack := r.connect(d.id, nil)
+		if v == 5 && (!ack.Properties.RetainAvailableFlag || ack.Properties.RetainAvailable != 0) {
+			t.Fatalf("CONNACK retain available flag %v value %d, want 0", ack.Properties.RetainAvailableFlag, ack.Properties.RetainAvailable)
+		}
+		r.send(publishPacket(v, "devices/retain-1/telemetry", 1, 1, []byte("kept?"), func(p *packets.Packet) { p.FixedHeader.Retain = true }))
+		pk := r.closed()
+		switch {
+		case v == 5 && (pk == nil || pk.ReasonCode != 0x9A):
+			t.Fatalf("v5: got DISCONNECT %v, want 0x9A", pk)
+		case v == 4 && pk != nil:
+			t.Fatalf("v3.1.1: got DISCONNECT %#x", pk.ReasonCode)
+		}
+		waitFor(t, "disconnect counted", func() bool { return e.srv.Metrics().Disconnects(DisconnectRetain) == uint64(i+1) })
+	}
+	if n := len(e.messages(t, store.ByDeviceStream, "retain-1")); n != 0 {
+		t.Fatalf("%d retained messages stored", n)
+	}
+	// An MQTT 5 Will to be retained is refused at CONNECT.
+	r := e.raw(t, d.cert, 5)
+	ack := r.connect(d.id, func(p *packets.Packet) {
+		p.Connect.WillFlag, p.Connect.WillRetain = true, true
+		p.Connect.WillTopic, p.Connect.WillPayload = "devices/retain-1/events/offline", []byte("gone")
+	})
+	if ack.ReasonCode != 0x9A {
+		t.Fatalf("CONNACK %#x, want 0x9A", ack.ReasonCode)
+	}
+}
