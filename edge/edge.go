@@ -229,7 +229,7 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 			lc.Mirrors = append(lc.Mirrors, spec)
 		}
 	}
-	lc.Up = slices.Clone(replicate.DefaultUp)
+	lc.Up = replicate.DefaultUp()
 	for _, p := range cfg.Replicate {
 		if !slices.Contains(lc.Up, p) {
 			lc.Up = append(lc.Up, p)

@@ -27,14 +27,17 @@ type LinkConfig struct {
 	Addr string
 	// TLS holds the edge's node certificate and the fabric CA.
 	TLS wire.TLSConfig
-	// Up are the streams sent to the core. Default DefaultUp.
+	// Up are the streams sent to the core. Default DefaultUp().
 	Up []string
-	// Down are the streams received from the core. Default DefaultDown.
+	// Down are the streams received from the core. Default DefaultDown().
 	Down []string
 	// Mirrors are volume mirrors over the link: Down mirrors a core volume
 	// into the edge's volume of the same name, Up the edge's volume into
 	// the core's "<volume>.<edge>".
 	Mirrors []MirrorSpec
+	// MirrorInterval is how often the edge asks the core for news of the
+	// volumes it mirrors down. Default 5 s.
+	MirrorInterval time.Duration
 	// History answers the core's requests for a device's messages it does
 	// not hold; nil refuses them.
 	History HistoryFunc
@@ -73,10 +76,10 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		return nil, errors.New("replicate: a link needs a store, the core's address, a node certificate and the fabric CA")
 	}
 	if cfg.Up == nil {
-		cfg.Up = DefaultUp
+		cfg.Up = DefaultUp()
 	}
 	if cfg.Down == nil {
-		cfg.Down = DefaultDown
+		cfg.Down = DefaultDown()
 	}
 	for _, p := range append(slices.Clone(cfg.Up), cfg.Down...) {
 		if _, _, err := store.SplitPath(p); err != nil {
@@ -91,8 +94,14 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = defaultWindow
 	}
+	if cfg.MirrorInterval <= 0 {
+		cfg.MirrorInterval = defaultMirrorInterval
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.TLS.Now == nil {
+		cfg.TLS.Now = cfg.Now // certificates are checked on the same clock
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -177,7 +186,7 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 		}
 		wire.Close(conn, cause) // a no-op once the session's group closed it
 	}()
-	peer, err := wire.Peer(conn)
+	peer, err := wire.Peer(conn, l.cfg.Now())
 	if err != nil {
 		return false, err
 	}

@@ -13,11 +13,18 @@ import (
 	"github.com/weft-io/weft/sync/wire"
 )
 
-// DefaultMirrorsDown are the volumes a core lets its edges mirror.
-var DefaultMirrorsDown = []string{"models", "firmware"}
+// DefaultMirrorsDown returns the volumes a core lets its edges mirror.
+func DefaultMirrorsDown() []string { return []string{"models", "firmware"} }
 
-// MirrorInterval is how often the receiving side of a mirror asks for news.
-var MirrorInterval = 5 * time.Second
+// defaultMirrorInterval is how often the receiving side of a mirror asks
+// for news.
+const defaultMirrorInterval = 5 * time.Second
+
+// MirrorInterval is not read.
+//
+// Deprecated: set LinkConfig.MirrorInterval and ServerConfig.MirrorInterval.
+// It is kept only until the tests that still assign it stop doing so.
+var MirrorInterval = defaultMirrorInterval
 
 // MirrorSpec is one volume mirror of an edge's link.
 type MirrorSpec struct {
@@ -46,7 +53,7 @@ func ParseMirror(s string) (MirrorSpec, error) {
 // link is up: a mirror that fails is logged and tried again after a pause,
 // without taking the link's streams down with it.
 func (l *Link) mirror(ctx context.Context, s *session, spec MirrorSpec) error {
-	pause := max(MirrorInterval, time.Second)
+	pause := max(l.cfg.MirrorInterval, time.Second)
 	for {
 		err := l.mirrorOnce(ctx, s, spec)
 		if ctx.Err() != nil {
@@ -78,7 +85,7 @@ func (l *Link) mirrorOnce(ctx context.Context, s *session, spec MirrorSpec) erro
 		return err
 	}
 	if spec.Dir == wire.Down {
-		err = mirror.ServeDest(ctx, fc, &mirror.Dest{Store: l.cfg.Store, Volume: spec.Volume}, MirrorInterval)
+		err = mirror.ServeDest(ctx, fc, &mirror.Dest{Store: l.cfg.Store, Volume: spec.Volume}, l.cfg.MirrorInterval)
 	} else {
 		err = mirror.ServeSource(ctx, fc, &mirror.Source{Store: l.cfg.Store, Volume: spec.Volume})
 	}
@@ -96,7 +103,7 @@ func (s *Server) mirror(ctx context.Context, sess *session, fc *wire.Conn, m *wi
 	var err error
 	switch m.Dir {
 	case wire.Down:
-		if !slices.Contains(s.mirrorsDown(), m.Volume) {
+		if !slices.Contains(s.cfg.MirrorsDown, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored to edges", m.Volume))
 		}
 		err = mirror.ServeSource(ctx, fc, &mirror.Source{Store: s.cfg.Store, Volume: m.Volume})
@@ -108,7 +115,7 @@ func (s *Server) mirror(ctx context.Context, sess *session, fc *wire.Conn, m *wi
 		if err := ensureVolume(ctx, s.cfg.Store, vol); err != nil {
 			return err
 		}
-		err = mirror.ServeDest(ctx, fc, &mirror.Dest{Store: s.cfg.Store, Volume: vol}, MirrorInterval)
+		err = mirror.ServeDest(ctx, fc, &mirror.Dest{Store: s.cfg.Store, Volume: vol}, s.cfg.MirrorInterval)
 	default:
 		return refuse(wire.Errorf(wire.CodeProtocol, "mirror of /%s: bad direction %d", m.Volume, m.Dir))
 	}
@@ -116,13 +123,6 @@ func (s *Server) mirror(ctx context.Context, sess *session, fc *wire.Conn, m *wi
 		log.Warn("mirror stopped", "err", err) // the edge opens it again
 	}
 	return nil
-}
-
-func (s *Server) mirrorsDown() []string {
-	if s.cfg.MirrorsDown != nil {
-		return s.cfg.MirrorsDown
-	}
-	return DefaultMirrorsDown
 }
 
 func ensureVolume(ctx context.Context, st *store.Store, vol string) error {

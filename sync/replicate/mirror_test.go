@@ -16,10 +16,7 @@ import (
 // link, follows a new release, refuses a volume the core does not mirror,
 // and mirrors an edge volume up into the core's "<volume>.<edge>".
 func TestMirrorOverLink(t *testing.T) {
-	old := MirrorInterval
-	MirrorInterval = 20 * time.Millisecond
-	defer func() { MirrorInterval = old }()
-	f := newFabric(t, ServerConfig{MirrorsUp: []string{"training"}})
+	f := newFabric(t, ServerConfig{MirrorsUp: []string{"training"}, MirrorInterval: 20 * time.Millisecond})
 	ctx := context.Background()
 	model := make([]byte, 3<<20)
 	rand.Read(model)
@@ -29,7 +26,7 @@ func TestMirrorOverLink(t *testing.T) {
 	f.edge.CreateVolume(ctx, "training", store.VolumeOptions{})
 	f.edge.File("/training/window-1.csv").Write(ctx, bytes.NewReader([]byte("t,v\n1,2\n")))
 	f.core.CreateVolume(ctx, "secrets", store.VolumeOptions{})
-	f.startLink(LinkConfig{Mirrors: []MirrorSpec{
+	f.startLink(LinkConfig{MirrorInterval: 20 * time.Millisecond, Mirrors: []MirrorSpec{
 		{Volume: "models", Dir: wire.Down},
 		{Volume: "secrets", Dir: wire.Down},
 		{Volume: "training", Dir: wire.Up},

@@ -240,7 +240,7 @@ func TestReplicateBothWays(t *testing.T) {
 	}
 	// The core's own topics of the same streams must stay untouched.
 	appendN(t, f.core, store.UplinkStream, "core1", 5, 10, "core-own")
-	link, _ := f.startLink(LinkConfig{Up: append(slices.Clone(DefaultUp), store.ByDeviceStream)})
+	link, _ := f.startLink(LinkConfig{Up: append(DefaultUp(), store.ByDeviceStream)})
 	waitSame(t, f.edge, f.core, store.UplinkStream, store.AuditStream, store.ShadowChanges)
 	waitSame(t, f.core, f.edge, store.UpdatesStream)
 
@@ -293,13 +293,10 @@ func TestLagWhileDown(t *testing.T) {
 
 // TestSendsWithholdsTopics checks the core's per-edge choice of down
 // topics: a withheld topic never reaches the edge, and reaches it once the
-// rule lets it (asked again after recheckWithheld).
+// rule lets it (asked again after RecheckWithheld).
 func TestSendsWithholdsTopics(t *testing.T) {
-	// Registered first, the restore runs after the link has stopped.
-	t.Cleanup(func(d time.Duration) func() { return func() { recheckWithheld = d } }(recheckWithheld))
-	recheckWithheld = 100 * time.Millisecond
 	var moved atomic.Bool
-	f := newFabric(t, ServerConfig{Sends: func(edge, path, topic string) error {
+	f := newFabric(t, ServerConfig{RecheckWithheld: 100 * time.Millisecond, Sends: func(edge, path, topic string) error {
 		if edge != "edge1" || path != store.UpdatesStream {
 			t.Errorf("asked about %s %s for %s", path, topic, edge)
 		}
@@ -558,7 +555,7 @@ func TestLinkConfigChecks(t *testing.T) {
 	if _, err := NewServer(ServerConfig{Store: f.core, TLS: edge}); err == nil {
 		t.Error("a server with an edge certificate")
 	}
-	if !slices.Equal(DefaultUp, []string{"/uplink/events", "/shadows/changes", "/audit/events"}) {
+	if !slices.Equal(DefaultUp(), []string{"/uplink/events", "/shadows/changes", "/audit/events"}) {
 		t.Error("defaults changed")
 	}
 }

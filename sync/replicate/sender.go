@@ -31,9 +31,9 @@ const (
 	maxLagReads   = 100 // topics read to date the oldest unreplicated message
 )
 
-// recheckWithheld is how long a topic the sender's filter withheld waits
+// defaultRecheck is how long a topic the sender's filter withheld waits
 // before the filter is asked again (a device may have come to the edge).
-var recheckWithheld = 30 * time.Second
+const defaultRecheck = 30 * time.Second
 
 // sender sends one stream to one receiver over one frame connection.
 type sender struct {
@@ -49,8 +49,9 @@ type sender struct {
 	now      func() time.Time
 	logger   *slog.Logger
 	// allow, if set, decides which topics go to this receiver; the others
-	// are withheld and asked about again after recheckWithheld.
+	// are withheld and asked about again after recheck.
 	allow    func(topic string) error
+	recheck  time.Duration // 0: defaultRecheck
 	withheld map[string]time.Time
 	cursor   uint64 // in the log's Changes
 
@@ -102,6 +103,9 @@ func (l *sharedLimiter) wait(ctx context.Context, n int, urgent bool) error {
 
 func (s *sender) run(ctx context.Context) error {
 	s.t = newTracker(s.window)
+	if s.recheck <= 0 {
+		s.recheck = defaultRecheck
+	}
 	defer func() {
 		s.mu.Lock()
 		s.stopped = true
@@ -138,7 +142,7 @@ func (s *sender) run(ctx context.Context) error {
 	}
 	var scanTimer *time.Timer
 	var scanC <-chan time.Time
-	recheck := time.NewTicker(recheckWithheld)
+	recheck := time.NewTicker(s.recheck)
 	defer recheck.Stop()
 	cost := time.Duration(0)
 	for {
@@ -178,13 +182,13 @@ func (s *sender) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		start := time.Now()
+		start := s.now()
 		changed = s.log.Changed()
 		if err := s.look(ctx, everything); err != nil {
 			return err
 		}
-		cost = time.Since(start)
-		start = time.Now()
+		cost = s.now().Sub(start)
+		start = s.now()
 		before := s.stats.batches.Load() + int64(s.inFlight())
 		if blocked, err = s.sendAll(ctx); err != nil {
 			return err
@@ -193,7 +197,7 @@ func (s *sender) run(ctx context.Context) error {
 			// A look that found nothing to send costs like the listing:
 			// it is the part that grows with the topics. Time spent
 			// sending is not.
-			cost += time.Since(start)
+			cost += s.now().Sub(start)
 		}
 		if scanTimer != nil {
 			scanTimer.Stop()
@@ -326,13 +330,13 @@ func (s *sender) offerNew(ctx context.Context, offer []wire.Bound) error {
 
 // allowed reports whether topic goes to the receiver: a topic already
 // known does; a new one when the filter lets it, asked again at most every
-// recheckWithheld. The caller holds s.mu.
+// recheck. The caller holds s.mu.
 func (s *sender) allowed(topic string) bool {
 	if s.allow == nil || s.t.known(tp{topic, 0}) {
 		return true
 	}
 	now := s.now()
-	if at, ok := s.withheld[topic]; ok && now.Sub(at) < recheckWithheld {
+	if at, ok := s.withheld[topic]; ok && now.Sub(at) < s.recheck {
 		return false
 	}
 	if err := s.allow(topic); err != nil {
@@ -476,8 +480,8 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 			s.backlog = map[tp]uint64{}
 		}
 		left := s.backlog[k] - min(s.backlog[k], uint64(len(msgs)))
-		if time.Since(s.lastBacklog) >= 250*time.Millisecond {
-			s.lastBacklog = time.Now()
+		if now := s.now(); now.Sub(s.lastBacklog) >= 250*time.Millisecond {
+			s.lastBacklog = now
 			if _, next, err := s.log.Bounds(ctx, k.topic, k.part); err == nil && next > from+uint64(len(msgs)) {
 				left = next - from - uint64(len(msgs))
 			}

@@ -23,7 +23,7 @@ type ServerConfig struct {
 	Store *store.Store
 	// TLS holds the core's node certificate and the fabric CA.
 	TLS wire.TLSConfig
-	// Down are the streams sent to every edge. Default DefaultDown. Edges
+	// Down are the streams sent to every edge. Default DefaultDown(). Edges
 	// may not send these.
 	Down []string
 	// Accept, if set, decides whether edges may send the stream at path
@@ -35,9 +35,12 @@ type ServerConfig struct {
 	Topics func(edge, path, topic string) error
 	// Sends, if set, decides whether the core sends topic of the Down
 	// stream at path to edge (an error says why not); a topic withheld is
-	// asked about again every 30 seconds while the link is up. Default:
-	// every topic to every edge.
+	// asked about again every RecheckWithheld while the link is up.
+	// Default: every topic to every edge.
 	Sends func(edge, path, topic string) error
+	// RecheckWithheld is how long a topic Sends withheld waits before
+	// Sends is asked again. Default 30 s.
+	RecheckWithheld time.Duration
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
@@ -46,11 +49,14 @@ type ServerConfig struct {
 	// NoCompression turns zstd off.
 	NoCompression bool
 	// MirrorsDown are the volumes edges may mirror from the core. Default
-	// DefaultMirrorsDown (models, firmware).
+	// DefaultMirrorsDown() (models, firmware).
 	MirrorsDown []string
 	// MirrorsUp are the volumes edges may mirror to the core; edge E's
 	// copy of volume V lands in the core's volume "V.E". Default none.
 	MirrorsUp []string
+	// MirrorInterval is how often the core asks an edge for news of the
+	// volumes mirrored up. Default 5 s.
+	MirrorInterval time.Duration
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
 	// Monitor receives the links' figures. Default: a new one.
@@ -83,7 +89,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, errors.New("replicate: a server needs a store, a node certificate and the fabric CA")
 	}
 	if cfg.Down == nil {
-		cfg.Down = DefaultDown
+		cfg.Down = DefaultDown()
 	}
 	if cfg.Topics == nil {
 		cfg.Topics = NodeTopics
@@ -91,8 +97,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = defaultWindow
 	}
+	if cfg.MirrorsDown == nil {
+		cfg.MirrorsDown = DefaultMirrorsDown()
+	}
+	if cfg.MirrorInterval <= 0 {
+		cfg.MirrorInterval = defaultMirrorInterval
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.TLS.Now == nil {
+		cfg.TLS.Now = cfg.Now // certificates are checked on the same clock
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -202,7 +217,7 @@ func (s *Server) accept(h *wire.Hello) (*wire.Welcome, error) {
 
 // handle runs one edge's connection.
 func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
-	peer, err := wire.Peer(conn)
+	peer, err := wire.Peer(conn, s.cfg.Now())
 	if err != nil {
 		return wire.Errorf(wire.CodeIdentity, "%v", err)
 	}
@@ -263,7 +278,8 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	log.Info("edge connected", "streams", len(w.Streams))
 	sess := &session{conn: conn, store: s.cfg.Store, link: link,
 		limit:  &sharedLimiter{lim: NewLimiter(s.cfg.RateLimit), now: s.cfg.Now},
-		window: s.cfg.Window, maxBytes: readMaxBytes, compress: !s.cfg.NoCompression, now: s.cfg.Now, logger: log}
+		window: s.cfg.Window, maxBytes: readMaxBytes, compress: !s.cfg.NoCompression, recheck: s.cfg.RecheckWithheld,
+		now: s.cfg.Now, logger: log}
 	if r := s.cfg.RateLimit; r > 0 {
 		sess.maxBytes = int(min(readMaxBytes, max(16<<10, r/20)))
 	}

@@ -14,13 +14,13 @@ import (
 	"github.com/weft-io/weft/sync/wire"
 )
 
-// Defaults of the streams replicated on a link.
-var (
-	// DefaultUp are the streams an edge sends to its core.
-	DefaultUp = []string{store.UplinkStream, store.ShadowChanges, store.AuditStream}
-	// DefaultDown are the streams a core sends to its edges.
-	DefaultDown = []string{store.UpdatesStream}
-)
+// DefaultUp returns the streams an edge sends to its core.
+func DefaultUp() []string {
+	return []string{store.UplinkStream, store.ShadowChanges, store.AuditStream}
+}
+
+// DefaultDown returns the streams a core sends to its edges.
+func DefaultDown() []string { return []string{store.UpdatesStream} }
 
 // session is one connection's worth of replication, either side.
 type session struct {
@@ -31,6 +31,7 @@ type session struct {
 	window   int
 	maxBytes int
 	compress bool
+	recheck  time.Duration // of the senders' withheld topics; 0: defaultRecheck
 	now      func() time.Time
 	logger   *slog.Logger
 }
@@ -50,7 +51,7 @@ func (s *session) stream(ctx context.Context, qs *quic.Stream, fc *wire.Conn, pa
 	if send {
 		log.Debug("sending")
 		sd := &sender{log: s.store.Stream(path), path: path, parts: parts, conn: fc, stats: s.link.stream(dirSend, path),
-			limit: s.limit, window: s.window, maxBytes: s.maxBytes, compress: s.compress, now: s.now, logger: log, allow: allow}
+			limit: s.limit, window: s.window, maxBytes: s.maxBytes, compress: s.compress, now: s.now, logger: log, allow: allow, recheck: s.recheck}
 		err = sd.run(ctx)
 	} else {
 		log.Debug("receiving")

@@ -178,9 +178,9 @@ func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*q
 }
 
 // Peer returns the identity of the node at the other end of c, read from
-// its verified certificate.
-func Peer(c *quic.Conn) (certs.Identity, error) {
-	return certs.PeerIdentity(c.ConnectionState().TLS, certs.KindNode, nil, time.Now())
+// its verified certificate as of now.
+func Peer(c *quic.Conn, now time.Time) (certs.Identity, error) {
+	return certs.PeerIdentity(c.ConnectionState().TLS, certs.KindNode, nil, now)
 }
 
 // Close closes c with the code of err (CodeNone for nil) and its message.

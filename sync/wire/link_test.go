@@ -69,7 +69,7 @@ func serve(t *testing.T, ln *Listener) <-chan error {
 					out <- err
 					return
 				}
-				peer, err := Peer(c)
+				peer, err := Peer(c, time.Now())
 				if err != nil {
 					out <- err
 					return
@@ -109,7 +109,7 @@ func TestLinkHandshake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer, err := Peer(c)
+	peer, err := Peer(c, time.Now())
 	if err != nil || peer.Role != certs.CoreNode || peer.Name != "core1" {
 		t.Fatalf("peer %+v, %v", peer, err)
 	}
@@ -265,7 +265,7 @@ func TestLinkRefusesGarbageAndOldVersions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer, _ := Peer(c)
+	peer, _ := Peer(c, time.Now())
 	if _, err := ClientHandshake(NewConn(st, st), &Hello{Identity: "weft://node/edge/edge1"}, peer.URI()); err != nil {
 		t.Fatal(err)
 	}
