@@ -25,6 +25,7 @@ var tier = map[string]int{
 	"sync/mirror":    1,
 	"anomaly":        1,
 	"firmware":       1,
+	"models":         1,
 	"device":         1,
 	"shadow":         1,
 	"console":        1,
@@ -38,6 +39,7 @@ var tier = map[string]int{
 	"internal/testenv": 3,
 	"up":               3,
 	"internal/layout":  3,
+	"deploy":           3,
 	"cmd/weft":         4,
 }
 
