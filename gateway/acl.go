@@ -45,6 +45,7 @@ const (
 //	devices/<id>/events[/<kind>...]
 //	devices/<id>/shadow/reported
 //	devices/<id>/firmware/status
+//	devices/<id>/commands/<request-id>/response
 //
 // and subscribes only to updates/all/#, updates/class/<class>/# and
 // updates/device/<id>/#, or to narrower filters inside them. Anything
@@ -95,6 +96,11 @@ func allowPublish(d Device, topic string) string {
 		}
 	case "firmware":
 		if len(levels) == 4 && levels[3] == "status" {
+			return ""
+		}
+	case "commands":
+		// The answer to a command: the request id is any one level.
+		if len(levels) == 5 && levels[4] == "response" {
 			return ""
 		}
 	}

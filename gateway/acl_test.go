@@ -21,6 +21,8 @@ var aclCases = []struct {
 	{OpPublish, "devices/pump-7/events/alarm", ""},
 	{OpPublish, "devices/pump-7/shadow/reported", ""},
 	{OpPublish, "devices/pump-7/firmware/status", ""},
+	{OpPublish, "devices/pump-7/commands/R3QK7ZP2/response", ""},
+	{OpPublish, "devices/pump-7/commands/response/response", ""},
 	// Publish: refused.
 	{OpPublish, "", ReasonEmpty},
 	{OpPublish, "devices/pump-8/telemetry", ReasonOtherDevice},
@@ -43,6 +45,18 @@ var aclCases = []struct {
 	{OpPublish, "devices/pump-7/firmware/status/x", ReasonNotAllowed},
 	{OpPublish, "devices/pump-7/firmware", ReasonNotAllowed},
 	{OpPublish, "devices/pump-7/config", ReasonNotAllowed},
+	{OpPublish, "devices/pump-8/commands/R3QK7ZP2/response", ReasonOtherDevice},
+	{OpPublish, "devices/pump-7/commands/+/response", ReasonWildcard},
+	{OpPublish, "devices/pump-7/commands/#", ReasonWildcard},
+	{OpPublish, "devices/pump-7/commands//response", ReasonInvalid},
+	{OpPublish, "devices/pump-7/commands/R3QK7ZP2/response/", ReasonInvalid},
+	{OpPublish, "devices/pump-7/commands", ReasonNotAllowed},
+	{OpPublish, "devices/pump-7/commands/R3QK7ZP2", ReasonNotAllowed},
+	{OpPublish, "devices/pump-7/commands/R3QK7ZP2/answer", ReasonNotAllowed},
+	{OpPublish, "devices/pump-7/commands/R3QK7ZP2/response/x", ReasonNotAllowed},
+	{OpPublish, "devices/pump-7/commands/ping/R3QK7ZP2", ReasonNotAllowed},
+	{OpPublish, "updates/device/pump-7/commands/ping/R3QK7ZP2", ReasonNotAllowed},
+	{OpSubscribe, "devices/pump-7/commands/R3QK7ZP2/response", ReasonNotAllowed},
 	{OpPublish, "updates/device/pump-7/config", ReasonNotAllowed},
 	{OpPublish, "updates/all", ReasonNotAllowed},
 	{OpPublish, "telemetry", ReasonNotAllowed},
@@ -125,7 +139,7 @@ func FuzzAllow(f *testing.F) {
 			rest := topic[len(own):]
 			if !(rest == "telemetry" || strings.HasPrefix(rest, "telemetry/") ||
 				rest == "events" || strings.HasPrefix(rest, "events/") ||
-				rest == "shadow/reported" || rest == "firmware/status") {
+				rest == "shadow/reported" || rest == "firmware/status" || isResponse(rest)) {
 				t.Fatalf("publish to %q allowed", topic)
 			}
 			return
@@ -140,4 +154,16 @@ func FuzzAllow(f *testing.F) {
 			t.Fatalf("subscription to %q allowed", topic)
 		}
 	})
+}
+
+// isResponse reports whether rest, after devices/<id>/, is the answer to a
+// command: commands/<request-id>/response with a non-empty request id of
+// one level.
+func isResponse(rest string) bool {
+	rid, ok := strings.CutPrefix(rest, "commands/")
+	if !ok {
+		return false
+	}
+	rid, ok = strings.CutSuffix(rid, "/response")
+	return ok && rid != "" && !strings.Contains(rid, "/")
 }
