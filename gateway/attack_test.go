@@ -411,6 +411,35 @@ func TestAttackMatrix(t *testing.T) {
 				if n := len(e.messages(t, store.ByDeviceStream, id)); n != 2 {
 					t.Fatalf("stored %d messages", n)
 				}
+
+				// A persistent session: the message is sent again after a
+				// reconnect, before its PUBREL.
+				persist := func(p *packets.Packet) {
+					p.Connect.Clean = false
+					p.Properties.SessionExpiryInterval, p.Properties.SessionExpiryIntervalFlag = 60, true
+				}
+				r.conn.Close()
+				r = e.raw(t, d.cert, v)
+				r.connect(id, persist)
+				r.send(publishPacket(v, topic, 2, 9, []byte("thrice"), nil))
+				r.mustRead(packets.Pubrec)
+				r.conn.Close()
+				r = e.raw(t, d.cert, v)
+				if ack := r.connect(id, persist); !ack.SessionPresent {
+					t.Fatalf("v%d: session not present", v)
+				}
+				if pk := r.mustRead(packets.Pubrec); pk.PacketID != 9 { // resent by the gateway with the session
+					t.Fatalf("v%d: resent pubrec %d", v, pk.PacketID)
+				}
+				r.send(publishPacket(v, topic, 2, 9, []byte("thrice"), func(p *packets.Packet) { p.FixedHeader.Dup = true }))
+				if pk := r.mustRead(packets.Pubrec); pk.PacketID != 9 || pk.ReasonCode != 0 {
+					t.Fatalf("v%d resend after reconnect: pubrec %d reason %#x", v, pk.PacketID, pk.ReasonCode)
+				}
+				r.send(pubrelPacket(v, 9))
+				r.mustRead(packets.Pubcomp)
+				if n := len(e.messages(t, store.ByDeviceStream, id)); n != 3 {
+					t.Fatalf("stored %d messages", n)
+				}
 			}
 		}, func(m *Metrics) uint64 { return m.PublishRefusals(RefuseDuplicateQoS2) }},
 	}

@@ -394,22 +394,14 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		}
 	case pk.FixedHeader.Qos == 2:
 		if in, ok := cl.State.Inflight.Get(pk.PacketID); ok && in.FixedHeader.Type == packets.Pubrec {
-			// A QoS 2 message resent before its PUBREL: it is stored
-			// already, and the answer is the same PUBREC again [MQTT-4.3.3].
-			// mochi would answer 0x91 (packet identifier in use), a failure
-			// to a v5 device; a topic mochi drops without a word makes it
-			// leave the packet to this answer.
+			// A QoS 2 message sent again before its PUBREL: it is stored
+			// already. mochi answers the same PUBREC and neither publishes
+			// nor hands it to OnPublish [MQTT-4.3.3-10].
 			h.s.metrics.publishRefusals.inc(RefuseDuplicateQoS2)
-			cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Pubrec}, PacketID: pk.PacketID})
-			pk.TopicName = dropTopic
 		}
 	}
 	return pk, nil
 }
-
-// dropTopic is a topic mochi discards without answering (it never
-// accepts a client publish to $SYS).
-const dropTopic = "$SYS/weft/duplicate"
 
 // ack sends the PUBACK (QoS 1) or PUBREC (QoS 2) of a publish the
 // gateway answers itself: a refused one, or one made durable by its queue.

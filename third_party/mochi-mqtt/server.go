@@ -853,6 +853,15 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		return nil
 	}
 
+	if !cl.Net.Inline && pk.FixedHeader.Qos == 2 {
+		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok && pki.FixedHeader.Type == packets.Pubrec {
+			// The message was received already and awaits its PUBREL: the
+			// answer is the same PUBREC, and it is not published again. It
+			// takes no receive quota of its own. [MQTT-4.3.3-10]
+			return cl.WritePacket(s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess))
+		}
+	}
+
 	if atomic.LoadInt32(&cl.State.Inflight.receiveQuota) == 0 {
 		return s.DisconnectClient(cl, packets.ErrReceiveMaximum) // ~[MQTT-3.3.4-7] ~[MQTT-3.3.4-8]
 	}
@@ -885,7 +894,7 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 
 	if !cl.Net.Inline {
 		if pki, ok := cl.State.Inflight.Get(pk.PacketID); ok {
-			if pki.FixedHeader.Type == packets.Pubrec { // [MQTT-4.3.3-10]
+			if pki.FixedHeader.Type == packets.Pubrec { // a QoS 0 or 1 message reusing the id of a QoS 2 one
 				ack := s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.ErrPacketIdentifierInUse)
 				return cl.WritePacket(ack)
 			}
