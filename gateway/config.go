@@ -78,9 +78,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer, if set, gets the gateway's Metrics registered on it.
 	Registerer prometheus.Registerer
-	// Now is the clock of envelope and shadow timestamps and of rate
-	// limits (network deadlines and certificate validity use the system
-	// clock). Default time.Now.
+	// Now is the gateway's clock: envelope and shadow timestamps, rate
+	// limits, and the validity of device certificates, at the handshake
+	// and when the sessions of expired certificates are closed. Network
+	// deadlines, and the session expiry mochi applies, use the system
+	// clock. Default time.Now.
 	Now func() time.Time
 }
 

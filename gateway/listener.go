@@ -196,7 +196,7 @@ func (l *listener) secure(raw net.Conn, sess *session) *guardConn {
 		raw.Close()
 		return nil
 	}
-	id, err := certs.PeerIdentity(tc.ConnectionState(), certs.KindDevice, s.revoker(), time.Now())
+	id, err := certs.PeerIdentity(tc.ConnectionState(), certs.KindDevice, s.revoker(), s.cfg.Now())
 	if err != nil { // VerifyConnection passed an instant ago; only the clock moved
 		s.metrics.refusals.inc(identityReason(err))
 		tc.Close()

@@ -77,6 +77,10 @@ func New(cfg Config) (*Server, error) {
 		rev = cfg.Revocations
 	}
 	s.tls = certs.ServerConfig(cfg.Certificate, cfg.DeviceCAs, certs.KindDevice, rev)
+	// Device certificates are valid or not by the gateway's clock, in the
+	// chain verification and in the identity check alike.
+	s.tls.Time = cfg.Now
+	s.tls.VerifyConnection = certs.VerifyConnection(certs.KindDevice, rev, cfg.Now)
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(s.metrics); err != nil {
 			return nil, fmt.Errorf("gateway: register metrics: %w", err)
@@ -258,7 +262,7 @@ func (s *Server) sweep() {
 			s.log.Error("session sweep panicked", "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	now := time.Now()
+	now := s.cfg.Now()
 	for _, cl := range s.mqtt.Clients.GetAll() {
 		sess := sessionOf(cl)
 		if sess == nil || cl.Closed() {
