@@ -74,6 +74,8 @@ type Server struct {
 	oidc    *oidcVerifier // nil unless Config.OIDC
 	limits  Limits        // Config.Limits with its defaults
 	streams *streamSlots  // the open event streams
+	// patterns are the routes added, as ServeMux patterns.
+	patterns []string
 	// summaries caches fleet counts (devices.go).
 	summaries *shadow.SummaryCache
 
@@ -128,10 +130,11 @@ func New(cfg Config) (*Server, error) {
 }
 
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+	s.handlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
+	}))
+	s.handlePublic("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
+	s.handlePublic("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 
 	s.Handle("GET /api/v1/streams/{volume}/{rest...}", certs.RoleViewer, http.HandlerFunc(s.streamGet))
 	s.Handle("POST /api/v1/streams/{volume}/{rest...}", certs.RoleAdmin, http.HandlerFunc(s.streamPost))
@@ -150,7 +153,13 @@ func (s *Server) Handler() http.Handler { return s.root }
 // whose role allows role, as Require does. It panics, as ServeMux does, if
 // pattern is invalid or conflicts with another route.
 func (s *Server) Handle(pattern string, role certs.Role, h http.Handler) {
-	s.mux.Handle(pattern, s.Require(role, h))
+	s.handlePublic(pattern, s.Require(role, h))
+}
+
+// handlePublic adds a route served by h without authentication of its own.
+func (s *Server) handlePublic(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.patterns = append(s.patterns, pattern)
 }
 
 // Audit records that the token holder of r did action on the object at
