@@ -126,40 +126,6 @@ func TestAnomalyScores(t *testing.T) {
 	}
 }
 
-func TestSummaries(t *testing.T) {
-	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{Summary: time.Minute}, nil)
-	base := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
-	d := s.device("d", base)
-	tempC, rpmC := &fieldState{}, &fieldState{}
-	d.channels["temp"], d.channels["rpm"] = tempC, rpmC
-	var got []*anomaly.Summary
-	for i := range 25 { // a reading every 5 s: 12 to a minute
-		at := base.Add(time.Duration(i) * 5 * time.Second)
-		if sum := s.closePeriod(d, at); sum != nil {
-			got = append(got, sum)
-		}
-		s.summarize(d, tempC, at, float64(i), float64(i)/100)
-		s.summarize(d, rpmC, at, 1000, 0)
-		d.period.readings++
-	}
-	if len(got) != 2 {
-		t.Fatalf("%d summaries of two minutes, want 2", len(got))
-	}
-	first, temp := got[0], got[0].Channels["temp"]
-	if first.Readings != 12 || !first.From.Equal(base) || !first.To.Equal(base.Add(55*time.Second)) || len(first.Channels) != 2 {
-		t.Fatalf("first summary %+v", first)
-	}
-	if temp.Count != 12 || temp.Min != 0 || temp.Max != 11 || temp.Mean != 5.5 || temp.MaxScore != 0.11 || temp.P50 < 4 || temp.P50 > 7 || temp.P95 < 9 {
-		t.Fatalf("first summary of temp %+v", temp)
-	}
-	if rpm := first.Channels["rpm"]; rpm.Min != 1000 || rpm.Max != 1000 || rpm.Count != 12 {
-		t.Fatalf("first summary of rpm %+v", rpm)
-	}
-	if second := got[1].Channels["temp"]; second.Count != 12 || second.Min != 12 || got[1].Readings != 12 {
-		t.Fatalf("second summary %+v", got[1])
-	}
-}
-
 // BenchmarkUplinkFilter scores two hours of telemetry of 200 devices (a
 // reading of three channels every 5 s, a daily curve with noise, now and
 // then an anomaly) and reports how much smaller what goes up is than the
@@ -318,183 +284,197 @@ func telemetryMsg(dev string, at time.Time, payload string) store.Message {
 		gateway.HeaderDevice: dev, gateway.HeaderClass: "pump", gateway.HeaderTopic: "devices/" + dev + "/telemetry"}}
 }
 
-// floodMsgs are n messages of dev, each with fields distinct numeric
-// fields no other message has.
-func floodMsgs(dev string, n, fields int) []store.Message {
+// pumpMsgs are 215 readings of dev every 5 s, the 201st a spike.
+func pumpMsgs(dev string) []store.Message {
 	var msgs []store.Message
-	for i := range n {
-		var b strings.Builder
-		b.WriteByte('{')
-		for j := range fields {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, `"m%d_f%d":%d`, i, j, j)
+	for i := range 215 {
+		p := 3 + 0.2*math.Sin(float64(i)/10)
+		if i == 200 {
+			p = 9
 		}
-		b.WriteByte('}')
-		msgs = append(msgs, telemetryMsg(dev, t0.Add(time.Duration(i)*time.Second), b.String()))
+		msgs = append(msgs, telemetryMsg(dev, t0.Add(time.Duration(i)*5*time.Second), fmt.Sprintf(`{"pressure_bar":%g}`, p)))
 	}
 	return msgs
 }
 
-// anomalyChannels counts the scorer's anomaly channels (those holding a
-// history) and the fields it follows.
-func anomalyChannels(s *scorer) (channels, fields int) {
-	for _, d := range s.devices {
-		for _, c := range d.channels {
-			fields++
-			if c.ch != nil {
-				channels++
-			}
-		}
-	}
-	return channels, fields
-}
-
-// TestFieldFlood: 199 messages of 1,000 distinct numeric fields each make
-// no more channels than a device may have, scored live or replayed at
-// start, and the fields past the caps are counted, not refused.
-func TestFieldFlood(t *testing.T) {
-	lim := ScoreLimits{}.withDefaults()
-	flood := floodMsgs("flood", 199, 1000)
-
-	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
-	for i := 0; i < len(flood); i += 50 {
-		s.batch(flood[i:min(i+50, len(flood))])
-	}
-	channels, fields := anomalyChannels(s)
-	if channels > lim.MaxChannels || fields > lim.MaxChannels || s.channels != fields {
-		t.Fatalf("%d anomaly channels, %d fields followed (counted %d); cap %d", channels, fields, s.channels, lim.MaxChannels)
-	}
-	if v := s.devices["flood"].vector; v != nil && v.vec.Dims() > lim.MaxFields {
-		t.Fatalf("vector of %d fields, cap %d", v.vec.Dims(), lim.MaxFields)
-	}
-	skipped := s.stats.skippedFields[skipFields].Load() + s.stats.skippedFields[skipChannels].Load()
-	if skipped != 199*1000-int64(lim.MaxChannels) {
-		t.Fatalf("%d fields skipped, want %d", skipped, 199*1000-lim.MaxChannels)
-	}
-
-	// The warm-up at start holds to the same caps.
-	ctx := context.Background()
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+func openStore(t *testing.T, cfg store.Config) *store.Store {
+	t.Helper()
+	cfg.Dir, cfg.Name, cfg.MinFreeBytes, cfg.RetentionInterval = t.TempDir(), "edge1", -1, -1
+	st, err := store.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	events := st.Stream(store.EventsStream)
-	if _, err := events.Append(ctx, "edge1", flood...); err != nil {
-		t.Fatal(err)
-	}
-	w := newScorer(st, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
-	if err := w.warm(ctx, events, uint64(len(flood))); err != nil {
-		t.Fatal(err)
-	}
-	if channels, fields := anomalyChannels(w); channels > lim.MaxChannels || fields > lim.MaxChannels {
-		t.Fatalf("warm-up: %d anomaly channels, %d fields followed; cap %d", channels, fields, lim.MaxChannels)
-	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
-// TestDevicesEvicted: a device idle past IdleAfter is forgotten, and past
-// MaxDevices (or MaxTotalChannels) the one heard from least recently.
-func TestDevicesEvicted(t *testing.T) {
-	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
-	s.setLimits(ScoreLimits{IdleAfter: time.Hour, MaxDevices: 3})
-	at := t0
-	send := func(devs ...string) {
-		t.Helper()
-		for _, dev := range devs {
-			at = at.Add(time.Second)
-			s.batch([]store.Message{telemetryMsg(dev, at, `{"a":1,"b":2}`)})
+// runScorer runs s until the test ends.
+func runScorer(t *testing.T, s *scorer) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
+	})
+}
+
+// TestScoresEveryPartition: on an events stream of three partitions the
+// readings of every partition are scored, their detections sent up and
+// their scores written into the shadows (made if absent, keeping the
+// other fields of one that exists).
+func TestScoresEveryPartition(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, store.Config{Partitions: map[string]int{store.EventsStream: 3}})
+	events := st.Stream(store.EventsStream)
+	if _, err := st.Table(store.ShadowsTable).Put(ctx, "pump-0", []byte(`{"site":"depot","score":0.5}`)); err != nil {
+		t.Fatal(err)
 	}
-	has := func(want ...string) {
-		t.Helper()
-		if len(s.devices) != len(want) || s.channels != 2*len(want) {
-			t.Fatalf("%d devices, %d channels; want %v", len(s.devices), s.channels, want)
+	ends := map[int]uint64{} // partition -> its end
+	devices := map[int]string{}
+	for i := 0; len(devices) < 3 && i < 100; i++ {
+		dev := fmt.Sprintf("pump-%d", i)
+		pos, err := events.Append(ctx, "edge1", pumpMsgs(dev)...)
+		if err != nil {
+			t.Fatal(err)
 		}
-		for _, dev := range want {
-			if s.devices[dev] == nil {
-				t.Fatalf("%s forgotten; want %v", dev, want)
+		p := pos[0].Partition
+		devices[p] = dev
+		ends[p] = pos[len(pos)-1].Offset + 1
+	}
+	if len(devices) != 3 {
+		t.Fatalf("devices in partitions %v", devices)
+	}
+	s := newScorer(st, "edge1", anomaly.Config{Epoch: 60}, UplinkFilter{}, nil)
+	s.setLimits(ScoreLimits{DeviceBudget: batchSize}) // each device's readings come at once
+	runScorer(t, s)
+	waitUntil(t, "every partition scored", func() bool {
+		for p, end := range ends {
+			if at, _, _ := events.Cursor(ctx, scoreGroup, "edge1", p); at < end {
+				return false
 			}
 		}
+		return true
+	})
+	msgs, err := st.Stream(store.UplinkStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{Limit: 10000})
+	if err != nil {
+		t.Fatal(err)
 	}
-	send("a", "b", "c", "a", "d") // b is heard from least recently
-	has("a", "c", "d")
-	at = at.Add(2 * time.Hour) // all idle
-	send("e")
-	has("e")
-	if n := s.stats.evicted.Load(); n != 4 {
-		t.Fatalf("%d devices evicted, want 4", n)
+	detected := map[string]bool{}
+	for _, m := range msgs {
+		if m.Headers[anomaly.RecordHeader] == anomaly.RecordAnomaly {
+			detected[m.Headers[gateway.HeaderDevice]] = true
+		}
 	}
-
-	s.setLimits(ScoreLimits{MaxChannels: 2, MaxTotalChannels: 4})
-	send("f", "g")
-	has("f", "g")
+	for p, dev := range devices {
+		if !detected[dev] {
+			t.Errorf("the spike of %s in partition %d was not sent up", dev, p)
+		}
+		d, err := shadow.Get(ctx, st, dev)
+		if err != nil || d.Score == nil {
+			t.Errorf("%s in partition %d: no score in its shadow (%v)", dev, p, err)
+		}
+	}
+	doc, err := st.Table(store.ShadowsTable).Get(ctx, "pump-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept struct{ Site string }
+	if json.Unmarshal(doc.Value, &kept); kept.Site != "depot" {
+		t.Errorf("the shadow of pump-0 lost its other fields: %s", doc.Value)
+	}
 }
 
-// TestCounterNotScored: a field that only grows (a sequence number, reset
-// now and then) keeps no anomaly channel, raises no detection and is not
-// scored with the other fields together.
-func TestCounterNotScored(t *testing.T) {
+// TestBatchAgain: a batch that comes again (its commit failed) stages what
+// it was scored into the first time, without scoring it twice; the next
+// batch is scored afresh.
+func TestBatchAgain(t *testing.T) {
 	s := newScorer(nil, "edge1", anomaly.Config{Epoch: 60}, UplinkFilter{}, nil)
-	var up []store.Message
-	for i := range 2000 {
-		seq := i % 700 // reset twice
-		m := telemetryMsg("pump-1", t0.Add(time.Duration(i)*5*time.Second), fmt.Sprintf(`{"seq":%d,"uptime_s":%d,"temp":%g,"flow":%g}`, seq, i*5, 20+float64(i%3), 40+float64(i%5)))
-		u, _ := s.batch([]store.Message{m})
-		up = append(up, u...)
+	s.setLimits(ScoreLimits{DeviceBudget: batchSize})
+	msgs := pumpMsgs("pump-1")
+	for i := range msgs {
+		msgs[i].Offset = uint64(i)
 	}
-	d := s.devices["pump-1"]
-	for _, name := range []string{"seq", "uptime_s"} {
-		if c := d.channels[name]; c == nil || c.ch != nil || c.sum != nil || c.latest != 0 {
-			t.Fatalf("counter %s: %+v; want no channel, no summary digest, no score", name, c)
-		}
+	first := store.Batch{Topic: "edge1", Messages: msgs[:205]}
+	again := store.Batch{Topic: "edge1", Messages: msgs[:210]} // more came meanwhile
+	if _, err := s.handle(context.Background(), first); err != nil {
+		t.Fatal(err)
 	}
-	if d.channels["temp"].ch == nil {
-		t.Fatal("temp is not scored")
+	p1 := *s.pending[store.TopicPart{Topic: "edge1"}]
+	if _, err := s.handle(context.Background(), again); err != nil {
+		t.Fatal(err)
 	}
-	if d.vector == nil || d.vector.names != "flow+temp" {
-		t.Fatalf("vector %+v, want flow+temp", d.vector)
+	p2 := *s.pending[store.TopicPart{Topic: "edge1"}]
+	if len(p1.up) == 0 || p2.next != 210 || len(p2.up) != len(p1.up)+5 || string(p2.up[0].Value) != string(p1.up[0].Value) {
+		t.Fatalf("again: %d records up to %d, first %d records", len(p2.up), p2.next, len(p1.up))
 	}
-	for _, m := range up {
-		v := string(m.Value)
-		if m.Headers[anomaly.RecordHeader] == anomaly.RecordAnomaly && (strings.Contains(v, "seq") || strings.Contains(v, "uptime")) {
-			t.Fatalf("detection of a counter: %s", m.Value)
-		}
+	if _, err := s.handle(context.Background(), store.Batch{Topic: "edge1", Messages: msgs[210:]}); err != nil {
+		t.Fatal(err)
 	}
-	if s.stats.skippedFields[skipMonotonic].Load() == 0 {
-		t.Fatal("no counter readings counted as skipped")
+	// Only the tenth reading after the spike goes up of it.
+	if p3 := s.pending[store.TopicPart{Topic: "edge1"}]; p3.from != 210 || len(p3.up) != 1 {
+		t.Fatalf("next batch: %d records from %d", len(p3.up), p3.from)
 	}
 }
 
-// TestFloodDoesNotStarve: in a batch that one device floods, another
-// device's reading is scored, and the flood past its budget is counted.
-func TestFloodDoesNotStarve(t *testing.T) {
+// TestWarmUpWithinLimits: the warm-up at start replays the stored events
+// through the filter's limits: 199 messages of 1,000 distinct numeric
+// fields each leave no more channels than a device may have.
+func TestWarmUpWithinLimits(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, store.Config{})
+	events := st.Stream(store.EventsStream)
+	for i := range 199 {
+		fields := map[string]int{}
+		for j := range 1000 {
+			fields[fmt.Sprintf("m%d_f%d", i, j)] = j
+		}
+		b, _ := json.Marshal(fields)
+		if _, err := events.Append(ctx, "edge1", telemetryMsg("flood", t0.Add(time.Duration(i)*time.Second), string(b))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := events.SetCursor(ctx, scoreGroup, "edge1", 0, 199); err != nil {
+		t.Fatal(err)
+	}
+	s := newScorer(st, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
+	if err := s.warm(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.filter.Stats(); got.Devices != 1 || got.Channels != 64 {
+		t.Fatalf("warm-up: %d devices, %d channels; want 1 and 64", got.Devices, got.Channels)
+	}
+}
+
+// TestScoreMetrics: the scorer exports the filter's counters.
+func TestScoreMetrics(t *testing.T) {
 	s := newScorer(nil, "edge1", anomaly.Config{}, UplinkFilter{}, nil)
-	lim := s.limits
+	s.setLimits(ScoreLimits{DeviceBudget: 2})
 	var msgs []store.Message
-	for i := range batchSize - 1 {
-		msgs = append(msgs, telemetryMsg("flood", t0.Add(time.Duration(i)*time.Millisecond), fmt.Sprintf(`{"x":%d,"y":1}`, i%7)))
+	for i := range 5 {
+		m := telemetryMsg("flood", t0.Add(time.Duration(i)*time.Second), `{"x":1}`)
+		m.Offset = uint64(i)
+		msgs = append(msgs, m)
 	}
-	msgs = append(msgs, telemetryMsg("quiet", t0.Add(time.Second), `{"x":1,"y":2}`))
-	_, touched := s.batch(msgs)
-	if q := s.devices["quiet"]; q == nil || q.period.readings != 1 || len(touched) != 2 {
-		t.Fatalf("the quiet device's reading was not scored (%d devices scored)", len(touched))
-	}
-	if f := s.devices["flood"]; f.period.readings != lim.DeviceBudget {
-		t.Fatalf("%d readings of the flood scored, budget %d", f.period.readings, lim.DeviceBudget)
+	if _, err := s.handle(context.Background(), store.Batch{Topic: "edge1", Messages: msgs}); err != nil {
+		t.Fatal(err)
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(s)
-	if n, err := testutil.GatherAndCount(reg, "weft_anomaly_readings_skipped_total"); err != nil || n != 1 {
-		t.Fatalf("skipped readings metric: %d series (%v)", n, err)
+	want := `
+# HELP weft_anomaly_readings_skipped_total Readings not scored because their device had spent its budget in the batch (ScoreLimits.DeviceBudget).
+# TYPE weft_anomaly_readings_skipped_total counter
+weft_anomaly_readings_skipped_total 3
+# HELP weft_anomaly_devices Devices the scorer follows.
+# TYPE weft_anomaly_devices gauge
+weft_anomaly_devices 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "weft_anomaly_readings_skipped_total", "weft_anomaly_devices"); err != nil {
+		t.Fatal(err)
 	}
-	if n := s.stats.skippedReadings.Load(); n != int64(batchSize-1-lim.DeviceBudget) {
-		t.Fatalf("%d readings skipped, want %d", n, batchSize-1-lim.DeviceBudget)
-	}
-	// The budget is per batch: the next one scores the flood again.
-	s.batch(msgs[:10])
-	if f := s.devices["flood"]; f.period.readings != lim.DeviceBudget+10 {
-		t.Fatalf("%d readings of the flood scored after the next batch", f.period.readings)
+	if n, err := testutil.GatherAndCount(reg, "weft_anomaly_fields_skipped_total"); err != nil || n != 3 {
+		t.Fatalf("fields skipped: %d series (%v)", n, err)
 	}
 }
