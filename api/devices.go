@@ -64,6 +64,7 @@ func (s *Server) deviceRoutes() {
 	s.Handle("GET /api/v1/devices", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.deviceList)))
 	s.Handle("GET /api/v1/devices/{id}", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.deviceGet)))
 	s.Handle("PATCH /api/v1/devices/{id}/desired", certs.RoleOperator, ScopeAware(http.HandlerFunc(s.desiredPatch)))
+	s.Handle("POST /api/v1/devices/{id}/commands", certs.RoleOperator, ScopeAware(http.HandlerFunc(s.commandPost)))
 	s.Handle("GET /api/v1/devices/{id}/history", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.deviceHistory)))
 	s.Handle("GET /api/v1/devices/{id}/events", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.deviceEvents)))
 	s.Handle("GET /api/v1/fleet", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.fleet)))

@@ -94,6 +94,8 @@ var errorTable = []struct {
 	{store.ErrTrimmed, http.StatusGone, "Offset trimmed"},
 	{store.ErrQuotaExceeded, http.StatusInsufficientStorage, "Quota exceeded"},
 	{store.ErrDiskFull, http.StatusInsufficientStorage, "Disk full"},
+	{ErrNotConnected, http.StatusConflict, "Device not connected"},
+	{ErrCommandTimeout, http.StatusGatewayTimeout, "Command timed out"},
 	{store.ErrCorrupt, http.StatusInternalServerError, "Corrupt data"},
 	{store.ErrClosed, http.StatusServiceUnavailable, "Unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "Timeout"},
