@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,6 +63,9 @@ type SimConfig struct {
 	// ApplyDelay is how long a device takes to apply a desired change
 	// before it reports it. Default 300 ms.
 	ApplyDelay time.Duration
+	// RebootPause is how long a device stays away after answering a
+	// reboot command. Default 1 s.
+	RebootPause time.Duration
 	// Logger receives the fleet's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -114,6 +118,9 @@ func StartFleet(ctx context.Context, cfg SimConfig) (*Fleet, error) {
 	if cfg.ApplyDelay == 0 {
 		cfg.ApplyDelay = 300 * time.Millisecond
 	}
+	if cfg.RebootPause <= 0 {
+		cfg.RebootPause = time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -164,7 +171,8 @@ func StartFleet(ctx context.Context, cfg SimConfig) (*Fleet, error) {
 	return f, nil
 }
 
-// simDevice is one simulated device: telemetry, desired-state handling.
+// simDevice is one simulated device: telemetry, desired-state handling,
+// commands.
 type simDevice struct {
 	f     *Fleet
 	id    string
@@ -194,6 +202,16 @@ func (d *simDevice) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errReboot) {
+			d.f.log.Debug("device rebooting", "device", d.id)
+			select {
+			case <-time.After(d.f.cfg.RebootPause):
+			case <-ctx.Done():
+				return
+			}
+			backoff = time.Second
+			continue
+		}
 		d.f.log.Debug("device disconnected", "device", d.id, "err", err)
 		select {
 		case <-time.After(backoff + time.Duration(d.rng.Int64N(int64(backoff)))):
@@ -208,8 +226,16 @@ func (d *simDevice) run(ctx context.Context) {
 // until the connection or ctx ends.
 func (d *simDevice) session(ctx context.Context) error {
 	deltas := make(chan []byte, 16)
+	commands := make(chan *paho.Publish, 64)
+	cmdPrefix := "updates/device/" + d.id + "/commands/"
 	c, err := Connect(ctx, d.f.cfg.Dial, d.id, d.cert, false, func(p paho.PublishReceived) (bool, error) {
-		if strings.HasSuffix(p.Packet.Topic, "/shadow/delta") || strings.HasSuffix(p.Packet.Topic, "/config") {
+		switch t := p.Packet.Topic; {
+		case strings.HasPrefix(t, cmdPrefix):
+			select {
+			case commands <- p.Packet:
+			default:
+			}
+		case strings.HasSuffix(t, "/shadow/delta") || strings.HasSuffix(t, "/config"):
 			select {
 			case deltas <- p.Packet.Payload:
 			default:
@@ -221,6 +247,9 @@ func (d *simDevice) session(ctx context.Context) error {
 		return err
 	}
 	defer c.Disconnect(&paho.Disconnect{})
+	// updates/device/<id>/# takes in the commands,
+	// updates/device/<id>/commands/<name>/<request-id>: a filter of their
+	// own beside it would have each delivered twice.
 	_, err = c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{
 		{Topic: "updates/all/#", QoS: 1},
 		{Topic: "updates/class/" + d.class.Name + "/#", QoS: 1},
@@ -242,6 +271,21 @@ func (d *simDevice) session(ctx context.Context) error {
 			return nil
 		case <-c.Done():
 			return fmt.Errorf("device %s: connection lost", d.id)
+		case p := <-commands:
+			a, ok := answerCommand(d.id, p.Topic, time.Now())
+			if !ok {
+				continue
+			}
+			ans := &paho.Publish{Topic: a.topic, QoS: 1, Payload: a.body}
+			if p.Properties != nil && p.Properties.CorrelationData != nil {
+				ans.Properties = &paho.PublishProperties{CorrelationData: p.Properties.CorrelationData}
+			}
+			if _, err := c.Publish(ctx, ans); err != nil {
+				return err
+			}
+			if a.reboot {
+				return errReboot
+			}
 		case delta := <-deltas:
 			errs := d.apply(delta)
 			select {
@@ -258,6 +302,44 @@ func (d *simDevice) session(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// errReboot ends a session whose device answered a reboot command.
+var errReboot = errors.New("device: rebooting")
+
+// commandAnswer is a simulated device's answer to a command.
+type commandAnswer struct {
+	topic  string // devices/<id>/commands/<request-id>/response
+	body   []byte
+	reboot bool // disconnect once answered, come back after a pause
+}
+
+// answerCommand returns how device id answers the command delivered on
+// topic (updates/device/<id>/commands/<name>/<request-id>) at now: ping
+// with {"pong": true, "at": now}, reboot with {"rebooting": true} (and
+// a reboot), any other name with an error. False when topic is no
+// command to id.
+func answerCommand(id, topic string, now time.Time) (commandAnswer, bool) {
+	rest, ok := strings.CutPrefix(topic, "updates/device/"+id+"/commands/")
+	if !ok {
+		return commandAnswer{}, false
+	}
+	name, rid, ok := strings.Cut(rest, "/")
+	if !ok || name == "" || rid == "" || strings.Contains(rid, "/") {
+		return commandAnswer{}, false
+	}
+	a := commandAnswer{topic: "devices/" + id + "/commands/" + rid + "/response"}
+	var body map[string]any
+	switch name {
+	case "ping":
+		body = map[string]any{"pong": true, "at": now.UTC().Format(time.RFC3339Nano)}
+	case "reboot":
+		body, a.reboot = map[string]any{"rebooting": true}, true
+	default:
+		body = map[string]any{"error": "unknown command " + name}
+	}
+	a.body, _ = json.Marshal(body)
+	return a, true
 }
 
 // apply takes the fields of a desired-state delta it understands and

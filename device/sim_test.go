@@ -1,6 +1,7 @@
 package device
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -30,6 +31,36 @@ func TestApplyDesired(t *testing.T) {
 			if errs[k] == "" {
 				t.Errorf("%s: no error for %s: %v", tc.delta, k, errs)
 			}
+		}
+	}
+}
+
+func TestAnswerCommand(t *testing.T) {
+	at := time.Date(2026, 3, 1, 11, 0, 2, 500_000_000, time.UTC)
+	tests := []struct {
+		topic  string
+		ok     bool
+		body   string
+		reboot bool
+	}{
+		{"updates/device/pump-7/commands/ping/R1", true, `{"at":"2026-03-01T11:00:02.5Z","pong":true}`, false},
+		{"updates/device/pump-7/commands/reboot/R2", true, `{"rebooting":true}`, true},
+		{"updates/device/pump-7/commands/dance/R3", true, `{"error":"unknown command dance"}`, false},
+		{"updates/device/pump-7/commands/ping", false, "", false},
+		{"updates/device/pump-7/commands/ping/", false, "", false},
+		{"updates/device/pump-7/commands//R1", false, "", false},
+		{"updates/device/pump-7/commands/ping/R1/x", false, "", false},
+		{"updates/device/pump-8/commands/ping/R1", false, "", false},
+		{"updates/device/pump-7/shadow/delta", false, "", false},
+		{"updates/all/commands/ping/R1", false, "", false},
+	}
+	for _, tc := range tests {
+		a, ok := answerCommand("pump-7", tc.topic, at)
+		if ok != tc.ok || string(a.body) != tc.body || a.reboot != tc.reboot {
+			t.Errorf("%s: %v %s reboot %v", tc.topic, ok, a.body, a.reboot)
+		}
+		if ok && a.topic != "devices/pump-7/commands/"+tc.topic[strings.LastIndexByte(tc.topic, '/')+1:]+"/response" {
+			t.Errorf("%s: answered on %s", tc.topic, a.topic)
 		}
 	}
 }
