@@ -1,5 +1,5 @@
 // Package core is the core node: it opens the node's store, serves its
-// edges' sync links over QUIC (package replicate), folds the shadows its
+// edges' sync links over QUIC (package link), folds the shadows its
 // edges report into its own /shadows/devices, and serves the same HTTP API
 // as the edge, with GET /api/v1/links, and the web console (package
 // console) on the same address. `weft core` builds a Config and calls Run.
@@ -22,6 +22,7 @@ import (
 	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/link"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 )
@@ -43,7 +44,7 @@ type Config struct {
 	// HTTPAddr is the HTTP API's listen address. Default 127.0.0.1:8081.
 	HTTPAddr string
 	// Down are the streams sent to every edge. Default
-	// replicate.DefaultDown (/updates/down).
+	// replicate.DefaultDown() (/updates/down).
 	Down []string
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
@@ -64,7 +65,7 @@ type Node struct {
 	cfg   Config
 	log   *slog.Logger
 	store *store.Store
-	sync  *replicate.Server
+	sync  *link.Server
 	ln    *wire.Listener
 	http  *http.Server
 	hln   net.Listener
@@ -117,7 +118,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	reg := node.Registry()
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
-	srv, err := replicate.NewServer(replicate.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
+	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
 		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
 	if err != nil {
@@ -225,7 +226,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 
 // edgeHistory fetches a device's history from its edge over the link, for
 // devices whose messages the core does not hold.
-type edgeHistory struct{ srv *replicate.Server }
+type edgeHistory struct{ srv *link.Server }
 
 func (h edgeHistory) History(ctx context.Context, edge, device string, q api.RangeQuery) ([]store.Message, bool, error) {
 	return h.srv.History(ctx, edge, device, q.From, q.To, q.Limit)

@@ -1,6 +1,6 @@
 // Package edge is the edge node: it opens the node's store, runs the
 // device gateway on it, serves the HTTP API and, when it has a core, keeps
-// its link to the core (package replicate), with one Prometheus registry
+// its link to the core (package link), with one Prometheus registry
 // for all of them. `weft edge` builds a Config and calls Run.
 package edge
 
@@ -21,6 +21,8 @@ import (
 	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/link"
+	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 )
@@ -53,12 +55,12 @@ type Config struct {
 	// fabric CA from CertsDir. Empty: the edge runs alone.
 	Core string
 	// Replicate are streams sent to the core besides
-	// replicate.DefaultUp (/uplink/events, /shadows/changes,
+	// replicate.DefaultUp() (/uplink/events, /shadows/changes,
 	// /audit/events), such as /telemetry/by_device.
 	Replicate []string
 	// Mirrors are volume mirrors over the link, besides those recorded
-	// with `weft mirror add` (replicate.MirrorsTable).
-	Mirrors []replicate.MirrorSpec
+	// with `weft mirror add` (mirror.Table).
+	Mirrors []mirror.Spec
 	// Anomaly tunes the anomaly scores of the devices' telemetry (package
 	// anomaly); the defaults suit a reading every few minutes.
 	Anomaly anomaly.Config
@@ -71,7 +73,7 @@ type Config struct {
 	BacklogQuota int64
 	// Link holds the link's other settings (rate limit, backoff, QUIC);
 	// the store, address, certificates and streams are set from the above.
-	Link replicate.LinkConfig
+	Link link.ClientConfig
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -140,9 +142,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
-	var link *replicate.Link
+	var client *link.Client
 	if cfg.Core != "" {
-		if link, err = newLink(cfg, auth, st, mon, log); err != nil {
+		if client, err = newLink(cfg, auth, st, mon, log); err != nil {
 			gw.Shutdown(context.Background())
 			st.Close()
 			return nil, err
@@ -178,11 +180,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.done <- err
 	}()
-	if link != nil {
+	if client != nil {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			link.Run(reqCtx)
+			client.Run(reqCtx)
 		}()
 	}
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
@@ -198,7 +200,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 }
 
 // newLink builds the edge's link to its core.
-func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.Monitor, log *slog.Logger) (*replicate.Link, error) {
+func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.Monitor, log *slog.Logger) (*link.Client, error) {
 	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindNode, Role: certs.EdgeNode, Name: cfg.Name})
 	if err != nil {
 		return nil, fmt.Errorf("edge: link to the core: %w", err)
@@ -220,7 +222,7 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 		}
 		lc.TLS.Revocations = rev
 	}
-	recorded, err := replicate.Mirrors(context.Background(), st)
+	recorded, err := mirror.List(context.Background(), st)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
@@ -238,11 +240,11 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 	if lc.Logger == nil {
 		lc.Logger = log
 	}
-	link, err := replicate.NewLink(lc)
+	client, err := link.NewClient(lc)
 	if err != nil {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
-	return link, nil
+	return client, nil
 }
 
 // Links returns the figures of the edge's link to its core.

@@ -15,7 +15,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/internal/plainmqtt"
-	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/bench"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -29,7 +29,7 @@ func newBenchCmd() *cobra.Command {
 
 func newBenchSyncCmd() *cobra.Command {
 	var (
-		cfg    replicate.BenchConfig
+		cfg    bench.Config
 		output string
 	)
 	cmd := &cobra.Command{
@@ -54,7 +54,7 @@ directory).`,
 			if output == "text" {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
-			res, err := replicate.Bench(cmd.Context(), cfg)
+			res, err := bench.Run(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

@@ -1,4 +1,11 @@
-package replicate
+// Package bench measures edge-to-core replication for `weft bench sync`:
+// an edge's store and a core's store in one process, linked over QUIC on
+// loopback with the nodes' TLS and QUIC settings (package link). It
+// reports the raw throughput of one quic-go stream as the baseline, the
+// replication of small and large records, the lag at a steady rate, a
+// catch-up with the latency of shadow changes and updates during it, a
+// capped link, and a volume mirror. It is not used by the nodes.
+package bench
 
 import (
 	"context"
@@ -13,13 +20,16 @@ import (
 
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/link"
+	"github.com/weft-io/weft/sync/mirror"
+	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 )
 
-// BenchConfig describes a run of `weft bench sync`: an edge's store and a
+// Config describes a run of `weft bench sync`: an edge's store and a
 // core's store in one process, replicating over a real QUIC link on
 // loopback.
-type BenchConfig struct {
+type Config struct {
 	// Dir holds the stores and certificates. Default: a temporary
 	// directory, removed at the end.
 	Dir string
@@ -46,8 +56,8 @@ type BenchConfig struct {
 	Progress io.Writer
 }
 
-// BenchResult is what a run measured.
-type BenchResult struct {
+// Result is what a run measured.
+type Result struct {
 	RawMBps float64 `json:"raw_quic_mb_per_s"`
 
 	SmallMsgsPerSec float64 `json:"small_msgs_per_s"`
@@ -87,8 +97,8 @@ func (b *benchEnv) logf(format string, args ...any) {
 	}
 }
 
-// Bench runs the sync benchmarks.
-func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
+// Run runs the sync benchmarks.
+func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.RawBytes <= 0 {
 		cfg.RawBytes = 1 << 30
 	}
@@ -113,7 +123,7 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 	if cfg.MirrorBytes <= 0 {
 		cfg.MirrorBytes = 256 << 20
 	}
-	var res BenchResult
+	var res Result
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "weft-bench-sync-")
@@ -194,7 +204,7 @@ func (b *benchEnv) mirror(ctx context.Context, total int64) (float64, error) {
 		}
 	}
 	start := time.Now()
-	if err := p.linkWith(LinkConfig{TLS: b.edge, Mirrors: []MirrorSpec{{Volume: "models", Dir: wire.Down}}}); err != nil {
+	if err := p.linkWith(link.ClientConfig{TLS: b.edge, Mirrors: []mirror.Spec{{Volume: "models", Dir: wire.Down}}}); err != nil {
 		return 0, err
 	}
 	for {
@@ -225,9 +235,9 @@ func (b *benchEnv) capped(ctx context.Context, rate int64) (float64, error) {
 	if err := fill(ctx, p.edge, n, 1024); err != nil {
 		return 0, err
 	}
-	mon := NewMonitor("bench-edge", nil)
+	mon := replicate.NewMonitor("bench-edge", nil)
 	start := time.Now()
-	if err := p.linkWith(LinkConfig{TLS: b.edge, RateLimit: rate, NoCompression: true, Monitor: mon}); err != nil {
+	if err := p.linkWith(link.ClientConfig{TLS: b.edge, RateLimit: rate, NoCompression: true, Monitor: mon}); err != nil {
 		return 0, err
 	}
 	if err := waitNext(ctx, p.core.Stream(store.UplinkStream), "bench-edge", uint64(n)); err != nil {
@@ -237,7 +247,7 @@ func (b *benchEnv) capped(ctx context.Context, rate int64) (float64, error) {
 	var sent int64
 	for _, l := range mon.Links() {
 		for _, s := range l.Streams {
-			if s.Direction == dirSend {
+			if s.Direction == replicate.DirSend {
 				sent += s.Bytes
 			}
 		}
@@ -330,7 +340,7 @@ func (b *benchEnv) raw(ctx context.Context, total int64) (float64, error) {
 // started by the caller.
 type benchPair struct {
 	edge, core *store.Store
-	srv        *Server
+	srv        *link.Server
 	ln         *wire.Listener
 	stopSrv    context.CancelFunc
 	srvDone    chan struct{}
@@ -351,7 +361,7 @@ func (b *benchEnv) pair(name string) (*benchPair, error) {
 		p.edge.Close()
 		return nil, err
 	}
-	if p.srv, err = NewServer(ServerConfig{Store: p.core, TLS: b.core}); err != nil {
+	if p.srv, err = link.NewServer(link.ServerConfig{Store: p.core, TLS: b.core}); err != nil {
 		p.close()
 		return nil, err
 	}
@@ -366,13 +376,13 @@ func (b *benchEnv) pair(name string) (*benchPair, error) {
 }
 
 func (p *benchPair) link(tc wire.TLSConfig) error {
-	return p.linkWith(LinkConfig{TLS: tc})
+	return p.linkWith(link.ClientConfig{TLS: tc})
 }
 
-func (p *benchPair) linkWith(lc LinkConfig) error {
+func (p *benchPair) linkWith(lc link.ClientConfig) error {
 	lc.Store, lc.Addr = p.edge, p.ln.Addr().String()
-	lc.Backoff = Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
-	l, err := NewLink(lc)
+	lc.Backoff = replicate.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	l, err := link.NewClient(lc)
 	if err != nil {
 		return err
 	}

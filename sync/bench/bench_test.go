@@ -1,4 +1,4 @@
-package replicate
+package bench
 
 import (
 	"context"
@@ -11,7 +11,7 @@ func TestBenchRuns(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for a few seconds")
 	}
-	res, err := Bench(context.Background(), BenchConfig{Dir: t.TempDir(), RawBytes: 4 << 20, Small: 2000, Large: 20,
+	res, err := Run(context.Background(), Config{Dir: t.TempDir(), RawBytes: 4 << 20, Small: 2000, Large: 20,
 		Rate: 5000, Duration: 200 * time.Millisecond, Backlog: 5000, Cap: 2 << 20, MirrorBytes: 12 << 20})
 	if err != nil {
 		t.Fatal(err)

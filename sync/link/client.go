@@ -1,4 +1,4 @@
-package replicate
+package link
 
 import (
 	"context"
@@ -13,34 +13,39 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/history"
+	"github.com/weft-io/weft/sync/mirror"
+	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 	"golang.org/x/sync/errgroup"
 )
 
-// LinkConfig configures an edge's link to its core. Store, Addr and TLS
+// ClientConfig configures an edge's link to its core. Store, Addr and TLS
 // (its Certificate and FabricCAs) are required; the zero value of every
 // other field works.
-type LinkConfig struct {
+type ClientConfig struct {
 	// Store is the edge's store.
 	Store *store.Store
 	// Addr is the core's UDP address, host:port.
 	Addr string
-	// TLS holds the edge's node certificate and the fabric CA.
+	// TLS holds the edge's node certificate and the fabric CA. Its Now
+	// defaults to the link's.
 	TLS wire.TLSConfig
-	// Up are the streams sent to the core. Default DefaultUp().
+	// Up are the streams sent to the core. Default replicate.DefaultUp().
 	Up []string
-	// Down are the streams received from the core. Default DefaultDown().
+	// Down are the streams received from the core. Default
+	// replicate.DefaultDown().
 	Down []string
 	// Mirrors are volume mirrors over the link: Down mirrors a core volume
 	// into the edge's volume of the same name, Up the edge's volume into
 	// the core's "<volume>.<edge>".
-	Mirrors []MirrorSpec
+	Mirrors []mirror.Spec
 	// MirrorInterval is how often the edge asks the core for news of the
 	// volumes it mirrors down. Default 5 s.
 	MirrorInterval time.Duration
 	// History answers the core's requests for a device's messages it does
 	// not hold; nil refuses them.
-	History HistoryFunc
+	History history.Func
 	// RateLimit caps the bytes per second the edge sends; 0: no cap.
 	RateLimit int64
 	// Window bounds the bytes sent and not yet acknowledged per stream.
@@ -49,53 +54,50 @@ type LinkConfig struct {
 	// NoCompression turns zstd off.
 	NoCompression bool
 	// Backoff spaces reconnections. Default 200 ms to 10 s.
-	Backoff Backoff
+	Backoff replicate.Backoff
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
 	// Monitor receives the link's figures. Default: a new one.
-	Monitor *Monitor
+	Monitor *replicate.Monitor
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the link's logs. Nil discards them.
 	Logger *slog.Logger
 }
 
-// Link is an edge's link to its core.
-type Link struct {
+// Client is an edge's link to its core.
+type Client struct {
 	mu    sync.Mutex
 	peer  string // the core's name, from its certificate
-	cfg   LinkConfig
+	cfg   ClientConfig
 	self  certs.Identity
 	log   *slog.Logger
-	limit *sharedLimiter
+	limit *replicate.LinkLimiter
 }
 
-// NewLink checks cfg and applies its defaults.
-func NewLink(cfg LinkConfig) (*Link, error) {
+// NewClient checks cfg and applies its defaults.
+func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Store == nil || cfg.Addr == "" || cfg.TLS.Certificate == nil || cfg.TLS.FabricCAs == nil {
-		return nil, errors.New("replicate: a link needs a store, the core's address, a node certificate and the fabric CA")
+		return nil, errors.New("link: a link needs a store, the core's address, a node certificate and the fabric CA")
 	}
 	if cfg.Up == nil {
-		cfg.Up = DefaultUp()
+		cfg.Up = replicate.DefaultUp()
 	}
 	if cfg.Down == nil {
-		cfg.Down = DefaultDown()
+		cfg.Down = replicate.DefaultDown()
 	}
 	for _, p := range append(slices.Clone(cfg.Up), cfg.Down...) {
 		if _, _, err := store.SplitPath(p); err != nil {
-			return nil, fmt.Errorf("replicate: %q: %w", p, err)
+			return nil, fmt.Errorf("link: %q: %w", p, err)
 		}
 	}
 	for _, p := range cfg.Up {
 		if slices.Contains(cfg.Down, p) {
-			return nil, fmt.Errorf("replicate: %s cannot be replicated both ways", p)
+			return nil, fmt.Errorf("link: %s cannot be replicated both ways", p)
 		}
 	}
-	if cfg.Window <= 0 {
-		cfg.Window = defaultWindow
-	}
 	if cfg.MirrorInterval <= 0 {
-		cfg.MirrorInterval = defaultMirrorInterval
+		cfg.MirrorInterval = mirror.DefaultInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -111,37 +113,37 @@ func NewLink(cfg LinkConfig) (*Link, error) {
 		return nil, err
 	}
 	if self.Role != certs.EdgeNode {
-		return nil, fmt.Errorf("replicate: a link is dialled by an edge, the certificate names %s", self.URI())
+		return nil, fmt.Errorf("link: a link is dialled by an edge, the certificate names %s", self.URI())
 	}
 	if cfg.Monitor == nil {
-		cfg.Monitor = NewMonitor(self.Name, cfg.Now)
+		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
 	}
-	return &Link{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync", "core", cfg.Addr),
-		limit: &sharedLimiter{lim: NewLimiter(cfg.RateLimit), now: cfg.Now}}, nil
+	return &Client{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync", "core", cfg.Addr),
+		limit: replicate.NewLinkLimiter(cfg.RateLimit, cfg.Now)}, nil
 }
 
 // Monitor returns the link's figures.
-func (l *Link) Monitor() *Monitor { return l.cfg.Monitor }
+func (c *Client) Monitor() *replicate.Monitor { return c.cfg.Monitor }
 
 // peerName is the core's name once a handshake told it, its address
 // before.
-func (l *Link) peerName() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.peer == "" {
-		return l.cfg.Addr
+func (c *Client) peerName() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.peer == "" {
+		return c.cfg.Addr
 	}
-	return l.peer
+	return c.peer
 }
 
 // Run connects to the core and replicates until ctx ends, reconnecting
 // with backoff whenever the connection ends. It returns ctx's error.
-func (l *Link) Run(ctx context.Context) error {
-	bo := l.cfg.Backoff
+func (c *Client) Run(ctx context.Context) error {
+	bo := c.cfg.Backoff
 	sessions := 0
 	var last error
 	for ctx.Err() == nil {
-		established, err := l.session(ctx, sessions > 0)
+		established, err := c.session(ctx, sessions > 0)
 		if established {
 			sessions++
 			bo.Reset()
@@ -152,10 +154,10 @@ func (l *Link) Run(ctx context.Context) error {
 		if !established && err != nil {
 			// Show why the link does not come up: under the core's name
 			// once known, its address before.
-			l.cfg.Monitor.link(l.peerName(), certs.CoreNode).down(err, l.cfg.Now(), false)
+			c.cfg.Monitor.Link(c.peerName(), certs.CoreNode).Down(err, c.cfg.Now())
 		}
 		if err != nil && (last == nil || err.Error() != last.Error() || established) {
-			l.log.Warn("link down", "err", err)
+			c.log.Warn("link down", "err", err)
 		}
 		last = err
 		d := bo.Next(rand.Float64())
@@ -171,14 +173,14 @@ func (l *Link) Run(ctx context.Context) error {
 
 // session runs one connection. established reports whether the handshake
 // went through.
-func (l *Link) session(ctx context.Context, again bool) (established bool, err error) {
-	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	conn, err := wire.Dial(dctx, l.cfg.Addr, wire.ClientTLS(l.cfg.TLS), l.cfg.QUIC)
+func (c *Client) session(ctx context.Context, again bool) (established bool, err error) {
+	dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	conn, err := wire.Dial(dctx, c.cfg.Addr, wire.ClientTLS(c.cfg.TLS), c.cfg.QUIC)
 	cancel()
 	if err != nil {
 		return false, err
 	}
-	shutdown := func() error { return wire.Errorf(wire.CodeShutdown, "edge %s stopping", l.self.Name) }
+	shutdown := func() error { return wire.Errorf(wire.CodeShutdown, "edge %s stopping", c.self.Name) }
 	defer func() {
 		cause := err
 		if ctx.Err() != nil {
@@ -186,66 +188,62 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 		}
 		wire.Close(conn, cause) // a no-op once the session's group closed it
 	}()
-	peer, err := wire.Peer(conn, l.cfg.Now())
+	peer, err := wire.Peer(conn, c.cfg.Now())
 	if err != nil {
 		return false, err
 	}
-	octx, ocancel := context.WithTimeout(ctx, 10*time.Second)
+	octx, ocancel := context.WithTimeout(ctx, handshakeTimeout)
 	ctrl, err := conn.OpenStreamSync(octx)
 	ocancel()
 	if err != nil {
 		return false, wire.FromQUIC(err)
 	}
-	ctrl.SetPriority(0, false)
+	ctrl.SetPriority(replicate.Urgency(""), false)
 	fc := wire.NewConn(ctrl, ctrl)
-	hello := &wire.Hello{Identity: l.self.URI(), Time: l.cfg.Now().UnixNano()}
-	for _, p := range l.cfg.Up {
+	hello := &wire.Hello{Identity: c.self.URI(), Time: c.cfg.Now().UnixNano()}
+	for _, p := range c.cfg.Up {
 		hello.Streams = append(hello.Streams, wire.StreamSpec{Path: p, Dir: wire.Up})
 	}
-	for _, p := range l.cfg.Down {
+	for _, p := range c.cfg.Down {
 		hello.Streams = append(hello.Streams, wire.StreamSpec{Path: p, Dir: wire.Down})
 	}
-	ctrl.SetDeadline(time.Now().Add(10 * time.Second))
+	ctrl.SetDeadline(time.Now().Add(handshakeTimeout)) // QUIC's deadlines are on the wall clock
 	welcome, err := wire.ClientHandshake(fc, hello, peer.URI())
 	if err != nil {
 		return false, err
 	}
 	ctrl.SetDeadline(time.Time{})
 	for _, r := range welcome.Refused {
-		l.log.Warn("core refuses a stream", "stream", r.Path, "reason", r.Reason)
+		c.log.Warn("core refuses a stream", "stream", r.Path, "reason", r.Reason)
 	}
-	l.cfg.Monitor.rename(l.peerName(), peer.Name)
-	l.mu.Lock()
-	l.peer = peer.Name
-	l.mu.Unlock()
-	link := l.cfg.Monitor.link(peer.Name, peer.Role)
-	link.mu.Lock()
-	link.rate = l.cfg.RateLimit
-	link.mu.Unlock()
-	link.up(conn.RemoteAddr().String(), l.cfg.Now())
+	c.cfg.Monitor.Rename(c.peerName(), peer.Name)
+	c.mu.Lock()
+	c.peer = peer.Name
+	c.mu.Unlock()
+	stats := c.cfg.Monitor.Link(peer.Name, peer.Role)
+	stats.SetRate(c.cfg.RateLimit)
+	stats.Up(conn.RemoteAddr().String(), c.cfg.Now())
 	if again {
-		link.mu.Lock()
-		link.reconnects++
-		link.mu.Unlock()
+		stats.Reconnected()
 	}
-	l.log.Info("link up", "peer", peer.URI(), "streams", len(welcome.Streams))
-	defer func() { link.down(err, l.cfg.Now(), false) }()
+	c.log.Info("link up", "peer", peer.URI(), "streams", len(welcome.Streams))
+	defer func() { stats.Down(err, c.cfg.Now()) }()
 
-	s := &session{conn: conn, store: l.cfg.Store, link: link, limit: l.limit, window: l.cfg.Window,
-		maxBytes: readMaxBytes, compress: !l.cfg.NoCompression, now: l.cfg.Now, logger: l.log}
-	if r := l.cfg.RateLimit; r > 0 {
-		s.maxBytes = int(min(readMaxBytes, max(16<<10, r/20)))
-	}
+	s := &session{conn: conn, Session: replicate.Session{Store: c.cfg.Store, Link: stats, Limit: c.limit, Window: c.cfg.Window,
+		Compress: !c.cfg.NoCompression, Now: c.cfg.Now, Logger: c.log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
 	g.Go(func() error { return readControl(gctx, fc) })
 	for _, spec := range welcome.Streams {
-		g.Go(func() error { return l.stream(gctx, s, spec) })
+		g.Go(func() error { return c.stream(gctx, s, spec) })
 	}
-	for _, spec := range l.cfg.Mirrors {
-		g.Go(func() error { return l.mirror(gctx, s, spec) })
+	for _, spec := range c.cfg.Mirrors {
+		g.Go(func() error {
+			mirror.Keep(gctx, conn, c.cfg.Store, spec, c.cfg.MirrorInterval, c.log)
+			return nil
+		})
 	}
-	g.Go(func() error { return l.answerHistory(gctx, conn, g) })
+	g.Go(func() error { return c.answerHistory(gctx, conn, g) })
 	err = g.Wait()
 	if ctx.Err() != nil {
 		return true, ctx.Err()
@@ -254,12 +252,12 @@ func (l *Link) session(ctx context.Context, again bool) (established bool, err e
 }
 
 // stream opens the QUIC stream of one replicated stream and runs it.
-func (l *Link) stream(ctx context.Context, s *session, spec wire.StreamSpec) error {
+func (c *Client) stream(ctx context.Context, s *session, spec wire.StreamSpec) error {
 	open := &wire.Open{Path: spec.Path, Dir: spec.Dir}
 	if spec.Dir == wire.Up {
-		info, err := l.cfg.Store.Stat(ctx, spec.Path)
+		info, err := c.cfg.Store.Stat(ctx, spec.Path)
 		if err != nil || info.Kind != store.KindStream {
-			l.log.Warn("not replicating a stream this edge does not have", "stream", spec.Path, "err", err)
+			c.log.Warn("not replicating a stream this edge does not have", "stream", spec.Path, "err", err)
 			<-ctx.Done()
 			return nil
 		}
@@ -287,14 +285,7 @@ func (l *Link) stream(ctx context.Context, s *session, spec wire.StreamSpec) err
 		m.Remote = true
 		if m.Code == wire.CodeStream {
 			// The core cannot take this stream; the others go on.
-			l.log.Warn("core refuses a stream", "stream", spec.Path, "err", m)
-			dir := dirReceive
-			if spec.Dir == wire.Up {
-				dir = dirSend
-			}
-			s.link.stream(dir, spec.Path).setErr(m)
-			<-ctx.Done()
-			return nil
+			return s.end(ctx, qs, fc, spec.Path, spec.Dir == wire.Up, m, false)
 		}
 		return m
 	default:
@@ -302,19 +293,26 @@ func (l *Link) stream(ctx context.Context, s *session, spec wire.StreamSpec) err
 	}
 	parts := open.Partitions
 	if spec.Dir == wire.Down {
-		if parts, err = ensureStream(ctx, l.cfg.Store, spec.Path, acc.Partitions); err != nil {
-			if wire.CodeOf(err) != wire.CodeStream {
-				return err
-			}
+		if parts, err = replicate.EnsureReplica(ctx, c.cfg.Store, spec.Path, acc.Partitions); err != nil {
 			// This edge cannot hold the core's stream (its partitions
 			// differ): the other streams go on.
-			l.log.Warn("cannot receive a stream", "stream", spec.Path, "err", err)
-			s.link.stream(dirReceive, spec.Path).setErr(err)
-			qs.CancelRead(quic.StreamErrorCode(wire.CodeStream))
-			qs.CancelWrite(quic.StreamErrorCode(wire.CodeStream))
-			<-ctx.Done()
-			return nil
+			return s.end(ctx, qs, fc, spec.Path, false, err, false)
 		}
 	}
-	return s.stream(ctx, qs, fc, spec.Path, spec.Dir == wire.Up, parts, nil)
+	return s.run(ctx, qs, fc, spec.Path, spec.Dir == wire.Up, parts, nil)
+}
+
+// answerHistory serves the streams a core opens on the link: history
+// requests, each answered from the edge's store in a goroutine of g.
+func (c *Client) answerHistory(ctx context.Context, conn *quic.Conn, g *errgroup.Group) error {
+	for {
+		qs, err := conn.AcceptStream(ctx)
+		if err != nil {
+			return wire.FromQUIC(err)
+		}
+		g.Go(func() error {
+			history.Answer(ctx, qs, c.cfg.History, c.self.Name)
+			return nil
+		})
+	}
 }

@@ -1,4 +1,4 @@
-package replicate
+package link
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func TestHistoryOverLink(t *testing.T) {
 		more := len(out) > limit
 		return out[:min(limit, len(out))], more, nil
 	}
-	f.startLink(LinkConfig{History: history})
+	f.startLink(ClientConfig{History: history})
 	waitFor(t, "the edge's link", func() bool {
 		_, _, err := f.srv.History(ctx, "edge1", "d1", base, base.Add(time.Hour), 1)
 		return err == nil
@@ -60,7 +60,7 @@ func TestHistoryOverLink(t *testing.T) {
 func TestHistoryRefusedWithoutReader(t *testing.T) {
 	f := newFabric(t, ServerConfig{})
 	ctx := context.Background()
-	f.startLink(LinkConfig{})
+	f.startLink(ClientConfig{})
 	var err error
 	waitFor(t, "an answer", func() bool {
 		_, _, err = f.srv.History(ctx, "edge1", "d1", time.Time{}, time.Now(), 10)

@@ -1,4 +1,4 @@
-package replicate
+package link
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 )
 
@@ -97,14 +98,14 @@ func newFabric(t *testing.T, sc ServerConfig) *fabric {
 }
 
 // startLink runs a link from the edge; the returned func stops it.
-func (f *fabric) startLink(lc LinkConfig) (*Link, func()) {
+func (f *fabric) startLink(lc ClientConfig) (*Client, func()) {
 	f.t.Helper()
 	lc.Store, lc.Addr = f.edge, f.addr
 	if lc.TLS.Certificate == nil {
 		lc.TLS = nodeTLS(f.t, f.auth, certs.EdgeNode, "edge1")
 	}
-	lc.Backoff = Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
-	l, err := NewLink(lc)
+	lc.Backoff = replicate.Backoff{Min: 20 * time.Millisecond, Max: 200 * time.Millisecond}
+	l, err := NewClient(lc)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func streamStatus(m *Monitor, peer, dir, path string) StreamStatus {
+func streamStatus(m *replicate.Monitor, peer, dir, path string) replicate.StreamStatus {
 	for _, l := range m.Links() {
 		if l.Peer != peer {
 			continue
@@ -225,7 +226,7 @@ func streamStatus(m *Monitor, peer, dir, path string) StreamStatus {
 			}
 		}
 	}
-	return StreamStatus{}
+	return replicate.StreamStatus{}
 }
 
 func TestReplicateBothWays(t *testing.T) {
@@ -240,7 +241,7 @@ func TestReplicateBothWays(t *testing.T) {
 	}
 	// The core's own topics of the same streams must stay untouched.
 	appendN(t, f.core, store.UplinkStream, "core1", 5, 10, "core-own")
-	link, _ := f.startLink(LinkConfig{Up: append(DefaultUp(), store.ByDeviceStream)})
+	link, _ := f.startLink(ClientConfig{Up: append(replicate.DefaultUp(), store.ByDeviceStream)})
 	waitSame(t, f.edge, f.core, store.UplinkStream, store.AuditStream, store.ShadowChanges)
 	waitSame(t, f.core, f.edge, store.UpdatesStream)
 
@@ -259,16 +260,16 @@ func TestReplicateBothWays(t *testing.T) {
 
 	// Both sides show the link.
 	waitFor(t, "acknowledgements", func() bool {
-		s := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream)
+		s := streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream)
 		return s.Messages == 5000 && s.LagMessages == 0
 	})
-	r := streamStatus(f.srv.Monitor(), "edge1", dirReceive, store.UplinkStream)
+	r := streamStatus(f.srv.Monitor(), "edge1", replicate.DirReceive, store.UplinkStream)
 	if r.Messages != 5000 || r.Duplicates != 0 || r.Batches == 0 {
 		t.Fatalf("core's view of the uplink: %+v", r)
 	}
 	rec := httptest.NewRecorder()
 	f.srv.Monitor().Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/v1/links", nil))
-	var lr LinksResponse
+	var lr replicate.LinksResponse
 	if err := json.Unmarshal(rec.Body.Bytes(), &lr); err != nil || lr.Node != "core1" || len(lr.Links) != 1 || !lr.Links[0].Connected {
 		t.Fatalf("links: %s (%v)", rec.Body.String(), err)
 	}
@@ -279,14 +280,14 @@ func TestReplicateBothWays(t *testing.T) {
 func TestLagWhileDown(t *testing.T) {
 	f := newFabric(t, ServerConfig{})
 	appendN(t, f.edge, store.UplinkStream, "edge1", 100, 100, "before")
-	link, stop := f.startLink(LinkConfig{})
+	link, stop := f.startLink(ClientConfig{})
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 	waitFor(t, "no lag", func() bool {
-		return streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).LagMessages == 0
+		return streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream).LagMessages == 0
 	})
 	stop()
 	appendN(t, f.edge, store.UplinkStream, "edge1", 50, 100, "while down")
-	if s := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream); s.LagMessages != 50 || s.Topics != 1 {
+	if s := streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream); s.LagMessages != 50 || s.Topics != 1 {
 		t.Fatalf("with the link down: %+v, want 50 messages behind", s)
 	}
 }
@@ -308,7 +309,7 @@ func TestSendsWithholdsTopics(t *testing.T) {
 	appendN(t, f.core, store.UpdatesStream, "all", 5, 100, "all")
 	appendN(t, f.core, store.UpdatesStream, "device/mine", 5, 100, "mine")
 	appendN(t, f.core, store.UpdatesStream, "device/elsewhere", 5, 100, "secret")
-	f.startLink(LinkConfig{})
+	f.startLink(ClientConfig{})
 	ctx := context.Background()
 	waitFor(t, "the allowed topics", func() bool {
 		_, a, _ := f.edge.Stream(store.UpdatesStream).Bounds(ctx, "all", 0)
@@ -331,17 +332,17 @@ func TestSendsWithholdsTopics(t *testing.T) {
 
 func TestReplicateResumesWithoutDuplicates(t *testing.T) {
 	f := newFabric(t, ServerConfig{})
-	link, stop := f.startLink(LinkConfig{})
+	link, stop := f.startLink(ClientConfig{})
 	appendN(t, f.edge, store.UplinkStream, "edge1", 1000, 100, "a")
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 	stop()
 	appendN(t, f.edge, store.UplinkStream, "edge1", 1000, 100, "b")
-	link2, _ := f.startLink(LinkConfig{Monitor: link.Monitor()})
+	link2, _ := f.startLink(ClientConfig{Monitor: link.Monitor()})
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 	waitFor(t, "acknowledgements", func() bool {
-		return streamStatus(link2.Monitor(), "core1", dirSend, store.UplinkStream).Messages == 2000
+		return streamStatus(link2.Monitor(), "core1", replicate.DirSend, store.UplinkStream).Messages == 2000
 	})
-	s := streamStatus(f.srv.Monitor(), "edge1", dirReceive, store.UplinkStream)
+	s := streamStatus(f.srv.Monitor(), "edge1", replicate.DirReceive, store.UplinkStream)
 	if s.Duplicates != 0 || s.Messages != 2000 {
 		t.Fatalf("after resuming: %+v", s)
 	}
@@ -365,12 +366,12 @@ func TestReplicateTrimmedSource(t *testing.T) {
 		t.Fatal("retention trimmed nothing")
 	}
 	appendN(t, f.edge, "/telemetry/short", "edge1", 10, 200, "new")
-	link, _ := f.startLink(LinkConfig{Up: []string{"/telemetry/short"}})
+	link, _ := f.startLink(ClientConfig{Up: []string{"/telemetry/short"}})
 	waitSame(t, f.edge, f.core, "/telemetry/short")
 	if info, err := f.core.Stat(ctx, "/telemetry/short"); err != nil || info.Partitions != 1 {
 		t.Fatalf("replica stream: %+v %v", info, err)
 	}
-	if n := streamStatus(link.Monitor(), "core1", dirSend, "/telemetry/short").Dropped; n != int64(low) {
+	if n := streamStatus(link.Monitor(), "core1", replicate.DirSend, "/telemetry/short").Dropped; n != int64(low) {
 		t.Fatalf("%d dropped messages counted, want %d", n, low)
 	}
 }
@@ -394,16 +395,16 @@ func TestBacklogQuotaDropsOldest(t *testing.T) {
 	if err != nil || info.Dropped != int64(low) {
 		t.Fatalf("edge counts %d dropped, %v; want %d", info.Dropped, err, low)
 	}
-	link, _ := f.startLink(LinkConfig{})
+	link, _ := f.startLink(ClientConfig{})
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 	clow, cnext, err := f.core.Stream(store.UplinkStream).Bounds(ctx, "edge1", 0)
 	if err != nil || clow != low || cnext != next {
 		t.Fatalf("core uplink %d..%d, %v; want %d..%d", clow, cnext, err, low, next)
 	}
-	if n := streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).Dropped; n != int64(low) {
+	if n := streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream).Dropped; n != int64(low) {
 		t.Fatalf("link counts %d dropped, want %d", n, low)
 	}
-	if n := streamStatus(f.srv.Monitor(), "edge1", dirReceive, store.UplinkStream).Dropped; n != int64(low) {
+	if n := streamStatus(f.srv.Monitor(), "edge1", replicate.DirReceive, store.UplinkStream).Dropped; n != int64(low) {
 		t.Fatalf("the core's side of the link counts %d dropped, want %d", n, low)
 	}
 }
@@ -424,7 +425,7 @@ func TestReplicateManyTopics(t *testing.T) {
 		}
 	}
 	add(0, 2500, "a")
-	f.startLink(LinkConfig{Up: []string{store.ByDeviceStream}})
+	f.startLink(ClientConfig{Up: []string{store.ByDeviceStream}})
 	waitSame(t, f.edge, f.core, store.ByDeviceStream)
 	add(1000, 3100, "b") // old topics get more, new ones appear
 	waitSame(t, f.edge, f.core, store.ByDeviceStream)
@@ -438,7 +439,7 @@ func TestServerRefusesStreamsItWrites(t *testing.T) {
 	f := newFabric(t, ServerConfig{})
 	appendN(t, f.edge, store.UpdatesStream, "all", 3, 10, "forged")
 	appendN(t, f.edge, store.UplinkStream, "edge1", 3, 10, "fine")
-	_, _ = f.startLink(LinkConfig{Up: []string{store.UpdatesStream, store.UplinkStream}, Down: []string{}})
+	_, _ = f.startLink(ClientConfig{Up: []string{store.UpdatesStream, store.UplinkStream}, Down: []string{}})
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 	if _, next, _ := f.core.Stream(store.UpdatesStream).Bounds(context.Background(), "all", 0); next != 0 {
 		t.Fatalf("an edge wrote %d messages into the core's updates", next)
@@ -450,7 +451,7 @@ func TestLinkShowsWhyItIsDown(t *testing.T) {
 	f.stopCore()
 	err := <-f.coreDone
 	f.coreDone <- err // for the cleanup
-	link, _ := f.startLink(LinkConfig{QUIC: &quic.Config{HandshakeIdleTimeout: 200 * time.Millisecond}})
+	link, _ := f.startLink(ClientConfig{QUIC: &quic.Config{HandshakeIdleTimeout: 200 * time.Millisecond}})
 	waitFor(t, "the link's error", func() bool {
 		l := link.Monitor().Links()
 		return len(l) == 1 && l[0].Peer == f.addr && !l[0].Connected && l[0].LastError != ""
@@ -469,10 +470,10 @@ func TestRefusedStreamLeavesOthers(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, f.edge, store.UplinkStream, "edge1", 100, 10, "ok")
-	link, _ := f.startLink(LinkConfig{Up: []string{"/telemetry/wide", store.UplinkStream}})
+	link, _ := f.startLink(ClientConfig{Up: []string{"/telemetry/wide", store.UplinkStream}})
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 	waitFor(t, "the refusal in the figures", func() bool {
-		return strings.Contains(streamStatus(link.Monitor(), "core1", dirSend, "/telemetry/wide").Error, "partitions")
+		return strings.Contains(streamStatus(link.Monitor(), "core1", replicate.DirSend, "/telemetry/wide").Error, "partitions")
 	})
 	appendN(t, f.edge, store.UplinkStream, "edge1", 100, 10, "still")
 	waitSame(t, f.edge, f.core, store.UplinkStream)
@@ -493,10 +494,10 @@ func TestEdgeCannotHoldDownStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendN(t, f.core, store.UpdatesStream, "all", 10, 10, "u")
-	link, _ := f.startLink(LinkConfig{Down: []string{store.UpdatesStream, "/updates/wide"}})
+	link, _ := f.startLink(ClientConfig{Down: []string{store.UpdatesStream, "/updates/wide"}})
 	waitSame(t, f.core, f.edge, store.UpdatesStream)
 	waitFor(t, "the refusal in the figures", func() bool {
-		return strings.Contains(streamStatus(link.Monitor(), "core1", dirReceive, "/updates/wide").Error, "partitions")
+		return strings.Contains(streamStatus(link.Monitor(), "core1", replicate.DirReceive, "/updates/wide").Error, "partitions")
 	})
 	appendN(t, f.core, store.UpdatesStream, "all", 10, 10, "v")
 	appendN(t, f.edge, store.UplinkStream, "edge1", 10, 10, "w")
@@ -514,13 +515,13 @@ func TestCoreTakesOnlyTheEdgesOwnTopics(t *testing.T) {
 	appendN(t, f.edge, store.UplinkStream, "edge1", 50, 10, "mine")
 	appendN(t, f.edge, store.UplinkStream, "edge2", 50, 10, "forged")
 	appendN(t, f.edge, store.UplinkStream, "core1", 50, 10, "forged")
-	link, _ := f.startLink(LinkConfig{})
+	link, _ := f.startLink(ClientConfig{})
 	waitFor(t, "the edge's own topic at the core", func() bool {
 		_, next, _ := f.core.Stream(store.UplinkStream).Bounds(context.Background(), "edge1", 0)
 		return next == 50
 	})
 	waitFor(t, "the refusal in the figures", func() bool {
-		return strings.Contains(streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).Error, "refused")
+		return strings.Contains(streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream).Error, "refused")
 	})
 	for _, topic := range []string{"edge2", "core1"} {
 		if _, next, _ := f.core.Stream(store.UplinkStream).Bounds(context.Background(), topic, 0); next != 0 {
@@ -530,7 +531,7 @@ func TestCoreTakesOnlyTheEdgesOwnTopics(t *testing.T) {
 	// Once the own topic's acknowledgements are in, nothing is behind: the
 	// refused topics do not count as lag.
 	waitFor(t, "no lag", func() bool {
-		return streamStatus(link.Monitor(), "core1", dirSend, store.UplinkStream).LagMessages == 0
+		return streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream).LagMessages == 0
 	})
 }
 
@@ -540,22 +541,22 @@ func TestLinkConfigChecks(t *testing.T) {
 	edge := nodeTLS(t, f.auth, certs.EdgeNode, "edge2")
 	for _, tc := range []struct {
 		name string
-		cfg  LinkConfig
+		cfg  ClientConfig
 		want string
 	}{
-		{"no store", LinkConfig{Addr: "x:1", TLS: edge}, "needs"},
-		{"core certificate", LinkConfig{Store: f.edge, Addr: "x:1", TLS: core}, "dialled by an edge"},
-		{"both ways", LinkConfig{Store: f.edge, Addr: "x:1", TLS: edge, Up: []string{"/a/b"}, Down: []string{"/a/b"}}, "both ways"},
-		{"bad path", LinkConfig{Store: f.edge, Addr: "x:1", TLS: edge, Up: []string{"nope"}}, "bad path"},
+		{"no store", ClientConfig{Addr: "x:1", TLS: edge}, "needs"},
+		{"core certificate", ClientConfig{Store: f.edge, Addr: "x:1", TLS: core}, "dialled by an edge"},
+		{"both ways", ClientConfig{Store: f.edge, Addr: "x:1", TLS: edge, Up: []string{"/a/b"}, Down: []string{"/a/b"}}, "both ways"},
+		{"bad path", ClientConfig{Store: f.edge, Addr: "x:1", TLS: edge, Up: []string{"nope"}}, "bad path"},
 	} {
-		if _, err := NewLink(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := NewClient(tc.cfg); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
 		}
 	}
 	if _, err := NewServer(ServerConfig{Store: f.core, TLS: edge}); err == nil {
 		t.Error("a server with an edge certificate")
 	}
-	if !slices.Equal(DefaultUp(), []string{"/uplink/events", "/shadows/changes", "/audit/events"}) {
+	if !slices.Equal(replicate.DefaultUp(), []string{"/uplink/events", "/shadows/changes", "/audit/events"}) {
 		t.Error("defaults changed")
 	}
 }

@@ -1,4 +1,4 @@
-package replicate
+package link
 
 import (
 	"bytes"
@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/wire"
 )
 
@@ -26,7 +27,7 @@ func TestMirrorOverLink(t *testing.T) {
 	f.edge.CreateVolume(ctx, "training", store.VolumeOptions{})
 	f.edge.File("/training/window-1.csv").Write(ctx, bytes.NewReader([]byte("t,v\n1,2\n")))
 	f.core.CreateVolume(ctx, "secrets", store.VolumeOptions{})
-	f.startLink(LinkConfig{MirrorInterval: 20 * time.Millisecond, Mirrors: []MirrorSpec{
+	f.startLink(ClientConfig{MirrorInterval: 20 * time.Millisecond, Mirrors: []mirror.Spec{
 		{Volume: "models", Dir: wire.Down},
 		{Volume: "secrets", Dir: wire.Down},
 		{Volume: "training", Dir: wire.Up},

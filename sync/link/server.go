@@ -1,4 +1,4 @@
-package replicate
+package link
 
 import (
 	"context"
@@ -12,6 +12,9 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/store"
+	"github.com/weft-io/weft/sync/history"
+	"github.com/weft-io/weft/sync/mirror"
+	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 	"golang.org/x/sync/errgroup"
 )
@@ -21,9 +24,10 @@ import (
 type ServerConfig struct {
 	// Store is the core's store.
 	Store *store.Store
-	// TLS holds the core's node certificate and the fabric CA.
+	// TLS holds the core's node certificate and the fabric CA. Its Now
+	// defaults to the server's.
 	TLS wire.TLSConfig
-	// Down are the streams sent to every edge. Default DefaultDown(). Edges
+	// Down are the streams sent to every edge. Default replicate.DefaultDown(). Edges
 	// may not send these.
 	Down []string
 	// Accept, if set, decides whether edges may send the stream at path
@@ -49,7 +53,7 @@ type ServerConfig struct {
 	// NoCompression turns zstd off.
 	NoCompression bool
 	// MirrorsDown are the volumes edges may mirror from the core. Default
-	// DefaultMirrorsDown() (models, firmware).
+	// mirror.DefaultDown() (models, firmware).
 	MirrorsDown []string
 	// MirrorsUp are the volumes edges may mirror to the core; edge E's
 	// copy of volume V lands in the core's volume "V.E". Default none.
@@ -60,7 +64,7 @@ type ServerConfig struct {
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
 	// Monitor receives the links' figures. Default: a new one.
-	Monitor *Monitor
+	Monitor *replicate.Monitor
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the server's logs. Nil discards them.
@@ -86,22 +90,19 @@ type serverConn struct {
 // NewServer checks cfg and applies its defaults.
 func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Store == nil || cfg.TLS.Certificate == nil || cfg.TLS.FabricCAs == nil {
-		return nil, errors.New("replicate: a server needs a store, a node certificate and the fabric CA")
+		return nil, errors.New("link: a server needs a store, a node certificate and the fabric CA")
 	}
 	if cfg.Down == nil {
-		cfg.Down = DefaultDown()
+		cfg.Down = replicate.DefaultDown()
 	}
 	if cfg.Topics == nil {
 		cfg.Topics = NodeTopics
 	}
-	if cfg.Window <= 0 {
-		cfg.Window = defaultWindow
-	}
 	if cfg.MirrorsDown == nil {
-		cfg.MirrorsDown = DefaultMirrorsDown()
+		cfg.MirrorsDown = mirror.DefaultDown()
 	}
 	if cfg.MirrorInterval <= 0 {
-		cfg.MirrorInterval = defaultMirrorInterval
+		cfg.MirrorInterval = mirror.DefaultInterval
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -117,17 +118,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	if self.Role != certs.CoreNode {
-		return nil, fmt.Errorf("replicate: a server is a core, the certificate names %s", self.URI())
+		return nil, fmt.Errorf("link: a server is a core, the certificate names %s", self.URI())
 	}
 	if cfg.Monitor == nil {
-		cfg.Monitor = NewMonitor(self.Name, cfg.Now)
+		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
 	}
 	return &Server{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync"),
 		sessions: map[string]*serverConn{}, seen: map[string]bool{}}, nil
 }
 
 // Monitor returns the links' figures.
-func (s *Server) Monitor() *Monitor { return s.cfg.Monitor }
+func (s *Server) Monitor() *replicate.Monitor { return s.cfg.Monitor }
 
 // NodeTopics is the default topic rule of a core: in the streams whose
 // topic is the name of the node that writes them (/uplink/events,
@@ -167,7 +168,7 @@ func (s *Server) Serve(ctx context.Context, ln *wire.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("replicate: accept: %w", err)
+			return fmt.Errorf("link: accept: %w", err)
 		}
 		wg.Add(1)
 		go func() {
@@ -225,15 +226,15 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 		return wire.Errorf(wire.CodeIdentity, "an edge may not have the core's name %s", peer.Name)
 	}
 	log := s.log.With("edge", peer.Name, "addr", conn.RemoteAddr().String())
-	hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	ctrl, err := conn.AcceptStream(hctx)
 	cancel()
 	if err != nil {
 		return wire.FromQUIC(err)
 	}
-	ctrl.SetPriority(0, false)
+	ctrl.SetPriority(replicate.Urgency(""), false)
 	fc := wire.NewConn(ctrl, ctrl)
-	ctrl.SetDeadline(time.Now().Add(10 * time.Second))
+	ctrl.SetDeadline(time.Now().Add(handshakeTimeout)) // QUIC's deadlines are on the wall clock
 	hello, err := wire.ServerHandshake(fc, peer.URI(), s.accept)
 	if err != nil {
 		log.Warn("handshake refused", "err", err)
@@ -267,22 +268,16 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 		s.mu.Unlock()
 	}()
 
-	link := s.cfg.Monitor.link(peer.Name, peer.Role)
-	link.mu.Lock()
-	link.rate = s.cfg.RateLimit
+	stats := s.cfg.Monitor.Link(peer.Name, peer.Role)
+	stats.SetRate(s.cfg.RateLimit)
 	if again {
-		link.reconnects++
+		stats.Reconnected()
 	}
-	link.mu.Unlock()
-	link.up(conn.RemoteAddr().String(), s.cfg.Now())
+	stats.Up(conn.RemoteAddr().String(), s.cfg.Now())
 	log.Info("edge connected", "streams", len(w.Streams))
-	sess := &session{conn: conn, store: s.cfg.Store, link: link,
-		limit:  &sharedLimiter{lim: NewLimiter(s.cfg.RateLimit), now: s.cfg.Now},
-		window: s.cfg.Window, maxBytes: readMaxBytes, compress: !s.cfg.NoCompression, recheck: s.cfg.RecheckWithheld,
-		now: s.cfg.Now, logger: log}
-	if r := s.cfg.RateLimit; r > 0 {
-		sess.maxBytes = int(min(readMaxBytes, max(16<<10, r/20)))
-	}
+	sess := &session{conn: conn, Session: replicate.Session{Store: s.cfg.Store, Link: stats,
+		Limit: replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now), Window: s.cfg.Window, Compress: !s.cfg.NoCompression,
+		Recheck: s.cfg.RecheckWithheld, Now: s.cfg.Now, Logger: log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
 	g.Go(func() error { return readControl(gctx, fc) })
@@ -300,7 +295,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	if ctx.Err() == nil {
 		log.Info("edge disconnected", "err", err)
 	}
-	link.down(err, s.cfg.Now(), false)
+	stats.Down(err, s.cfg.Now())
 	return err
 }
 
@@ -309,14 +304,14 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	defer qs.CancelRead(0)
 	defer qs.CancelWrite(0)
 	fc := wire.NewConn(qs, qs)
-	qs.SetReadDeadline(time.Now().Add(10 * time.Second))
+	qs.SetReadDeadline(time.Now().Add(handshakeTimeout)) // QUIC's deadlines are on the wall clock
 	m, err := fc.Recv()
 	if err != nil {
 		return wire.FromQUIC(err)
 	}
 	qs.SetReadDeadline(time.Time{})
 	if mo, ok := m.(*wire.Mirror); ok {
-		return s.mirror(ctx, sess, fc, mo)
+		return mirror.Serve(ctx, fc, s.cfg.Store, mo, sess.Link.Peer(), s.cfg.MirrorsDown, s.cfg.MirrorsUp, s.cfg.MirrorInterval, s.log)
 	}
 	open, ok := m.(*wire.Open)
 	if !ok {
@@ -342,25 +337,16 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 		if open.Partitions <= 0 {
 			return refuse(wire.Errorf(wire.CodeProtocol, "%s: no partition count", open.Path))
 		}
-		parts, err = ensureStream(ctx, s.cfg.Store, open.Path, open.Partitions)
+		parts, err = replicate.EnsureReplica(ctx, s.cfg.Store, open.Path, open.Partitions)
 	} else {
-		parts, err = ensureStream(ctx, s.cfg.Store, open.Path, 0)
+		parts, err = replicate.EnsureReplica(ctx, s.cfg.Store, open.Path, 0)
 	}
 	if err != nil {
 		var we *wire.Error
 		if errors.As(err, &we) && we.Code == wire.CodeStream {
 			// This stream cannot be replicated (say its partitions differ):
 			// the others go on.
-			sess.logger.Warn("stream refused", "stream", open.Path, "err", err)
-			dir := dirReceive
-			if open.Dir == wire.Down {
-				dir = dirSend
-			}
-			sess.link.stream(dir, open.Path).setErr(err)
-			fc.Send(we)
-			qs.Close()
-			<-ctx.Done()
-			return nil
+			return sess.end(ctx, qs, fc, open.Path, open.Dir == wire.Down, err, true)
 		}
 		if errors.As(err, &we) {
 			return refuse(we)
@@ -374,9 +360,7 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	if err := fc.Send(acc); err != nil {
 		return wire.FromQUIC(err)
 	}
-	sess.link.mu.Lock()
-	edge := sess.link.peer
-	sess.link.mu.Unlock()
+	edge := sess.Link.Peer()
 	var allow func(string) error
 	switch {
 	case open.Dir == wire.Up:
@@ -384,5 +368,17 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	case s.cfg.Sends != nil:
 		allow = func(topic string) error { return s.cfg.Sends(edge, open.Path, topic) }
 	}
-	return sess.stream(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts, allow)
+	return sess.run(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts, allow)
+}
+
+// History asks the connected edge for a device's messages the core does
+// not hold, over the edge's link.
+func (s *Server) History(ctx context.Context, edge, device string, from, to time.Time, limit int) ([]store.Message, bool, error) {
+	s.mu.Lock()
+	sc := s.sessions[edge]
+	s.mu.Unlock()
+	if sc == nil {
+		return nil, false, fmt.Errorf("link: edge %s is not connected", edge)
+	}
+	return history.Fetch(ctx, sc.conn, device, from, to, limit)
 }

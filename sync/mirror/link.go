@@ -2,11 +2,112 @@ package mirror
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/wire"
 )
+
+// DefaultInterval is how often the receiving side of a mirror asks for
+// news.
+const DefaultInterval = 5 * time.Second
+
+// Keep runs the edge's side of the mirror spec over conn, a sync link, for
+// as long as ctx lasts: a mirror that fails is logged and opened again
+// after a pause, without taking the link's streams down with it. interval
+// is how often a receiving edge asks for news.
+func Keep(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, interval time.Duration, log *slog.Logger) {
+	pause := max(interval, time.Second)
+	for {
+		err := Open(ctx, conn, st, spec, interval)
+		if ctx.Err() != nil {
+			return
+		}
+		log.Warn("mirror stopped; trying again", "volume", spec.Volume, "dir", spec.Dir, "in", pause, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Minute)
+	}
+}
+
+// Open opens a QUIC stream of conn at bulk priority for the mirror spec,
+// asks the core for it with a Mirror frame and runs the edge's side of it
+// (the destination of a mirror down, the source of one up) until the
+// stream or ctx ends.
+func Open(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, interval time.Duration) error {
+	qs, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		return wire.FromQUIC(err)
+	}
+	qs.SetPriority(8, false) // bulk: after control, updates, shadows and uplink
+	defer qs.CancelRead(0)
+	defer qs.CancelWrite(0)
+	fc := wire.NewConn(qs, qs)
+	if err := fc.Send(&wire.Mirror{Volume: spec.Volume, Dir: spec.Dir}); err != nil {
+		return wire.FromQUIC(err)
+	}
+	if err := ensureVolume(ctx, st, spec.Volume); err != nil {
+		return err
+	}
+	if spec.Dir == wire.Down {
+		err = ServeDest(ctx, fc, &Dest{Store: st, Volume: spec.Volume}, interval)
+	} else {
+		err = ServeSource(ctx, fc, &Source{Store: st, Volume: spec.Volume})
+	}
+	return wire.FromQUIC(err)
+}
+
+// Serve runs the core's side of the mirror m that edge opened on c: a
+// volume of down goes to the edge, one of up comes from it into the core's
+// "<volume>.<edge>", any other is refused with an Error frame. It returns
+// when the mirror ends; a mirror that fails or is refused ends its stream,
+// not the link, so only a store error of the core's comes back.
+func Serve(ctx context.Context, c Conn, st *store.Store, m *wire.Mirror, edge string, down, up []string, interval time.Duration, log *slog.Logger) error {
+	log = log.With("edge", edge, "volume", m.Volume)
+	refuse := func(err *wire.Error) error {
+		log.Warn("mirror refused", "reason", err.Error())
+		c.Send(err)
+		return nil // the stream ends, the link stays
+	}
+	var err error
+	switch m.Dir {
+	case wire.Down:
+		if !slices.Contains(down, m.Volume) {
+			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored to edges", m.Volume))
+		}
+		err = ServeSource(ctx, c, &Source{Store: st, Volume: m.Volume})
+	case wire.Up:
+		if !slices.Contains(up, m.Volume) {
+			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored from edges", m.Volume))
+		}
+		vol := m.Volume + "." + edge
+		if err := ensureVolume(ctx, st, vol); err != nil {
+			return err
+		}
+		err = ServeDest(ctx, c, &Dest{Store: st, Volume: vol}, interval)
+	default:
+		return refuse(wire.Errorf(wire.CodeProtocol, "mirror of /%s: bad direction %d", m.Volume, m.Dir))
+	}
+	if err != nil && ctx.Err() == nil {
+		log.Warn("mirror stopped", "err", err) // the edge opens it again
+	}
+	return nil
+}
+
+func ensureVolume(ctx context.Context, st *store.Store, vol string) error {
+	if err := st.CreateVolume(ctx, vol, store.VolumeOptions{}); err != nil && !errors.Is(err, store.ErrExists) {
+		return fmt.Errorf("mirror: volume /%s: %w", vol, err)
+	}
+	return nil
+}
 
 // Conn is the frame connection a mirror runs on: a QUIC stream of a sync
 // link (*wire.Conn).

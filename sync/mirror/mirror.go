@@ -8,8 +8,12 @@
 // off midway resumes after the last key the destination staged, also in
 // the middle of a file, because a file is a run of chunk keys.
 //
-// Source and Dest hold the logic; a transport (the sync link) carries
-// their Offer, entries and Published between nodes.
+// Source and Dest hold the logic. ServeSource and ServeDest carry their
+// Offer, entries and Published as frames of package wire; on a sync link
+// (package link) an edge opens each mirror's QUIC stream with Open (Keep
+// opens it again when it fails) and the core answers with Serve, which
+// decides the volumes it lets edges mirror. Spec names a mirror, and Add,
+// List and Remove keep the ones `weft mirror add` records in Table.
 package mirror
 
 import (

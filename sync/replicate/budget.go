@@ -96,9 +96,10 @@ func (l *Limiter) Rate() int64 {
 	return int64(l.rate)
 }
 
-// urgency is the QUIC send priority of a stream's frames (0 first):
-// control and updates before shadows before the uplink before the rest.
-func urgency(path string) int8 {
+// Urgency is the QUIC send priority of a stream's frames (0 first):
+// control and updates before shadows before the uplink before the rest;
+// "" is the control stream.
+func Urgency(path string) int8 {
 	switch path {
 	case "":
 		return 0 // the control stream

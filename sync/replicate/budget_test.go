@@ -67,8 +67,8 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestUrgency(t *testing.T) {
-	if !(urgency("") < urgency("/updates/down") && urgency("/updates/down") < urgency("/shadows/changes") &&
-		urgency("/shadows/changes") < urgency("/uplink/events") && urgency("/uplink/events") < urgency("/telemetry/by_device")) {
+	if !(Urgency("") < Urgency("/updates/down") && Urgency("/updates/down") < Urgency("/shadows/changes") &&
+		Urgency("/shadows/changes") < Urgency("/uplink/events") && Urgency("/uplink/events") < Urgency("/telemetry/by_device")) {
 		t.Fatal("priorities out of order")
 	}
 }

@@ -8,15 +8,13 @@
 //
 // # Pieces
 //
-// Link is the edge's side: it dials a core, runs the handshake of package
-// wire and then one QUIC stream per replicated stream, and reconnects with
-// exponential backoff and jitter whenever the connection ends. Server is
-// the core's side: it accepts edges' connections and serves the same
-// streams the other way round. Both run a sender per stream they send and
-// a receiver per stream they receive; a Monitor keeps their figures (lag,
-// backlog, throughput, reconnects, batches applied, duplicates skipped,
-// messages dropped at the source before they were sent) for Prometheus and
-// for GET /api/v1/links.
+// Session.Run runs the sender or the receiver of one stream over one
+// frame connection (a QUIC stream of a link: package link opens it,
+// handshakes and decides what a failure means for the connection). The
+// senders of a link share a LinkLimiter; a Monitor keeps the figures of
+// every link and stream (lag, backlog, throughput, reconnects, batches
+// applied, duplicates skipped, messages dropped at the source before they
+// were sent) for Prometheus and for GET /api/v1/links.
 //
 // # Positions
 //
@@ -32,9 +30,9 @@
 // # Waking
 //
 // A sender sleeps on store.Stream.Changed and on acknowledgements; it never
-// polls. Each wake lists the stream's topics and reads those with news, so
-// a wake costs in proportion to the number of topics; a stream with many
-// topics is looked at at most every few times the last look took.
+// polls. Each wake reads the topic partitions the store's change log says
+// were appended to; a stream with many topics is listed whole only when
+// the change log cannot tell, at most every few times the last look took.
 //
 // The decisions (what to send next, what an acknowledgement means, how long
 // to back off, whether the bandwidth budget allows a batch) live in plain

@@ -64,7 +64,7 @@ type Monitor struct {
 	now  func() time.Time
 
 	mu    sync.Mutex
-	links map[string]*linkStats
+	links map[string]*LinkStats
 }
 
 // NewMonitor returns the monitor of node; now is the clock (nil: time.Now).
@@ -72,10 +72,12 @@ func NewMonitor(node string, now func() time.Time) *Monitor {
 	if now == nil {
 		now = time.Now
 	}
-	return &Monitor{node: node, now: now, links: map[string]*linkStats{}}
+	return &Monitor{node: node, now: now, links: map[string]*LinkStats{}}
 }
 
-type linkStats struct {
+// LinkStats are the figures of one link, kept by a Monitor and updated by
+// the link's side of the connection.
+type LinkStats struct {
 	mu         sync.Mutex
 	peer, role string
 	addr       string
@@ -84,10 +86,12 @@ type linkStats struct {
 	reconnects int64
 	lastErr    string
 	rate       int64
-	streams    map[string]*streamStats // by direction + path
+	streams    map[string]*StreamStats // by direction + path
 }
 
-type streamStats struct {
+// StreamStats are the figures of one replicated stream of a link, updated
+// by its sender or receiver.
+type StreamStats struct {
 	path, dir string
 
 	messages, bytes, batches, dups, dropped atomic.Int64
@@ -108,12 +112,14 @@ type sample struct {
 	messages, bytes int64
 }
 
-func (m *Monitor) link(peer, role string) *linkStats {
+// Link returns the figures of the link to peer, made on first use; a
+// non-empty role updates the peer's role.
+func (m *Monitor) Link(peer, role string) *LinkStats {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l, ok := m.links[peer]
 	if !ok {
-		l = &linkStats{peer: peer, role: role, streams: map[string]*streamStats{}}
+		l = &LinkStats{peer: peer, role: role, streams: map[string]*StreamStats{}}
 		m.links[peer] = l
 	}
 	if role != "" {
@@ -124,9 +130,9 @@ func (m *Monitor) link(peer, role string) *linkStats {
 	return l
 }
 
-// rename files the figures kept under peer old under peer new, unless new
+// Rename files the figures kept under peer old under peer new, unless new
 // has figures already.
-func (m *Monitor) rename(old, new string) {
+func (m *Monitor) Rename(old, new string) {
 	if old == new {
 		return
 	}
@@ -146,24 +152,49 @@ func (m *Monitor) rename(old, new string) {
 	m.links[new] = l
 }
 
-func (l *linkStats) stream(dir, path string) *streamStats {
+// Stream returns the figures of the stream at path in direction dir
+// (DirSend or DirReceive), made on first use.
+func (l *LinkStats) Stream(dir, path string) *StreamStats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	s, ok := l.streams[dir+path]
 	if !ok {
-		s = &streamStats{path: path, dir: dir}
+		s = &StreamStats{path: path, dir: dir}
 		l.streams[dir+path] = s
 	}
 	return s
 }
 
-func (l *linkStats) up(addr string, now time.Time) {
+// Peer is the name of the node at the other end.
+func (l *LinkStats) Peer() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peer
+}
+
+// SetRate records the link's bandwidth cap, bytes per second.
+func (l *LinkStats) SetRate(rate int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rate = rate
+}
+
+// Reconnected counts a connection lost and made again.
+func (l *LinkStats) Reconnected() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reconnects++
+}
+
+// Up records that the link came up at now, with the peer at addr.
+func (l *LinkStats) Up(addr string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.connected, l.since, l.addr, l.lastErr = true, now, addr, ""
 }
 
-func (l *linkStats) down(err error, now time.Time, reconnect bool) {
+// Down records that the link is down as of now, and why (err, if not nil).
+func (l *LinkStats) Down(err error, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.connected {
@@ -173,14 +204,11 @@ func (l *linkStats) down(err error, now time.Time, reconnect bool) {
 	if err != nil {
 		l.lastErr = err.Error()
 	}
-	if reconnect {
-		l.reconnects++
-	}
 }
 
 // record adds acknowledged or applied work and keeps a sample per second
 // for the rates.
-func (s *streamStats) record(now time.Time, msgs, bytes int) {
+func (s *StreamStats) record(now time.Time, msgs, bytes int) {
 	s.messages.Add(int64(msgs))
 	s.bytes.Add(int64(bytes))
 	s.batches.Add(1)
@@ -192,7 +220,7 @@ func (s *streamStats) record(now time.Time, msgs, bytes int) {
 	}
 }
 
-func (s *streamStats) rates(now time.Time) (msgs, bytes float64) {
+func (s *StreamStats) rates(now time.Time) (msgs, bytes float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ns == 0 {
@@ -209,7 +237,8 @@ func (s *streamStats) rates(now time.Time) (msgs, bytes float64) {
 	return float64(s.messages.Load()-oldest.messages) / d, float64(s.bytes.Load()-oldest.bytes) / d
 }
 
-func (s *streamStats) setErr(err error) {
+// SetErr records why the stream is not replicated; nil clears it.
+func (s *StreamStats) SetErr(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.err = ""
@@ -218,13 +247,13 @@ func (s *streamStats) setErr(err error) {
 	}
 }
 
-func (s *streamStats) setLag(f func() (uint64, time.Duration, int64, int)) {
+func (s *StreamStats) setLag(f func() (uint64, time.Duration, int64, int)) {
 	s.mu.Lock()
 	s.lag = f
 	s.mu.Unlock()
 }
 
-func (s *streamStats) status(now time.Time) StreamStatus {
+func (s *StreamStats) status(now time.Time) StreamStatus {
 	st := StreamStatus{Path: s.path, Direction: s.dir,
 		Messages: s.messages.Load(), Bytes: s.bytes.Load(), Batches: s.batches.Load(),
 		Duplicates: s.dups.Load(), Dropped: s.dropped.Load()}
@@ -236,7 +265,7 @@ func (s *streamStats) status(now time.Time) StreamStatus {
 	if lag != nil {
 		n, age, b, topics := lag()
 		st.LagMessages, st.LagSeconds, st.BacklogBytes, st.Topics = n, age.Seconds(), b, topics
-	} else if s.dir == dirReceive {
+	} else if s.dir == DirReceive {
 		st.LagMessages = s.backlog.Load()
 		if t := s.lastTime.Load(); st.LagMessages > 0 && t != 0 {
 			st.LagSeconds = max(0, now.Sub(time.Unix(0, t)).Seconds())
@@ -245,16 +274,17 @@ func (s *streamStats) status(now time.Time) StreamStatus {
 	return st
 }
 
+// Directions of a stream's figures, from this node.
 const (
-	dirSend    = "send"
-	dirReceive = "receive"
+	DirSend    = "send"
+	DirReceive = "receive"
 )
 
 // Links returns the status of every link, by peer name.
 func (m *Monitor) Links() []LinkStatus {
 	now := m.now()
 	m.mu.Lock()
-	links := make([]*linkStats, 0, len(m.links))
+	links := make([]*LinkStats, 0, len(m.links))
 	for _, l := range m.links {
 		links = append(links, l)
 	}
@@ -264,7 +294,7 @@ func (m *Monitor) Links() []LinkStatus {
 		l.mu.Lock()
 		ls := LinkStatus{Peer: l.peer, Role: l.role, Addr: l.addr, Connected: l.connected, Since: l.since,
 			Reconnects: l.reconnects, LastError: l.lastErr, RateLimit: l.rate, Streams: []StreamStatus{}}
-		streams := make([]*streamStats, 0, len(l.streams))
+		streams := make([]*StreamStats, 0, len(l.streams))
 		for _, s := range l.streams {
 			streams = append(streams, s)
 		}

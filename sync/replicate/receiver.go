@@ -32,7 +32,7 @@ type receiver struct {
 	// allow, if set, says whether the sender may write a topic.
 	allow  func(topic string) error
 	conn   *wire.Conn
-	stats  *streamStats
+	stats  *StreamStats
 	now    func() time.Time
 	logger *slog.Logger
 

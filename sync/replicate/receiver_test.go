@@ -24,7 +24,7 @@ func TestReceiverAppliesOnce(t *testing.T) {
 	defer a.Close()
 	defer b.Close()
 	r := &receiver{replica: st, log: st.Stream(store.UplinkStream), path: store.UplinkStream, conn: wire.NewConn(a, a),
-		stats: &streamStats{dir: dirReceive}, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+		stats: &StreamStats{dir: DirReceive}, now: time.Now, logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.run(ctx)
@@ -112,7 +112,7 @@ func TestReceiverAppliesOnce(t *testing.T) {
 	bad.CRC++
 	done := make(chan error, 1)
 	r2 := &receiver{replica: st, log: st.Stream(store.UplinkStream), path: store.UplinkStream, conn: wire.NewConn(a, a),
-		stats: &streamStats{dir: dirReceive}, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+		stats: &StreamStats{dir: DirReceive}, now: time.Now, logger: slog.New(slog.DiscardHandler)}
 	cancel()
 	a2, b2 := net.Pipe()
 	defer a2.Close()
@@ -164,10 +164,10 @@ func TestSenderLooksOnlyAtNews(t *testing.T) {
 	defer b.Close()
 	log := &countingLog{Stream: src.Stream(store.ByDeviceStream)}
 	quiet := slog.New(slog.DiscardHandler)
-	sd := &sender{log: log, path: store.ByDeviceStream, parts: 1, conn: wire.NewConn(a, a), stats: &streamStats{dir: dirSend},
+	sd := &sender{log: log, path: store.ByDeviceStream, parts: 1, conn: wire.NewConn(a, a), stats: &StreamStats{dir: DirSend},
 		window: defaultWindow, maxBytes: readMaxBytes, now: time.Now, logger: quiet}
 	rc := &receiver{replica: dst, log: dst.Stream(store.ByDeviceStream), path: store.ByDeviceStream, conn: wire.NewConn(b, b),
-		stats: &streamStats{dir: dirReceive}, now: time.Now, logger: quiet}
+		stats: &StreamStats{dir: DirReceive}, now: time.Now, logger: quiet}
 	go sd.run(ctx)
 	go rc.run(ctx)
 	waitSame(t, src, dst, store.ByDeviceStream)

@@ -41,8 +41,8 @@ type sender struct {
 	path     string
 	parts    int
 	conn     *wire.Conn
-	stats    *streamStats
-	limit    *sharedLimiter
+	stats    *StreamStats
+	limit    *LinkLimiter
 	window   int
 	maxBytes int
 	compress bool
@@ -67,15 +67,33 @@ type sender struct {
 	lastBacklog time.Time     // when the backlog was last looked up
 }
 
-// sharedLimiter is a Limiter shared by the senders of one link.
-type sharedLimiter struct {
+// LinkLimiter is a Limiter shared by the senders of one link, on a clock.
+// A nil *LinkLimiter is no cap.
+type LinkLimiter struct {
 	mu  sync.Mutex
 	lim *Limiter
 	now func() time.Time
 }
 
-func (l *sharedLimiter) wait(ctx context.Context, n int, urgent bool) error {
-	if l == nil || l.lim.Rate() == 0 {
+// NewLinkLimiter returns the budget of a link capped at rate bytes per
+// second (0: no cap), on the clock now (nil: time.Now).
+func NewLinkLimiter(rate int64, now func() time.Time) *LinkLimiter {
+	if now == nil {
+		now = time.Now
+	}
+	return &LinkLimiter{lim: NewLimiter(rate), now: now}
+}
+
+// Rate is the cap in bytes per second, 0 for none.
+func (l *LinkLimiter) Rate() int64 {
+	if l == nil {
+		return 0
+	}
+	return l.lim.Rate()
+}
+
+func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool) error {
+	if l.Rate() == 0 {
 		return nil
 	}
 	for {
@@ -386,7 +404,7 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 				}
 				if p.Refused != "" {
 					s.logger.Warn("receiver refuses a topic", "topic", b.Topic, "partition", b.Part, "reason", p.Refused)
-					s.stats.setErr(fmt.Errorf("topic %q refused: %s", b.Topic, p.Refused))
+					s.stats.SetErr(fmt.Errorf("topic %q refused: %s", b.Topic, p.Refused))
 					s.t.refuse(tp{b.Topic, b.Part})
 					continue
 				}
@@ -492,7 +510,7 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 		delete(s.backlog, k)
 	}
 	size := b.Size()
-	if err := s.limit.wait(ctx, size, urgency(s.path) <= urgency(store.ShadowChanges)); err != nil {
+	if err := s.limit.wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
 		return false, err
 	}
 	if err := s.conn.Send(b); err != nil {
