@@ -28,14 +28,17 @@ const (
 	HeaderDownQoS = "qos"
 	// HeaderRetain "false" delivers a message without retaining it; by
 	// default the latest message of each MQTT topic is retained for
-	// devices that subscribe later.
+	// devices that subscribe later. (In a device message's envelope,
+	// "true" says the PUBLISH had the retain flag.)
 	HeaderRetain = "retain"
 )
 
 // HeaderShadowVersion is the header of a delta that holds the shadow
 // version it is of (as shadow.HeaderVersion); it goes out to MQTT 5
 // devices as the user property PropertyVersion. Every other header that
-// does not steer the delivery goes out as a user property of its own name.
+// does not steer the delivery goes out as a user property of its own name,
+// but content_type, response_topic and correlation_data, which go out as
+// the MQTT 5 properties of those names (downProperties).
 const HeaderShadowVersion = "shadow_version"
 
 // PropertyVersion is the MQTT 5 user property holding a delta's shadow
@@ -230,7 +233,7 @@ func (d *downlink) publish(topic string, m store.Message) {
 		TopicName:   name,
 		Payload:     m.Value,
 		PacketID:    uint16(qos), // mochi checks an inline publish has one; it never uses it
-		Properties:  packets.Properties{User: userProperties(m.Headers)},
+		Properties:  downProperties(m.Headers),
 	}
 	if err := d.inject(pk); err != nil {
 		d.s.log.Warn("downlink message not published", "topic", name, "offset", m.Offset, "err", err)

@@ -206,15 +206,24 @@ func TestLiveDeltasInOrder(t *testing.T) {
 }
 
 // TestDownlinkUserProperties: headers other than the steering ones reach
-// MQTT 5 devices as user properties, the shadow version as "version".
+// MQTT 5 devices as user properties, the shadow version as "version", and
+// content_type, response_topic and correlation_data as the properties of
+// those names.
 func TestDownlinkUserProperties(t *testing.T) {
 	e := newEnv(t, nil)
 	c := e.mustPaho(t, e.device(t, "props-1", "pump"), nil)
 	c.subscribe(t, 1, "updates/device/props-1/#")
 	e.down(t, "device/props-1", "shadow/delta", `{"x":1}`, map[string]string{
 		HeaderShadowVersion: "7", "trace": "abc", HeaderDownQoS: "1", HeaderRetain: "false",
+		HeaderContentType: "application/json", HeaderResponseTopic: "devices/props-1/commands/r1/response",
+		HeaderCorrelationData: "cjE=",
 	})
 	m := c.next(t)
+	if m.Properties.ContentType != "application/json" || m.Properties.ResponseTopic != "devices/props-1/commands/r1/response" ||
+		string(m.Properties.CorrelationData) != "r1" {
+		t.Fatalf("properties: content type %q, response topic %q, correlation data %q",
+			m.Properties.ContentType, m.Properties.ResponseTopic, m.Properties.CorrelationData)
+	}
 	var got []string
 	for _, p := range m.Properties.User {
 		got = append(got, p.Key+"="+p.Value)
