@@ -34,6 +34,7 @@ var tier = map[string]int{
 	"console":        1,
 
 	"internal/plainmqtt": 1,
+	"internal/apiclient": 1,
 	"internal/node":      1,
 
 	"edge": 2,
