@@ -2,13 +2,9 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 	"unicode/utf8"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -75,18 +71,24 @@ const downlinkClientID = "$weft-downlink"
 func CursorGroup(name string) string { return "gateway-" + name }
 
 // downlink delivers the messages of /updates/down to the devices
-// subscribed to their MQTT topics. It waits for commits to the stream
-// (store.Stream.Changed), never polls, and records its position per topic
-// and partition as a consumer cursor, moved only once the messages before
-// it are published and the inflight and retained messages they caused
-// are durable: a restart neither loses nor replays what was delivered.
+// subscribed to their MQTT topics. It follows every topic and partition of
+// the stream with the store's Consumer, under the group CursorGroup(Name):
+// woken by commits to the stream, never polling. The consumer moves its
+// cursor past a batch only once the handler returns, and the handler
+// returns only once the batch is published and the inflight and retained
+// messages it caused are durable: a restart neither loses nor replays what
+// was delivered. A partition without a cursor is delivered from its oldest
+// message, so that the latest of each MQTT topic ends up retained.
 type downlink struct {
 	s      *Server
 	st     *store.Stream
 	group  string
 	client *mqtt.Client
-	pos    map[string]uint64 // topic \x00 partition -> next offset
 }
+
+// downlinkBatch is the most messages the downlink publishes before it
+// makes their state durable and moves its cursor.
+const downlinkBatch = 256
 
 func newDownlink(s *Server) *downlink {
 	return &downlink{
@@ -94,125 +96,32 @@ func newDownlink(s *Server) *downlink {
 		st:     s.cfg.Store.Stream(store.UpdatesStream),
 		group:  CursorGroup(s.cfg.Name),
 		client: s.mqtt.NewClient(nil, mqtt.LocalListener, downlinkClientID, true),
-		pos:    map[string]uint64{},
 	}
 }
 
+// run delivers until ctx ends. A failed pass (a store error, a panic) is
+// retried by the consumer from the durable cursors.
 func (d *downlink) run(ctx context.Context) {
-	failures := 0
-	for {
-		changed := d.st.Changed()
-		err := d.safePass(ctx)
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			failures++
-			d.s.log.Warn("downlink failed; retrying", "err", err, "failures", failures)
-			changed = nil
-		} else {
-			failures = 0
-		}
-		var retry <-chan time.Time
-		if changed == nil {
-			retry = time.After(min(time.Duration(failures)*time.Second, 30*time.Second))
-		}
-		select {
-		case <-changed:
-		case <-retry:
-		case <-ctx.Done():
-			return
-		}
+	c, err := d.st.Consumer(store.ConsumerConfig{Group: d.group, Limit: downlinkBatch, Logger: d.s.log})
+	if err != nil { // the group is a valid name by construction
+		d.s.log.Error("downlink not started", "err", err)
+		return
 	}
+	c.Run(ctx, d.handle)
 }
 
-// safePass is pass, turning a panic (a bug) into an error so that the
-// gateway goes on serving and retries.
-func (d *downlink) safePass(ctx context.Context) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			d.pos = map[string]uint64{} // start again from the durable cursors
-			err = fmt.Errorf("gateway: downlink panicked: %v\n%s", r, debug.Stack())
-		}
-	}()
-	return d.pass(ctx)
-}
-
-// pass delivers everything new in every topic of the stream.
-func (d *downlink) pass(ctx context.Context) error {
-	info, err := d.s.cfg.Store.Stat(ctx, store.UpdatesStream)
-	if err != nil {
-		return err
+// handle publishes a batch of one topic partition, in order, and returns
+// once the session state it changed (messages queued or in flight for
+// each subscriber, retained messages) is durable, so that the consumer
+// may commit its cursor past the batch.
+func (d *downlink) handle(ctx context.Context, b store.Batch) (func(*store.Tx) error, error) {
+	for _, m := range b.Messages {
+		d.publish(b.Topic, m)
 	}
-	parts := max(info.Partitions, 1)
-	after := ""
-	for {
-		const page = 1000
-		topics, err := d.st.Topics(ctx, "", after, page)
-		if err != nil {
-			return err
-		}
-		for _, t := range topics {
-			for p := range parts {
-				if err := d.deliver(ctx, t, p); err != nil {
-					return fmt.Errorf("gateway: downlink %s topic %q partition %d: %w", store.UpdatesStream, t, p, err)
-				}
-			}
-		}
-		if len(topics) < page {
-			return nil
-		}
-		after = topics[len(topics)-1]
+	if err := d.s.state.w.flush(ctx); err != nil {
+		return nil, fmt.Errorf("gateway: downlink %s topic %q partition %d: %w", store.UpdatesStream, b.Topic, b.Partition, err)
 	}
-}
-
-// deliver delivers one partition of one topic from the gateway's cursor
-// on. A topic without a cursor starts at its oldest message, so that the
-// latest of each MQTT topic ends up retained.
-func (d *downlink) deliver(ctx context.Context, topic string, part int) error {
-	key := topic + "\x00" + strconv.Itoa(part)
-	from, ok := d.pos[key]
-	if !ok {
-		off, has, err := d.st.Cursor(ctx, d.group, topic, part)
-		if err != nil {
-			return err
-		}
-		if has {
-			from = off
-		} else if from, _, err = d.st.Bounds(ctx, topic, part); err != nil {
-			return err
-		}
-	}
-	for {
-		msgs, err := d.st.Read(ctx, topic, part, from, store.ReadOptions{Limit: 256})
-		if errors.Is(err, store.ErrTrimmed) {
-			low, _, berr := d.st.Bounds(ctx, topic, part)
-			if berr != nil {
-				return berr
-			}
-			d.s.log.Warn("downlink skipped messages trimmed by retention", "topic", topic, "partition", part, "from", from, "to", low)
-			from = low
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			d.pos[key] = from
-			return nil
-		}
-		for _, m := range msgs {
-			d.publish(topic, m)
-			from = m.Offset + 1
-		}
-		if err := d.s.state.w.flush(ctx); err != nil {
-			return err
-		}
-		if err := d.st.SetCursor(ctx, d.group, topic, part, from); err != nil {
-			return err
-		}
-		d.pos[key] = from
-	}
+	return nil, nil
 }
 
 func (d *downlink) publish(topic string, m store.Message) {

@@ -51,6 +51,13 @@ type devCert struct {
 // config (a short ConnectTimeout, small limits).
 func newEnv(t testing.TB, mod func(*Config)) *env {
 	t.Helper()
+	return newEnvStore(t, nil, mod)
+}
+
+// newEnvStore is newEnv with a store opened with the config stMod
+// changes (partitions of its streams).
+func newEnvStore(t testing.TB, stMod func(*store.Config), mod func(*Config)) *env {
+	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), devs: map[string]*devCert{}}
 	if err := certs.Init(e.dir, false); err != nil {
 		t.Fatal(err)
@@ -77,7 +84,11 @@ func newEnv(t testing.TB, mod func(*Config)) *env {
 	if e.rev, err = auth.Revocations(nil); err != nil {
 		t.Fatal(err)
 	}
-	e.st, err = store.Open(store.Config{Dir: t.TempDir(), Name: testEdge, MinFreeBytes: -1, RetentionInterval: -1})
+	stCfg := store.Config{Dir: t.TempDir(), Name: testEdge, MinFreeBytes: -1, RetentionInterval: -1}
+	if stMod != nil {
+		stMod(&stCfg)
+	}
+	e.st, err = store.Open(stCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
