@@ -21,7 +21,8 @@ import (
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/edge"
-	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/link"
+	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/wire"
 )
 
@@ -45,6 +46,10 @@ type Config struct {
 	MQTTAddr string
 	// Interval between a simulated device's samples. Default 5 s.
 	Interval time.Duration
+	// MirrorInterval is how often the edge asks the core for news of the
+	// models and firmware volumes it mirrors. Default that of package
+	// sync/mirror.
+	MirrorInterval time.Duration
 	// Out receives the addresses to use (console URL, sign-in link).
 	// Nil discards.
 	Out io.Writer
@@ -107,7 +112,8 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		DataDir: filepath.Join(cfg.DataDir, EdgeName), CertsDir: certsDir, Name: EdgeName,
 		MQTTAddr: cfg.MQTTAddr, HTTPAddr: "127.0.0.1:0", Core: f.Core.SyncAddr().String(),
 		Replicate: []string{"/telemetry/by_device"}, Logger: cfg.Logger.With("node", EdgeName),
-		Mirrors: []replicate.MirrorSpec{{Volume: "models", Dir: wire.Down}, {Volume: "firmware", Dir: wire.Down}},
+		Mirrors: []mirror.Spec{{Volume: "models", Dir: wire.Down}, {Volume: "firmware", Dir: wire.Down}},
+		Link:    link.ClientConfig{MirrorInterval: cfg.MirrorInterval},
 		// The simulated devices report every few seconds: an epoch of 60
 		// readings makes their anomaly scores start within minutes.
 		Anomaly: anomaly.Config{Epoch: 60},

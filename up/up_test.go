@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/weft-io/weft/sync/replicate"
 )
 
 // TestDesiredStateRoundTrip runs the fabric of `weft up` and changes a
@@ -88,12 +87,9 @@ func TestDesiredStateRoundTrip(t *testing.T) {
 // TestModelsReachTheEdge writes a model file at the core of `weft up`; the
 // volume mirror brings it to the edge.
 func TestModelsReachTheEdge(t *testing.T) {
-	old := replicate.MirrorInterval
-	replicate.MirrorInterval = 50 * time.Millisecond
-	defer func() { replicate.MirrorInterval = old }()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	f, err := Start(ctx, Config{DataDir: t.TempDir(), Devices: 1, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0"})
+	f, err := Start(ctx, Config{DataDir: t.TempDir(), Devices: 1, HTTPAddr: "127.0.0.1:0", MQTTAddr: "127.0.0.1:0", MirrorInterval: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

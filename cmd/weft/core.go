@@ -5,23 +5,18 @@ import (
 	"github.com/weft-io/weft/core"
 )
 
-// coreFile is the YAML form of the core's settings (--config).
-type coreFile struct {
-	Data      string   `yaml:"data"`
-	Certs     string   `yaml:"certs"`
-	Name      string   `yaml:"name"`
-	Listen    string   `yaml:"listen"`
-	HTTP      string   `yaml:"http"`
-	Log       string   `yaml:"log_level"`
-	Down      []string `yaml:"down"`
-	RateLimit string   `yaml:"rate_limit"`
-	Store     struct {
-		MinFree string `yaml:"min_free"`
-	} `yaml:"store"`
+// coreSettings are the core's settings, one per flag (see settings.go).
+type coreSettings struct {
+	Data, Certs, Name, Listen, HTTP, Log string
+	Down                                 []string
+	RateLimit                            string
+	Store                                struct {
+		MinFree string
+	}
 }
 
 func newCoreCmd() *cobra.Command {
-	var f coreFile
+	var f coreSettings
 	var config string
 	cmd := &cobra.Command{
 		Use:   "core",
@@ -34,19 +29,18 @@ Edges replicate /uplink/events, /shadows/changes, /audit/events and what
 they add with --replicate; the core sends /updates/down (and what --down
 names) to every edge. SIGINT or SIGTERM shut it down cleanly.
 
-Settings come from --config (YAML) and flags; flags win. The YAML keys are
-data, certs, name, listen, http, log_level, down, rate_limit and
-store.min_free.`,
+Every flag is a setting. A YAML file (--config) gives settings by flag
+name (underscores for dashes allowed; nested maps join with dots, so
+store: {min_free: 1GiB} is --store.min-free); WEFT_<FLAG> environment
+variables (WEFT_LOG_LEVEL, WEFT_RATE_LIMIT) override the file and flags
+override both. 'weft config print core' shows the result.`,
 		Example: `  weft certs init --dir C
   weft certs issue node --dir C --role core --name core-1 --host 127.0.0.1
   weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var fromFile coreFile
-			if ok, err := readConfig(config, &fromFile); err != nil {
+			if err := loadSettings(cmd, config); err != nil {
 				return err
-			} else if ok {
-				mergeCore(cmd, &f, fromFile)
 			}
 			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP}
 			if len(f.Down) > 0 {
@@ -66,7 +60,7 @@ store.min_free.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&config, "config", "", "YAML file with the settings (flags win)")
+	fl.StringVar(&config, "config", "", "YAML file with the settings (the environment and flags win)")
 	fl.StringVar(&f.Data, "data", "", "data directory of the store (required)")
 	fl.StringVar(&f.Certs, "certs", "", "certificate directory (required)")
 	fl.StringVar(&f.Name, "name", "", "the core's name (required)")
@@ -75,21 +69,6 @@ store.min_free.`,
 	fl.StringArrayVar(&f.Down, "down", nil, "another stream to send to every edge besides /updates/down (repeatable)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent on each link, like 10MiB (default: no cap)")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
-}
-
-// mergeCore fills the settings not given as flags from the file.
-func mergeCore(cmd *cobra.Command, f *coreFile, file coreFile) {
-	set := unlessFlag(cmd)
-	set("data", &f.Data, file.Data)
-	set("certs", &f.Certs, file.Certs)
-	set("name", &f.Name, file.Name)
-	set("listen", &f.Listen, file.Listen)
-	set("http", &f.HTTP, file.HTTP)
-	set("log-level", &f.Log, file.Log)
-	set("rate-limit", &f.RateLimit, file.RateLimit)
-	if !cmd.Flags().Changed("down") {
-		f.Down = file.Down
-	}
-	f.Store = file.Store
 }

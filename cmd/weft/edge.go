@@ -5,37 +5,29 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/edge"
-	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/mirror"
 )
 
-// edgeFile is the YAML form of the edge's settings (--config).
-type edgeFile struct {
-	Data    string `yaml:"data"`
-	Certs   string `yaml:"certs"`
-	Name    string `yaml:"name"`
-	Site    string `yaml:"site"`
-	MQTT    string `yaml:"mqtt"`
-	HTTP    string `yaml:"http"`
-	Log     string `yaml:"log_level"`
-	Gateway struct {
-		ConnectTimeout time.Duration `yaml:"connect_timeout"`
-		MaxPacketSize  string        `yaml:"max_packet_size"`
-		MaxConnections int           `yaml:"max_connections"`
-		MessageRate    float64       `yaml:"message_rate"`
-		ByteRate       string        `yaml:"byte_rate"`
-	} `yaml:"gateway"`
+// edgeSettings are the edge's settings, one per flag (see settings.go).
+type edgeSettings struct {
+	Data, Certs, Name, Site, MQTT, HTTP, Log string
+	Gateway                                  struct {
+		ConnectTimeout          time.Duration
+		MaxPacketSize, ByteRate string
+		MaxConnections          int
+		MaxPending              int
+		MessageRate             float64
+	}
 	Store struct {
-		MinFree string `yaml:"min_free"`
-	} `yaml:"store"`
-	Core      string   `yaml:"core"`
-	Replicate []string `yaml:"replicate"`
-	Mirrors   []string `yaml:"mirrors"`
-	RateLimit string   `yaml:"rate_limit"`
-	Backlog   string   `yaml:"backlog_quota"`
+		MinFree string
+	}
+	Core               string
+	Replicate, Mirrors []string
+	RateLimit, Backlog string
 }
 
 func newEdgeCmd() *cobra.Command {
-	var f edgeFile
+	var f edgeSettings
 	var config string
 	cmd := &cobra.Command{
 		Use:   "edge",
@@ -63,16 +55,13 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
   weft edge --data D --certs C --name truck-7 --core 127.0.0.1:7443 --replicate /telemetry/by_device`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var fromFile edgeFile
-			if ok, err := readConfig(config, &fromFile); err != nil {
+			if err := loadSettings(cmd, config); err != nil {
 				return err
-			} else if ok {
-				mergeEdge(cmd, &f, fromFile)
 			}
 			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Site: f.Site, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
 				Core: f.Core, Replicate: f.Replicate}
 			for _, m := range f.Mirrors {
-				spec, err := replicate.ParseMirror(m)
+				spec, err := mirror.ParseSpec(m)
 				if err != nil {
 					return err
 				}
@@ -83,7 +72,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 				return err
 			}
 			g := &cfg.Gateway
-			g.ConnectTimeout, g.MaxConnections, g.MessageRate = f.Gateway.ConnectTimeout, f.Gateway.MaxConnections, f.Gateway.MessageRate
+			g.ConnectTimeout, g.MaxConnections, g.MaxPending, g.MessageRate = f.Gateway.ConnectTimeout, f.Gateway.MaxConnections, f.Gateway.MaxPending, f.Gateway.MessageRate
 			if err := applySizes(
 				sizeSetting{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
 				sizeSetting{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
@@ -97,7 +86,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&config, "config", "", "YAML file with the settings (flags win)")
+	fl.StringVar(&config, "config", "", "YAML file with the settings (the environment and flags win)")
 	fl.StringVar(&f.Data, "data", "", "data directory of the store (required)")
 	fl.StringVar(&f.Certs, "certs", "", "certificate directory (required)")
 	fl.StringVar(&f.Name, "name", "", "the edge's name (required)")
@@ -110,27 +99,12 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
 	fl.StringVar(&f.Backlog, "backlog-quota", "", "most bytes the uplink volume keeps, dropping its oldest data when full, like 2GiB (default: the volume's own policy)")
+	fl.DurationVar(&f.Gateway.ConnectTimeout, "gateway.connect-timeout", 0, "time a device has from TCP connect to CONNECT (default 10s)")
+	fl.StringVar(&f.Gateway.MaxPacketSize, "gateway.max-packet-size", "", "largest MQTT packet a device may send, like 256KiB (default 256KiB)")
+	fl.IntVar(&f.Gateway.MaxConnections, "gateway.max-connections", 0, "most device sessions connected at once (default 50000)")
+	fl.Float64Var(&f.Gateway.MessageRate, "gateway.message-rate", 0, "messages per second a device may publish (default 1000)")
+	fl.StringVar(&f.Gateway.ByteRate, "gateway.byte-rate", "", "bytes per second a device may publish, like 1MiB (default 1MiB)")
+	fl.IntVar(&f.Gateway.MaxPending, "gateway.max-pending", 0, "most connections in the TLS handshake or waiting for their CONNECT at once (default 1024)")
+	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
-}
-
-// mergeEdge fills the settings not given as flags from the file.
-func mergeEdge(cmd *cobra.Command, f *edgeFile, file edgeFile) {
-	set := unlessFlag(cmd)
-	set("data", &f.Data, file.Data)
-	set("certs", &f.Certs, file.Certs)
-	set("name", &f.Name, file.Name)
-	set("site", &f.Site, file.Site)
-	set("mqtt", &f.MQTT, file.MQTT)
-	set("http", &f.HTTP, file.HTTP)
-	set("log-level", &f.Log, file.Log)
-	set("core", &f.Core, file.Core)
-	set("rate-limit", &f.RateLimit, file.RateLimit)
-	set("backlog-quota", &f.Backlog, file.Backlog)
-	if !cmd.Flags().Changed("replicate") {
-		f.Replicate = file.Replicate
-	}
-	if !cmd.Flags().Changed("mirror") {
-		f.Mirrors = file.Mirrors
-	}
-	f.Gateway, f.Store = file.Gateway, file.Store
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/store"
-	"github.com/weft-io/weft/sync/replicate"
+	"github.com/weft-io/weft/sync/mirror"
 )
 
 func newMirrorCmd() *cobra.Command {
@@ -30,7 +30,7 @@ same for one run.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				spec, err := replicate.AddMirror(ctx, st, from, to)
+				spec, err := mirror.Add(ctx, st, from, to)
 				if err != nil {
 					return err
 				}
@@ -50,7 +50,7 @@ same for one run.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withStore(cmd, func(ctx context.Context, st *store.Store) error {
-				specs, err := replicate.Mirrors(ctx, st)
+				specs, err := mirror.List(ctx, st)
 				if err != nil {
 					return err
 				}
@@ -68,7 +68,7 @@ same for one run.`,
 		Example: "  weft mirror rm --data D /models",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd, func(ctx context.Context, st *store.Store) error { return replicate.RemoveMirror(ctx, st, args[0]) })
+			return withStore(cmd, func(ctx context.Context, st *store.Store) error { return mirror.Remove(ctx, st, args[0]) })
 		},
 	}
 	for _, c := range []*cobra.Command{add, ls, rm} {

@@ -3,40 +3,12 @@ package main
 import (
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/spf13/cobra"
-	"gopkg.in/yaml.v3"
 )
 
-// What weft edge, weft core and weft up share: a YAML settings file that
-// flags override, a log level, sizes given as text.
-
-// readConfig reads the YAML file path, if set, into file and reports
-// whether it did.
-func readConfig(path string, file any) (bool, error) {
-	if path == "" {
-		return false, nil
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false, err
-	}
-	if err := yaml.Unmarshal(b, file); err != nil {
-		return false, fmt.Errorf("%s: %w", path, err)
-	}
-	return true, nil
-}
-
-// unlessFlag returns a setter that takes a value from the file unless its
-// flag was given or the file leaves it empty.
-func unlessFlag(cmd *cobra.Command) func(flag string, dst *string, v string) {
-	return func(flag string, dst *string, v string) {
-		if !cmd.Flags().Changed(flag) && v != "" {
-			*dst = v
-		}
-	}
-}
+// What weft edge, weft core and weft up share besides their settings
+// (settings.go): a log level, sizes given as text.
 
 // logger returns a text logger to the command's standard error at level
 // ("debug", "info", "warn", "error").

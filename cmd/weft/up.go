@@ -7,7 +7,7 @@ import (
 
 func newUpCmd() *cobra.Command {
 	var cfg up.Config
-	var level string
+	var level, config string
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Run the whole fabric on this machine: core, edge, gateway and a simulated fleet",
@@ -21,6 +21,9 @@ on the same directory resumes with the same data.`,
   weft up --data ./weft-data --devices 1000 --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := loadSettings(cmd, config); err != nil {
+				return err
+			}
 			var err error
 			if cfg.Logger, err = logger(cmd, level); err != nil {
 				return err
@@ -30,6 +33,7 @@ on the same directory resumes with the same data.`,
 		},
 	}
 	fl := cmd.Flags()
+	fl.StringVar(&config, "config", "", "YAML file with the settings by flag name (WEFT_<FLAG> variables and flags win)")
 	fl.StringVar(&cfg.DataDir, "data", "./weft-data", "data directory: certificates, the nodes' stores, admin.token")
 	fl.IntVar(&cfg.Devices, "devices", 50, "simulated devices")
 	fl.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "console and API address of the core")
