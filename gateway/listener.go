@@ -36,7 +36,8 @@ type listener struct {
 	conns   map[net.Conn]struct{}
 	closed  bool
 	pending atomic.Int64
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // connection goroutines
+	serving sync.WaitGroup // the accept loop, from Init until it returns
 }
 
 const listenerID = "weft-mqtts"
@@ -68,12 +69,14 @@ func (l *listener) Init(*slog.Logger) error {
 		return err
 	}
 	l.ln = ln
+	l.serving.Add(1) // mochi runs Serve next, in a goroutine of its own
 	return nil
 }
 
 // Serve implements listeners.Listener: it accepts connections until
 // closed.
 func (l *listener) Serve(establish listeners.EstablishFn) {
+	defer l.serving.Done()
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
@@ -139,8 +142,21 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 }
 
-// wait waits for every connection goroutine to end.
-func (l *listener) wait() { l.wg.Wait() }
+// closeAll closes every connection at once, whatever it is doing.
+func (l *listener) closeAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		c.Close()
+	}
+}
+
+// wait waits for the accept loop and every connection goroutine (their
+// publish queues drained) to end.
+func (l *listener) wait() {
+	l.serving.Wait()
+	l.wg.Wait()
+}
 
 // serveConn runs one connection: handshake, identity, then mochi.
 func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
@@ -157,6 +173,11 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 	}
 	sess.onConnect = release
 	defer release()
+	defer func() {
+		if sess.queue != nil {
+			sess.queue.drain() // its goroutine writes to the store
+		}
+	}()
 
 	defer func() {
 		if r := recover(); r != nil {

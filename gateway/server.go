@@ -220,8 +220,16 @@ func (s *Server) prepareStore(ctx context.Context) error {
 // Shutdown stops accepting connections and delivering updates, closes
 // every connection (v5 devices get DISCONNECT 0x8B server shutting down),
 // and makes the session state durable. Persistent sessions stay in the
-// store for the next start. If ctx ends first, Shutdown returns its error
-// while the shutdown completes in the background.
+// store for the next start.
+//
+// It returns once every goroutine the server started has ended: the
+// downlink, the revocation and expiry sweeps, mochi's housekeeping, the
+// accept loop, each connection's reading, writing and publish queue, and
+// the session state writer. The store can be closed then. If ctx ends
+// first, Shutdown stops waiting on the store (its calls in flight fail,
+// what they had not written is lost) and closes the connections left at
+// once, waits for those goroutines to end all the same, and returns
+// ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	if !s.started || s.stopped {
@@ -237,17 +245,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		defer close(done)
 		s.bgStop()
 		s.bg.Wait()
-		s.mqtt.Close() // closes the listener and clients, then stops the hooks
+		s.mqtt.Close() // waits for its event loop, closes the listener and clients, then stops the hooks
 		s.ln.wait()
-		s.storeCancel()
 	}()
+	var err error
 	select {
 	case <-done:
-		s.log.Info("gateway stopped")
-		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
+		s.log.Warn("gateway shutdown forced", "err", err)
+		s.storeCancel()
+		s.ln.closeAll()
+		<-done
 	}
+	s.storeCancel()
+	s.log.Info("gateway stopped")
+	return err
 }
 
 // sweep closes the sessions of devices whose certificate has been

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -154,6 +155,7 @@ type loop struct {
 	retainedExpiry *time.Ticker     // interval ticker for cleaning retained messages
 	willDelaySend  *time.Ticker     // interval ticker for sending Will Messages with a delay
 	willDelayed    *packets.Packets // activate LWT packets which will be sent after a delay
+	running        sync.WaitGroup   // the event loop, while it runs
 }
 
 // ops contains server values which can be propagated to other structs.
@@ -363,6 +365,7 @@ func (s *Server) Serve() error {
 		}
 	}
 
+	s.loop.running.Add(1)
 	go s.eventLoop()                            // spin up event loop for issuing $SYS values and closing server.
 	s.Listeners.ServeAll(s.EstablishConnection) // start listening on all listeners.
 	s.publishSysTopics()                        // begin publishing $SYS system values.
@@ -373,6 +376,7 @@ func (s *Server) Serve() error {
 
 // eventLoop loops forever, running various server housekeeping methods at different intervals.
 func (s *Server) eventLoop() {
+	defer s.loop.running.Done()
 	s.Log.Debug("system event loop started")
 	defer s.Log.Debug("system event loop halted")
 
@@ -407,8 +411,15 @@ func (s *Server) attachClient(cl *Client, listener string) error {
 	defer s.Listeners.ClientsWg.Done()
 	s.Listeners.ClientsWg.Add(1)
 
-	go cl.WriteLoop()
-	defer cl.Stop(nil)
+	writing := make(chan struct{})
+	go func() {
+		defer close(writing)
+		cl.WriteLoop()
+	}()
+	defer func() {
+		cl.Stop(nil)
+		<-writing // the write loop ends with the client
+	}()
 
 	pk, err := s.readConnectionPacket(cl)
 	if err != nil {
@@ -1510,6 +1521,7 @@ func (s *Server) publishSysTopics() {
 // Close attempts to gracefully shut down the server, all listeners, clients, and stores.
 func (s *Server) Close() error {
 	close(s.done)
+	s.loop.running.Wait() // its housekeeping calls hooks, which are stopped below
 	s.Log.Info("gracefully stopping server")
 	s.Listeners.CloseAll(s.closeListenerClients)
 	s.hooks.OnStopped()

@@ -413,6 +413,7 @@ func TestServerEventLoop(t *testing.T) {
 	s.loop.clientExpiry = time.NewTicker(time.Millisecond)
 	s.loop.retainedExpiry = time.NewTicker(time.Millisecond)
 	s.loop.willDelaySend = time.NewTicker(time.Millisecond)
+	s.loop.running.Add(1)
 	go s.eventLoop()
 
 	time.Sleep(time.Millisecond * 3)
