@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weft-io/weft/certs"
 	"net/http"
 	"strconv"
 	"time"
@@ -63,8 +64,14 @@ func newSSE(w http.ResponseWriter, l Limits) (*SSE, error) {
 // w cannot flush, it answers r with a problem document (429 Too many
 // streams naming the cap) and returns false.
 func (s *Server) StartSSE(w http.ResponseWriter, r *http.Request) (*SSE, bool) {
+	return s.StartSSEFor(w, r, Claims(r.Context()))
+}
+
+// StartSSEFor is StartSSE for a request whose token is c, for callers
+// that authenticate requests themselves (the console's sessions).
+func (s *Server) StartSSEFor(w http.ResponseWriter, r *http.Request, c *certs.TokenClaims) (*SSE, bool) {
 	sub := ""
-	if c := Claims(r.Context()); c != nil {
+	if c != nil {
 		sub = c.Subject
 	}
 	release, refused := s.streams.acquire(sub)

@@ -23,8 +23,8 @@ const (
 // changed (at most one every fleetEvery), woken by commits to
 // /shadows/changes.
 func (s *Server) liveFleet(w http.ResponseWriter, r *http.Request) {
-	ev, err := api.NewSSE(w)
-	if err != nil {
+	ev, ok := s.api.StartSSEFor(w, r, sessionOf(r.Context()).claims)
+	if !ok {
 		return
 	}
 	ctx := r.Context()
@@ -55,8 +55,8 @@ func (s *Server) liveDevice(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, problemText(err), http.StatusNotFound)
 		return
 	}
-	ev, err := api.NewSSE(w)
-	if err != nil {
+	ev, ok := s.api.StartSSEFor(w, r, sess.claims)
+	if !ok {
 		return
 	}
 	changes, byDevice := s.st.Stream(store.ShadowChanges), s.st.Stream(store.ByDeviceStream)

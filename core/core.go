@@ -11,9 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
-	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/api"
@@ -52,6 +50,10 @@ type Config struct {
 	// models and firmware. MirrorsUp are those edges may mirror to it
 	// (edge E's volume V lands in "V.E"); default none.
 	MirrorsDown, MirrorsUp []string
+	// HTTP bounds the HTTP API's and console's connections, timeouts and
+	// event streams (docs/api.md#limits); the zero value takes the
+	// defaults.
+	HTTP api.Limits
 	// Store holds store settings; Dir and Name are set from the above.
 	Store store.Config
 	// QUIC overrides the links' QUIC settings (tests).
@@ -67,11 +69,9 @@ type Node struct {
 	store *store.Store
 	sync  *link.Server
 	ln    *wire.Listener
-	http  *http.Server
-	hln   net.Listener
+	http  *node.HTTP
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
-	done  chan error
 
 	console *console.Server
 }
@@ -125,7 +125,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Logger: log.With("component", "api")})
+		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Limits: cfg.HTTP, Logger: log.With("component", "api")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
@@ -142,21 +142,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
-	hln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		ln.Close()
-		return fail(fmt.Errorf("core: http: %w", err))
-	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	n := &Node{
-		cfg: cfg, log: log, store: st, sync: srv, ln: ln, hln: hln, stop: stop, done: make(chan error, 1), console: con,
-		http: &http.Server{
-			Handler: con, // the console's pages, and the API under /api/
-
-			ReadHeaderTimeout: 10 * time.Second,
-			BaseContext:       func(net.Listener) context.Context { return runCtx },
-		},
+	// The console's pages, and the API under /api/.
+	hs, err := node.ServeHTTP(runCtx, cfg.HTTPAddr, con, cfg.HTTP, reg, log)
+	if err != nil {
+		stop()
+		ln.Close()
+		return fail(fmt.Errorf("core: %w", err))
 	}
+	n := &Node{cfg: cfg, log: log, store: st, sync: srv, ln: ln, http: hs, stop: stop, console: con}
 	n.wg.Add(3)
 	go func() {
 		defer n.wg.Done()
@@ -177,14 +171,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("shadow watcher stopped", "err", err)
 		}
 	}()
-	go func() {
-		err := n.http.Serve(hln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		n.done <- err
-	}()
-	log.Info("core started", "sync", ln.Addr().String(), "http", hln.Addr().String(), "data", cfg.DataDir)
+	log.Info("core started", "sync", ln.Addr().String(), "http", hs.Addr().String(), "data", cfg.DataDir)
 	return n, nil
 }
 
@@ -194,7 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return node.Wait(ctx, n.done, n.Shutdown)
+	return node.Wait(ctx, n.http.Done(), n.Shutdown)
 }
 
 // Store is the node's store.
@@ -204,7 +191,7 @@ func (n *Node) Store() *store.Store { return n.store }
 func (n *Node) SyncAddr() net.Addr { return n.ln.Addr() }
 
 // HTTPAddr is the address the HTTP API listens on.
-func (n *Node) HTTPAddr() net.Addr { return n.hln.Addr() }
+func (n *Node) HTTPAddr() net.Addr { return n.http.Addr() }
 
 // Links returns the figures of the node's links to its edges.
 func (n *Node) Links() []replicate.LinkStatus { return n.sync.Monitor().Links() }
@@ -218,9 +205,6 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.wg.Wait()
 	serr := n.store.Close()
 	n.log.Info("core stopped")
-	if errors.Is(herr, http.ErrServerClosed) {
-		herr = nil
-	}
 	return errors.Join(herr, serr)
 }
 

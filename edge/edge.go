@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -67,6 +66,12 @@ type Config struct {
 	// Uplink is what of the telemetry goes to the core's /uplink/events
 	// besides detections: summaries and the readings around detections.
 	Uplink UplinkFilter
+	// Scoring bounds what the anomaly scorer spends on each device and on
+	// all of them (docs/edge.md); the zero value takes the defaults.
+	Scoring ScoreLimits
+	// HTTP bounds the HTTP API's connections, timeouts and event streams
+	// (docs/api.md#limits); the zero value takes the defaults.
+	HTTP api.Limits
 	// BacklogQuota, if positive, is the most bytes the uplink volume
 	// keeps: past it, the oldest uplink data is dropped (and counted)
 	// rather than new data refused. 0 leaves the volume's policy as it is.
@@ -84,11 +89,9 @@ type Node struct {
 	log   *slog.Logger
 	store *store.Store
 	gw    *gateway.Server
-	http  *http.Server
-	hln   net.Listener
+	http  *node.HTTP
 	mon   *replicate.Monitor
 	stop  context.CancelFunc
-	done  chan error
 	wg    sync.WaitGroup
 }
 
@@ -151,35 +154,22 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: api.MonitorLinks(mon), DesiredReadOnly: cfg.Core != "", Logger: log.With("component", "api")})
+		Links: api.MonitorLinks(mon), DesiredReadOnly: cfg.Core != "", Limits: cfg.HTTP, Logger: log.With("component", "api")})
 	if err != nil {
 		gw.Shutdown(context.Background())
 		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
-	hln, err := net.Listen("tcp", cfg.HTTPAddr)
+	reqCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	hs, err := node.ServeHTTP(reqCtx, cfg.HTTPAddr, apiSrv.Handler(), cfg.HTTP, reg, log)
 	if err != nil {
+		stop()
 		gw.Shutdown(context.Background())
 		st.Close()
-		return nil, fmt.Errorf("edge: http: %w", err)
+		return nil, fmt.Errorf("edge: %w", err)
 	}
-	reqCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	n := &Node{
-		cfg: cfg, log: log, store: st, gw: gw, hln: hln, mon: mon, stop: stop, done: make(chan error, 1),
-		http: &http.Server{
-			Handler:           apiSrv.Handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			BaseContext:       func(net.Listener) context.Context { return reqCtx },
-		},
-	}
-	go func() {
-		err := n.http.Serve(hln)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		n.done <- err
-	}()
+	n := &Node{cfg: cfg, log: log, store: st, gw: gw, http: hs, mon: mon, stop: stop}
 	if client != nil {
 		n.wg.Add(1)
 		go func() {
@@ -188,6 +178,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}()
 	}
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
+	scores.setLimits(cfg.Scoring)
+	reg.MustRegister(scores)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -195,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("anomaly scores stopped", "err", err)
 		}
 	}()
-	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hln.Addr().String(), "data", cfg.DataDir, "core", cfg.Core)
+	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hs.Addr().String(), "data", cfg.DataDir, "core", cfg.Core)
 	return n, nil
 }
 
@@ -256,7 +248,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	return node.Wait(ctx, n.done, n.Shutdown)
+	return node.Wait(ctx, n.http.Done(), n.Shutdown)
 }
 
 // Store is the node's store.
@@ -269,7 +261,7 @@ func (n *Node) Gateway() *gateway.Server { return n.gw }
 func (n *Node) MQTTAddr() net.Addr { return n.gw.Addr() }
 
 // HTTPAddr is the address the HTTP API listens on.
-func (n *Node) HTTPAddr() net.Addr { return n.hln.Addr() }
+func (n *Node) HTTPAddr() net.Addr { return n.http.Addr() }
 
 // Shutdown stops the HTTP API, the gateway and the link to the core, then
 // closes the store.
@@ -280,9 +272,6 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.wg.Wait()
 	serr := n.store.Close()
 	n.log.Info("edge stopped")
-	if errors.Is(herr, http.ErrServerClosed) {
-		herr = nil
-	}
 	return errors.Join(herr, gerr, serr)
 }
 
@@ -293,12 +282,7 @@ func limitBacklog(ctx context.Context, st *store.Store, quota int64) error {
 		return nil
 	}
 	vol, _, _ := store.SplitPath(store.UplinkStream)
-	vi, err := st.Volume(vol)
-	if err != nil {
-		return err
-	}
-	if vi.Quota == quota && vi.DropOldest {
-		return nil
-	}
-	return st.SetVolume(ctx, vol, store.VolumeOptions{TTL: vi.TTL, Quota: quota, DropOldest: true})
+	drop := true
+	_, err := st.ChangeVolume(ctx, vol, store.VolumeChange{Quota: &quota, DropOldest: &drop})
+	return err
 }

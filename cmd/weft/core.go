@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/core"
 )
 
@@ -13,6 +14,8 @@ type coreSettings struct {
 	Store                                struct {
 		MinFree string
 	}
+	Limits   api.Limits
+	MirrorUp []string
 }
 
 func newCoreCmd() *cobra.Command {
@@ -42,7 +45,7 @@ override both. 'weft config print core' shows the result.`,
 			if err := loadSettings(cmd, config); err != nil {
 				return err
 			}
-			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP}
+			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP, HTTP: f.Limits, MirrorsUp: f.MirrorUp}
 			if len(f.Down) > 0 {
 				cfg.Down = append([]string{"/updates/down"}, f.Down...)
 			}
@@ -69,6 +72,8 @@ override both. 'weft config print core' shows the result.`,
 	fl.StringArrayVar(&f.Down, "down", nil, "another stream to send to every edge besides /updates/down (repeatable)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent on each link, like 10MiB (default: no cap)")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
+	fl.StringArrayVar(&f.MirrorUp, "mirror-up", nil, "a volume edges may mirror up to the core, landing in VOLUME.EDGE (repeatable; the edge adds --mirror up:/VOLUME)")
+	httpFlags(fl, &f.Limits)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }

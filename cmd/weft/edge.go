@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/edge"
 	"github.com/weft-io/weft/sync/mirror"
 )
@@ -21,6 +22,7 @@ type edgeSettings struct {
 	Store struct {
 		MinFree string
 	}
+	Limits             api.Limits
 	Core               string
 	Replicate, Mirrors []string
 	RateLimit, Backlog string
@@ -59,7 +61,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 				return err
 			}
 			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Site: f.Site, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
-				Core: f.Core, Replicate: f.Replicate}
+				Core: f.Core, Replicate: f.Replicate, HTTP: f.Limits}
 			for _, m := range f.Mirrors {
 				spec, err := mirror.ParseSpec(m)
 				if err != nil {
@@ -105,6 +107,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.Float64Var(&f.Gateway.MessageRate, "gateway.message-rate", 0, "messages per second a device may publish (default 1000)")
 	fl.StringVar(&f.Gateway.ByteRate, "gateway.byte-rate", "", "bytes per second a device may publish, like 1MiB (default 1MiB)")
 	fl.IntVar(&f.Gateway.MaxPending, "gateway.max-pending", 0, "most connections in the TLS handshake or waiting for their CONNECT at once (default 1024)")
+	httpFlags(fl, &f.Limits)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }

@@ -5,6 +5,8 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/weft-io/weft/api"
 )
 
 // What weft edge, weft core and weft up share besides their settings
@@ -39,4 +41,15 @@ func applySizes(settings ...sizeSetting) error {
 		sz.dst(n)
 	}
 	return nil
+}
+
+// httpFlags adds the settings of a node's HTTP limits (api.Limits) as
+// --http.* flags.
+func httpFlags(fl *pflag.FlagSet, l *api.Limits) {
+	fl.DurationVar(&l.ReadTimeout, "http.read-timeout", 0, "time to read a whole request (default 1m)")
+	fl.DurationVar(&l.WriteTimeout, "http.write-timeout", 0, "time to write a response, event streams excepted (default 2m)")
+	fl.DurationVar(&l.IdleTimeout, "http.idle-timeout", 0, "how long an idle keep-alive connection stays open (default 1m)")
+	fl.IntVar(&l.MaxConns, "http.max-conns", 0, "most open HTTP connections (default 1024, at most a quarter of the open-file limit)")
+	fl.IntVar(&l.MaxStreams, "http.max-streams", 0, "most event streams open at once (default 256)")
+	fl.IntVar(&l.MaxStreamsPerToken, "http.max-streams-per-token", 0, "most event streams open at once per token subject (default 8)")
 }

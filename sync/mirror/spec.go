@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/weft-io/weft/store"
@@ -39,6 +40,12 @@ func ParseSpec(s string) (Spec, error) {
 	vol = strings.Trim(vol, "/")
 	if vol == "" || strings.Contains(vol, "/") {
 		return Spec{}, fmt.Errorf("mirror: %q: want core:/<volume> or up:/<volume>", s)
+	}
+	if slices.Contains(store.WellKnownVolumes, vol) && !slices.Contains(DefaultDown(), vol) || vol == "config" {
+		return Spec{}, fmt.Errorf("mirror: %q: /%s is a node's own volume, kept by its streams and tables (replicate its streams instead); a mirror can only copy models, firmware or a volume of your own", s, vol)
+	}
+	if dir == wire.Up && slices.Contains(DefaultDown(), vol) {
+		return Spec{}, fmt.Errorf("mirror: %q: /%s comes down from the core; it cannot also go up", s, vol)
 	}
 	return Spec{Volume: vol, Dir: dir}, nil
 }
