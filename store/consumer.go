@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -52,8 +51,9 @@ type Batch struct {
 	Topic     string
 	Partition int
 	Messages  []Message
-	// Lost is how many messages retention removed before the consumer
-	// read them (its cursor was below the partition's low-water mark):
+	// Lost is how many messages the consumer will never read: removed by
+	// retention before it read them (its cursor was below the partition's
+	// low-water mark) or quarantined as damaged (Stream.Quarantine).
 	// Messages start after the gap.
 	Lost uint64
 }
@@ -259,16 +259,12 @@ func (c *Consumer) prime(ctx context.Context, parts []TopicPart) error {
 func (c *Consumer) consume(ctx context.Context, tp TopicPart, handle Handler) (full bool, err error) {
 	from := c.pos[tp]
 	b := Batch{Topic: tp.Topic, Partition: tp.Partition}
-	b.Messages, err = c.st.Read(ctx, tp.Topic, tp.Partition, from, ReadOptions{Limit: c.cfg.Limit})
-	if errors.Is(err, ErrTrimmed) {
-		low, _, berr := c.st.Bounds(ctx, tp.Topic, tp.Partition)
-		if berr != nil {
-			return false, berr
-		}
-		c.log.Warn("consumer skipped messages removed by retention", "stream", c.st.path, "group", c.cfg.Group,
-			"topic", tp.Topic, "partition", tp.Partition, "from", from, "to", low)
-		b.Lost, from = low-from, low
-		b.Messages, err = c.st.Read(ctx, tp.Topic, tp.Partition, from, ReadOptions{Limit: c.cfg.Limit})
+	var start uint64
+	b.Messages, start, err = c.st.ReadPast(ctx, tp.Topic, tp.Partition, from, ReadOptions{Limit: c.cfg.Limit})
+	if start > from {
+		c.log.Warn("consumer skipped messages removed by retention or quarantined", "stream", c.st.path, "group", c.cfg.Group,
+			"topic", tp.Topic, "partition", tp.Partition, "from", from, "to", start)
+		b.Lost, from = start-from, start
 	}
 	if err != nil {
 		return false, fmt.Errorf("store: consumer %s of %s topic %q partition %d: %w", c.cfg.Group, c.st.path, tp.Topic, tp.Partition, err)

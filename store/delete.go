@@ -92,7 +92,7 @@ func (s *Store) sweepTomb(ctx context.Context, vol, name string) error {
 		return fmt.Errorf("store: read: %w", err)
 	}
 	path := "/" + vol + "/" + name
-	for _, kind := range []byte{kindBatch, kindTopic, kindLow, kindCursor, kindRow, kindChunk} {
+	for _, kind := range []byte{kindBatch, kindTopic, kindLow, kindCursor, kindRow, kindChunk, kindGap, kindWrite} {
 		pfx := objKey(vol, kind, name, "")
 		for {
 			done := false

@@ -22,6 +22,8 @@ import (
 //	"v" vol 0 "r" name 0 key                  table row
 //	"v" vol 0 "f" name 0 gen chunk            file chunk
 //	"v" vol 0 "x" name                        tomb: the object is deleted, its data is being swept
+//	"v" vol 0 "q" name 0 topic 0 part from    quarantined offsets [from, to) of a partition (value: to)
+//	"v" vol 0 "g" name 0 gen                  a file write in progress: its chunks of gen are not yet the file's
 //
 // Names, topics, keys and groups never contain a NUL byte.
 const (
@@ -33,6 +35,8 @@ const (
 	kindRow    = 'r'
 	kindChunk  = 'f'
 	kindTomb   = 'x'
+	kindGap    = 'q'
+	kindWrite  = 'g'
 )
 
 func volumeKey(vol string) []byte { return []byte("V" + vol) }
@@ -92,6 +96,18 @@ func chunkKey(vol, name string, gen, idx uint64) []byte {
 	b := objKey(vol, kindChunk, name, "")
 	b = binary.BigEndian.AppendUint64(b, gen)
 	return binary.BigEndian.AppendUint64(b, idx)
+}
+
+// gapPrefix is the prefix of a partition's quarantine records; append 8
+// bytes of first offset to get a record's key.
+func gapPrefix(vol, name, topic string, part int) []byte {
+	b := objKey(vol, kindGap, name, topic, "")
+	return binary.BigEndian.AppendUint32(b, uint32(part))
+}
+
+// writeKey marks generation gen of a file as being written.
+func writeKey(vol, name string, gen uint64) []byte {
+	return binary.BigEndian.AppendUint64(objKey(vol, kindWrite, name, ""), gen)
 }
 
 // prefixEnd returns the smallest key greater than every key with prefix p.

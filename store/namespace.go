@@ -40,6 +40,9 @@ type Info struct {
 	// stream (see VolumeOptions.DropOldest).
 	Dropped      int64 `json:"dropped,omitempty"`
 	DroppedBytes int64 `json:"dropped_bytes,omitempty"`
+	// Quarantined counts the offsets given up as damaged
+	// (Stream.Quarantine).
+	Quarantined int64 `json:"quarantined,omitempty"`
 	// Tables.
 	ChangeStream string `json:"change_stream,omitempty"`
 	// Files.

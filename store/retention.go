@@ -153,10 +153,13 @@ func batchHeader(txn *badger.Txn, key []byte) (batchInfo, error) {
 }
 
 // trimBelow deletes a partition's batches below offset keep (a batch
-// boundary) and records keep as its low-water mark.
+// boundary) and records keep as its low-water mark, in the first of the
+// commits it takes: a partition's first batch is never past its mark but
+// for damage, which reads report.
 func (s *Store) trimBelow(ctx context.Context, path, topic string, part int, keep uint64) error {
 	vol, name, _ := SplitPath(path)
 	prefix := partPrefix(vol, name, topic, part)
+	gaps := gapPrefix(vol, name, topic, part)
 	for {
 		more := false
 		err := s.do(ctx, 0, true, func(w *wtx) error {
@@ -167,6 +170,13 @@ func (s *Store) trimBelow(ctx context.Context, path, topic string, part int, kee
 			if err != nil {
 				return err
 			}
+			if h.low < keep {
+				h.low = keep
+				h.next = max(h.next, keep)
+				if err := w.put(vol, lowKey(vol, name, topic, part), binary.BigEndian.AppendUint64(nil, keep)); err != nil {
+					return err
+				}
+			}
 			n, err := w.sweep(vol, prefix, sweepChunk, nil, func(k []byte) bool { return binary.BigEndian.Uint64(k[len(prefix):]) >= keep })
 			if err != nil {
 				return err
@@ -174,9 +184,16 @@ func (s *Store) trimBelow(ctx context.Context, path, topic string, part int, kee
 			if more = n == sweepChunk; more {
 				return nil
 			}
-			h.low = max(h.low, keep)
-			h.next = max(h.next, keep)
-			return w.put(vol, lowKey(vol, name, topic, part), binary.BigEndian.AppendUint64(nil, keep))
+			// Quarantined ranges wholly below the mark are of no more use.
+			_, err = w.sweep(vol, gaps, 0, func(k []byte) bool {
+				item, err := w.txn.Get(k)
+				if err != nil {
+					return true
+				}
+				_, to, err := decodeGap(item, gaps)
+				return err != nil || to > keep
+			}, func(k []byte) bool { return binary.BigEndian.Uint64(k[len(gaps):]) >= keep })
+			return err
 		})
 		if err != nil || !more {
 			return err

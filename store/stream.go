@@ -254,41 +254,40 @@ func (w *wtx) flushPart(p *pendingPart) error {
 }
 
 // bounds reads a partition's low-water mark and next offset from txn. The
-// next offset comes from the last batch's header; verify also checks that
+// low-water mark is the recorded one (0 if none): batches are removed from
+// a partition's start only together with moving it, so a first batch past
+// it is damage, which reads report. The next offset comes from the last
+// batch's header and the last quarantined range; verify also checks that
 // batch's checksum (the writer does, before numbering new messages after
 // it; readers check each batch they decode).
 func bounds(txn *badger.Txn, vol, name, topic string, part int, verify bool) (low, next uint64, exists bool, err error) {
 	prefix := partPrefix(vol, name, topic, part)
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	it.Seek(prefix)
-	if it.ValidForPrefix(prefix) {
-		low = binary.BigEndian.Uint64(it.Item().Key()[len(prefix):])
+	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
+	rit.Seek(batchKey(prefix, ^uint64(0)))
+	if rit.ValidForPrefix(prefix) {
 		exists = true
-	}
-	it.Close()
-	if exists {
-		rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
-		rit.Seek(batchKey(prefix, ^uint64(0)))
-		if rit.ValidForPrefix(prefix) {
-			item := rit.Item()
-			base := binary.BigEndian.Uint64(item.Key()[len(prefix):])
-			var info batchInfo
-			err = item.Value(func(v []byte) error {
-				var e error
-				if verify {
-					info, e = checkBatch(v)
-				} else {
-					info, e = batchHeaderOf(v)
-				}
-				return e
-			})
-			if err != nil {
-				rit.Close()
-				return 0, 0, false, fmt.Errorf("%s batch %d: %w", partID("/"+vol+"/"+name, topic, part), base, err)
+		item := rit.Item()
+		base := binary.BigEndian.Uint64(item.Key()[len(prefix):])
+		var info batchInfo
+		err = item.Value(func(v []byte) error {
+			var e error
+			if verify {
+				info, e = checkBatch(v)
+			} else {
+				info, e = batchHeaderOf(v)
 			}
-			next = base + uint64(info.count)
+			return e
+		})
+		if err != nil {
+			rit.Close()
+			return 0, 0, false, &CorruptError{Path: "/" + vol + "/" + name, Topic: topic, Partition: part, From: base, Err: err}
 		}
-		rit.Close()
+		next = base + uint64(info.count)
+	}
+	rit.Close()
+	if _, to, ok := lastGap(txn, vol, name, topic, part); ok {
+		exists = true
+		next = max(next, to)
 	}
 	item, err := txn.Get(lowKey(vol, name, topic, part))
 	switch {
@@ -298,21 +297,39 @@ func bounds(txn *badger.Txn, vol, name, topic string, part int, verify bool) (lo
 		return 0, 0, false, err
 	default:
 		exists = true
-		var mark uint64
 		err = item.Value(func(v []byte) error {
 			if len(v) != 8 {
 				return fmt.Errorf("%w: low-water record of %d bytes", ErrCorrupt, len(v))
 			}
-			mark = binary.BigEndian.Uint64(v)
+			low = binary.BigEndian.Uint64(v)
 			return nil
 		})
 		if err != nil {
 			return 0, 0, false, err
 		}
-		low = max(low, mark)
-		next = max(next, mark)
+		next = max(next, low)
 	}
 	return low, next, exists, err
+}
+
+// lowMark reads a partition's recorded low-water mark, 0 if none.
+func lowMark(txn *badger.Txn, vol, name, topic string, part int) (uint64, error) {
+	item, err := txn.Get(lowKey(vol, name, topic, part))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read: %w", err)
+	}
+	var low uint64
+	err = item.Value(func(v []byte) error {
+		if len(v) != 8 {
+			return fmt.Errorf("%w: low-water record of %d bytes", ErrCorrupt, len(v))
+		}
+		low = binary.BigEndian.Uint64(v)
+		return nil
+	})
+	return low, err
 }
 
 // Bounds returns the partition's low-water mark (first readable offset) and
@@ -339,8 +356,16 @@ type ReadOptions struct {
 
 // Read returns messages of a partition from offset from on, at most
 // opts.Limit messages and about opts.MaxBytes bytes (always at least one
-// message when one exists). Reading below the low-water mark is ErrTrimmed;
-// at or past the end it returns no messages.
+// message when one exists). Reading below the low-water mark is
+// ErrTrimmed; at or past the end it returns no messages.
+//
+// Offsets are dense: each batch must start where the one before it ended.
+// A read that reaches offsets it cannot return stops before them; a read
+// that starts there fails with a *CorruptError (ErrCorrupt) naming the
+// range when a batch is missing or fails its checksum, or a *GapError
+// (ErrQuarantined) when the range was quarantined, which the reader steps
+// over by reading on from its end (ReadPast does). A read never skips
+// offsets silently.
 func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64, opts ReadOptions) ([]Message, error) {
 	if opts.Limit <= 0 {
 		opts.Limit = 1000
@@ -357,18 +382,15 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 	if part < 0 || part >= m.Partitions {
 		return nil, fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, st.path, m.Partitions)
 	}
-	low, next, _, err := bounds(txn, vol, name, topic, part, false)
+	low, err := lowMark(txn, vol, name, topic, part)
 	if err != nil {
 		return nil, err
 	}
 	if from < low {
 		return nil, fmt.Errorf("%w: %s topic %q partition %d starts at %d, asked for %d", ErrTrimmed, st.path, topic, part, low, from)
 	}
-	if from >= next {
-		return nil, nil
-	}
 	prefix := partPrefix(vol, name, topic, part)
-	// Find the batch holding from: the last batch whose base is <= from.
+	// Start at the batch holding from: the last batch whose base is <= from.
 	start := batchKey(prefix, from)
 	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
 	rit.Seek(start)
@@ -380,19 +402,48 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 	defer it.Close()
 	var out []Message
 	size := 0
+	want := from // the next offset the read must find
+	// stop ends the read at offsets [at, to) it cannot return (to 0:
+	// unknown): what was read so far, or the error that names them.
+	stop := func(at, to uint64, cause error) ([]Message, error) {
+		if len(out) > 0 {
+			return out, nil
+		}
+		txn := st.v.s.readTxn(0) // a quarantine holds for every view
+		defer txn.Discard()
+		if gf, gt, ok := gapAt(txn, vol, name, topic, part, want); ok {
+			return nil, &GapError{Path: st.path, Topic: topic, Partition: part, From: gf, To: gt}
+		}
+		return nil, &CorruptError{Path: st.path, Topic: topic, Partition: part, From: at, To: to, Err: cause}
+	}
+	first := true
 	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		base := binary.BigEndian.Uint64(item.Key()[len(prefix):])
-		val, err := item.ValueCopy(nil)
-		if err != nil {
-			return nil, err
+		if base > want {
+			return stop(want, base, fmt.Errorf("no batch holds offsets %d-%d", want, base-1))
 		}
-		msgs, err := decodeBatch(val, base, part)
+		if base < want && !first {
+			return stop(want, 0, fmt.Errorf("the batch found next starts at %d, before %d", base, want))
+		}
+		first = false
+		val, err := item.ValueCopy(nil)
+		var msgs []Message
+		if err == nil {
+			msgs, err = decodeBatch(val, base, part)
+		}
 		if err != nil {
-			return nil, fmt.Errorf("%s topic %q partition %d batch %d: %w", st.path, topic, part, base, err)
+			to := uint64(0)
+			if it.Next(); it.ValidForPrefix(prefix) {
+				to = binary.BigEndian.Uint64(it.Item().Key()[len(prefix):])
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				err = fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			return stop(base, to, err)
 		}
 		for _, msg := range msgs {
-			if msg.Offset < from {
+			if msg.Offset < want {
 				continue
 			}
 			if len(out) >= opts.Limit || (len(out) > 0 && size+encodedSize(&msg) > opts.MaxBytes) {
@@ -401,11 +452,50 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 			size += encodedSize(&msg)
 			out = append(out, msg)
 		}
+		want = max(want, base+uint64(len(msgs)))
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 	}
+	if len(out) == 0 {
+		// Past the last batch: a quarantine may reach further.
+		rt := st.v.s.readTxn(0)
+		defer rt.Discard()
+		if gf, gt, ok := gapAt(rt, vol, name, topic, part, want); ok {
+			return nil, &GapError{Path: st.path, Topic: topic, Partition: part, From: gf, To: gt}
+		}
+	}
 	return out, nil
+}
+
+// ReadPast is Read that steps over what the reader cannot have instead of
+// failing on it: offsets below the low-water mark (removed by retention or
+// a full volume) and quarantined ranges. start is where the messages
+// begin: start-from offsets were stepped over, which the caller reports
+// (Consumer does, as Batch.Lost). Damage that was not quarantined is still
+// an error.
+func (st *Stream) ReadPast(ctx context.Context, topic string, part int, from uint64, opts ReadOptions) (msgs []Message, start uint64, err error) {
+	start = from
+	for range 1 << 16 {
+		msgs, err = st.Read(ctx, topic, part, start, opts)
+		var gap *GapError
+		switch {
+		case errors.Is(err, ErrTrimmed):
+			low, _, berr := st.Bounds(ctx, topic, part)
+			if berr != nil {
+				return nil, start, berr
+			}
+			if low <= start {
+				return nil, start, err
+			}
+			start = low
+		case errors.As(err, &gap) && gap.To > start:
+			start = gap.To
+		default:
+			return msgs, start, err
+		}
+	}
+	return nil, start, err
 }
 
 // ReadWait is Read that, when there is nothing at from yet, blocks until a
