@@ -96,6 +96,9 @@ func (f *File) Write(ctx context.Context, r io.Reader) (Info, error) {
 		if err := w.dropChunks(vol, name, gen); err != nil {
 			return err
 		}
+		if err := w.remove(vol, writeKey(vol, name, gen)); err != nil {
+			return err
+		}
 		if err := w.setMeta(&nm); err != nil {
 			return err
 		}
@@ -116,6 +119,13 @@ func (f *File) writeChunks(ctx context.Context, vol, name string, gen, idx uint6
 		if err := w.checkQuota(vol, len(data)); err != nil {
 			return err
 		}
+		if idx == 0 {
+			// The first chunks say that gen is being written, so that
+			// the chunks of a write that never ends are found and go.
+			if err := w.set(vol, writeKey(vol, name, gen), nil, 0); err != nil {
+				return err
+			}
+		}
 		for i := 0; len(data) > 0; i++ {
 			n := min(ChunkSize, len(data))
 			if err := w.set(vol, chunkKey(vol, name, gen, idx+uint64(i)), data[:n], 0); err != nil {
@@ -135,12 +145,77 @@ func (w *wtx) dropChunks(vol, name string, keep uint64) error {
 }
 
 // dropGen removes the chunks of an unfinished write, best effort: chunks
-// left behind are removed by the next write or delete of the file.
+// left behind are removed by the next write or delete of the file, or
+// when the store opens next.
 func (f *File) dropGen(vol, name string, gen uint64) {
 	_ = f.v.s.do(context.Background(), 0, true, func(w *wtx) error {
-		_, err := w.sweep(vol, binary.BigEndian.AppendUint64(objKey(vol, kindChunk, name, ""), gen), 0, nil, nil)
+		_, err := w.dropGen(vol, name, gen)
 		return err
 	})
+}
+
+// dropGen deletes the chunks of generation gen of a file and its record of
+// being written, and returns how many chunks went.
+func (w *wtx) dropGen(vol, name string, gen uint64) (int, error) {
+	n, err := w.sweep(vol, binary.BigEndian.AppendUint64(objKey(vol, kindChunk, name, ""), gen), 0, nil, nil)
+	if err != nil {
+		return n, err
+	}
+	return n, w.remove(vol, writeKey(vol, name, gen))
+}
+
+// Unfinished is a file write that never finished (the process died
+// during it), whose chunks the store removed when it opened.
+type Unfinished struct {
+	Path   string `json:"path"`
+	Chunks int    `json:"chunks"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// reclaimWrites removes the chunks of file writes a crash interrupted:
+// each write records that it is in progress in the commit of its first
+// chunks and forgets it in the commit that makes the file, so any record
+// left when the store opens is of a write that will never end. Each is
+// logged and audited.
+func (s *Store) reclaimWrites(ctx context.Context) ([]Unfinished, error) {
+	type pending struct {
+		vol, name string
+		gen       uint64
+	}
+	var found []pending
+	txn := s.readTxn(0)
+	for _, vi := range s.Volumes() {
+		pfx := append(volPrefix(vi.Name), kindWrite)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: pfx, PrefetchValues: false})
+		for it.Seek(pfx); it.ValidForPrefix(pfx); it.Next() {
+			k := it.Item().Key()[len(pfx):]
+			if len(k) < 9 || k[len(k)-9] != 0 {
+				continue
+			}
+			found = append(found, pending{vi.Name, string(k[:len(k)-9]), binary.BigEndian.Uint64(k[len(k)-8:])})
+		}
+		it.Close()
+	}
+	txn.Discard()
+	var out []Unfinished
+	for _, p := range found {
+		u := Unfinished{Path: "/" + p.vol + "/" + p.name}
+		err := s.do(ctx, 0, true, func(w *wtx) error {
+			before := w.usage[p.vol]
+			n, err := w.dropGen(p.vol, p.name, p.gen)
+			if err != nil {
+				return err
+			}
+			u.Chunks, u.Bytes = n, before-w.usage[p.vol]
+			return w.audit("file.reclaim", u.Path, map[string]any{"chunks": n, "bytes": u.Bytes})
+		})
+		if err != nil {
+			return out, fmt.Errorf("store: reclaim unfinished write of %s: %w", u.Path, err)
+		}
+		s.log.Warn("removed the chunks of an unfinished file write", "path", u.Path, "chunks", u.Chunks, "bytes", u.Bytes)
+		out = append(out, u)
+	}
+	return out, nil
 }
 
 // Open returns a reader of the file's content as of now (or the view's

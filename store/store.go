@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // Config configures a Store. The zero value of every field but Dir works.
@@ -36,6 +37,18 @@ type Config struct {
 	// 20 MiB (404 MiB with the default memtable). Negative disables the
 	// check.
 	MinFreeBytes int64
+	// MinFreeInodes is the number of free inodes the file system must
+	// keep; below it writes are refused with ErrDiskFull as for space
+	// (Badger creates a file for every memtable and table, and a memtable
+	// it cannot create leaves it unable to read or write). Default 1024;
+	// negative disables the check. Both checks are off when MinFreeBytes
+	// is negative.
+	MinFreeInodes int64
+	// Statfs reports the free space and inodes of the file system holding
+	// Dir and whether Dir can be written to, checked before every commit.
+	// Default statfs(2) and access(2); tests put figures of their own
+	// here.
+	Statfs func(dir string) (Space, error)
 	// MemTableSize is Badger's memtable size. Default 64 MiB.
 	MemTableSize int64
 	// BlockCacheSize and IndexCacheSize bound Badger's caches of data
@@ -56,6 +69,35 @@ type Config struct {
 
 	tune func(*badger.Options) // tests adjust Badger here
 }
+
+// Space is what the file system holding the data directory has left.
+type Space struct {
+	FreeBytes  int64
+	FreeInodes int64 // negative: the file system does not count inodes
+	// ReadOnly reports that the directory cannot be written to: a
+	// read-only mount (a file system remounted read-only after errors)
+	// or permissions.
+	ReadOnly bool
+}
+
+// statfs is the default Config.Statfs.
+func statfs(dir string) (Space, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return Space{}, err
+	}
+	sp := Space{FreeBytes: int64(st.Bavail) * int64(st.Bsize), FreeInodes: int64(st.Ffree)}
+	if st.Files == 0 {
+		sp.FreeInodes = -1 // no inode count (btrfs and the like)
+	}
+	const stRdonly = 1 // ST_RDONLY
+	sp.ReadOnly = st.Flags&stRdonly != 0 || syscall.Access(dir, 2 /* W_OK */) != nil
+	return sp, nil
+}
+
+// closeTimeout bounds Close: Badger retries a failed memtable flush
+// forever, and a close that waits for it never ends.
+const closeTimeout = 10 * time.Second
 
 // Well-known objects that exist on every store.
 const (
@@ -93,6 +135,9 @@ type Store struct {
 	closing chan struct{}
 	wg      sync.WaitGroup
 	closed  atomic.Bool
+	broken  atomic.Pointer[error] // set when Badger can no longer write
+
+	unfinished []Unfinished // file writes removed at open
 
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
@@ -130,6 +175,12 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MinFreeBytes == 0 {
 		cfg.MinFreeBytes = 6*cfg.MemTableSize + 20<<20
 	}
+	if cfg.MinFreeInodes == 0 {
+		cfg.MinFreeInodes = 1024
+	}
+	if cfg.Statfs == nil {
+		cfg.Statfs = statfs
+	}
 	if cfg.BlockCacheSize == 0 {
 		cfg.BlockCacheSize = 64 << 20
 	}
@@ -148,6 +199,9 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
+	if err := probeWrite(cfg.Dir); err != nil {
+		return nil, fmt.Errorf("%w: open %s: the directory is not writable: %v", ErrDiskFull, cfg.Dir, err)
+	}
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
@@ -158,7 +212,13 @@ func Open(cfg Config) (*Store, error) {
 		WithValueThreshold(valueThreshold).
 		WithNumVersionsToKeep(1).
 		WithLogger(badgerLogger{cfg.Logger}).
-		WithMetricsEnabled(false)
+		WithMetricsEnabled(false).
+		// Every table block and value log entry read is checked: a
+		// damaged one is an error, not garbage. (An iterator meeting a
+		// damaged block ends that table silently; reads find the offsets
+		// missing and say so.)
+		WithChecksumVerificationMode(options.OnBlockRead).
+		WithVerifyValueChecksum(true)
 	if cfg.tune != nil {
 		cfg.tune(&opts)
 	}
@@ -202,6 +262,10 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.sweepTombs(context.Background()); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if s.unfinished, err = s.reclaimWrites(context.Background()); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -249,17 +313,53 @@ func (s *Store) load() error {
 }
 
 // Close stops the writer and closes the database. Calls in flight return
-// ErrClosed or complete.
+// ErrClosed or complete. It returns within about ten seconds whatever the
+// disk does: when Badger cannot finish (it retries a flush that fails on
+// a full or read-only disk forever), Close gives up and says so; every
+// acknowledged write is in Badger's write-ahead log already.
 func (s *Store) Close() error {
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
 	close(s.closing)
-	s.wg.Wait()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("store: close: %w", err)
+	deadline := time.NewTimer(closeTimeout)
+	defer deadline.Stop()
+	stopped := make(chan struct{})
+	go func() { s.wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(closeTimeout / 2):
+		// The writer is stuck in a commit Badger cannot finish; closing
+		// the database releases it.
 	}
-	return nil
+	done := make(chan error, 1)
+	go func() { done <- s.db.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("store: close: %w", err)
+		}
+		return nil
+	case <-deadline.C:
+		return fmt.Errorf("store: close: the database did not close within %v (is the disk full or read-only?); acknowledged writes are in its write-ahead log", closeTimeout)
+	}
+}
+
+// probeWrite checks that a file can be created in dir.
+func probeWrite(dir string) error {
+	f, err := os.CreateTemp(dir, ".probe-")
+	if err != nil {
+		return err
+	}
+	name := f.Name()
+	_, err = f.Write([]byte{0})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	return err
 }
 
 // Name is the node name the store writes its own records under.
@@ -294,6 +394,10 @@ func (s *Store) settleName(named bool) error {
 	}
 	return s.do(context.Background(), 64, false, func(w *wtx) error { return w.set("", nameKey, []byte(s.cfg.Name), 0) })
 }
+
+// Unfinished lists the file writes a crash interrupted whose chunks the
+// store removed when it opened.
+func (s *Store) Unfinished() []Unfinished { return s.unfinished }
 
 // Dir is the data directory.
 func (s *Store) Dir() string { return s.cfg.Dir }
@@ -406,11 +510,28 @@ func (s *Store) wake(keys map[string]struct{}) {
 
 // freeBytes reports the free space of the data directory's file system.
 func (s *Store) freeBytes() (int64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(s.cfg.Dir, &st); err != nil {
-		return 0, err
+	sp, err := s.cfg.Statfs(s.cfg.Dir)
+	return sp.FreeBytes, err
+}
+
+// checkSpace says why a write must be refused now, if it must: the file
+// system is read-only or short of space or inodes. A write that frees
+// space needs half the reserve.
+func (s *Store) checkSpace(sp Space, freesSpace bool) error {
+	if sp.ReadOnly {
+		return fmt.Errorf("%w: %s is read-only", ErrDiskFull, s.cfg.Dir)
 	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
+	bytes, inodes := s.cfg.MinFreeBytes, s.cfg.MinFreeInodes
+	if freesSpace {
+		bytes, inodes = bytes/2, inodes/2
+	}
+	if sp.FreeBytes < bytes {
+		return fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, sp.FreeBytes, bytes)
+	}
+	if inodes > 0 && sp.FreeInodes >= 0 && sp.FreeInodes < inodes {
+		return fmt.Errorf("%w: %d inodes free, %d required", ErrDiskFull, sp.FreeInodes, inodes)
+	}
+	return nil
 }
 
 type badgerLogger struct{ l *slog.Logger }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -73,6 +74,19 @@ func (s *Store) writer() {
 	}
 }
 
+// commitFailed stops all writes when a commit failed because Badger could
+// not create a memtable: Badger is then left without one, and the next
+// write would crash the process inside it. Writes are refused with
+// ErrDiskFull until the store is opened again.
+func (s *Store) commitFailed(err error) {
+	if !strings.Contains(err.Error(), "mem table") {
+		return
+	}
+	e := fmt.Errorf("%w: the database could not create a file (%v); writes stop until the store is reopened with space and inodes free", ErrDiskFull, err)
+	s.broken.CompareAndSwap(nil, &e)
+	s.log.Error("writes stopped: the database cannot create a memtable", "err", err)
+}
+
 // drain fails requests still queued at close.
 func (s *Store) drain() {
 	for {
@@ -95,8 +109,14 @@ func (s *Store) commitGroup(group []*wop) {
 		close(op.done)
 	}
 	live := group
+	if err := s.broken.Load(); err != nil {
+		for _, op := range group {
+			finish(op, *err)
+		}
+		return
+	}
 	if s.cfg.MinFreeBytes > 0 {
-		free, err := s.freeBytes()
+		sp, err := s.cfg.Statfs(s.cfg.Dir)
 		if err != nil {
 			for _, op := range group {
 				finish(op, fmt.Errorf("store: statfs: %w", err))
@@ -105,12 +125,8 @@ func (s *Store) commitGroup(group []*wop) {
 		}
 		live = live[:0:0]
 		for _, op := range group {
-			limit := s.cfg.MinFreeBytes
-			if op.freesSpace {
-				limit /= 2
-			}
-			if free < limit {
-				finish(op, fmt.Errorf("%w: %d bytes free, %d required", ErrDiskFull, free, limit))
+			if err := s.checkSpace(sp, op.freesSpace); err != nil {
+				finish(op, err)
 				continue
 			}
 			live = append(live, op)
@@ -370,6 +386,7 @@ func (w *wtx) commit() error {
 		}
 	}
 	if err := w.txn.CommitAt(w.ts, nil); err != nil {
+		w.s.commitFailed(err)
 		return fmt.Errorf("store: commit: %w", err)
 	}
 	s := w.s
