@@ -254,6 +254,12 @@ func TestRemoteDevicesLsPages(t *testing.T) {
 	}
 	fails(t, "400 Bad request", "devices", "ls", "--anomaly=lots")
 
+	// The shell completes device ids from the node.
+	comp := must(t, "__complete", "devices", "get", "dev-24")
+	if !strings.HasPrefix(comp, "dev-240\ndev-241\n") || !strings.Contains(comp, "dev-249\n:4\n") {
+		t.Fatalf("completion of dev-24:\n%s", comp)
+	}
+
 	// Table output: aligned columns under a heading.
 	lines := strings.Split(strings.TrimSuffix(must(t, "devices", "ls", "--limit", "2"), "\n"), "\n")
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID       CLASS    EDGE     SITE  CONNECTED") ||
