@@ -67,7 +67,7 @@ context of that name is replaced.`,
 			}
 			// Any valid token may list devices (a scoped one, its own).
 			if err := client.Get(cmd.Context(), "/api/v1/devices", url.Values{"limit": {"1"}}, nil); err != nil {
-				return fmt.Errorf("%s did not accept the token: %w", c.Server, err)
+				return fmt.Errorf("login to %s: %w", c.Server, err)
 			}
 			cfg, path, err := loadConfig()
 			if err != nil {

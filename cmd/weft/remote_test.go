@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/internal/apiclient"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -225,6 +227,28 @@ func TestRemoteLoginContexts(t *testing.T) {
 	if err := yaml.Unmarshal(b2, &saved); err != nil || saved.Current != "a" || len(saved.Contexts) != 2 || saved.Contexts[0].Server != a.url || saved.Contexts[0].Token == "" {
 		t.Fatalf("config %+v %v:\n%s", saved, err, b2)
 	}
+}
+
+// TestRemoteLoginTLS logs in to an HTTPS node by pinning its
+// certificate's fingerprint, which the refused first attempt names.
+func TestRemoteLoginTLS(t *testing.T) {
+	isolate(t)
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `{"devices":[{"id":"tls-1"}],"next":""}`)
+	}))
+	ts.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	ts.StartTLS()
+	defer ts.Close()
+	fp := apiclient.Fingerprint(ts.Certificate())
+	fails(t, "fingerprint "+fp, "login", "--server", ts.URL, "--token", "tok")
+	must(t, "login", "--server", ts.URL, "--token", "tok", "--fingerprint", fp)
+	if ids := deviceIDs(t, must(t, "devices", "ls", "-o", "json")); len(ids) != 1 || ids[0] != "tls-1" {
+		t.Fatalf("devices through the pinned context: %v", ids)
+	}
+	if out := must(t, "context", "ls"); !strings.Contains(out, fp) {
+		t.Fatalf("context ls:\n%s", out)
+	}
+	fails(t, "not the pinned", "devices", "ls", "--fingerprint", "sha256:"+strings.Repeat("00", 32))
 }
 
 func TestRemoteDevicesLsPages(t *testing.T) {
