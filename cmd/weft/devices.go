@@ -366,8 +366,8 @@ does (see docs/api.md, Read messages).`,
 		if err != nil {
 			return err
 		}
-		if limit < 0 || (limit == 0 && !hasFrom) {
-			return fmt.Errorf("--limit %d: want at least 1 (0, all, needs --since or --from)", limit)
+		if limit < 0 || (!hasFrom && (limit == 0 || limit > 10000)) {
+			return fmt.Errorf("--limit %d: want 1 to 10000 (0, all, or more need --since or --from)", limit)
 		}
 		c, err := rf.client()
 		if err != nil {

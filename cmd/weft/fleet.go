@@ -228,8 +228,8 @@ Needs an admin token.`,
 		if err != nil {
 			return err
 		}
-		if f.limit < 0 || (f.limit == 0 && !hasFrom) {
-			return fmt.Errorf("--limit %d: want at least 1 (0, all, needs --since or --from)", f.limit)
+		if f.limit < 0 || (!hasFrom && (f.limit == 0 || f.limit > 10000)) {
+			return fmt.Errorf("--limit %d: want 1 to 10000 (0, all, or more need --since or --from)", f.limit)
 		}
 		c, err := rf.client()
 		if err != nil {

@@ -547,6 +547,7 @@ func TestRemoteHistory(t *testing.T) {
 		t.Fatalf("history table:\n%s", out)
 	}
 	fails(t, "--limit 0", "devices", "history", "dev-001", "--limit", "0")
+	fails(t, "--limit 20000: want 1 to 10000", "devices", "history", "dev-001", "--limit", "20000")
 	fails(t, "RFC 3339", "devices", "history", "dev-001", "--from", "yesterday")
 }
 
