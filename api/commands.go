@@ -169,7 +169,8 @@ func newRequestID() string { return rand.Text() }
 // /updates/down, topic device/<id>, together with its audit record; the
 // answer is the device's publish on CommandResponseTopic, found in
 // /telemetry/by_device (this node's, or replicated from the device's
-// edge). A device outside the token's scope is store.ErrNotFound; one not
+// edge) or in the /uplink/events of the device's edge, where the gateway
+// copies answers. A device outside the token's scope is store.ErrNotFound; one not
 // connected is ErrNotConnected unless cmd.Queue; no answer in time is
 // ErrCommandTimeout. The outcome is audited too.
 func (s *Server) SendCommand(ctx context.Context, c *certs.TokenClaims, id string, cmd Command) (CommandResult, error) {
@@ -194,18 +195,20 @@ func (s *Server) SendCommand(ctx context.Context, c *certs.TokenClaims, id strin
 		return res, fmt.Errorf("%w: device %s; send with \"queue\": true to have it delivered when the device comes back", ErrNotConnected, id)
 	}
 
-	// Where the answer will be: the end of each partition of the device's
-	// history, taken before the command can reach it.
-	hist := s.cfg.Store.Stream(store.ByDeviceStream)
-	info, err := s.cfg.Store.Stat(ctx, store.ByDeviceStream)
-	if err != nil {
-		return res, err
-	}
-	from := make([]uint64, max(info.Partitions, 1))
-	for p := range from {
-		if _, from[p], err = hist.Bounds(ctx, id, p); err != nil {
+	// Where the answer will be: the device's history, and the uplink of its
+	// edge (where the edge copies answers, so that they reach the core
+	// whether or not it replicates the history); the end of each partition
+	// of both, taken before the command can reach the device.
+	var srcs []answerSource
+	for _, at := range []struct{ path, topic string }{{store.ByDeviceStream, id}, {store.UplinkStream, d.Edge}} {
+		if at.topic == "" {
+			continue
+		}
+		src, err := s.answerSource(ctx, at.path, at.topic)
+		if err != nil {
 			return res, err
 		}
+		srcs = append(srcs, src)
 	}
 
 	respTopic := CommandResponseTopic(id, rid)
@@ -231,7 +234,7 @@ func (s *Server) SendCommand(ctx context.Context, c *certs.TokenClaims, id strin
 
 	wctx, cancel := context.WithTimeout(ctx, cmd.Timeout)
 	defer cancel()
-	answer, err := awaitAnswer(wctx, hist, id, respTopic, from)
+	answer, err := awaitAnswer(wctx, srcs, respTopic)
 	switch {
 	case err == nil:
 	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -270,37 +273,65 @@ func (s *Server) CommandTopic(id string) string {
 // local/device/<id> as it does device/<id>.
 const LocalCommandPrefix = "local/"
 
-// awaitAnswer waits for the first message of topic id of the stream, at or
-// after from[p] in each partition p, whose MQTT topic is respTopic.
-func awaitAnswer(ctx context.Context, st *store.Stream, id, respTopic string, from []uint64) (store.Message, error) {
+// answerSource is a topic of a stream where a command's answer may come,
+// and the end of each of its partitions before the command was sent.
+type answerSource struct {
+	st    *store.Stream
+	topic string
+	from  []uint64
+}
+
+func (s *Server) answerSource(ctx context.Context, path, topic string) (answerSource, error) {
+	info, err := s.cfg.Store.Stat(ctx, path)
+	if err != nil {
+		return answerSource{}, err
+	}
+	src := answerSource{st: s.cfg.Store.Stream(path), topic: topic, from: make([]uint64, max(info.Partitions, 1))}
+	for p := range src.from {
+		if _, src.from[p], err = src.st.Bounds(ctx, topic, p); err != nil {
+			return answerSource{}, err
+		}
+	}
+	return src, nil
+}
+
+// awaitAnswer waits for the first message, in any of the sources at or
+// after their ends before the command, whose MQTT topic is respTopic.
+func awaitAnswer(ctx context.Context, srcs []answerSource, respTopic string) (store.Message, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	found := make(chan store.Message, len(from))
-	failed := make(chan error, len(from))
+	n := 0
+	for _, src := range srcs {
+		n += len(src.from)
+	}
+	found := make(chan store.Message, n)
+	failed := make(chan error, n)
 	var wg sync.WaitGroup
-	for p, off := range from {
-		wg.Go(func() {
-			for {
-				msgs, err := st.ReadWait(ctx, id, p, off, store.ReadOptions{Limit: 256})
-				if errors.Is(err, store.ErrTrimmed) {
-					// Retention went past the reader: go on from what is left.
-					if off, _, err = st.Bounds(ctx, id, p); err == nil {
-						continue
+	for _, src := range srcs {
+		for p, off := range src.from {
+			wg.Go(func() {
+				for {
+					msgs, err := src.st.ReadWait(ctx, src.topic, p, off, store.ReadOptions{Limit: 256})
+					if errors.Is(err, store.ErrTrimmed) {
+						// Retention went past the reader: go on from what is left.
+						if off, _, err = src.st.Bounds(ctx, src.topic, p); err == nil {
+							continue
+						}
 					}
-				}
-				if err != nil {
-					failed <- err
-					return
-				}
-				for _, m := range msgs {
-					if m.Headers[headerMQTTTopic] == respTopic {
-						found <- m
+					if err != nil {
+						failed <- err
 						return
 					}
-					off = m.Offset + 1
+					for _, m := range msgs {
+						if m.Headers[headerMQTTTopic] == respTopic {
+							found <- m
+							return
+						}
+						off = m.Offset + 1
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 	defer wg.Wait()
 	select {

@@ -37,6 +37,12 @@ const (
 // the MQTT 5 properties of those names (downProperties).
 const HeaderShadowVersion = "shadow_version"
 
+// HeaderDesired is the header of a delta that holds the whole desired
+// state it was computed from (as shadow.HeaderDesired); the gateway keeps
+// it to send the current delta again (converge) and never sends it to
+// devices.
+const HeaderDesired = "desired"
+
 // PropertyVersion is the MQTT 5 user property holding a delta's shadow
 // version.
 const PropertyVersion = "version"
@@ -48,7 +54,7 @@ func userProperties(h map[string]string) []packets.UserProperty {
 	var out []packets.UserProperty
 	for k, v := range h {
 		switch k {
-		case HeaderSubtopic, HeaderDownQoS, HeaderRetain:
+		case HeaderSubtopic, HeaderDownQoS, HeaderRetain, HeaderDesired:
 			continue
 		case HeaderShadowVersion:
 			k = PropertyVersion
@@ -162,6 +168,12 @@ func (d *downlink) inject(pk packets.Packet) error {
 // class/<class> or device/<id>; the subtopic, if any, one or more
 // non-empty levels without wildcards.
 func DownlinkTopic(topic, subtopic string) (string, bool) {
+	// An edge linked to a core writes its own messages to a device (the
+	// commands of its API) under local/device/<id>: device/<id> has one
+	// writer, the core. They go out as the core's do.
+	if rest, ok := strings.CutPrefix(topic, "local/"); ok && strings.HasPrefix(rest, "device/") {
+		topic = rest
+	}
 	switch {
 	case topic == "all":
 	case strings.HasPrefix(topic, "class/") && certs.ValidName(topic[len("class/"):]):

@@ -542,7 +542,7 @@ func (h *hook) storeWillPacket(cl *mqtt.Client, pk packets.Packet) {
 		h.s.metrics.aclRefusals.inc(OpLabelWill, r)
 		return
 	}
-	if err := h.s.ingest(dev, pk.TopicName, pk.FixedHeader.Qos, pk.Payload, true); err != nil {
+	if err := h.s.ingest(dev, pk, true); err != nil {
 		h.s.log.Warn("will not stored", "device", dev.ID, "err", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -74,7 +75,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	// Shadow reports and QoS 2 take the direct path, after what is queued.
 	sess.queue.drain()
-	if err := h.s.ingest(sess.dev, pk.TopicName, qos, pk.Payload, false); err != nil {
+	if err := h.s.ingest(sess.dev, pk, false); err != nil {
 		code, reason := storeRefusal(err)
 		h.s.metrics.publishRefusals.inc(reason)
 		h.s.log.Warn("message not stored", "device", sess.dev.ID, "topic", pk.TopicName, "err", err)
@@ -119,10 +120,11 @@ func isJSONObject(b []byte) bool {
 // merged into the device's shadow in that same commit, with the times of
 // the fields it changes (shadow.Report): a crash leaves the report in
 // both the shadow and the history, or in neither.
-func (s *Server) ingest(dev Device, topic string, qos byte, payload []byte, will bool) error {
+func (s *Server) ingest(dev Device, pk packets.Packet, will bool) error {
 	now := s.cfg.Now().UTC()
-	msgs := []store.Message{s.envelope(dev, topic, qos, payload, will, now)}
-	if topic != devicesTopicPfx+dev.ID+"/"+shadowReported {
+	payload := pk.Payload
+	msgs := []store.Message{s.envelope(dev, pk, will, now)}
+	if pk.TopicName != devicesTopicPfx+dev.ID+"/"+shadowReported {
 		return s.appendMessages(dev, msgs)
 	}
 	if !isJSONObject(payload) {
@@ -130,28 +132,32 @@ func (s *Server) ingest(dev Device, topic string, qos byte, payload []byte, will
 	}
 	start := time.Now()
 	src := shadow.Source{Class: dev.Class, Edge: s.cfg.Name, Site: s.cfg.Site}
-	if _, err := shadow.Report(s.storeCtx, s.cfg.Store, dev.ID, payload, src, now, s.historyRequests(dev, msgs)); err != nil {
+	doc, err := shadow.Report(s.storeCtx, s.cfg.Store, dev.ID, payload, src, now, s.historyRequests(dev, msgs))
+	if err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	s.metrics.observeAppend(time.Since(start))
+	s.converge(s.storeCtx, dev.ID, doc.Reported)
 	return nil
 }
 
 // envelope wraps a device message for the store: the payload unchanged,
-// the device's identity and the MQTT details in headers.
-func (s *Server) envelope(dev Device, topic string, qos byte, payload []byte, will bool, now time.Time) store.Message {
+// the device's identity, the MQTT details and the publish's MQTT 5
+// properties (publishHeaders) in headers.
+func (s *Server) envelope(dev Device, pk packets.Packet, will bool, now time.Time) store.Message {
 	headers := map[string]string{
 		HeaderDevice:   dev.ID,
 		HeaderClass:    dev.Class,
 		HeaderGateway:  s.cfg.Name,
-		HeaderTopic:    topic,
-		HeaderQoS:      strconv.Itoa(int(qos)),
+		HeaderTopic:    pk.TopicName,
+		HeaderQoS:      strconv.Itoa(int(pk.FixedHeader.Qos)),
 		HeaderReceived: now.Format(time.RFC3339Nano),
 	}
+	maps.Copy(headers, publishHeaders(pk)) // their names never collide with those above
 	if will {
 		headers[HeaderWill] = "true"
 	}
-	return store.Message{Key: []byte(dev.ID), Value: payload, Headers: headers, Timestamp: now}
+	return store.Message{Key: []byte(dev.ID), Value: pk.Payload, Headers: headers, Timestamp: now}
 }
 
 // appendMessages appends a device's messages, in one durable commit, to
@@ -167,10 +173,34 @@ func (s *Server) appendMessages(dev Device, msgs []store.Message) error {
 }
 
 // historyRequests are the appends of a device's messages to
-// /telemetry/events and /telemetry/by_device.
+// /telemetry/events and /telemetry/by_device, and of the answers to
+// commands among them to /uplink/events too (topic: the gateway name),
+// which every edge sends to its core: the core that sent a command finds
+// the answer there whether or not the edge replicates the history.
 func (s *Server) historyRequests(dev Device, msgs []store.Message) []store.AppendRequest {
-	return []store.AppendRequest{
+	reqs := []store.AppendRequest{
 		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: msgs},
 		{Path: store.ByDeviceStream, Topic: dev.ID, Partition: -1, Messages: msgs},
 	}
+	var answers []store.Message
+	for _, m := range msgs {
+		if isCommandResponse(dev.ID, m.Headers[HeaderTopic]) {
+			answers = append(answers, m)
+		}
+	}
+	if answers != nil {
+		reqs = append(reqs, store.AppendRequest{Path: store.UplinkStream, Topic: s.cfg.Name, Partition: -1, Messages: answers})
+	}
+	return reqs
+}
+
+// isCommandResponse reports whether topic is where device id answers a
+// command: devices/<id>/commands/<request-id>/response.
+func isCommandResponse(id, topic string) bool {
+	rest, ok := strings.CutPrefix(topic, devicesTopicPfx+id+"/commands/")
+	if !ok {
+		return false
+	}
+	rid, ok := strings.CutSuffix(rest, "/response")
+	return ok && rid != "" && !strings.Contains(rid, "/")
 }

@@ -15,10 +15,11 @@ import (
 // (registered on Config.Registerer when one is given) and can be read
 // directly, for tests and for the edge's status pages.
 type Metrics struct {
-	connections atomic.Int64
-	connects    atomic.Uint64
-	bytesIn     atomic.Uint64
-	bytesOut    atomic.Uint64
+	connections  atomic.Int64
+	connects     atomic.Uint64
+	bytesIn      atomic.Uint64
+	bytesOut     atomic.Uint64
+	deltasResent atomic.Uint64
 
 	refusals        *counterVec // reason
 	disconnects     *counterVec // reason
@@ -36,10 +37,11 @@ type Metrics struct {
 const metricPrefix = "weft_gateway_"
 
 var (
-	descConnections = prometheus.NewDesc(metricPrefix+"connections", "MQTT sessions connected now.", nil, nil)
-	descConnects    = prometheus.NewDesc(metricPrefix+"connects_total", "MQTT sessions established.", nil, nil)
-	descBytesIn     = prometheus.NewDesc(metricPrefix+"bytes_in_total", "MQTT bytes received from devices (inside TLS).", nil, nil)
-	descBytesOut    = prometheus.NewDesc(metricPrefix+"bytes_out_total", "MQTT bytes sent to devices (inside TLS).", nil, nil)
+	descConnections  = prometheus.NewDesc(metricPrefix+"connections", "MQTT sessions connected now.", nil, nil)
+	descConnects     = prometheus.NewDesc(metricPrefix+"connects_total", "MQTT sessions established.", nil, nil)
+	descBytesIn      = prometheus.NewDesc(metricPrefix+"bytes_in_total", "MQTT bytes received from devices (inside TLS).", nil, nil)
+	descBytesOut     = prometheus.NewDesc(metricPrefix+"bytes_out_total", "MQTT bytes sent to devices (inside TLS).", nil, nil)
+	descDeltasResent = prometheus.NewDesc(metricPrefix+"deltas_resent_total", "Shadow deltas sent to a device again because its report left it out of sync.", nil, nil)
 )
 
 func newMetrics() *Metrics {
@@ -61,7 +63,7 @@ func newMetrics() *Metrics {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descConnects, descBytesIn, descBytesOut} {
+	for _, d := range []*prometheus.Desc{descConnections, descConnects, descBytesIn, descBytesOut, descDeltasResent} {
 		ch <- d
 	}
 	for _, v := range m.vecs() {
@@ -76,6 +78,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descConnects, prometheus.CounterValue, float64(m.connects.Load()))
 	ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(m.bytesIn.Load()))
 	ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(m.bytesOut.Load()))
+	ch <- prometheus.MustNewConstMetric(descDeltasResent, prometheus.CounterValue, float64(m.deltasResent.Load()))
 	for _, v := range m.vecs() {
 		v.collect(ch)
 	}
@@ -116,6 +119,10 @@ func (m *Metrics) MessagesIn(qos byte) uint64 { return m.messagesIn.sum(qosLabel
 
 // MessagesOut is the number of messages sent to devices with QoS qos.
 func (m *Metrics) MessagesOut(qos byte) uint64 { return m.messagesOut.sum(qosLabel(qos)) }
+
+// DeltasResent is the number of shadow deltas sent to devices again
+// because their report left them out of sync (converge).
+func (m *Metrics) DeltasResent() uint64 { return m.deltasResent.Load() }
 
 // BytesIn is the number of MQTT bytes received from devices.
 func (m *Metrics) BytesIn() uint64 { return m.bytesIn.Load() }

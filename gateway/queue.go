@@ -41,7 +41,7 @@ func newPublishQueue(s *Server, sess *session) *publishQueue {
 
 // push queues pk, waiting while the queue is full.
 func (q *publishQueue) push(cl *mqtt.Client, pk packets.Packet) {
-	msg := q.s.envelope(q.sess.dev, pk.TopicName, pk.FixedHeader.Qos, pk.Payload, false, q.s.cfg.Now().UTC())
+	msg := q.s.envelope(q.sess.dev, pk, false, q.s.cfg.Now().UTC())
 	q.mu.Lock()
 	for len(q.items) >= maxQueued {
 		q.cond.Wait()

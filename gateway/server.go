@@ -57,6 +57,10 @@ type Server struct {
 	// old session until the inflight messages are queued again, so that
 	// no message lands in the old session or overtakes those.
 	deliver sync.RWMutex
+
+	// converged is the last delta convergence sent each device.
+	convergeMu sync.Mutex
+	converged  map[string]sentDelta
 }
 
 // New checks cfg, applies its defaults and returns a server ready to
@@ -67,10 +71,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger.With("component", "gateway", "gateway", cfg.Name),
-		metrics: newMetrics(),
-		reg:     newRegistry(),
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "gateway", "gateway", cfg.Name),
+		metrics:   newMetrics(),
+		reg:       newRegistry(),
+		converged: map[string]sentDelta{},
 	}
 	var rev certs.Revoker
 	if cfg.Revocations != nil {

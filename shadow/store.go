@@ -19,6 +19,10 @@ const DeltaSubtopic = "shadow/delta"
 const (
 	HeaderSubtopic = "subtopic"       // as gateway.HeaderSubtopic
 	HeaderVersion  = "shadow_version" // the shadow version the delta is of
+	// HeaderDesired holds the whole desired state (a JSON object) the
+	// delta was computed from, so that the edge can compute the delta
+	// anew against later reports. It is not sent to devices.
+	HeaderDesired = "desired"
 )
 
 // ErrDeltaNotSent is returned, wrapped, by SetDesired when the desired
@@ -78,7 +82,7 @@ func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawM
 	if now.IsZero() {
 		now = time.Now()
 	}
-	var delta map[string]any
+	var delta, desired map[string]any
 	var m map[string]any
 	saved, err := st.Table(store.ShadowsTable).Update(ctx, id, func(old store.Doc, exists bool) (json.RawMessage, error) {
 		m = map[string]any{}
@@ -95,6 +99,7 @@ func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawM
 		}
 		applyDesired(m, p, now)
 		delta, _ = m[FieldDelta].(map[string]any)
+		desired = objectField(m, FieldDesired)
 		return json.Marshal(m)
 	}, opt.Conds...)
 	if err != nil {
@@ -105,12 +110,17 @@ func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawM
 	if err != nil {
 		return doc, fmt.Errorf("%w: %v", ErrDeltaNotSent, err)
 	}
+	whole, err := json.Marshal(desired)
+	if err != nil {
+		return doc, fmt.Errorf("%w: %v", ErrDeltaNotSent, err)
+	}
 	msg := store.Message{
 		Key:   []byte(id),
 		Value: value,
 		Headers: map[string]string{
 			HeaderSubtopic: DeltaSubtopic,
 			HeaderVersion:  fmt.Sprint(saved.Version),
+			HeaderDesired:  string(whole),
 		},
 	}
 	reqs := []store.AppendRequest{{Path: store.UpdatesStream, Topic: DeviceTopic(id), Partition: -1, Messages: []store.Message{msg}}}
