@@ -50,6 +50,7 @@ var tier = map[string]int{
 // allowedSameTier lists imports between packages of the same tier.
 var allowedSameTier = map[string][]string{
 	"gateway":        {"shadow"},
+	"internal/node":  {"api"},
 	"sync/replicate": {"sync/wire", "sync/mirror"},
 	"sync/mirror":    {"sync/wire"},
 	"sync/history":   {"sync/wire"},
