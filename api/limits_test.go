@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 )
 
@@ -66,18 +67,14 @@ func TestStreamCaps(t *testing.T) {
 
 	// A stream that ends gives its slot back.
 	closeFirst()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.For(t, 0, "the slot of a closed stream given back", func() bool {
 		resp := e.openTail(ctx, e.url, "alice")
 		if resp.StatusCode == http.StatusOK {
-			break
+			return true
 		}
 		resp.Body.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the slot of a closed stream was not given back")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return false
+	})
 }
 
 // TestStreamOutlivesTimeouts serves the API with read and write timeouts

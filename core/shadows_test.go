@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 )
 
@@ -67,17 +67,10 @@ func TestFollowerSkipsMalformedChanges(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.run(rctx) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	wait.For(t, 0, "the good change applied after the bad one", func() bool {
 		d, err := st.Table(store.ShadowsTable).Get(ctx, "d1")
-		if err == nil && strings.Contains(string(d.Value), `"reported_ts":{"temp":"2026-01-01T00:00:00Z"}`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the follower's pass: %s %v", d.Value, err)
-		}
-		time.Sleep(5 * time.Millisecond) // polling with a deadline
-	}
+		return err == nil && strings.Contains(string(d.Value), `"reported_ts":{"temp":"2026-01-01T00:00:00Z"}`)
+	})
 }
 
 // TestFollowerFollowsEveryPartition: an edge's changes spread over several
@@ -104,16 +97,10 @@ func TestFollowerFollowsEveryPartition(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- f.run(rctx) }()
 	defer func() { cancel(); <-done }()
-	deadline := time.Now().Add(20 * time.Second)
 	for i := range 20 {
-		for {
-			if _, err := st.Table(store.ShadowsTable).Get(ctx, fmt.Sprintf("d%02d", i)); err == nil {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("d%02d not applied", i)
-			}
-			time.Sleep(5 * time.Millisecond) // polling with a deadline
-		}
+		wait.For(t, 0, fmt.Sprintf("d%02d applied", i), func() bool {
+			_, err := st.Table(store.ShadowsTable).Get(ctx, fmt.Sprintf("d%02d", i))
+			return err == nil
+		})
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/gateway"
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -211,13 +212,7 @@ func benchUplinkFilter(b *testing.B, every time.Duration) {
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 0, what, cond)
 }
 
 // TestScoresSurviveRestart: after a restart the edge learns again from the

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 )
 
@@ -196,19 +197,16 @@ func runWatcher(t *testing.T, st *store.Store) (*Watcher, func()) {
 // yes, failing the test at the deadline.
 func waitFor(t *testing.T, st *store.Store, id, what string, ok func(m map[string]any) bool) map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var m map[string]any
+	wait.For(t, 0, what+" of "+id, func() bool {
 		d, err := st.Table(store.ShadowsTable).Get(context.Background(), id)
-		if err == nil {
-			if m := decode(t, string(d.Value)); ok(m) {
-				return m
-			}
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s of %s", what, id)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		m = decode(t, string(d.Value))
+		return ok(m)
+	})
+	return m
 }
 
 func storedDelta(m map[string]any) map[string]any { return objectField(m, FieldDelta) }

@@ -6,10 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"slices"
 	"sync"
 	"testing"
-	"time"
 )
 
 // collector is a consumer's handler that records what it was given and
@@ -74,13 +74,7 @@ func runConsumer(t *testing.T, st *Stream, cfg ConsumerConfig, c *collector) (st
 
 func waitUntil(t *testing.T, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling with a deadline
-	}
+	wait.For(t, 0, what, ok)
 }
 
 // TestConsumer: every message of every topic and partition is handed over

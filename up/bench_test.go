@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -50,18 +51,10 @@ func benchRoundTrip(b *testing.B, devices int) {
 		json.Unmarshal(d.Value, &s)
 		return s.Reported, s.Delta
 	}
-	wait := func(what string, ok func() bool) {
-		deadline := time.Now().Add(2 * time.Minute)
-		for !ok() {
-			if time.Now().After(deadline) {
-				b.Fatalf("timed out waiting for %s", what)
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}
+	until := func(what string, ok func() bool) { wait.For(b, 2*time.Minute, what, ok) }
 	ids := f.Fleet.IDs()
 	for _, id := range ids {
-		wait(id+" at the core", func() bool { r, _ := doc(id); return r["setpoint"] != nil })
+		until(id+" at the core", func() bool { r, _ := doc(id); return r["setpoint"] != nil })
 	}
 	runtime.GC()
 	held := rss()
@@ -78,7 +71,7 @@ func benchRoundTrip(b *testing.B, devices int) {
 		if _, err := shadow.SetDesired(ctx, coreStore, id, []byte(fmt.Sprintf(`{"setpoint":%g}`, want)), shadow.SetOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		wait("the round trip", func() bool { r, d := doc(id); return r["setpoint"] == want && len(d) == 0 })
+		until("the round trip", func() bool { r, d := doc(id); return r["setpoint"] == want && len(d) == 0 })
 		lat = append(lat, time.Since(t0))
 	}
 	b.StopTimer()

@@ -18,6 +18,8 @@ var tier = map[string]int{
 	"store": 0,
 	"certs": 0,
 
+	"internal/testenv/wait": 0,
+
 	"gateway":        1,
 	"api":            1,
 	"sync/wire":      1,

@@ -243,9 +243,5 @@ func TestFullBacklogShowsAtTheCore(t *testing.T) {
 		}
 		return false
 	}
-	for deadline := time.Now().Add(30 * time.Second); !shows(); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the core's edges do not show edge1's %d dropped messages: %+v", low, edges)
-		}
-	}
+	WaitFor(t, 30*time.Second, fmt.Sprintf("the core's edges to show edge1's %d dropped messages", low), shows)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/edge"
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/replicate"
 )
@@ -255,32 +256,18 @@ func Prefix(src, dst *store.Store, path string) error {
 // WaitEqual polls, with a deadline, until Equal holds for every path.
 func WaitEqual(t testing.TB, src, dst *store.Store, timeout time.Duration, paths ...string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		var err error
+	wait.ForNil(t, timeout, "the replica equal to its source", func() error {
 		for _, p := range paths {
-			if err = Equal(src, dst, p); err != nil {
-				break
+			if err := Equal(src, dst, p); err != nil {
+				return err
 			}
 		}
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica not equal to its source after %s: %v", timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond) // polling with a deadline
-	}
+		return nil
+	})
 }
 
-// WaitFor polls cond, with a deadline.
+// WaitFor polls cond, with a deadline (wait.For).
 func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
+	wait.For(t, timeout, what, cond)
 }
