@@ -4025,3 +4025,74 @@ func TestMinimum(t *testing.T) {
 	require.EqualValues(t, -1, minimum(-1, 20))
 	require.EqualValues(t, -2, minimum(-1, -2))
 }
+
+// refuseSubscribeHook refuses every filter of a SUBSCRIBE with code and
+// records the messages dropped on their way to a client.
+type refuseSubscribeHook struct {
+	HookBase
+	code    byte
+	dropped []packets.Packet
+}
+
+func (h *refuseSubscribeHook) ID() string { return "refuse-subscribe" }
+
+func (h *refuseSubscribeHook) Provides(b byte) bool {
+	return b == OnSubscribe || b == OnPublishDropped || b == OnACLCheck
+}
+
+func (h *refuseSubscribeHook) OnACLCheck(*Client, string, bool) bool { return true }
+
+func (h *refuseSubscribeHook) OnSubscribe(_ *Client, pk packets.Packet) packets.Packet {
+	if h.code != 0 {
+		pk.ReasonCodes = make([]byte, len(pk.Filters))
+		for i := range pk.ReasonCodes {
+			pk.ReasonCodes[i] = h.code
+		}
+	}
+	return pk
+}
+
+func (h *refuseSubscribeHook) OnPublishDropped(_ *Client, pk packets.Packet) {
+	h.dropped = append(h.dropped, pk)
+}
+
+func TestServerProcessSubscribeRefusedByHook(t *testing.T) {
+	s := New(&Options{Logger: logger})
+	h := &refuseSubscribeHook{code: packets.ErrQuotaExceeded.Code}
+	require.NoError(t, s.AddHook(h, nil))
+	_ = s.Serve()
+	cl, r, w := newTestClient()
+	cl.Properties.ProtocolVersion = 5
+
+	go func() {
+		err := s.processSubscribe(cl, *packets.TPacketData[packets.Subscribe].Get(packets.TSubscribe).Packet)
+		require.NoError(t, err)
+		_ = w.Close()
+	}()
+
+	buf, err := io.ReadAll(r)
+	require.NoError(t, err)
+	require.Equal(t, packets.ErrQuotaExceeded.Code, buf[len(buf)-1])
+	require.Equal(t, 0, cl.State.Subscriptions.Len())
+	require.Equal(t, 0, len(s.Topics.Subscribers("a/b/c").Subscriptions))
+}
+
+func TestPublishToClientExceedMaximumInflightDropHook(t *testing.T) {
+	const MaxInflight uint16 = 5
+	s := New(&Options{Logger: logger})
+	h := new(refuseSubscribeHook)
+	require.NoError(t, s.AddHook(h, nil))
+	cl, _, _ := newTestClient()
+	cl.ops.hooks = s.hooks
+	s.Options.Capabilities.MaximumInflight = MaxInflight
+	cl.ops.options.Capabilities.MaximumInflight = MaxInflight
+	for i := uint16(0); i < MaxInflight; i++ {
+		cl.State.Inflight.Set(packets.Packet{PacketID: i})
+	}
+
+	pk := *packets.TPacketData[packets.Publish].Get(packets.TPublishQos1).Packet
+	_, err := s.publishToClient(cl, packets.Subscription{Filter: "a/b/c", Qos: 1}, pk)
+	require.ErrorIs(t, err, packets.ErrQuotaExceeded)
+	require.Len(t, h.dropped, 1)
+	require.Equal(t, pk.TopicName, h.dropped[0].TopicName)
+}
