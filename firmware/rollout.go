@@ -314,7 +314,9 @@ func (c Counts) Executed() int { return c.Succeeded + c.Failed + c.TimedOut + c.
 func (c Counts) Failures() int { return c.Failed + c.TimedOut + c.Rejected }
 
 // Total is how many devices are counted.
-func (c Counts) Total() int { return c.Executed() + c.Queued + c.Downloading + c.Installing + c.Canceled }
+func (c Counts) Total() int {
+	return c.Executed() + c.Queued + c.Downloading + c.Installing + c.Canceled
+}
 
 // Wave is one wave of a rollout as stored.
 type Wave struct {

@@ -78,8 +78,8 @@ var rolloutTests = []struct {
 		name: "halts when failures cross the threshold after the minimum",
 		steps: []step{
 			{0, "w1.1 failed", "record rollout.wave_finished; record rollout.wave_started; announce w2", nil}, // 1 executed < min 2
-			{1, "w2.1 succeeded", "record rollout.halted", nil}, // 1 of 2 = 50% > 20%
-			{2, "w2.2 succeeded; w2.3 succeeded; w2.4 succeeded", "record rollout.wave_finished", nil}, // halted: no new wave
+			{1, "w2.1 succeeded", "record rollout.halted", nil},                                               // 1 of 2 = 50% > 20%
+			{2, "w2.2 succeeded; w2.3 succeeded; w2.4 succeeded", "record rollout.wave_finished", nil},        // halted: no new wave
 			{3, "tick", "", nil},
 		},
 		state: Halted, counts: "queued=5 succeeded=4 failed=1", waves: "succeeded soaking pending",
