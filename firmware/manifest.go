@@ -184,7 +184,7 @@ func (m *Manifest) Check() error {
 		return fmt.Errorf("%w: %s", ErrMalformed, fmt.Sprintf(format, args...))
 	}
 	for _, f := range []struct{ name, v string }{{"name", m.Name}, {"class", m.Class}, {"key_id", m.KeyID}} {
-		if f.v == "" || len(f.v) > MaxNameLen || strings.ContainsAny(f.v, "/\x00") {
+		if f.v == "" || f.v == "." || f.v == ".." || len(f.v) > MaxNameLen || strings.ContainsAny(f.v, "/\x00") {
 			return bad("%s %q: empty, longer than %d or holding '/'", f.name, f.v, MaxNameLen)
 		}
 	}
