@@ -39,6 +39,11 @@ var operations = []op{
 	{"GET", "/api/v1/edges", "viewer", "Edges, their devices and sync links", nil, false},
 	{"GET", "/api/v1/anomalies", "viewer", "Anomalies the edges detected, newest first", []string{"from", "to", "limit", "device", "edge"}, false},
 	{"GET", "/api/v1/audit", "admin", "Audit records by time, subject, object", []string{"from", "to", "subject", "object", "limit"}, false},
+	{"POST", "/api/v1/firmware/releases", "admin", "Publish a firmware release (multipart: manifest, image), verified before it is stored", nil, true},
+	{"GET", "/api/v1/firmware/releases", "viewer", "List firmware releases", nil, false},
+	{"GET", "/api/v1/firmware/releases/{name}/{version}", "viewer", "A firmware release", nil, false},
+	{"GET", "/api/v1/firmware/releases/{name}/{version}/manifest", "viewer", "A release's signed manifest (COSE_Sign1)", nil, false},
+	{"GET", "/api/v1/firmware/releases/{name}/{version}/image", "viewer", "A release's image, with byte ranges", nil, false},
 	{"GET", "/api/v1/links", "viewer", "The node's sync links and their streams (on nodes that run links)", nil, false},
 }
 

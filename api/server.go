@@ -55,6 +55,11 @@ type Config struct {
 	// applies the stream caps; the node builds its http.Server and
 	// listener from the rest (Limits.HTTPServer).
 	Limits Limits
+	// FirmwareKeys is the JSON file of public keys firmware releases must
+	// be signed with (certs/firmware-keys.json, docs/firmware.md), read at
+	// each publish. Empty: publishing firmware is refused (503); reading
+	// releases works.
+	FirmwareKeys string
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock tokens are checked against. Default time.Now.
@@ -144,6 +149,7 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/ls/{path...}", certs.RoleViewer, http.HandlerFunc(s.list))
 	s.Handle("GET /api/v1/volumes", certs.RoleViewer, http.HandlerFunc(s.volumes))
 	s.deviceRoutes()
+	s.firmwareRoutes()
 }
 
 // Handler returns the handler that serves the API.

@@ -281,13 +281,15 @@ type jsonManifest struct {
 	KeyID     string    `json:"key_id"`
 }
 
-// MarshalJSON writes the manifest with its digest in hex.
-func (m Manifest) MarshalJSON() ([]byte, error) {
-	return json.Marshal(jsonManifest{
+func (m *Manifest) toJSON() jsonManifest {
+	return jsonManifest{
 		Name: m.Name, Version: m.Version, Class: m.Class, Devices: m.Devices,
 		SHA256: m.Digest(), Size: m.Size, NotBefore: m.NotBefore, NotAfter: m.NotAfter, KeyID: m.KeyID,
-	})
+	}
 }
+
+// MarshalJSON writes the manifest with its digest in hex.
+func (m Manifest) MarshalJSON() ([]byte, error) { return json.Marshal(m.toJSON()) }
 
 // UnmarshalJSON reads what MarshalJSON writes.
 func (m *Manifest) UnmarshalJSON(b []byte) error {
@@ -295,6 +297,10 @@ func (m *Manifest) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
 	}
+	return m.fromJSON(j)
+}
+
+func (m *Manifest) fromJSON(j jsonManifest) error {
 	d, err := hex.DecodeString(j.SHA256)
 	if err != nil || len(d) != 32 {
 		return fmt.Errorf("%w: sha256 %q", ErrMalformed, j.SHA256)

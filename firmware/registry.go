@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,30 @@ type Release struct {
 	// ManifestPath and ImagePath are the release's files in the store.
 	ManifestPath string `json:"manifest_path"`
 	ImagePath    string `json:"image_path"`
+}
+
+// jsonRelease is the JSON of a Release: the manifest's fields, then the
+// release's own.
+type jsonRelease struct {
+	jsonManifest
+	Published    time.Time `json:"published"`
+	ManifestPath string    `json:"manifest_path"`
+	ImagePath    string    `json:"image_path"`
+}
+
+// MarshalJSON writes the manifest's fields and the release's side by side.
+func (r Release) MarshalJSON() ([]byte, error) {
+	return json.Marshal(jsonRelease{r.toJSON(), r.Published, r.ManifestPath, r.ImagePath})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes.
+func (r *Release) UnmarshalJSON(b []byte) error {
+	var j jsonRelease
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	r.Published, r.ManifestPath, r.ImagePath = j.Published, j.ManifestPath, j.ImagePath
+	return r.Manifest.fromJSON(j.jsonManifest)
 }
 
 // DefaultMaxImageSize is the default of Registry.MaxImageSize.

@@ -1,0 +1,264 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/firmware"
+	"github.com/weft-io/weft/store"
+)
+
+// FirmwareReleasesResponse is the answer to GET /api/v1/firmware/releases.
+type FirmwareReleasesResponse struct {
+	Releases []firmware.Release `json:"releases"`
+}
+
+// firmwareRoutes adds the firmware registry's routes (docs/api.md#firmware).
+// Every node serves them: the core publishes, edges serve their mirror of
+// /firmware to devices.
+func (s *Server) firmwareRoutes() {
+	s.Handle("POST /api/v1/firmware/releases", certs.RoleAdmin, http.HandlerFunc(s.firmwarePublish))
+	s.Handle("GET /api/v1/firmware/releases", certs.RoleViewer, http.HandlerFunc(s.firmwareList))
+	s.Handle("GET /api/v1/firmware/releases/{name}/{version}", certs.RoleViewer, http.HandlerFunc(s.firmwareGet))
+	s.Handle("GET /api/v1/firmware/releases/{name}/{version}/manifest", certs.RoleViewer, http.HandlerFunc(s.firmwareManifest))
+	s.Handle("GET /api/v1/firmware/releases/{name}/{version}/image", certs.RoleViewer, http.HandlerFunc(s.firmwareImage))
+}
+
+// firmwareRegistry is the registry over the node's store, with the trusted
+// keys read from Config.FirmwareKeys at each publish (so that a rotated
+// file applies without a restart).
+func (s *Server) firmwareRegistry() *firmware.Registry {
+	r := &firmware.Registry{Store: s.cfg.Store, Now: s.cfg.Now}
+	if path := s.cfg.FirmwareKeys; path != "" {
+		r.Keys = func() (firmware.KeySet, error) { return firmware.ReadKeySet(path) }
+	}
+	return r
+}
+
+// firmwareError answers the registry's errors; others go to the error table.
+func (s *Server) firmwareError(w http.ResponseWriter, r *http.Request, err error) {
+	var refused *firmware.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		writeProblem(w, ProblemDetails{Status: http.StatusUnprocessableEntity, Title: "Firmware refused",
+			Detail: refused.Verdict.String(), Reason: string(refused.Verdict.Reason)})
+	case errors.Is(err, firmware.ErrNoKeys):
+		s.log.Warn("firmware publish without trusted keys", "err", err)
+		Problem(w, http.StatusServiceUnavailable, "Firmware keys not configured", err.Error())
+	case errors.Is(err, firmware.ErrExists):
+		Problem(w, http.StatusConflict, "Already exists", err.Error())
+	case errors.Is(err, firmware.ErrNotFound):
+		Problem(w, http.StatusNotFound, "Not found", err.Error())
+	default:
+		s.Error(w, r, err)
+	}
+}
+
+// firmwarePublish serves POST /api/v1/firmware/releases: a
+// multipart/form-data body whose first part, "manifest", is the signed
+// manifest and whose second, "image", is the image, streamed into the
+// store as it is hashed.
+func (s *Server) firmwarePublish(w http.ResponseWriter, r *http.Request) {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "multipart/form-data" {
+		Problem(w, http.StatusUnsupportedMediaType, "Unsupported media type", "send multipart/form-data with the parts manifest then image")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, firmware.DefaultMaxImageSize+firmware.MaxManifestSize+64<<10)
+	mr, err := r.MultipartReader()
+	if err != nil {
+		badRequest(w, err.Error())
+		return
+	}
+	part, err := mr.NextPart()
+	if err != nil || part.FormName() != "manifest" {
+		badRequest(w, "the first part must be manifest")
+		return
+	}
+	manifest, err := io.ReadAll(io.LimitReader(part, firmware.MaxManifestSize+1))
+	if err != nil {
+		s.bodyError(w, err)
+		return
+	}
+	part, err = mr.NextPart()
+	if err != nil || part.FormName() != "image" {
+		badRequest(w, "the second part must be image")
+		return
+	}
+	rel, err := s.firmwareRegistry().Publish(r.Context(), manifest, part)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			s.bodyError(w, err)
+			return
+		}
+		s.firmwareError(w, r, err)
+		return
+	}
+	if err := s.Audit(r, "firmware.publish", rel.ManifestPath, map[string]any{
+		"name": rel.Name, "version": rel.Version.String(), "class": rel.Class, "sha256": rel.Digest(), "key_id": rel.KeyID,
+	}); err != nil {
+		s.log.Warn("audit record not written", "err", err)
+	}
+	s.log.Info("firmware published", "name", rel.Name, "version", rel.Version.String(), "class", rel.Class, "key_id", rel.KeyID)
+	writeJSON(w, http.StatusCreated, rel)
+}
+
+// bodyError answers a body that could not be read.
+func (s *Server) bodyError(w http.ResponseWriter, err error) {
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("at most %d bytes", tooBig.Limit))
+		return
+	}
+	badRequest(w, err.Error())
+}
+
+func (s *Server) firmwareList(w http.ResponseWriter, r *http.Request) {
+	rels, err := s.firmwareRegistry().List(r.Context())
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		s.firmwareError(w, r, err)
+		return
+	}
+	if rels == nil {
+		rels = []firmware.Release{}
+	}
+	writeJSON(w, http.StatusOK, FirmwareReleasesResponse{Releases: rels})
+}
+
+// firmwareVersion reads {name} and {version}; it answers and returns false
+// when the version is malformed.
+func firmwareVersion(w http.ResponseWriter, r *http.Request) (string, firmware.Version, bool) {
+	v, err := firmware.ParseVersion(r.PathValue("version"))
+	if err != nil {
+		badRequest(w, err.Error())
+		return "", v, false
+	}
+	return r.PathValue("name"), v, true
+}
+
+func (s *Server) firmwareGet(w http.ResponseWriter, r *http.Request) {
+	name, v, ok := firmwareVersion(w, r)
+	if !ok {
+		return
+	}
+	rel, err := s.firmwareRegistry().Get(r.Context(), name, v)
+	if err != nil {
+		s.firmwareError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rel)
+}
+
+// firmwareManifest serves the signed manifest as stored (application/cose).
+func (s *Server) firmwareManifest(w http.ResponseWriter, r *http.Request) {
+	name, v, ok := firmwareVersion(w, r)
+	if !ok {
+		return
+	}
+	b, _, err := s.firmwareRegistry().ReadManifest(r.Context(), name, v)
+	if err != nil {
+		s.firmwareError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", `application/cose; cose-type="cose-sign1"`)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(b)
+}
+
+// firmwareImage serves a release's image with Range support (RFC 9110
+// byte ranges), so that a device resumes an interrupted download. The
+// ETag is the image's SHA-256, for If-Range.
+func (s *Server) firmwareImage(w http.ResponseWriter, r *http.Request) {
+	name, v, ok := firmwareVersion(w, r)
+	if !ok {
+		return
+	}
+	// The image is served only for a release whose manifest is stored.
+	if _, _, err := s.firmwareRegistry().ReadManifest(r.Context(), name, v); err != nil {
+		s.firmwareError(w, r, err)
+		return
+	}
+	f := s.cfg.Store.File(firmware.ReleaseDir(name, v) + "/" + firmware.ImageFile)
+	rc, info, err := f.Open(r.Context())
+	if err != nil {
+		s.firmwareError(w, r, err)
+		return
+	}
+	rs := &fileSeeker{ctx: r.Context(), f: f, size: info.Size, rc: rc}
+	defer rs.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+info.SHA256+`"`)
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	http.ServeContent(w, r, "", time.Time{}, rs)
+}
+
+// fileSeeker gives a store file the io.ReadSeeker http.ServeContent needs.
+// The store reads files front to back, so a seek reopens the file and
+// skips to the offset through the reader (which keeps the whole-file
+// SHA-256 check intact).
+type fileSeeker struct {
+	ctx  context.Context
+	f    *store.File
+	size int64
+	off  int64 // where the next Read starts
+	rc   io.ReadCloser
+	pos  int64 // where rc is
+}
+
+func (s *fileSeeker) Seek(off int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		off += s.off
+	case io.SeekEnd:
+		off += s.size
+	default:
+		return 0, errors.New("api: bad whence")
+	}
+	if off < 0 {
+		return 0, errors.New("api: negative offset")
+	}
+	s.off = off
+	return off, nil
+}
+
+func (s *fileSeeker) Read(p []byte) (int, error) {
+	if s.off >= s.size {
+		return 0, io.EOF
+	}
+	if s.rc == nil || s.pos > s.off {
+		if s.rc != nil {
+			s.rc.Close()
+		}
+		rc, _, err := s.f.Open(s.ctx)
+		if err != nil {
+			return 0, err
+		}
+		s.rc, s.pos = rc, 0
+	}
+	if s.pos < s.off {
+		n, err := io.CopyN(io.Discard, s.rc, s.off-s.pos)
+		s.pos += n
+		if err != nil {
+			return 0, err
+		}
+	}
+	n, err := s.rc.Read(p)
+	s.pos += int64(n)
+	s.off = s.pos
+	return n, err
+}
+
+func (s *fileSeeker) Close() error {
+	if s.rc != nil {
+		return s.rc.Close()
+	}
+	return nil
+}
