@@ -12,9 +12,11 @@ import (
 
 // EnforceRetention trims every stream that has a TTL (its own or its
 // volume's) or a size cap: whole batches go, oldest first, and each
-// partition's low-water mark moves past them.
+// partition's low-water mark moves past them. Ages are measured against
+// the store's time less any unconfirmed forward jump of the clock (see
+// ConfirmTime), so a record goes only once it is older than its TTL.
 func (s *Store) EnforceRetention(ctx context.Context) error {
-	now := s.cfg.Now()
+	now := s.retentionNow()
 	for _, vi := range s.Volumes() {
 		streams, err := s.streamsOf(vi.Name)
 		if err != nil {

@@ -62,8 +62,18 @@ type Config struct {
 	// ShadowChanges, ...) gets when the store creates it, by path; 1 for a
 	// stream it does not name. It has no effect on a stream that exists.
 	Partitions map[string]int
-	// Now is the clock. Default time.Now.
+	// Now is the system clock. Default time.Now. The store never stamps
+	// by it directly: it keeps a time floor (Store.Now, docs/store.md#time).
 	Now func() time.Time
+	// Monotonic is a clock no wall-clock step moves: the time elapsed
+	// since some fixed moment. Default the process's monotonic clock
+	// when Now is time.Now; with Now set and Monotonic not, how far Now
+	// has moved forward (a step back is still seen, a jump forward not).
+	Monotonic func() time.Duration
+	// ClockJump is the forward step of the system clock past which
+	// retention discounts the step until ConfirmTime. Default
+	// DefaultClockJump (5 minutes).
+	ClockJump time.Duration
 	// Logger receives the store's logs. Nil discards them.
 	Logger *slog.Logger
 
@@ -139,6 +149,10 @@ type Store struct {
 
 	unfinished []Unfinished // file writes removed at open
 
+	clock  *floorClock      // the time floor (clock.go)
+	sysNow func() time.Time // the system clock; cfg.Now reads it through the floor
+	saved  atomic.Int64     // floor last persisted, Unix nanoseconds
+
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
 	heads      map[string]*partState
@@ -190,7 +204,8 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.RetentionInterval == 0 {
 		cfg.RetentionInterval = time.Minute
 	}
-	if cfg.Now == nil {
+	sysClock := cfg.Now == nil
+	if sysClock {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
@@ -248,6 +263,10 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.openClock(sysClock); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -318,6 +337,18 @@ func (s *Store) load() error {
 // a full or read-only disk forever), Close gives up and says so; every
 // acknowledged write is in Badger's write-ahead log already.
 func (s *Store) Close() error {
+	if s.closed.Load() {
+		return nil
+	}
+	if s.broken.Load() == nil {
+		// Best effort, a second at most: the next open reads the floor.
+		saved := make(chan struct{})
+		go func() { s.saveFloor(context.Background()); close(saved) }()
+		select {
+		case <-saved:
+		case <-time.After(time.Second):
+		}
+	}
 	if !s.closed.CompareAndSwap(false, true) {
 		return nil
 	}
@@ -419,6 +450,7 @@ func (s *Store) background() {
 		case <-s.closing:
 			return
 		case now := <-tick.C:
+			s.tickClock(ctx)
 			s.updateDiscard(now)
 			s.collectValueLog()
 		case <-ret:

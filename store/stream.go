@@ -162,6 +162,9 @@ func (w *wtx) stage(path string, m *Info, topic string, part int, msgs []Message
 	vol, name, _ := SplitPath(path)
 	pos := make([]Pos, len(msgs))
 	w.writes++ // staged offsets must not survive a failed request
+	if err := w.stampFloor(); err != nil {
+		return nil, err
+	}
 	var pp *pendingPart
 	var h *partState
 	for i := range msgs {
