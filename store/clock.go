@@ -308,3 +308,21 @@ func (s *Store) tickClock(ctx context.Context) {
 		s.log.Warn("time floor not saved", "err", err)
 	}
 }
+
+// AtLeast raises the store's time to t if it is behind: t is evidence of
+// the time (the start of a certificate the node was issued), not a
+// reading to trust for ages, so retention is unchanged. It persists the
+// floor.
+func (s *Store) AtLeast(ctx context.Context, t time.Time) error {
+	s.clock.mu.Lock()
+	mono := s.monotonic()
+	raised := t.After(s.clock.floor.Add(mono - s.clock.mono))
+	if raised {
+		s.clock.floor, s.clock.mono = t, mono
+	}
+	s.clock.mu.Unlock()
+	if !raised {
+		return nil
+	}
+	return s.saveFloor(ctx)
+}

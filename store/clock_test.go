@@ -27,7 +27,11 @@ func (c *testClock) Monotonic() time.Duration {
 }
 
 // pass lets d go by on both clocks; step moves the wall clock only.
-func (c *testClock) pass(d time.Duration) { c.mu.Lock(); c.wall, c.mono = c.wall.Add(d), c.mono+d; c.mu.Unlock() }
+func (c *testClock) pass(d time.Duration) {
+	c.mu.Lock()
+	c.wall, c.mono = c.wall.Add(d), c.mono+d
+	c.mu.Unlock()
+}
 func (c *testClock) step(d time.Duration) { c.mu.Lock(); c.wall = c.wall.Add(d); c.mu.Unlock() }
 
 func (c *testClock) config(cfg *Config) { cfg.Now, cfg.Monotonic = c.Now, c.Monotonic }

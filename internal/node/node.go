@@ -42,6 +42,11 @@ func Load(kind, dataDir, certsDir, name string, log *slog.Logger) (*certs.Author
 		log.Info("open-file limit", "soft", soft, "hard", hard)
 	}
 	auth, err := certs.Load(certsDir)
+	if errors.Is(err, certs.ErrNoCA) {
+		// Not certs' hint (`weft certs init`): on a node that makes a CA
+		// nobody trusts.
+		return nil, nil, fmt.Errorf("%s: %w: %s; %s", kind, certs.ErrNoCA, certsDir, RestoreHint)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", kind, err)
 	}
