@@ -72,6 +72,7 @@ func (s *Server) deviceRoutes() {
 	s.Handle("GET /api/v1/anomalies", certs.RoleViewer, ScopeAware(http.HandlerFunc(s.anomalies)))
 	s.Handle("GET /api/v1/audit", certs.RoleAdmin, http.HandlerFunc(s.auditList))
 	s.Handle("GET /api/v1/streams/{volume}/{stream}/tail", certs.RoleViewer, http.HandlerFunc(s.tail))
+	s.rolloutRoutes()
 }
 
 // ScopeFilter returns the filter that holds a token's scope: the devices

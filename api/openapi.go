@@ -44,6 +44,12 @@ var operations = []op{
 	{"GET", "/api/v1/firmware/releases/{name}/{version}", "viewer", "A firmware release", nil, false},
 	{"GET", "/api/v1/firmware/releases/{name}/{version}/manifest", "viewer", "A release's signed manifest (COSE_Sign1)", nil, false},
 	{"GET", "/api/v1/firmware/releases/{name}/{version}/image", "viewer", "A release's image, with byte ranges", nil, false},
+	{"GET", "/api/v1/firmware/rollouts", "viewer", "Firmware rollouts, newest first", nil, false},
+	{"POST", "/api/v1/firmware/rollouts", "operator", "Start a firmware rollout in waves", nil, true},
+	{"GET", "/api/v1/firmware/rollouts/{id}", "viewer", "A rollout: its waves and counts by state", nil, false},
+	{"POST", "/api/v1/firmware/rollouts/{id}/pause", "operator", "Pause a rollout", nil, false},
+	{"POST", "/api/v1/firmware/rollouts/{id}/resume", "operator", "Resume a paused or halted rollout", nil, false},
+	{"POST", "/api/v1/firmware/rollouts/{id}/abort", "operator", "Abort a rollout: what has not started is canceled", nil, false},
 	{"GET", "/api/v1/links", "viewer", "The node's sync links and their streams (on nodes that run links)", nil, false},
 }
 

@@ -337,7 +337,10 @@ type Rollout struct {
 	HaltReason string    `json:"halt_reason"`
 	Created    time.Time `json:"created"`
 	Updated    time.Time `json:"updated"`
-	Waves      []Wave    `json:"waves"`
+	// Seq counts the rollout's changes: a step that leaves it unchanged
+	// leaves Seq as it was.
+	Seq   uint64 `json:"seq"`
+	Waves []Wave `json:"waves"`
 	// Devices are the target's devices in the order waves take them.
 	Devices []Device `json:"devices"`
 	// Forgiven are the failures and executions counted when the rollout
@@ -484,7 +487,7 @@ func (r *Rollout) Status(now time.Time, device string, state DeviceState) []Acti
 		return nil
 	}
 	d.State, d.Changed = state, now
-	r.Updated = now
+	r.touch(now)
 	return r.settle(now, nil)
 }
 
@@ -499,7 +502,7 @@ func (r *Rollout) Tick(now time.Time) []Action {
 			continue
 		}
 		d.State, d.Changed = TimedOut, now
-		r.Updated = now
+		r.touch(now)
 		acts = append(acts, r.record(ChangeDeviceTimeout, map[string]any{"device": d.ID, "sent": d.Sent, "timeout": r.Spec.DeviceTimeout}))
 	}
 	return r.settle(now, acts)
@@ -511,7 +514,8 @@ func (r *Rollout) Pause(now time.Time) ([]Action, error) {
 	if r.State != Running {
 		return nil, fmt.Errorf("%w: pause a rollout that is %s", ErrRolloutState, r.State)
 	}
-	r.State, r.Updated = Paused, now
+	r.State = Paused
+	r.touch(now)
 	return []Action{r.record(ChangePaused, nil)}, nil
 }
 
@@ -528,7 +532,8 @@ func (r *Rollout) Resume(now time.Time) ([]Action, error) {
 		r.Forgiven.Failures, r.Forgiven.Executed = c.Failures(), c.Executed()
 		detail["halt_reason"] = r.HaltReason
 	}
-	r.State, r.HaltReason, r.Updated = Running, "", now
+	r.State, r.HaltReason = Running, ""
+	r.touch(now)
 	return r.settle(now, []Action{r.record(ChangeResumed, detail)}), nil
 }
 
@@ -539,7 +544,8 @@ func (r *Rollout) Abort(now time.Time) ([]Action, error) {
 	if r.State == Done || r.State == Aborted {
 		return nil, fmt.Errorf("%w: abort a rollout that is %s", ErrRolloutState, r.State)
 	}
-	r.State, r.Updated = Aborted, now
+	r.State = Aborted
+	r.touch(now)
 	var acts []Action
 	canceled := 0
 	for i := range r.Devices {
@@ -618,7 +624,8 @@ func (r *Rollout) settle(now time.Time, acts []Action) []Action {
 		c := r.Counts()
 		failures, executed := c.Failures()-r.Forgiven.Failures, c.Executed()-r.Forgiven.Executed
 		if executed > 0 && executed >= r.Spec.MinExecuted && float64(failures)*100 > r.Spec.FailureThreshold*float64(executed) {
-			r.State, r.Updated = Halted, now
+			r.State = Halted
+			r.touch(now)
 			r.HaltReason = fmt.Sprintf("%d of %d executed devices failed, timed out or rejected the release (%.1f%%), above the %v%% threshold",
 				failures, executed, float64(failures)*100/float64(executed), r.Spec.FailureThreshold)
 			acts = append(acts, r.record(ChangeHalted, map[string]any{"reason": r.HaltReason, "counts": c}))
@@ -632,15 +639,16 @@ func (r *Rollout) settle(now time.Time, acts []Action) []Action {
 		w := &r.Waves[i]
 		if w.State == WaveRunning && allFinal(r.waveDevices(i)) {
 			w.State, w.Finished = WaveSoaking, now
-			r.Updated = now
+			r.touch(now)
 			acts = append(acts, r.record(ChangeWaveFinished, map[string]any{"wave": i + 1, "percent": w.Percent, "counts": countOf(r.waveDevices(i))}))
 		}
 		if w.State != WaveSoaking || r.State != Running || now.Before(w.Finished.Add(time.Duration(r.Spec.WaveSoak))) {
 			return acts
 		}
 		w.State = WaveSucceeded
+		r.touch(now)
 		if i == len(r.Waves)-1 {
-			r.State, r.Updated = Done, now
+			r.State = Done
 			return append(acts, r.record(ChangeSucceeded, map[string]any{"counts": r.Counts()}))
 		}
 		acts = r.startWave(i+1, now, acts)
@@ -651,7 +659,7 @@ func (r *Rollout) settle(now time.Time, acts []Action) []Action {
 func (r *Rollout) startWave(i int, now time.Time, acts []Action) []Action {
 	w := &r.Waves[i]
 	w.State = WaveRunning
-	r.Updated = now
+	r.touch(now)
 	ds := r.waveDevices(i)
 	acts = append(acts, r.record(ChangeWaveStarted, map[string]any{"wave": i + 1, "percent": w.Percent, "devices": len(ds)}))
 	for j := range ds {
@@ -659,6 +667,12 @@ func (r *Rollout) startWave(i int, now time.Time, acts []Action) []Action {
 		acts = append(acts, Action{Kind: Announce, Device: ds[j].ID})
 	}
 	return acts
+}
+
+// touch notes a change at now.
+func (r *Rollout) touch(now time.Time) {
+	r.Updated = now
+	r.Seq++
 }
 
 func allFinal(ds []Device) bool {
