@@ -27,15 +27,17 @@ const (
 
 // ACL refusal reasons, the `reason` label of the ACL refusal counter.
 const (
-	ReasonEmpty       = "empty"        // empty topic or filter
-	ReasonInvalid     = "invalid"      // malformed: bad UTF-8, NUL, misplaced wildcard, empty level
-	ReasonWildcard    = "wildcard"     // a wildcard in a publish, or where the device's own id or class belongs
-	ReasonShared      = "shared"       // a $share/... subscription
-	ReasonSystem      = "system"       // a $-topic such as $SYS
-	ReasonOtherDevice = "other_device" // the topic of another device
-	ReasonOtherClass  = "other_class"  // the updates of another class
-	ReasonNotAllowed  = "not_allowed"  // outside the device's topics
-	ReasonTopicAlias  = "topic_alias"  // a v5 topic alias that names no topic
+	ReasonEmpty       = "empty"             // empty topic or filter
+	ReasonInvalid     = "invalid"           // malformed: bad UTF-8, NUL, misplaced wildcard, empty level
+	ReasonWildcard    = "wildcard"          // a wildcard in a publish, or where the device's own id or class belongs
+	ReasonShared      = "shared"            // a $share/... subscription
+	ReasonSystem      = "system"            // a $-topic such as $SYS
+	ReasonOtherDevice = "other_device"      // the topic of another device
+	ReasonOtherClass  = "other_class"       // the updates of another class
+	ReasonNotAllowed  = "not_allowed"       // outside the device's topics
+	ReasonTopicAlias  = "topic_alias"       // a v5 topic alias that names no topic
+	ReasonTopicLength = "topic_length"      // a topic longer than MaxTopicLength, a filter longer than MaxFilterLength
+	ReasonMaxSubs     = "max_subscriptions" // a subscription beyond MaxSubscriptions
 )
 
 // Allow decides whether device d may do op with topic, as DESIGN.md §5

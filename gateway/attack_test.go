@@ -268,7 +268,7 @@ func TestAttackMatrix(t *testing.T) {
 		{"subscribe to devices/+/telemetry", subscribeRefused("devices/+/telemetry"), aclRefusal(OpLabelSubscribe, ReasonNotAllowed)},
 		{"subscribe to another device's updates", subscribeRefused("updates/device/dev-2/#"), aclRefusal(OpLabelSubscribe, ReasonOtherDevice)},
 		{"subscribe to another class's updates", subscribeRefused("updates/class/valve/#"), aclRefusal(OpLabelSubscribe, ReasonOtherClass)},
-		{"subscribe to $share", subscribeRefused("$share/g/updates/all/#"), aclRefusal(OpLabelSubscribe, ReasonShared)},
+		{"subscribe to $share", subscribeRefusedWith("$share/g/updates/all/#", 0x9E), aclRefusal(OpLabelSubscribe, ReasonShared)},
 		{"subscribe to $SYS", subscribeRefused("$SYS/#"), aclRefusal(OpLabelSubscribe, ReasonSystem)},
 		{"Will on another device's topic", func(t *testing.T, e *env) {
 			for _, v := range []byte{4, 5} {
@@ -379,6 +379,20 @@ func TestAttackMatrix(t *testing.T) {
 			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 				t.Fatal("connection not closed")
 			}
+		}, refusal(RefuseFirstByteTimeout)},
+		{"TLS handshake started, never finished", func(t *testing.T, e *env) {
+			c, err := net.Dial("tcp", e.addr())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte{0x16, 0x03, 0x01}) // the start of a ClientHello record
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); err == nil {
+				t.Fatal("read succeeded")
+			} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("connection not closed")
+			}
 		}, refusal(RefuseHandshakeTimeout)},
 		{"first packet not CONNECT", func(t *testing.T, e *env) {
 			r := e.raw(t, dev.cert, 4)
@@ -465,6 +479,11 @@ func TestAttackMatrix(t *testing.T) {
 }
 
 func subscribeRefused(filter string) func(t *testing.T, e *env) {
+	return subscribeRefusedWith(filter, 0x87)
+}
+
+// subscribeRefusedWith is subscribeRefused with the v5 reason code code.
+func subscribeRefusedWith(filter string, code byte) func(t *testing.T, e *env) {
 	return func(t *testing.T, e *env) {
 		for _, v := range []byte{4, 5} {
 			r := e.raw(t, e.device(t, "dev-3", "pump").cert, v)
@@ -472,7 +491,7 @@ func subscribeRefused(filter string) func(t *testing.T, e *env) {
 			r.send(subscribePacket(v, 1, filter, "updates/device/dev-3/#"))
 			want := []byte{0x80, 1} // MQTT 3.1.1 has only "failure"
 			if v == 5 {
-				want = []byte{0x87, 1}
+				want = []byte{code, 1}
 			}
 			if sa := r.mustRead(packets.Suback); !bytes.Equal(sa.ReasonCodes, want) {
 				t.Fatalf("v%d suback %x, want %x", v, sa.ReasonCodes, want)
@@ -621,24 +640,30 @@ func TestConnectFlood(t *testing.T) {
 
 func TestPendingFlood(t *testing.T) {
 	const pending = 4
-	e := newEnv(t, func(c *Config) { c.MaxPending = pending; c.ConnectTimeout = 5 * time.Second })
+	e := newEnv(t, func(c *Config) {
+		c.MaxPending = pending
+		c.ConnectTimeout, c.HandshakeTimeout, c.FirstByteTimeout = 5*time.Second, 5*time.Second, 5*time.Second
+	})
 	var conns []net.Conn
 	defer func() {
 		for _, c := range conns {
 			c.Close()
 		}
 	}()
-	for range pending {
-		c, err := net.Dial("tcp", e.addr())
+	// One pending connection from each of pending addresses: the table
+	// is full, and no address holds more than a newcomer's share.
+	for i := range pending {
+		c, err := dialFrom(i+2, e.addr())
 		if err != nil {
 			t.Fatal(err)
 		}
 		conns = append(conns, c)
 	}
 	m := e.srv.Metrics()
+	waitFor(t, "pending connections", func() bool { return e.srv.ln.pending.Load() == pending })
 	// Connections beyond MaxPending are closed at once.
 	for i := range 5 {
-		c, err := net.Dial("tcp", e.addr())
+		c, err := dialFrom(pending+2, e.addr())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -18,6 +18,11 @@ var (
 	codePayloadFormat  = packets.Code{Code: 0x99, Reason: "shadow/reported must be a JSON object"}
 	codeUnspecified    = packets.Code{Code: 0x80, Reason: "message not stored"}
 	codeRetain         = packets.Code{Code: 0x9A, Reason: "retain not supported"}
+	codeConnectRate    = packets.Code{Code: 0x9F, Reason: "connection rate exceeded"}
+	codeTopicLength    = packets.Code{Code: 0x90, Reason: "topic name too long"}
+	codeFilterLength   = packets.Code{Code: 0x8F, Reason: "topic filter too long"}
+	codeSharedSubs     = packets.Code{Code: 0x9E, Reason: "shared subscriptions not supported"}
+	codeSubscriptions  = packets.Code{Code: 0x97, Reason: "too many subscriptions"}
 
 	// MQTT 3.1.1 CONNACK return codes.
 	code3ClientID          = packets.Err3ClientIdentifierNotValid // 0x02
@@ -41,13 +46,17 @@ const (
 	RefuseNoCertificate      = "no_certificate"      // the client sent no certificate
 	RefuseBadCertificate     = "bad_certificate"     // any other certificate the TLS stack refused
 	RefuseTLS                = "tls"                 // any other TLS handshake failure
-	RefuseHandshakeTimeout   = "handshake_timeout"   // TLS handshake not done within the CONNECT deadline
+	RefuseHandshakeTimeout   = "handshake_timeout"   // TLS handshake not done within HandshakeTimeout
 	RefuseConnectTimeout     = "connect_timeout"     // no CONNECT within the deadline
 	RefuseBadConnect         = "bad_connect"         // first packet not a valid CONNECT, or closed before one
 	RefuseClientID           = "client_id"           // MQTT client id is not the device id
 	RefuseWill               = "will_not_allowed"    // Will topic outside the device's topics
 	RefuseMaxConnections     = "max_connections"     // MaxConnections sessions already
-	RefuseMaxPending         = "max_pending"         // MaxPending connections already before CONNECT
+	RefuseMaxPending         = "max_pending"         // MaxPending connections already before CONNECT (or closed to make room)
+	RefuseMaxPendingPerIP    = "max_pending_per_ip"  // MaxPendingPerIP connections of its address already before CONNECT
+	RefuseFirstByteTimeout   = "first_byte_timeout"  // no byte within FirstByteTimeout
+	RefuseConnectRate        = "connect_rate"        // over the device's connect rate
+	RefuseTopicLength        = "topic_length"        // a Will topic longer than MaxTopicLength
 	RefusePacketTooLarge     = "packet_too_large"    // CONNECT larger than MaxPacketSize
 	RefuseWillRetain         = "will_retain"         // an MQTT 5 Will to be retained (Retain Available is 0)
 )
@@ -69,6 +78,7 @@ const (
 	DisconnectStore             = "store_error"        // MQTT 3.1.1 QoS 1/2 message the store refused
 	DisconnectPayloadFormat     = "payload_format"     // MQTT 3.1.1 QoS 1/2 shadow report that is not a JSON object
 	DisconnectRetain            = "retain"             // a retained publish: the gateway retains nothing devices send
+	DisconnectTopicLength       = "topic_length"       // an MQTT 3.1.1 QoS 1/2 publish to a topic longer than MaxTopicLength
 	DisconnectPanic             = "panic"              // a bug: the connection's goroutine panicked
 	DisconnectOther             = "other"              // any other error
 )
@@ -84,6 +94,13 @@ const (
 	RefuseDuplicateQoS2  = "duplicate_packet_id" // QoS 2 packet id reused before PUBREL (not stored twice)
 	RefuseNoSessionState = "no_session"          // no identity bound to the connection (a bug)
 	RefuseRetain         = "retain"              // a retained publish (the connection is closed)
+)
+
+// Downlink drop reasons: the `reason` label of
+// weft_gateway_downlink_dropped_total.
+const (
+	DropInflightCap = "inflight_cap" // QoS 1/2 message to a session holding MaxInflight unacknowledged ones
+	DropWriteQueue  = "write_queue"  // the connection's queue of packets to write was full
 )
 
 // ACL operation labels: the `op` label of weft_gateway_acl_refusals_total.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,13 +50,16 @@ type Config struct {
 	// Default 256 KiB.
 	MaxPacketSize int
 	// MessageRate and MessageBurst bound each device's publishes a second
-	// (a token bucket). Default 1000/s with bursts of 2000; a negative
-	// rate disables the limit.
+	// (a token bucket kept per device id across its connections, a
+	// takeover included, and forgotten once full and unused). Default
+	// 1000/s with bursts of 2000; a negative rate disables the limit.
 	MessageRate  float64
 	MessageBurst int
-	// ByteRate and ByteBurst bound each device's payload bytes a second.
-	// Default 1 MiB/s with bursts of 2 MiB (the burst is raised to
-	// MaxPacketSize if smaller); a negative rate disables the limit.
+	// ByteRate and ByteBurst bound each device's publish bytes a second:
+	// the whole PUBLISH after its fixed header (topic, packet id,
+	// properties, payload), per device as MessageRate. Default 1 MiB/s
+	// with bursts of 2 MiB (the burst is raised to MaxPacketSize if
+	// smaller); a negative rate disables the limit.
 	ByteRate  float64
 	ByteBurst int
 	// MaxConnections is the most MQTT sessions connected at once; a
@@ -63,9 +67,43 @@ type Config struct {
 	// unavailable). Default 50000.
 	MaxConnections int
 	// MaxPending is the most connections that may be in the TLS
-	// handshake or waiting for their CONNECT at once; beyond, new
-	// connections are closed as soon as accepted. Default 1024.
+	// handshake or waiting for their CONNECT at once. When that many
+	// are pending, a new connection closes the oldest pending one of
+	// the source address holding the most, if that address holds more
+	// than the new connection's would; otherwise the new connection is
+	// closed as soon as accepted. Default 1024.
 	MaxPending int
+	// MaxPendingPerIP is the most pending connections (see MaxPending)
+	// from one source address, an IPv6 /64 counting as one address;
+	// beyond, new connections from it are closed as soon as accepted.
+	// Default 64.
+	MaxPendingPerIP int
+	// FirstByteTimeout is how long a new connection has to send its
+	// first byte (the TLS ClientHello). Default 3 s.
+	FirstByteTimeout time.Duration
+	// HandshakeTimeout is how long a new connection has to finish the
+	// TLS handshake, from accept. Default 5 s; never more than
+	// ConnectTimeout.
+	HandshakeTimeout time.Duration
+	// ConnectRate and ConnectBurst bound each device's CONNECTs a second
+	// (a token bucket kept across its connections); a CONNECT beyond is
+	// refused (v5 CONNACK 0x9F connection rate exceeded, v3 0x03 server
+	// unavailable). Default 1/s with bursts of 10; a negative rate
+	// disables the limit.
+	ConnectRate  float64
+	ConnectBurst int
+	// MaxTopicLength is the longest topic, in bytes, a device may
+	// publish to (Will topics included). Default 256, as AWS IoT Core;
+	// negative disables the limit.
+	MaxTopicLength int
+	// MaxFilterLength is the longest topic filter, in bytes, a device may
+	// subscribe to. Default 256; negative disables the limit.
+	MaxFilterLength int
+	// MaxSubscriptions is the most subscriptions a session may hold; the
+	// filters of a SUBSCRIBE beyond are refused (SUBACK 0x97 quota
+	// exceeded, 0x80 for MQTT 3.1.1). Default 100; negative disables the
+	// limit.
+	MaxSubscriptions int
 	// TopicAliasMaximum is the number of v5 topic aliases a device may
 	// set. Default 16; negative disables topic aliases.
 	TopicAliasMaximum int
@@ -97,9 +135,23 @@ const (
 	DefaultByteBurst         = 2 << 20
 	DefaultMaxConnections    = 50000
 	DefaultMaxPending        = 1024
+	DefaultMaxPendingPerIP   = 64
+	DefaultFirstByteTimeout  = 3 * time.Second
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultConnectRate       = 1
+	DefaultConnectBurst      = 10
+	DefaultMaxTopicLength    = 256
+	DefaultMaxFilterLength   = 256
+	DefaultMaxSubscriptions  = 100
 	DefaultTopicAliasMaximum = 16
 	DefaultSessionExpiry     = 7 * 24 * time.Hour
 )
+
+// MaxInflight is the most messages to one device a session holds, in
+// flight (sent, not yet acknowledged) or waiting for the device's Receive
+// Maximum or for it to come back; a QoS 1 or 2 update beyond is dropped
+// and counted (weft_gateway_downlink_dropped_total, inflight_cap).
+const MaxInflight = 1024
 
 // withDefaults returns cfg with defaults applied, or an error if it is
 // not usable.
@@ -156,6 +208,27 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
 	}
+	if cfg.MaxPendingPerIP <= 0 {
+		cfg.MaxPendingPerIP = DefaultMaxPendingPerIP
+	}
+	cfg.MaxPendingPerIP = min(cfg.MaxPendingPerIP, cfg.MaxPending)
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	cfg.HandshakeTimeout = min(cfg.HandshakeTimeout, cfg.ConnectTimeout)
+	if cfg.FirstByteTimeout <= 0 {
+		cfg.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	cfg.FirstByteTimeout = min(cfg.FirstByteTimeout, cfg.HandshakeTimeout)
+	if cfg.ConnectRate == 0 {
+		cfg.ConnectRate = DefaultConnectRate
+	}
+	if cfg.ConnectBurst <= 0 {
+		cfg.ConnectBurst = max(DefaultConnectBurst, int(cfg.ConnectRate))
+	}
+	cfg.MaxTopicLength = limitOrDefault(cfg.MaxTopicLength, DefaultMaxTopicLength)
+	cfg.MaxFilterLength = limitOrDefault(cfg.MaxFilterLength, DefaultMaxFilterLength)
+	cfg.MaxSubscriptions = limitOrDefault(cfg.MaxSubscriptions, DefaultMaxSubscriptions)
 	switch {
 	case cfg.TopicAliasMaximum == 0:
 		cfg.TopicAliasMaximum = DefaultTopicAliasMaximum
@@ -174,4 +247,16 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.Now = time.Now
 	}
 	return cfg, nil
+}
+
+// limitOrDefault is v, def for 0, and no limit (the largest int) for a
+// negative v.
+func limitOrDefault(v, def int) int {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return math.MaxInt
+	}
+	return v
 }

@@ -33,7 +33,7 @@ type session struct {
 	reason      atomic.Pointer[string]
 
 	// Used by the connection's reading goroutine only.
-	limiter     limiter
+	limiter     *limiter          // the device's, shared by its connections
 	aliases     map[uint16]string // v5 inbound topic aliases
 	subscribing bool              // holds Server.deliver for reading
 	resuming    bool              // likewise, while the session is set up
@@ -171,7 +171,8 @@ func (h *hook) Provides(b byte) bool {
 	case mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck,
 		mqtt.OnSessionEstablish, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPacketRead, mqtt.OnPacketEncode, mqtt.OnPacketSent,
-		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnWillSent:
+		mqtt.OnSubscribe, mqtt.OnPacketProcessed, mqtt.OnPublish, mqtt.OnWillSent,
+		mqtt.OnPublishDropped:
 		return true
 	}
 	return false
@@ -199,8 +200,9 @@ func (h *hook) refuse(cl *mqtt.Client, sess *session, reason string, v5, v3 pack
 }
 
 // OnConnect checks a CONNECT against the certificate's identity: the
-// client id must be the device id, the Will topic one the device may
-// publish to, and there must be room for another session.
+// device must be within its connect rate, the client id must be the
+// device id, the Will topic one the device may publish to, and there
+// must be room for another session.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	sess := sessionOf(cl)
 	if sess == nil {
@@ -211,6 +213,12 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	sess.version.Store(uint32(pk.ProtocolVersion))
 	sess.client.Store(cl)
+	if sess.refused.Load() {
+		return packets.ErrNotAuthorized // its pending slot was taken; closed already
+	}
+	if !sess.limiter.allowConnect(h.s.cfg.Now()) {
+		return h.refuse(cl, sess, RefuseConnectRate, codeConnectRate, code3ServerUnavailable)
+	}
 	if pk.Connect.ClientIdentifier != sess.dev.ID {
 		return h.refuse(cl, sess, RefuseClientID, codeClientID, code3ClientID)
 	}
@@ -219,6 +227,10 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	}
 	if pk.Connect.WillFlag && pk.Connect.WillRetain && pk.ProtocolVersion == 5 {
 		return h.refuse(cl, sess, RefuseWillRetain, codeRetain, code3NotAuthorized) // [MQTT-3.2.2-13]
+	}
+	if pk.Connect.WillFlag && len(pk.Connect.WillTopic) > h.s.cfg.MaxTopicLength {
+		h.s.metrics.aclRefusals.inc(OpLabelWill, ReasonTopicLength)
+		return h.refuse(cl, sess, RefuseTopicLength, codeTopicLength, code3NotAuthorized)
 	}
 	if pk.Connect.WillFlag {
 		if r := Allow(sess.dev, OpPublish, pk.Connect.WillTopic); r != "" {
@@ -361,7 +373,7 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 				return pk, packets.ErrRejectPacket
 			}
 			pk.TopicName = t
-		} else {
+		} else if len(pk.TopicName) <= h.s.cfg.MaxTopicLength { // a longer one is refused in OnPublish
 			if sess.aliases == nil {
 				sess.aliases = map[uint16]string{}
 			}
@@ -466,20 +478,59 @@ func (h *hook) OnPacketSent(cl *mqtt.Client, pk packets.Packet, _ []byte) {
 	}
 }
 
-// OnSubscribe counts the filters mochi refuses as invalid without asking
-// the ACL, and holds back the downlink until the SUBSCRIBE is handled
-// (see Server.deliver).
+// OnSubscribe refuses, with their reason codes, filters longer than
+// MaxFilterLength (0x8F), shared subscriptions (0x9E) and the filters
+// that would take the session beyond MaxSubscriptions (0x97); counts the
+// filters mochi refuses as invalid without asking the ACL; and holds
+// back the downlink until the SUBSCRIBE is handled (see Server.deliver).
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if sess := sessionOf(cl); sess != nil && !sess.subscribing {
 		h.s.deliver.RLock()
 		sess.subscribing = true
 	}
-	for _, f := range pk.Filters {
-		if !mqtt.IsValidFilter(f.Filter, false) {
-			h.s.metrics.aclRefusals.inc(OpLabelSubscribe, ReasonInvalid)
+	codes := make([]byte, len(pk.Filters))
+	held := cl.State.Subscriptions.Len()
+	var added map[string]bool
+	for i, f := range pk.Filters {
+		switch {
+		case len(f.Filter) > h.s.cfg.MaxFilterLength:
+			h.s.metrics.aclRefusals.inc(OpLabelSubscribe, ReasonTopicLength)
+			codes[i] = codeFilterLength.Code
+		case !mqtt.IsValidFilter(f.Filter, false):
+			h.s.metrics.aclRefusals.inc(OpLabelSubscribe, ReasonInvalid) // mochi answers 0x8F
+		case hasSharePrefix(f.Filter):
+			h.s.metrics.aclRefusals.inc(OpLabelSubscribe, ReasonShared)
+			codes[i] = codeSharedSubs.Code
+		default:
+			if _, ok := cl.State.Subscriptions.Get(f.Filter); ok || added[f.Filter] {
+				continue // replaces a subscription held
+			}
+			if held >= h.s.cfg.MaxSubscriptions {
+				h.s.metrics.aclRefusals.inc(OpLabelSubscribe, ReasonMaxSubs)
+				codes[i] = codeSubscriptions.Code
+				continue
+			}
+			held++
+			if added == nil {
+				added = map[string]bool{}
+			}
+			added[f.Filter] = true
 		}
 	}
+	pk.ReasonCodes = codes
 	return pk
+}
+
+// OnPublishDropped counts the messages to a device mochi dropped: beyond
+// the session's MaxInflight (or out of packet ids), or with the
+// connection's write queue full.
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	reason := DropWriteQueue
+	if pk.FixedHeader.Qos > 0 && cl.State.Inflight.Len() >= MaxInflight {
+		reason = DropInflightCap
+	}
+	h.s.metrics.downDropped.inc(reason)
+	h.s.log.Debug("message to device dropped", "device", cl.ID, "topic", pk.TopicName, "reason", reason)
 }
 
 // OnPacketProcessed lets the downlink go on once a SUBSCRIBE is handled,

@@ -59,7 +59,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.ErrRejectPacket
 	}
 	qos := pk.FixedHeader.Qos
-	if r := sess.limiter.allow(h.s.cfg.Now(), len(pk.Payload)); r != "" {
+	if len(pk.TopicName) > h.s.cfg.MaxTopicLength {
+		h.s.metrics.aclRefusals.inc(OpLabelPublish, ReasonTopicLength)
+		return h.refusePublish(cl, sess, pk, codeTopicLength, DisconnectTopicLength, false)
+	}
+	if r := sess.limiter.allow(h.s.cfg.Now(), publishSize(pk)); r != "" {
 		h.s.metrics.publishRefusals.inc(r)
 		return h.refusePublish(cl, sess, pk, codeRateTooHigh, r, true)
 	}
@@ -85,6 +89,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	// Acknowledge as usual, but do not retain or forward: devices cannot
 	// subscribe to device topics anyway.
 	return pk, packets.CodeSuccessIgnore
+}
+
+// publishSize is what a publish costs the device's byte budget: the
+// whole packet after its fixed header as it came (topic, packet id,
+// properties, payload), at least its topic and payload.
+func publishSize(pk packets.Packet) int {
+	return max(pk.FixedHeader.Remaining, 2+len(pk.TopicName)+len(pk.Payload))
 }
 
 // storeRefusal is the reason code and metric label for a store error.

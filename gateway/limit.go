@@ -1,6 +1,9 @@
 package gateway
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // bucket is a token bucket: it holds up to burst tokens and refills at
 // rate tokens a second. Time comes in as an argument, so it is tested by
@@ -51,23 +54,42 @@ func (b *bucket) take(n float64) {
 	}
 }
 
-// limiter is a device's publish budget: messages and bytes a second.
-// It is used from the one goroutine that reads the device's connection.
-type limiter struct {
-	msgs  *bucket
-	bytes *bucket
+// full reports whether the bucket is full at now: forgetting it then
+// gives its owner nothing a new bucket would not.
+func (b *bucket) full(now time.Time) bool {
+	if b == nil {
+		return true
+	}
+	b.refill(now)
+	return b.tokens >= b.burst
 }
 
-func newLimiter(cfg *Config, now time.Time) limiter {
-	return limiter{
-		msgs:  newBucket(cfg.MessageRate, cfg.MessageBurst, now),
-		bytes: newBucket(cfg.ByteRate, cfg.ByteBurst, now),
+// limiter is a device's budget: publishes and their bytes a second, and
+// connects a second. It belongs to the device identity, not to one
+// connection: every connection of the device (two at once during a
+// takeover) shares it, so a reconnect refills nothing. Its methods are
+// safe for concurrent use.
+type limiter struct {
+	mu       sync.Mutex
+	msgs     *bucket
+	bytes    *bucket
+	connects *bucket
+	users    int // connections holding it (see limits)
+}
+
+func newLimiter(cfg *Config, now time.Time) *limiter {
+	return &limiter{
+		msgs:     newBucket(cfg.MessageRate, cfg.MessageBurst, now),
+		bytes:    newBucket(cfg.ByteRate, cfg.ByteBurst, now),
+		connects: newBucket(cfg.ConnectRate, cfg.ConnectBurst, now),
 	}
 }
 
 // allow takes one message of size bytes from the budget and returns "",
 // or returns the publish refusal reason and takes nothing.
 func (l *limiter) allow(now time.Time, size int) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if !l.msgs.has(now, 1) {
 		return RefuseMessageRate
 	}
@@ -77,4 +99,86 @@ func (l *limiter) allow(now time.Time, size int) string {
 	l.msgs.take(1)
 	l.bytes.take(float64(size))
 	return ""
+}
+
+// allowConnect takes one connect from the budget, or reports false and
+// takes nothing.
+func (l *limiter) allowConnect(now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.connects.has(now, 1) {
+		return false
+	}
+	l.connects.take(1)
+	return true
+}
+
+// idle reports whether no connection holds l and all its buckets are
+// full at now. The caller holds l.mu.
+func (l *limiter) idle(now time.Time) bool {
+	return l.users == 0 && l.msgs.full(now) && l.bytes.full(now) && l.connects.full(now)
+}
+
+// limits holds the limiter of every device that has a connection, or
+// had one recently enough that its buckets are not full again. Its size
+// is bounded by the connections (MaxConnections and MaxPending) plus
+// the devices that connected within the refill time of their buckets
+// (ConnectBurst/ConnectRate, 10 s by default).
+type limits struct {
+	cfg  *Config
+	mu   sync.Mutex
+	devs map[string]*limiter
+}
+
+func newLimits(cfg *Config) *limits {
+	return &limits{cfg: cfg, devs: map[string]*limiter{}}
+}
+
+// acquire returns device id's limiter, creating it full if it has none,
+// and counts one more connection holding it. Each acquire is matched by
+// one release.
+func (ls *limits) acquire(id string, now time.Time) *limiter {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l := ls.devs[id]
+	if l == nil {
+		l = newLimiter(ls.cfg, now)
+		ls.devs[id] = l
+	}
+	l.mu.Lock()
+	l.users++
+	l.mu.Unlock()
+	return l
+}
+
+// release counts one connection fewer holding l.
+func (ls *limits) release(l *limiter) {
+	l.mu.Lock()
+	l.users--
+	l.mu.Unlock()
+}
+
+// evict forgets the limiters no connection holds whose buckets are full
+// at now, and returns how many it forgot. A device coming back gets a
+// full limiter again, which is what it would have had.
+func (ls *limits) evict(now time.Time) int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	n := 0
+	for id, l := range ls.devs {
+		l.mu.Lock()
+		if l.idle(now) {
+			delete(ls.devs, id)
+			n++
+		}
+		l.mu.Unlock()
+	}
+	return n
+}
+
+// len is the number of devices with a limiter.
+func (ls *limits) len() int {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return len(ls.devs)
 }

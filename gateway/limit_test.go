@@ -38,9 +38,9 @@ func TestLimiter(t *testing.T) {
 }
 
 func TestLimiterOff(t *testing.T) {
-	l := newLimiter(&Config{MessageRate: -1, ByteRate: -1}, time.Unix(0, 0))
+	l := newLimiter(&Config{MessageRate: -1, ByteRate: -1, ConnectRate: -1}, time.Unix(0, 0))
 	for i := range 10000 {
-		if r := l.allow(time.Unix(0, 0), 1<<20); r != "" {
+		if r := l.allow(time.Unix(0, 0), 1<<20); r != "" || !l.allowConnect(time.Unix(0, 0)) {
 			t.Fatalf("message %d refused: %s", i, r)
 		}
 	}

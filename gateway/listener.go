@@ -34,8 +34,10 @@ type listener struct {
 
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
+	pend    *pendingTable // guarded by mu
 	closed  bool
-	pending atomic.Int64
+	done    chan struct{}  // closed by Close
+	pending atomic.Int64   // connections holding a pending slot
 	wg      sync.WaitGroup // connection goroutines
 	serving sync.WaitGroup // the accept loop, from Init until it returns
 }
@@ -45,7 +47,8 @@ const listenerID = "weft-mqtts"
 var _ listeners.Listener = (*listener)(nil)
 
 func newListener(s *Server) *listener {
-	return &listener{s: s, conns: map[net.Conn]struct{}{}}
+	return &listener{s: s, conns: map[net.Conn]struct{}{}, done: make(chan struct{}),
+		pend: newPendingTable(s.cfg.MaxPending, s.cfg.MaxPendingPerIP)}
 }
 
 // ID implements listeners.Listener.
@@ -74,45 +77,115 @@ func (l *listener) Init(*slog.Logger) error {
 }
 
 // Serve implements listeners.Listener: it accepts connections until
-// closed.
+// closed. On a temporary error (out of file descriptors, EMFILE or
+// ENFILE, and the like) it waits before accepting again, 5 ms doubling up
+// to 1 s, as net/http's Server does, instead of spinning.
 func (l *listener) Serve(establish listeners.EstablishFn) {
 	defer l.serving.Done()
+	var delay time.Duration
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
-				continue // temporary: out of file descriptors and the like
+			if !temporary(err) {
+				l.s.log.Error("accept failed", "err", err)
+				return
 			}
-			l.s.log.Error("accept failed", "err", err)
-			return
+			delay = acceptBackoff(delay)
+			l.s.metrics.acceptBackoffs.Add(1)
+			l.s.log.Warn("accept failed; retrying", "err", err, "delay", delay)
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-l.done:
+				t.Stop()
+				return
+			}
+			continue
 		}
-		if !l.track(c) {
-			c.Close()
-			return
+		delay = 0
+		slot, ok := l.admit(c)
+		if !ok {
+			return // closed
 		}
-		if l.pending.Add(1) > int64(l.s.cfg.MaxPending) {
-			l.pending.Add(-1)
-			l.s.metrics.refusals.inc(RefuseMaxPending)
-			l.untrack(c)
-			c.Close()
+		if slot == nil {
 			continue
 		}
 		l.wg.Add(1)
-		go l.serveConn(c, establish)
+		go l.serveConn(c, slot, establish)
 	}
 }
 
-func (l *listener) track(c net.Conn) bool {
+// acceptBackoff is the wait after an accept error that follows one
+// waited for d: 5 ms, then twice as long each time, at most 1 s.
+func acceptBackoff(d time.Duration) time.Duration {
+	if d == 0 {
+		return 5 * time.Millisecond
+	}
+	return min(2*d, time.Second)
+}
+
+// temporary reports whether an accept error is worth retrying.
+func temporary(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EAGAIN, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// admit tracks c and gives it a pending slot. It returns ok false if
+// the listener is closed (c is closed), and a nil slot if c was refused
+// (c is closed and counted). A connection evicted to make room for c is
+// closed and counted here.
+func (l *listener) admit(c net.Conn) (slot *pendingConn, ok bool) {
+	key := sourceKey(c.RemoteAddr())
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		c.Close()
+		return nil, false
+	}
+	slot, victim, reason := l.pend.admit(key, c)
+	if slot != nil {
+		l.conns[c] = struct{}{}
+		if victim == nil {
+			l.pending.Add(1)
+		}
+	}
+	l.mu.Unlock()
+	if victim != nil {
+		l.s.metrics.refusals.inc(RefuseMaxPending)
+		victim.conn.Close()
+	}
+	if slot == nil {
+		l.s.metrics.refusals.inc(reason)
+		c.Close()
+	}
+	return slot, true
+}
+
+// releasePending frees a connection's pending slot; it reports false if
+// the slot had been taken from it (the connection is closed, and its
+// refusal counted).
+func (l *listener) releasePending(slot *pendingConn) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
+	if slot.evicted {
 		return false
 	}
-	l.conns[c] = struct{}{}
+	if !slot.done {
+		l.pend.release(slot)
+		l.pending.Add(-1)
+	}
 	return true
 }
 
@@ -132,6 +205,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 		return
 	}
 	l.closed = true
+	close(l.done)
 	l.mu.Unlock()
 	l.ln.Close()
 	closeClients(l.ID())
@@ -159,23 +233,23 @@ func (l *listener) wait() {
 }
 
 // serveConn runs one connection: handshake, identity, then mochi.
-func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
+func (l *listener) serveConn(raw net.Conn, slot *pendingConn, establish listeners.EstablishFn) {
 	defer l.wg.Done()
 	defer l.untrack(raw)
 	s := l.s
 	sess := &session{s: s}
-	pending := true
-	release := func() {
-		if pending {
-			pending = false
-			l.pending.Add(-1)
+	sess.onConnect = func() {
+		if !l.releasePending(slot) {
+			sess.refused.Store(true) // evicted: counted as max_pending
 		}
 	}
-	sess.onConnect = release
-	defer release()
+	defer func() { sess.onConnect() }()
 	defer func() {
 		if sess.queue != nil {
 			sess.queue.drain() // its goroutine writes to the store
+		}
+		if sess.limiter != nil {
+			s.limits.release(sess.limiter)
 		}
 	}()
 
@@ -188,7 +262,7 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 		}
 	}()
 
-	g := l.secure(raw, sess)
+	g := l.secure(raw, slot, sess)
 	if g == nil {
 		return
 	}
@@ -202,21 +276,31 @@ func (l *listener) serveConn(raw net.Conn, establish listeners.EstablishFn) {
 // goroutine, which then fits in less memory once mochi reads.
 //
 //go:noinline
-func (l *listener) secure(raw net.Conn, sess *session) *guardConn {
+func (l *listener) secure(raw net.Conn, slot *pendingConn, sess *session) *guardConn {
 	s := l.s
-	deadline := time.Now().Add(s.cfg.ConnectTimeout)
-	raw.SetDeadline(deadline)
-	tc := tls.Server(raw, s.tls)
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	start := time.Now()
+	deadline := start.Add(s.cfg.ConnectTimeout)
+	fb := &firstByteConn{Conn: raw, next: start.Add(s.cfg.HandshakeTimeout)}
+	raw.SetDeadline(start.Add(s.cfg.FirstByteTimeout))
+	tc := tls.Server(fb, s.tls)
+	ctx, cancel := context.WithDeadline(context.Background(), fb.next)
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
 		reason := handshakeReason(err)
+		if reason == RefuseHandshakeTimeout && !fb.got {
+			reason = RefuseFirstByteTimeout
+		}
+		raw.Close()
+		if !l.releasePending(slot) { // evicted: counted already
+			sess.refused.Store(true)
+			return nil
+		}
 		s.metrics.refusals.inc(reason)
 		s.log.Debug("tls handshake refused", "remote", raw.RemoteAddr().String(), "reason", reason, "err", err)
-		raw.Close()
 		return nil
 	}
+	raw.SetDeadline(deadline)
 	id, err := certs.PeerIdentity(tc.ConnectionState(), certs.KindDevice, s.revoker(), s.cfg.Now())
 	if err != nil { // VerifyConnection passed an instant ago; only the clock moved
 		s.metrics.refusals.inc(identityReason(err))
@@ -225,11 +309,29 @@ func (l *listener) secure(raw net.Conn, sess *session) *guardConn {
 	}
 	sess.id = id
 	sess.dev = Device{ID: id.ID, Class: id.Class}
-	sess.limiter = newLimiter(&s.cfg, s.cfg.Now())
+	sess.limiter = s.limits.acquire(id.ID, s.cfg.Now())
 	sess.queue = newPublishQueue(s, sess)
 	g := &guardConn{Conn: tc, sess: sess, max: s.cfg.MaxPacketSize, m: s.metrics}
 	sess.conn = g
 	return g
+}
+
+// firstByteConn is a connection in its TLS handshake: once its first
+// byte has come, it moves the deadline from the first byte's to the
+// handshake's.
+type firstByteConn struct {
+	net.Conn
+	next time.Time
+	got  bool
+}
+
+func (c *firstByteConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.got {
+		c.got = true
+		c.Conn.SetDeadline(c.next)
+	}
+	return n, err
 }
 
 // revoker returns the CRL as a certs.Revoker, nil if there is none.

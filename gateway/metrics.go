@@ -21,12 +21,15 @@ type Metrics struct {
 	bytesOut     atomic.Uint64
 	deltasResent atomic.Uint64
 
+	acceptBackoffs atomic.Uint64
+
 	refusals        *counterVec // reason
 	disconnects     *counterVec // reason
 	aclRefusals     *counterVec // op, reason
 	publishRefusals *counterVec // reason
 	messagesIn      *counterVec // qos
 	messagesOut     *counterVec // qos
+	downDropped     *counterVec // reason
 
 	appendLatency prometheus.Histogram
 	appends       atomic.Uint64
@@ -42,6 +45,7 @@ var (
 	descBytesIn      = prometheus.NewDesc(metricPrefix+"bytes_in_total", "MQTT bytes received from devices (inside TLS).", nil, nil)
 	descBytesOut     = prometheus.NewDesc(metricPrefix+"bytes_out_total", "MQTT bytes sent to devices (inside TLS).", nil, nil)
 	descDeltasResent = prometheus.NewDesc(metricPrefix+"deltas_resent_total", "Shadow deltas sent to a device again because its report left it out of sync.", nil, nil)
+	descAcceptWaits  = prometheus.NewDesc(metricPrefix+"accept_backoffs_total", "Temporary accept errors (out of file descriptors and the like) the listener waited after.", nil, nil)
 )
 
 func newMetrics() *Metrics {
@@ -52,6 +56,7 @@ func newMetrics() *Metrics {
 		publishRefusals: newCounterVec(metricPrefix+"publish_refusals_total", "Publishes not stored, by reason.", "reason"),
 		messagesIn:      newCounterVec(metricPrefix+"messages_in_total", "Messages received from devices and durably stored, by QoS.", "qos"),
 		messagesOut:     newCounterVec(metricPrefix+"messages_out_total", "Messages sent to devices, by QoS.", "qos"),
+		downDropped:     newCounterVec(metricPrefix+"downlink_dropped_total", "Messages to devices dropped instead of queued or sent, by reason.", "reason"),
 		appendLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    metricPrefix + "append_seconds",
 			Help:    "Time to make a device message durable in the store (group commit included).",
@@ -63,7 +68,7 @@ func newMetrics() *Metrics {
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descConnections, descConnects, descBytesIn, descBytesOut, descDeltasResent} {
+	for _, d := range []*prometheus.Desc{descConnections, descConnects, descBytesIn, descBytesOut, descDeltasResent, descAcceptWaits} {
 		ch <- d
 	}
 	for _, v := range m.vecs() {
@@ -79,6 +84,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(m.bytesIn.Load()))
 	ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(m.bytesOut.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeltasResent, prometheus.CounterValue, float64(m.deltasResent.Load()))
+	ch <- prometheus.MustNewConstMetric(descAcceptWaits, prometheus.CounterValue, float64(m.acceptBackoffs.Load()))
 	for _, v := range m.vecs() {
 		v.collect(ch)
 	}
@@ -86,7 +92,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 }
 
 func (m *Metrics) vecs() []*counterVec {
-	return []*counterVec{m.refusals, m.disconnects, m.aclRefusals, m.publishRefusals, m.messagesIn, m.messagesOut}
+	return []*counterVec{m.refusals, m.disconnects, m.aclRefusals, m.publishRefusals, m.messagesIn, m.messagesOut, m.downDropped}
 }
 
 // Connections is the number of MQTT sessions connected now.
@@ -123,6 +129,14 @@ func (m *Metrics) MessagesOut(qos byte) uint64 { return m.messagesOut.sum(qosLab
 // DeltasResent is the number of shadow deltas sent to devices again
 // because their report left them out of sync (converge).
 func (m *Metrics) DeltasResent() uint64 { return m.deltasResent.Load() }
+
+// DownlinkDropped is the number of messages to devices dropped for
+// reason (DropInflightCap, DropWriteQueue); an empty reason sums both.
+func (m *Metrics) DownlinkDropped(reason string) uint64 { return m.downDropped.sum(reason) }
+
+// AcceptBackoffs is the number of temporary accept errors the listener
+// waited after.
+func (m *Metrics) AcceptBackoffs() uint64 { return m.acceptBackoffs.Load() }
 
 // BytesIn is the number of MQTT bytes received from devices.
 func (m *Metrics) BytesIn() uint64 { return m.bytesIn.Load() }

@@ -29,6 +29,7 @@ type Server struct {
 	metrics *Metrics
 	tls     *tls.Config
 	reg     *registry
+	limits  *limits
 
 	// storeCtx is used for store calls made from mochi's hooks, which get
 	// no context; it ends when the server is shut down.
@@ -77,6 +78,7 @@ func New(cfg Config) (*Server, error) {
 		reg:       newRegistry(),
 		converged: map[string]sentDelta{},
 	}
+	s.limits = newLimits(&s.cfg)
 	var rev certs.Revoker
 	if cfg.Revocations != nil {
 		rev = cfg.Revocations
@@ -145,7 +147,7 @@ func (s *Server) Start(ctx context.Context) error {
 	caps.MaximumSessionExpiryInterval = uint32(min(s.cfg.SessionExpiry/time.Second, math.MaxUint32))
 	caps.MaximumMessageExpiryInterval = 0 // updates stay retained until replaced
 	caps.MaximumClientWritesPending = 256 // a buffer per connection: keep idle connections small
-	caps.MaximumInflight = 1024
+	caps.MaximumInflight = MaxInflight
 	caps.SharedSubAvailable = 0
 	s.mqtt = mqtt.New(&mqtt.Options{
 		Capabilities:           caps,
@@ -202,6 +204,7 @@ func (s *Server) Start(ctx context.Context) error {
 				return
 			case <-t.C:
 				s.sweep()
+				s.limits.evict(s.cfg.Now())
 			}
 		}
 	}()
