@@ -23,6 +23,7 @@ func newRootCmd() *cobra.Command {
 		newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd(),
 		newCertsCmd(), newTokenCmd(), newEdgeCmd(), newCoreCmd(), newBenchCmd(), newDeviceCmd(), newUpCmd(), newMirrorCmd(), newStoreCmd())
 	root.AddCommand(newConfigCmd())
+	root.AddCommand(newFirmwareCmd())
 	addRemoteCmds(root)
 	needSubcommand(root)
 	// A command that only groups others shows no usage line of its own.
