@@ -181,6 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	node.NotifyReady(ctx, n.log)
 	return node.Wait(ctx, n.http.Done(), n.Shutdown)
 }
 
