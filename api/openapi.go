@@ -18,6 +18,7 @@ type op struct {
 // serves.
 var operations = []op{
 	{"GET", "/healthz", "", "Liveness: 200 while the node serves", nil, false},
+	{"GET", "/readyz", "", "Readiness: 200 while the store takes writes, 503 otherwise", nil, false},
 	{"GET", "/metrics", "", "Prometheus metrics", nil, false},
 	{"GET", "/api/v1/openapi.json", "", "This description", nil, false},
 	{"GET", "/api/v1/streams/{volume}/{stream}/messages", "viewer", "Read a partition of a topic, optionally waiting", []string{"topic!", "partition", "from", "limit", "wait"}, false},

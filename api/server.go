@@ -138,6 +138,7 @@ func (s *Server) routes() {
 	s.handlePublic("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}))
+	s.handlePublic("GET /readyz", http.HandlerFunc(s.readyz))
 	s.handlePublic("GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelError)}))
 	s.handlePublic("GET /api/v1/openapi.json", http.HandlerFunc(serveOpenAPI))
 
@@ -150,6 +151,20 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/volumes", certs.RoleViewer, http.HandlerFunc(s.volumes))
 	s.deviceRoutes()
 	s.firmwareRoutes()
+}
+
+// readyz answers whether the node should be sent traffic: 200
+// {"status":"ready"} while its store is open and takes writes (open, not
+// stopped by a failed commit, its disk neither read-only nor below its
+// reserve), else 503 Unavailable saying why. A node serves HTTP only once
+// its other listeners (gateway, sync) are up, and closes it first when it
+// stops, so an answer at all means they are up.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	if err := s.cfg.Store.Writable(); err != nil {
+		writeProblem(w, ProblemDetails{Status: http.StatusServiceUnavailable, Title: "Unavailable", Detail: "not ready: " + err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
 // Handler returns the handler that serves the API.
