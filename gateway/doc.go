@@ -6,10 +6,15 @@
 // gives it its own listener and two hooks, and never mochi's allow-all
 // authentication:
 //
-//   - The listener accepts TCP connections, runs the TLS handshake
+//   - The listener accepts TCP connections (backing off on temporary
+//     errors such as EMFILE), gives each a pending slot until its
+//     CONNECT (pendingTable: capped in all and per source address, a
+//     full table making room by closing the oldest connection of the
+//     address holding the most), runs the TLS handshake
 //     (TLS 1.2+, client certificate required and verified against the
 //     device CA only, revocation checked on every handshake, resumed
-//     ones included) under the CONNECT deadline, reads the device's
+//     ones included) under the first-byte, handshake and CONNECT
+//     deadlines, reads the device's
 //     identity from its certificate (certs.PeerIdentity), and hands mochi
 //     a guarded connection that refuses packets over MaxPacketSize and
 //     counts bytes. It runs mochi's per-connection goroutine under a
@@ -20,7 +25,10 @@
 //     certificate's device id), applies the ACL (Allow, a pure function)
 //     to publishes, subscriptions, deliveries, Wills and resent inflight
 //     messages, resolves v5 topic aliases before the ACL sees the topic,
-//     enforces the per-device rate limits and MaxConnections, and runs the
+//     caps topic and filter lengths and subscriptions per session,
+//     enforces the per-device message, byte and connect rates (limits:
+//     token buckets kept per device id across its connections) and
+//     MaxConnections, counts the messages to devices mochi drops, and runs the
 //     publish path: the message, in its envelope, is appended to
 //     /telemetry/events and /telemetry/by_device in one durable commit
 //     before mochi sends the PUBACK or PUBREC; shadow reports are merged

@@ -42,27 +42,41 @@ func dialFrom(n int, addr string) (net.Conn, error) {
 // and publishes QoS 1, and the test fails unless it gets its PUBACK.
 func (e *env) probe(t testing.TB, n int) {
 	t.Helper()
-	d := e.device(t, "probe-1", "probe")
+	if err := e.probeErr(t, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// probeErr is probe returning what went wrong.
+func (e *env) probeErr(t testing.TB, n int) error {
+	return e.probeAs(t, n, "probe-1")
+}
+
+// probeAs is probeErr as device id.
+func (e *env) probeAs(t testing.TB, n int, id string) error {
+	d := e.device(t, id, "probe")
 	raw, err := dialFrom(n, e.addr())
 	if err != nil {
-		t.Fatalf("probe dial: %v", err)
+		return fmt.Errorf("probe dial: %w", err)
 	}
 	conn := tls.Client(raw, e.clientTLS(d.cert))
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(conn)
 	if _, err := conn.Write(connectPacket(5, d.id, nil)); err != nil {
-		t.Fatalf("probe connect: %v", err)
+		return fmt.Errorf("probe connect: %w", err)
 	}
 	pk, err := readPacket(r, 5)
 	if err != nil || pk.FixedHeader.Type != packets.Connack || pk.ReasonCode != 0 {
-		t.Fatalf("probe not connected: %v %+v", err, pk.FixedHeader)
+		return fmt.Errorf("probe not connected: %v %+v %#x", err, pk.FixedHeader, pk.ReasonCode)
 	}
-	conn.Write(publishPacket(5, "devices/probe-1/telemetry", 1, 1, []byte("ok"), nil))
+	conn.Write(publishPacket(5, "devices/"+id+"/telemetry", 1, 1, []byte("ok"), nil))
 	pk, err = readPacket(r, 5)
 	if err != nil || pk.FixedHeader.Type != packets.Puback || pk.ReasonCode != 0 {
-		t.Fatalf("probe publish not acknowledged: %v %+v %#x", err, pk.FixedHeader, pk.ReasonCode)
+		return fmt.Errorf("probe publish not acknowledged: %v %+v %#x", err, pk.FixedHeader, pk.ReasonCode)
 	}
+	conn.Write([]byte{packets.Disconnect << 4, 0})
+	return nil
 }
 
 // tracked is the number of connections the listener holds (each runs one

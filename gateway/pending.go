@@ -106,11 +106,15 @@ func (t *pendingTable) addrs() int { return len(t.byAddr) }
 // address, or the /64 prefix of an IPv6 one (a single host commonly
 // holds a whole /64).
 func sourceKey(addr net.Addr) string {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
+	var ip netip.Addr
+	if ta, ok := addr.(*net.TCPAddr); ok {
+		ip = ta.AddrPort().Addr()
+	} else if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		ip = ap.Addr()
+	} else {
 		return addr.String()
 	}
-	ip := ap.Addr().Unmap()
+	ip = ip.Unmap()
 	if ip.Is4() {
 		return ip.String()
 	}
