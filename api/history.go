@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +29,10 @@ const MaxRangeScan = 20000
 type RangeQuery struct {
 	From, To time.Time
 	Limit    int
+	// Latest (From zero, no to given) reads the latest messages by offset
+	// whatever their stamps: a message stamped after To by a clock ahead
+	// of this node's is still among the latest.
+	Latest bool
 }
 
 // ParseRange reads from, to (RFC 3339) and limit (default DefaultLimit,
@@ -42,6 +45,7 @@ func ParseRange(q url.Values, now time.Time) (RangeQuery, error) {
 			return rq, fmt.Errorf("from %q: want an RFC 3339 time", v)
 		}
 	}
+	rq.Latest = q.Get("from") == "" && q.Get("to") == ""
 	if v := q.Get("to"); v != "" {
 		if rq.To, err = time.Parse(time.RFC3339Nano, v); err != nil {
 			return rq, fmt.Errorf("to %q: want an RFC 3339 time", v)
@@ -75,7 +79,7 @@ func ReadRange(ctx context.Context, st *store.Stream, parts int, topic string, q
 		}
 		msgs, more = append(msgs, got...), more || m
 	}
-	slices.SortStableFunc(msgs, func(a, b store.Message) int { return a.Timestamp.Compare(b.Timestamp) })
+	msgs = receiveOrder(msgs)
 	if len(msgs) > q.Limit {
 		more = true
 		if q.From.IsZero() {
@@ -92,7 +96,7 @@ func readPartitionRange(ctx context.Context, st *store.Stream, topic string, par
 	if err != nil {
 		return nil, false, err
 	}
-	end, err := firstAtOrAfter(ctx, st, topic, part, low, next, q.To)
+	end, err := rangeEnd(ctx, st, topic, part, low, next, q)
 	if err != nil {
 		return nil, false, err
 	}
@@ -117,7 +121,7 @@ func readPartitionRange(ctx context.Context, st *store.Stream, topic string, par
 					return out, false, nil
 				}
 				*budget--
-				if match == nil || match(m) {
+				if inRange(m, q) && (match == nil || match(m)) {
 					if len(out) == q.Limit {
 						return out, true, nil
 					}
@@ -141,7 +145,7 @@ func readPartitionRange(ctx context.Context, st *store.Stream, topic string, par
 		var kept []store.Message
 		for i := range msgs {
 			*budget--
-			if match == nil || match(&msgs[i]) {
+			if inRange(&msgs[i], q) && (match == nil || match(&msgs[i])) {
 				kept = append(kept, msgs[i])
 			}
 		}
@@ -153,6 +157,62 @@ func readPartitionRange(ctx context.Context, st *store.Stream, topic string, par
 		hi = lo
 	}
 	return out, false, nil
+}
+
+// Where stamps and offsets disagree (a clock stepped back, an edge's clock
+// ahead of the core's), offsets and receive order win: "latest" is by
+// offset, a range returns only messages stamped in it, and the partitions
+// are merged without reordering any one of them.
+
+// rangeEnd is the offset a partition's read stops before: its end for a
+// Latest query, else the first message stamped at or after q.To.
+func rangeEnd(ctx context.Context, st *store.Stream, topic string, part int, low, next uint64, q RangeQuery) (uint64, error) {
+	if q.Latest && q.From.IsZero() {
+		return next, nil
+	}
+	return firstAtOrAfter(ctx, st, topic, part, low, next, q.To)
+}
+
+// inRange says whether m's stamp is in q's range. The offsets a binary
+// search over stamps finds bound the range only where stamps grow with
+// offsets; this holds the answer to the range where they do not.
+func inRange(m *store.Message, q RangeQuery) bool {
+	if q.Latest && q.From.IsZero() {
+		return true
+	}
+	return !m.Timestamp.Before(q.From) && m.Timestamp.Before(q.To)
+}
+
+// receiveOrder merges the messages of several partitions, each in offset
+// order, by stamp, never reordering the messages of one partition: a
+// stamp out of step with its partition's order does not move it.
+func receiveOrder(msgs []store.Message) []store.Message {
+	var parts [][]store.Message
+	for i := 0; i < len(msgs); {
+		j := i + 1
+		for j < len(msgs) && msgs[j].Partition == msgs[i].Partition && msgs[j].Offset > msgs[j-1].Offset {
+			j++
+		}
+		parts = append(parts, msgs[i:j])
+		i = j
+	}
+	if len(parts) <= 1 {
+		return msgs
+	}
+	out := make([]store.Message, 0, len(msgs))
+	for {
+		best := -1
+		for k, p := range parts {
+			if len(p) > 0 && (best < 0 || p[0].Timestamp.Before(parts[best][0].Timestamp)) {
+				best = k
+			}
+		}
+		if best < 0 {
+			return out
+		}
+		out = append(out, parts[best][0])
+		parts[best] = parts[best][1:]
+	}
 }
 
 // readSpan reads the offsets lo to hi (exclusive) of a partition.

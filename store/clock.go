@@ -176,17 +176,11 @@ func (s *Store) openClock(sysClock bool) error {
 		return fmt.Errorf("store: time floor: %w", err)
 	}
 	s.clock, s.sysNow = c, s.cfg.Now
-	sys := s.sysNow()
-	if s.cfg.Monotonic == nil {
-		c.epoch = sys
-	} else {
+	if s.cfg.Monotonic != nil {
 		c.mono = s.cfg.Monotonic()
 	}
 	s.saved.Store(c.floor.UnixNano())
 	s.cfg.Now = s.now
-	if c.floor.After(sys) {
-		s.log.Warn("system clock is behind the time floor at open; stamping with the floor", "behind", c.floor.Sub(sys).String(), "floor", c.floor.UTC(), "system", sys.UTC())
-	}
 	if c.pending > 0 {
 		s.log.Warn("a forward clock jump is still unconfirmed; retention discounts it", "jump", c.pending.String())
 	}
@@ -201,6 +195,9 @@ func (s *Store) now() time.Time {
 	if s.cfg.Monotonic != nil {
 		mono = s.cfg.Monotonic()
 	} else {
+		if s.clock.epoch.IsZero() {
+			s.clock.epoch = sys
+		}
 		mono = max(mono, sys.Sub(s.clock.epoch)) // Now, stepping back never
 	}
 	r := s.clock.observe(sys, mono)
