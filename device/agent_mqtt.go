@@ -1,0 +1,51 @@
+package device
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+
+	"github.com/eclipse/paho.golang/paho"
+)
+
+// Run connects the agent to its gateway as the device, subscribes to its
+// firmware updates (on its own topic, its class's and all), finishes an
+// update a reboot interrupted (Boot), reports its running version, and
+// acts on each message in turn until ctx ends or the connection drops.
+func (a *Agent) Run(ctx context.Context, dc DialConfig, cert tls.Certificate) error {
+	msgs := make(chan *paho.Publish, 16)
+	c, err := Connect(ctx, dc, a.cfg.ID, cert, false, func(p paho.PublishReceived) (bool, error) {
+		select {
+		case msgs <- p.Packet:
+		default:
+			a.log.Warn("firmware message dropped: agent busy", "topic", p.Packet.Topic)
+		}
+		return true, nil
+	})
+	if err != nil {
+		return err
+	}
+	defer c.Disconnect(&paho.Disconnect{})
+	a.cfg.Publish = func(ctx context.Context, topic string, payload []byte) error {
+		_, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+		return err
+	}
+	var subs []paho.SubscribeOptions
+	for _, f := range a.filters() {
+		subs = append(subs, paho.SubscribeOptions{Topic: f, QoS: 1})
+	}
+	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
+		return fmt.Errorf("device: agent subscribe: %w", err)
+	}
+	a.Boot(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.Done():
+			return fmt.Errorf("device: agent %s: connection lost", a.cfg.ID)
+		case p := <-msgs:
+			a.Handle(ctx, p.Topic, p.Payload)
+		}
+	}
+}
