@@ -72,6 +72,7 @@ override both. 'weft config print core' shows the result.`,
 	fl.StringArrayVar(&f.Down, "down", nil, "another stream to send to every edge besides /updates/down (repeatable)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent on each link, like 10MiB (default: no cap)")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
+	logFormatFlag(fl)
 	fl.StringArrayVar(&f.MirrorUp, "mirror-up", nil, "a volume edges may mirror up to the core, landing in VOLUME.EDGE (repeatable; the edge adds --mirror up:/VOLUME)")
 	httpFlags(fl, &f.Limits)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")

@@ -96,6 +96,7 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.StringVar(&f.MQTT, "mqtt", "127.0.0.1:8883", "MQTT over TLS listen address")
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
+	logFormatFlag(fl)
 	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with (default: none)")
 	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
 	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")

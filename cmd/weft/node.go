@@ -12,14 +12,32 @@ import (
 // What weft edge, weft core and weft up share besides their settings
 // (settings.go): a log level, sizes given as text.
 
-// logger returns a text logger to the command's standard error at level
-// ("debug", "info", "warn", "error").
+// logger returns a logger to the command's standard error at level
+// ("debug", "info", "warn", "error"), in the format of the command's
+// --log-format flag if it has one: "text" (the default, key=value lines)
+// or "json" (one JSON object a line, for journald, Loki and the like).
 func logger(cmd *cobra.Command, level string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	format := "text"
+	if f := cmd.Flags().Lookup("log-format"); f != nil {
+		format = f.Value.String()
+	}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is neither json nor text", format)
+}
+
+// logFormatFlag adds --log-format, which logger reads.
+func logFormatFlag(fl *pflag.FlagSet) {
+	fl.String("log-format", "text", "log format: text (key=value) or json (one object a line)")
 }
 
 // sizeSetting is a size given as text ("1MiB"), and where it goes; an

@@ -39,5 +39,6 @@ on the same directory resumes with the same data.`,
 	fl.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "console and API address of the core")
 	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:8883", "MQTT address of the edge's gateway")
 	fl.StringVar(&level, "log-level", "warn", "log level: debug, info, warn, error")
+	logFormatFlag(fl)
 	return cmd
 }
