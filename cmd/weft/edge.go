@@ -14,10 +14,17 @@ type edgeSettings struct {
 	Data, Certs, Name, Site, MQTT, HTTP, Log string
 	Gateway                                  struct {
 		ConnectTimeout          time.Duration
+		FirstByteTimeout        time.Duration
+		HandshakeTimeout        time.Duration
 		MaxPacketSize, ByteRate string
 		MaxConnections          int
 		MaxPending              int
+		MaxPendingPerIP         int
 		MessageRate             float64
+		ConnectRate             float64
+		MaxTopicLength          int
+		MaxFilterLength         int
+		MaxSubscriptions        int
 	}
 	Store struct {
 		MinFree string
@@ -48,8 +55,11 @@ SIGINT or SIGTERM shut it down cleanly.
 
 Settings come from --config (YAML) and flags; flags win. The YAML keys are
 data, certs, name, site, mqtt, http, log_level, core, replicate, mirrors, rate_limit,
-backlog_quota, gateway.connect_timeout, gateway.max_packet_size, gateway.max_connections,
-gateway.message_rate, gateway.byte_rate and store.min_free.`,
+backlog_quota, gateway.connect_timeout, gateway.first_byte_timeout,
+gateway.handshake_timeout, gateway.max_packet_size, gateway.max_connections,
+gateway.max_pending, gateway.max_pending_per_ip, gateway.message_rate,
+gateway.byte_rate, gateway.connect_rate, gateway.max_topic_length,
+gateway.max_filter_length, gateway.max_subscriptions and store.min_free.`,
 		Example: `  weft certs init --dir C
   weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
   weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080
@@ -75,6 +85,8 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 			}
 			g := &cfg.Gateway
 			g.ConnectTimeout, g.MaxConnections, g.MaxPending, g.MessageRate = f.Gateway.ConnectTimeout, f.Gateway.MaxConnections, f.Gateway.MaxPending, f.Gateway.MessageRate
+			g.FirstByteTimeout, g.HandshakeTimeout, g.MaxPendingPerIP = f.Gateway.FirstByteTimeout, f.Gateway.HandshakeTimeout, f.Gateway.MaxPendingPerIP
+			g.ConnectRate, g.MaxTopicLength, g.MaxFilterLength, g.MaxSubscriptions = f.Gateway.ConnectRate, f.Gateway.MaxTopicLength, f.Gateway.MaxFilterLength, f.Gateway.MaxSubscriptions
 			if err := applySizes(
 				sizeSetting{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
 				sizeSetting{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
@@ -108,6 +120,13 @@ gateway.message_rate, gateway.byte_rate and store.min_free.`,
 	fl.Float64Var(&f.Gateway.MessageRate, "gateway.message-rate", 0, "messages per second a device may publish (default 1000)")
 	fl.StringVar(&f.Gateway.ByteRate, "gateway.byte-rate", "", "bytes per second a device may publish, like 1MiB (default 1MiB)")
 	fl.IntVar(&f.Gateway.MaxPending, "gateway.max-pending", 0, "most connections in the TLS handshake or waiting for their CONNECT at once (default 1024)")
+	fl.IntVar(&f.Gateway.MaxPendingPerIP, "gateway.max-pending-per-ip", 0, "most connections before their CONNECT from one source address, an IPv6 /64 (default 64)")
+	fl.DurationVar(&f.Gateway.FirstByteTimeout, "gateway.first-byte-timeout", 0, "time a new connection has to send its first byte (default 3s)")
+	fl.DurationVar(&f.Gateway.HandshakeTimeout, "gateway.handshake-timeout", 0, "time a new connection has to finish its TLS handshake (default 5s)")
+	fl.Float64Var(&f.Gateway.ConnectRate, "gateway.connect-rate", 0, "connects per second a device may make, in bursts of 10; negative for no limit (default 1)")
+	fl.IntVar(&f.Gateway.MaxTopicLength, "gateway.max-topic-length", 0, "longest topic a device may publish to, in bytes; negative for no limit (default 256)")
+	fl.IntVar(&f.Gateway.MaxFilterLength, "gateway.max-filter-length", 0, "longest topic filter a device may subscribe to, in bytes; negative for no limit (default 256)")
+	fl.IntVar(&f.Gateway.MaxSubscriptions, "gateway.max-subscriptions", 0, "most subscriptions a device's session may hold; negative for no limit (default 100)")
 	httpFlags(fl, &f.Limits)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
