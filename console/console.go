@@ -131,6 +131,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /edges", s.session(certs.RoleViewer, s.edgesPage))
 	s.mux.Handle("GET /anomalies", s.session(certs.RoleViewer, s.anomaliesPage))
 	s.mux.Handle("GET /audit", s.session(certs.RoleViewer, s.auditPage))
+	s.firmwareRoutes()
 	s.mux.Handle("GET /live/fleet", s.session(certs.RoleViewer, s.liveFleet))
 	s.mux.Handle("GET /live/devices/{id}", s.session(certs.RoleViewer, s.liveDevice))
 }

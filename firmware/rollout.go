@@ -203,6 +203,8 @@ func ParseThreshold(s string) (float64, error) {
 // Duration is a time.Duration that JSON carries as text ("15m").
 type Duration time.Duration
 
+func (d Duration) String() string { return time.Duration(d).String() }
+
 // MarshalText writes the duration as time.Duration.String does.
 func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
 
