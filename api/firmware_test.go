@@ -91,8 +91,18 @@ func TestFirmwareReleases(t *testing.T) {
 		status   int
 	}{
 		{"same version", func() []byte { return signed }, image, firmware.ReasonNotNewer, 422},
-		{"unknown key", func() []byte { n := m; n.Version = firmware.MustVersion("1.3.0"); b, _ := firmware.Sign(n, stranger); return b }, image, firmware.ReasonUnknownKey, 422},
-		{"hash mismatch", func() []byte { n := m; n.Version = firmware.MustVersion("1.3.0"); b, _ := firmware.Sign(n, signer); return b },
+		{"unknown key", func() []byte {
+			n := m
+			n.Version = firmware.MustVersion("1.3.0")
+			b, _ := firmware.Sign(n, stranger)
+			return b
+		}, image, firmware.ReasonUnknownKey, 422},
+		{"hash mismatch", func() []byte {
+			n := m
+			n.Version = firmware.MustVersion("1.3.0")
+			b, _ := firmware.Sign(n, signer)
+			return b
+		},
 			bytes.ToUpper(image), firmware.ReasonHashMismatch, 422},
 		{"bad signature", func() []byte {
 			b := bytes.Clone(signed)

@@ -324,7 +324,10 @@ type Result struct {
 func (a *Agent) Apply(ctx context.Context, o Offer) Result {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	release := o.Name + "@" + o.Version.String()
+	release := ""
+	if o.Name != "" {
+		release = o.Name + "@" + o.Version.String()
+	}
 	st := Status{Rollout: o.Rollout, Release: release}
 	end := func(state, reason, format string, args ...any) Result {
 		st.State, st.Reason, st.Detail = state, reason, fmt.Sprintf(format, args...)

@@ -117,7 +117,7 @@ func TestAgentRefusesTamperedImageOnEdge(t *testing.T) {
 	publishRelease(t, url, admin, rel)
 	bad := bytes.Clone(rel.image)
 	bad[10] ^= 1
-	if _, err := st.File(firmware.ReleaseDir(rel.m.Name, rel.m.Version) + "/" + firmware.ImageFile).Write(ctx, bytes.NewReader(bad)); err != nil {
+	if _, err := st.File(firmware.ReleaseDir(rel.m.Name, rel.m.Version)+"/"+firmware.ImageFile).Write(ctx, bytes.NewReader(bad)); err != nil {
 		t.Fatal(err)
 	}
 	a, out := newTestAgent(t, t.TempDir(), &HTTPSource{Base: url, Token: viewer}, nil)

@@ -194,10 +194,14 @@ func TestAgentInstalls(t *testing.T) {
 	if res := a2.Apply(ctx, Offer{Manifest: rel.manifest}); res.State != StepCommitted || res.Detail != "already running" {
 		t.Fatalf("same release again: %+v", res)
 	}
+	for _, st := range out2.statuses(t) {
+		if st.Release != "sensor-fw@1.2.0" && st.State != StepVerifying {
+			t.Fatalf("status without its release: %+v", st)
+		}
+	}
 	if res := a2.Apply(ctx, Offer{Name: "sensor-fw", Version: firmware.MustVersion("1.1.5")}); res.Reason != string(firmware.ReasonNotNewer) {
 		t.Fatalf("older release after restart: %+v", res)
 	}
-	_ = out2
 }
 
 func TestAgentRollsBackOnFailedHealthCheck(t *testing.T) {
