@@ -16,7 +16,15 @@ type Faults struct {
 	// Delay holds every datagram this long; Jitter adds up to this much
 	// more at random, which reorders datagrams.
 	Delay, Jitter time.Duration
+	// MaxDatagram, if not 0, drops every datagram larger than this many
+	// bytes (of UDP payload), as a path with a smaller MTU does: see
+	// PathMTU. The small ones (keepalives, acknowledgements) still pass.
+	MaxDatagram int
 }
+
+// PathMTU is the largest UDP payload over IPv4 on a path of MTU mtu (IP
+// and UDP headers take 28 bytes), for Faults.MaxDatagram.
+func PathMTU(mtu int) int { return mtu - 28 }
 
 // Proxy forwards UDP datagrams between clients and one target address,
 // with Faults applied in both directions. Each client gets its own socket
@@ -33,7 +41,9 @@ type Proxy struct {
 	closed  bool
 	wg      sync.WaitGroup
 
-	forwarded, dropped int64
+	forwarded, dropped, tooBig int64
+	largest                    int           // the largest datagram forwarded
+	sizes                      map[int]int64 // datagrams forwarded by size
 }
 
 // Counts returns how many datagrams were forwarded and dropped.
@@ -41,6 +51,35 @@ func (p *Proxy) Counts() (forwarded, dropped int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.forwarded, p.dropped
+}
+
+// Largest returns the size of the largest datagram forwarded.
+func (p *Proxy) Largest() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.largest
+}
+
+// ForwardedOver returns how many datagrams larger than size were
+// forwarded.
+func (p *Proxy) ForwardedOver(size int) int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for s, c := range p.sizes {
+		if s > size {
+			n += c
+		}
+	}
+	return n
+}
+
+// TooBig returns how many of the dropped datagrams were larger than
+// Faults.MaxDatagram.
+func (p *Proxy) TooBig() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.tooBig
 }
 
 // NewProxy listens on 127.0.0.1:0 and forwards to target. It closes with
@@ -132,7 +171,11 @@ func (p *Proxy) back(up *net.UDPConn, client *net.UDPAddr) {
 func (p *Proxy) forward(b []byte, send func([]byte)) {
 	p.mu.Lock()
 	f := p.faults
-	drop := f.Drop > 0 && p.rnd.Float64() < f.Drop
+	big := f.MaxDatagram > 0 && len(b) > f.MaxDatagram
+	drop := big || f.Drop > 0 && p.rnd.Float64() < f.Drop
+	if big {
+		p.tooBig++
+	}
 	delay := f.Delay
 	if f.Jitter > 0 {
 		delay += time.Duration(p.rnd.Int64N(int64(f.Jitter)))
@@ -141,6 +184,11 @@ func (p *Proxy) forward(b []byte, send func([]byte)) {
 		p.dropped++
 	} else {
 		p.forwarded++
+		p.largest = max(p.largest, len(b))
+		if p.sizes == nil {
+			p.sizes = map[int]int64{}
+		}
+		p.sizes[len(b)]++
 	}
 	p.mu.Unlock()
 	if drop {

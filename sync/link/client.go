@@ -57,6 +57,12 @@ type ClientConfig struct {
 	Backoff replicate.Backoff
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
+	// StallTimeout is how long the path may lose nearly everything the
+	// edge sends while packets still come from the core (a path MTU that
+	// fell: keepalives pass, data does not) before the link is
+	// re-established with small packets (wire.SmallPackets) for the next
+	// ten minutes. Default DefaultStallTimeout; negative: never.
+	StallTimeout time.Duration
 	// Monitor receives the link's figures. Default: a new one.
 	Monitor *replicate.Monitor
 	// Now is the clock. Default time.Now.
@@ -68,7 +74,8 @@ type ClientConfig struct {
 // Client is an edge's link to its core.
 type Client struct {
 	mu    sync.Mutex
-	peer  string // the core's name, from its certificate
+	peer  string    // the core's name, from its certificate
+	small time.Time // until when connections keep to small packets
 	cfg   ClientConfig
 	self  certs.Identity
 	log   *slog.Logger
@@ -98,6 +105,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	if cfg.MirrorInterval <= 0 {
 		cfg.MirrorInterval = mirror.DefaultInterval
+	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -156,7 +166,15 @@ func (c *Client) Run(ctx context.Context) error {
 			// once known, its address before.
 			c.cfg.Monitor.Link(c.peerName(), certs.CoreNode).Down(err, c.cfg.Now())
 		}
-		if err != nil && (last == nil || err.Error() != last.Error() || established) {
+		switch {
+		case established && wire.CodeOf(err) == wire.CodePathStalled:
+			// Either side saw the path stop carrying data: the next
+			// connections keep to packets every path carries.
+			c.mu.Lock()
+			c.small = c.cfg.Now().Add(smallPacketsFor)
+			c.mu.Unlock()
+			c.log.Warn("path stalled; reconnecting with small packets", "for", smallPacketsFor, "err", err)
+		case err != nil && (last == nil || err.Error() != last.Error() || established):
 			c.log.Warn("link down", "err", err)
 		}
 		last = err
@@ -174,8 +192,23 @@ func (c *Client) Run(ctx context.Context) error {
 // session runs one connection. established reports whether the handshake
 // went through.
 func (c *Client) session(ctx context.Context, again bool) (established bool, err error) {
+	qc := c.cfg.QUIC
+	c.mu.Lock()
+	small := c.cfg.Now().Before(c.small)
+	c.mu.Unlock()
+	if small {
+		qc = wire.SmallPackets(qc)
+	} else if qc == nil {
+		qc = wire.QUICConfig()
+	} else {
+		qc = qc.Clone()
+	}
+	progress := newPathProgress(time.Now) // QUIC's own clock is the wall clock
+	if c.cfg.StallTimeout > 0 && qc.Tracer == nil {
+		qc.Tracer = progress.tracer
+	}
 	dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	conn, err := wire.Dial(dctx, c.cfg.Addr, wire.ClientTLS(c.cfg.TLS), c.cfg.QUIC)
+	conn, err := wire.Dial(dctx, c.cfg.Addr, wire.ClientTLS(c.cfg.TLS), qc)
 	cancel()
 	if err != nil {
 		return false, err
@@ -226,7 +259,7 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	if again {
 		stats.Reconnected()
 	}
-	c.log.Info("link up", "peer", peer.URI(), "streams", len(welcome.Streams))
+	c.log.Info("link up", "peer", peer.URI(), "streams", len(welcome.Streams), "small_packets", small)
 	defer func() { stats.Down(err, c.cfg.Now()) }()
 
 	s := &session{conn: conn, Session: replicate.Session{Store: c.cfg.Store, Link: stats, Limit: c.limit, Window: c.cfg.Window,
@@ -234,6 +267,9 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
 	g.Go(func() error { return readControl(gctx, fc) })
+	if c.cfg.StallTimeout > 0 {
+		g.Go(func() error { return watchPath(gctx, progress, c.cfg.StallTimeout) })
+	}
 	for _, spec := range welcome.Streams {
 		g.Go(func() error { return c.stream(gctx, s, spec) })
 	}

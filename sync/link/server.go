@@ -63,6 +63,13 @@ type ServerConfig struct {
 	MirrorInterval time.Duration
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
+	// StallTimeout is how long the path to an edge may lose nearly
+	// everything the core sends while packets still come from the edge (a
+	// path MTU that fell) before the connection is closed with code
+	// wire.CodePathStalled; the edge reconnects with small packets, and
+	// the core keeps to them with that edge's address for ten minutes.
+	// Default DefaultStallTimeout; negative: never.
+	StallTimeout time.Duration
 	// Monitor receives the links' figures. Default: a new one.
 	Monitor *replicate.Monitor
 	// Now is the clock. Default time.Now.
@@ -80,6 +87,9 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[string]*serverConn // by edge name
 	seen     map[string]bool
+	since    map[string]time.Time // when each edge's last connection ended
+	small    smallPaths
+	progress map[string]*pathProgress // of connections being accepted, by remote address
 }
 
 type serverConn struct {
@@ -104,6 +114,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MirrorInterval <= 0 {
 		cfg.MirrorInterval = mirror.DefaultInterval
 	}
+	if cfg.StallTimeout == 0 {
+		cfg.StallTimeout = DefaultStallTimeout
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -124,7 +137,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
 	}
 	return &Server{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync"),
-		sessions: map[string]*serverConn{}, seen: map[string]bool{}}, nil
+		sessions: map[string]*serverConn{}, seen: map[string]bool{}, since: map[string]time.Time{},
+		progress: map[string]*pathProgress{}}, nil
 }
 
 // Monitor returns the links' figures.
@@ -148,13 +162,36 @@ func NodeTopics(edge, path, topic string) error {
 // Listen listens for edges on the UDP address addr with the server's TLS
 // settings, answering the packets of connections from a previous run with
 // stateless resets (wire.ResetKey) so that edges reconnect at once after a
-// restart.
+// restart. Connections from a host whose path stalled lately keep to
+// small packets (wire.SmallPackets).
 func (s *Server) Listen(addr string) (*wire.Listener, error) {
 	key, err := wire.ResetKey(s.cfg.TLS.Certificate)
 	if err != nil {
 		return nil, err
 	}
-	return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), s.cfg.QUIC, key)
+	qc := s.cfg.QUIC
+	if qc == nil {
+		qc = wire.QUICConfig()
+	}
+	if qc.GetConfigForClient == nil {
+		base := qc
+		qc = qc.Clone()
+		qc.GetConfigForClient = func(info *quic.ClientInfo) (*quic.Config, error) {
+			c := base.Clone()
+			if s.small.small(info.RemoteAddr, s.cfg.Now()) {
+				c = wire.SmallPackets(base)
+			}
+			if s.cfg.StallTimeout > 0 && c.Tracer == nil {
+				p := newPathProgress(time.Now) // QUIC's own clock is the wall clock
+				c.Tracer = p.tracer
+				s.mu.Lock()
+				s.progress[info.RemoteAddr.String()] = p
+				s.mu.Unlock()
+			}
+			return c, nil
+		}
+	}
+	return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), qc, key)
 }
 
 // Serve accepts edges' connections on ln until ctx ends or ln is closed,
@@ -218,6 +255,10 @@ func (s *Server) accept(h *wire.Hello) (*wire.Welcome, error) {
 
 // handle runs one edge's connection.
 func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
+	s.mu.Lock()
+	progress := s.progress[conn.RemoteAddr().String()]
+	delete(s.progress, conn.RemoteAddr().String())
+	s.mu.Unlock()
 	peer, err := wire.Peer(conn, s.cfg.Now())
 	if err != nil {
 		return wire.Errorf(wire.CodeIdentity, "%v", err)
@@ -281,6 +322,9 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
 	g.Go(func() error { return readControl(gctx, fc) })
+	if progress != nil {
+		g.Go(func() error { return watchPath(gctx, progress, s.cfg.StallTimeout) })
+	}
 	g.Go(func() error {
 		opened := map[string]bool{}
 		for {
@@ -292,10 +336,20 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 		}
 	})
 	err = g.Wait()
-	if ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+	case wire.CodeOf(err) == wire.CodePathStalled:
+		s.small.mark(conn.RemoteAddr(), s.cfg.Now().Add(smallPacketsFor))
+		log.Warn("path stalled; the edge reconnects with small packets", "for", smallPacketsFor, "err", err)
+	default:
 		log.Info("edge disconnected", "err", err)
 	}
 	stats.Down(err, s.cfg.Now())
+	s.mu.Lock()
+	if s.sessions[peer.Name] == me {
+		s.since[peer.Name] = s.cfg.Now()
+	}
+	s.mu.Unlock()
 	return err
 }
 

@@ -14,33 +14,35 @@ type Code uint32
 
 // The table of wire error codes.
 const (
-	CodeNone       Code = 0  // no error: a clean close
-	CodeProtocol   Code = 1  // malformed or unexpected frame
-	CodeVersion    Code = 2  // no protocol version in common
-	CodeIdentity   Code = 3  // the peer's certificate names the wrong role or node
-	CodeStream     Code = 4  // a stream the peer may not replicate, or does not have
-	CodeCorrupt    Code = 5  // a batch failed its CRC or size checks
-	CodeStore      Code = 6  // the receiver's store refused or failed to apply
-	CodeQuota      Code = 7  // the receiver is out of quota or disk
-	CodeShutdown   Code = 8  // the node is shutting down
-	CodeReplaced   Code = 9  // a newer connection from the same peer took over
-	CodeInternal   Code = 10 // anything else
-	CodeFrameLimit Code = 11 // a frame larger than MaxFrameSize
+	CodeNone        Code = 0  // no error: a clean close
+	CodeProtocol    Code = 1  // malformed or unexpected frame
+	CodeVersion     Code = 2  // no protocol version in common
+	CodeIdentity    Code = 3  // the peer's certificate names the wrong role or node
+	CodeStream      Code = 4  // a stream the peer may not replicate, or does not have
+	CodeCorrupt     Code = 5  // a batch failed its CRC or size checks
+	CodeStore       Code = 6  // the receiver's store refused or failed to apply
+	CodeQuota       Code = 7  // the receiver is out of quota or disk
+	CodeShutdown    Code = 8  // the node is shutting down
+	CodeReplaced    Code = 9  // a newer connection from the same peer took over
+	CodeInternal    Code = 10 // anything else
+	CodeFrameLimit  Code = 11 // a frame larger than MaxFrameSize
+	CodePathStalled Code = 12 // data lost on the path while small packets pass (path MTU fell)
 )
 
 var codeNames = map[Code]string{
-	CodeNone:       "no error",
-	CodeProtocol:   "protocol error",
-	CodeVersion:    "unsupported protocol version",
-	CodeIdentity:   "wrong peer identity",
-	CodeStream:     "stream not replicated",
-	CodeCorrupt:    "corrupt batch",
-	CodeStore:      "store error",
-	CodeQuota:      "out of quota",
-	CodeShutdown:   "shutting down",
-	CodeReplaced:   "replaced by a newer connection",
-	CodeInternal:   "internal error",
-	CodeFrameLimit: "frame too large",
+	CodeNone:        "no error",
+	CodeProtocol:    "protocol error",
+	CodeVersion:     "unsupported protocol version",
+	CodeIdentity:    "wrong peer identity",
+	CodeStream:      "stream not replicated",
+	CodeCorrupt:     "corrupt batch",
+	CodeStore:       "store error",
+	CodeQuota:       "out of quota",
+	CodeShutdown:    "shutting down",
+	CodeReplaced:    "replaced by a newer connection",
+	CodeInternal:    "internal error",
+	CodeFrameLimit:  "frame too large",
+	CodePathStalled: "path stalled",
 }
 
 // String names the code.
@@ -83,17 +85,18 @@ func (e *Error) Is(target error) bool {
 
 // Sentinels for errors.Is, one per code.
 var (
-	ErrProtocol   = &Error{Code: CodeProtocol}
-	ErrVersion    = &Error{Code: CodeVersion}
-	ErrIdentity   = &Error{Code: CodeIdentity}
-	ErrStream     = &Error{Code: CodeStream}
-	ErrCorrupt    = &Error{Code: CodeCorrupt}
-	ErrStore      = &Error{Code: CodeStore}
-	ErrQuota      = &Error{Code: CodeQuota}
-	ErrShutdown   = &Error{Code: CodeShutdown}
-	ErrReplaced   = &Error{Code: CodeReplaced}
-	ErrInternal   = &Error{Code: CodeInternal}
-	ErrFrameLimit = &Error{Code: CodeFrameLimit}
+	ErrProtocol    = &Error{Code: CodeProtocol}
+	ErrVersion     = &Error{Code: CodeVersion}
+	ErrIdentity    = &Error{Code: CodeIdentity}
+	ErrStream      = &Error{Code: CodeStream}
+	ErrCorrupt     = &Error{Code: CodeCorrupt}
+	ErrStore       = &Error{Code: CodeStore}
+	ErrQuota       = &Error{Code: CodeQuota}
+	ErrShutdown    = &Error{Code: CodeShutdown}
+	ErrReplaced    = &Error{Code: CodeReplaced}
+	ErrInternal    = &Error{Code: CodeInternal}
+	ErrFrameLimit  = &Error{Code: CodeFrameLimit}
+	ErrPathStalled = &Error{Code: CodePathStalled}
 )
 
 // Errorf returns an *Error of code c with a formatted message.

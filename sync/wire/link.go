@@ -24,6 +24,13 @@ const (
 	IdleTimeout = 5 * time.Second
 )
 
+// MinPacketSize is the size of the packets a link starts with, and never
+// goes below: QUIC's minimum (RFC 9000, 14.1). With IPv6's 48 bytes of
+// headers it fits a path MTU of 1280 (the IPv6 minimum, common on cellular
+// and VPN paths); path MTU discovery then grows packets to what the path
+// carries.
+const MinPacketSize = 1200
+
 // TLSConfig describes this node's side of a link.
 type TLSConfig struct {
 	// Certificate is the node's pair (certs/nodes/NAME.*).
@@ -80,11 +87,13 @@ func RequireRole(role string, rev certs.Revoker, now func() time.Time) func(tls.
 }
 
 // QUICConfig returns the QUIC settings of links: 0-RTT off, keepalive and
-// idle timeout as above, flow-control windows sized for bulk transfers,
-// and room for a control stream plus many replicated streams.
+// idle timeout as above, packets of MinPacketSize until path MTU discovery
+// finds more, flow-control windows sized for bulk transfers, and room for
+// a control stream plus many replicated streams.
 func QUICConfig() *quic.Config {
 	return &quic.Config{
 		HandshakeIdleTimeout:           5 * time.Second,
+		InitialPacketSize:              MinPacketSize,
 		MaxIdleTimeout:                 IdleTimeout,
 		KeepAlivePeriod:                KeepAlive,
 		Allow0RTT:                      false,
@@ -95,6 +104,22 @@ func QUICConfig() *quic.Config {
 		MaxIncomingStreams:             256,
 		MaxIncomingUniStreams:          -1,
 	}
+}
+
+// SmallPackets returns a copy of qc (QUICConfig if nil) that keeps every
+// packet at MinPacketSize: path MTU discovery off. It is for a connection
+// over a path whose MTU fell under the packets discovery had found (quic-go
+// never lowers them again, so such a path stalls).
+func SmallPackets(qc *quic.Config) *quic.Config {
+	if qc == nil {
+		qc = QUICConfig()
+	}
+	qc = qc.Clone()
+	if qc.InitialPacketSize == 0 || qc.InitialPacketSize > MinPacketSize {
+		qc.InitialPacketSize = MinPacketSize
+	}
+	qc.DisablePathMTUDiscovery = true
+	return qc
 }
 
 // Listener accepts links. Close closes its UDP socket too.
