@@ -115,10 +115,17 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		st.Close()
 		return nil, err
 	}
+	certFiles := node.CertFiles(auth, certs.Identity{Kind: certs.KindNode, Role: certs.CoreNode, Name: cfg.Name})
+	if err := node.CheckCertificates(ctx, st, certFiles, log); err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
 	reg := node.Registry()
+	certWatch := node.NewCertWatch(certFiles, st.Now, log)
+	reg.MustRegister(node.ClockMetrics(st), certWatch)
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
-	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit,
+	tc.Now = st.Now
+	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Now: st.Now,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
 		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
 	if err != nil {
@@ -151,7 +158,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	n := &Node{cfg: cfg, log: log, store: st, sync: srv, ln: ln, http: hs, stop: stop, console: con}
-	n.wg.Add(3)
+	n.wg.Add(4)
+	go func() {
+		defer n.wg.Done()
+		certWatch.Run(runCtx, 0)
+	}()
 	go func() {
 		defer n.wg.Done()
 		if err := srv.Serve(runCtx, ln); err != nil {

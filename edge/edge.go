@@ -121,16 +121,32 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Certificates are judged by the store's time, not the system clock:
+	// an edge whose clock reset at power-up still starts and buffers.
+	ids := []certs.Identity{{Kind: certs.KindGateway, Name: cfg.Name}}
+	if cfg.Core != "" {
+		ids = append(ids, certs.Identity{Kind: certs.KindNode, Role: certs.EdgeNode, Name: cfg.Name})
+	}
+	certFiles := node.CertFiles(auth, ids...)
+	if err := node.CheckCertificates(ctx, st, certFiles, log); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	if err := limitBacklog(ctx, st, cfg.BacklogQuota); err != nil {
 		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	reg := node.Registry()
+	certWatch := node.NewCertWatch(certFiles, st.Now, log)
+	reg.MustRegister(node.ClockMetrics(st), certWatch)
 
 	gc := cfg.Gateway
 	gc.Store, gc.Name, gc.Site, gc.Addr = st, cfg.Name, cfg.Site, cfg.MQTTAddr
 	gc.Certificate, gc.DeviceCAs, gc.Revocations = pair, pool, rev
 	gc.Registerer = reg
+	if gc.Now == nil {
+		gc.Now = st.Now
+	}
 	if gc.Logger == nil {
 		gc.Logger = log
 	}
@@ -177,6 +193,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			client.Run(reqCtx)
 		}()
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		certWatch.Run(reqCtx, 0)
+	}()
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
 	scores.setLimits(cfg.Scoring)
 	reg.MustRegister(scores)
@@ -199,6 +220,9 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 	}
 	lc := cfg.Link
 	lc.Store, lc.Addr, lc.Monitor = st, cfg.Core, mon
+	if lc.Now == nil {
+		lc.Now = st.Now
+	}
 	lc.History = func(ctx context.Context, device string, from, to time.Time, limit int) ([]store.Message, bool, error) {
 		info, err := st.Stat(ctx, store.ByDeviceStream)
 		if err != nil {
