@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -76,52 +77,62 @@ func TestUrgency(t *testing.T) {
 func TestTracker(t *testing.T) {
 	tr := newTracker(100)
 	a, b := tp{"a", 0}, tp{"b", 0}
-	tr.position(b, 5)
-	tr.position(a, 0)
+	tr.position(b, 5, 20)
+	tr.position(a, 0, 30)
 	if !tr.known(a) || tr.known(tp{"c", 0}) {
 		t.Fatal("known")
 	}
-	if p := tr.pass(); len(p) != 2 || p[0] != a || p[1] != b {
-		t.Fatalf("first pass %v", p)
+	if tr.lag != 45 || tr.unsent != 45 || tr.live != 2 {
+		t.Fatalf("sums: lag %d unsent %d live %d", tr.lag, tr.unsent, tr.live)
 	}
-	if p := tr.pass(); p[0] != b {
-		t.Fatalf("second pass starts at %v: passes must rotate", p[0])
+	// Not known how old: in the order they came.
+	if k, _ := tr.pick(); k != b {
+		t.Fatalf("first pick %v", k)
 	}
-	// A partition with nothing more leaves the passes until touched.
+	// Oldest data first: b's next is newer than a's unknown.
+	tr.sent(b, 5, 3, 60, 100, 200)
+	if k, _ := tr.pick(); k != a {
+		t.Fatalf("pick after b sent %v", k)
+	}
+	tr.sent(a, 0, 10, 60, 50, 150)
+	if k, _ := tr.pick(); k != a {
+		t.Fatalf("a's data (150) is older than b's (200): picked %v", k)
+	}
+	if !tr.full() || tr.next(a) != 10 || tr.next(b) != 8 || tr.unsent != 32 || tr.lag != 45 {
+		t.Fatalf("after sending: full %v next a %d b %d unsent %d lag %d", tr.full(), tr.next(a), tr.next(b), tr.unsent, tr.lag)
+	}
+	if o := tr.oldest(); o != 100 {
+		t.Fatalf("oldest %d, want 100 (the first batch in flight)", o)
+	}
+	// A partition with nothing more leaves the picks until touched.
 	tr.done(a)
-	if p := tr.pass(); len(p) != 1 || p[0] != b {
-		t.Fatalf("pass after a is done: %v", p)
+	if k, _ := tr.pick(); k != b {
+		t.Fatalf("pick after a is done: %v", k)
 	}
-	tr.touch(a)
-	tr.touch(tp{"unknown", 0})
-	if p := tr.pass(); len(p) != 2 {
-		t.Fatalf("pass after touching a and an unknown partition: %v", p)
+	tr.touch(a, 40, 300)
+	tr.touch(tp{"unknown", 0}, 9, 0)
+	if tr.dirty.Len() != 2 || tr.topics[a].end != 40 {
+		t.Fatalf("after touching a and an unknown partition: %d dirty, a ends at %d", tr.dirty.Len(), tr.topics[a].end)
 	}
-	tr.sent(a, 0, 10, 60)
-	tr.sent(b, 5, 3, 60)
-	if !tr.full() || tr.next(a) != 10 || tr.next(b) != 8 {
-		t.Fatalf("after sending: full %v next a %d b %d", tr.full(), tr.next(a), tr.next(b))
-	}
-	tr.sent(a, 10, 5, 10)
 
 	// Acks come in order; one for another topic is a protocol error.
-	if _, err := tr.ack(&wire.Ack{Topic: "b", Next: 8}); err == nil {
+	if _, err := tr.ack(&wire.Ack{Topic: "a", Next: 10}); err == nil {
 		t.Fatal("out-of-order ack accepted")
 	}
 	tr2 := newTracker(100)
-	tr2.position(a, 0)
-	tr2.sent(a, 0, 10, 60)
-	tr2.sent(a, 10, 10, 60)
-	tr2.sent(a, 20, 10, 60)
+	tr2.position(a, 0, 30)
+	tr2.sent(a, 0, 10, 60, 1, 1)
+	tr2.sent(a, 10, 10, 60, 2, 2)
+	tr2.sent(a, 20, 10, 60, 3, 3)
 	// The receiver lost what it had: it is at 4, the first batch gaps.
 	tr2.done(a)
 	r, err := tr2.ack(&wire.Ack{Topic: "a", Next: 4, Gap: true})
-	if err != nil || !r.rewound || tr2.next(a) != 4 || !tr2.dirty[a] {
-		t.Fatalf("gap: %+v %v next %d, in the passes %v", r, err, tr2.next(a), tr2.dirty[a])
+	if k, ok := tr2.pick(); err != nil || !r.rewound || tr2.next(a) != 4 || !ok || k != a {
+		t.Fatalf("gap: %+v %v next %d, picked %v", r, err, tr2.next(a), k)
 	}
 	// The resend from 4 goes out; then the gaps of the older batches
 	// must not rewind again.
-	tr2.sent(a, 4, 26, 60)
+	tr2.sent(a, 4, 26, 60, 1, 3)
 	for range 2 {
 		r, err := tr2.ack(&wire.Ack{Topic: "a", Next: 4, Gap: true})
 		if err != nil || r.rewound {
@@ -135,17 +146,48 @@ func TestTracker(t *testing.T) {
 		t.Fatalf("resend ack: %+v %v", r, err)
 	}
 	tr2.done(a)
-	if behind, live := tr2.behind(false); tr2.inflight != 0 || len(behind) != 0 || live != 1 || tr2.topics[a].acked != 30 {
-		t.Fatalf("inflight %d, behind %v of %d, acked %d", tr2.inflight, behind, live, tr2.topics[a].acked)
-	}
-	if behind, _ := tr2.behind(true); behind[a] != 30 {
-		t.Fatalf("all behind: %v", behind)
+	if tr2.inflight != 0 || tr2.lag != 0 || tr2.live != 1 || tr2.topics[a].acked != 30 || tr2.oldest() != 0 {
+		t.Fatalf("inflight %d, lag %d of %d, acked %d", tr2.inflight, tr2.lag, tr2.live, tr2.topics[a].acked)
 	}
 	if _, err := tr2.ack(&wire.Ack{Topic: "a", Next: 30}); err == nil {
 		t.Fatal("ack with nothing in flight accepted")
 	}
 	// Trimmed source: skip forward.
-	if n := tr2.skip(a, 50); n != 20 || tr2.next(a) != 50 {
-		t.Fatalf("skip %d next %d", n, tr2.next(a))
+	tr2.touch(a, 60, 0)
+	if n := tr2.skip(a, 50); n != 20 || tr2.next(a) != 50 || tr2.unsent != 10 || tr2.lag != 30 {
+		t.Fatalf("skip %d next %d unsent %d lag %d", n, tr2.next(a), tr2.unsent, tr2.lag)
+	}
+	// A data error sets a partition aside until retried.
+	tr2.fail(a, "corrupt")
+	if _, ok := tr2.pick(); ok || tr2.lag != 30 {
+		t.Fatal("a failed partition is picked")
+	}
+	tr2.retry()
+	if k, ok := tr2.pick(); !ok || k != a {
+		t.Fatal("a retried partition is not picked")
+	}
+}
+
+// TestTrackerKeepsOnlyBusy checks that a tracker lets go of caught-up
+// partitions beyond the few recently active it keeps.
+func TestTrackerKeepsOnlyBusy(t *testing.T) {
+	tr := newTracker(1 << 30)
+	tr.keepIdle = 10
+	for i := range 1000 {
+		k := tp{fmt.Sprint(i), 0}
+		tr.position(k, uint64(i%3), 2)
+		if i%3 < 2 {
+			tr.sent(k, uint64(i%3), 2-i%3, 1, 1, 1)
+			tr.done(k)
+		}
+	}
+	for len(tr.queue) > 0 {
+		f := tr.queue[0]
+		if _, err := tr.ack(&wire.Ack{Topic: f.key.topic, Next: f.first + uint64(f.count)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tr.topics) != 10 || tr.live != 10 || tr.lag != 0 || tr.unsent != 0 || len(tr.idle) > 4*10+64 {
+		t.Fatalf("%d partitions kept (%d live, lag %d, %d idle entries), want 10", len(tr.topics), tr.live, tr.lag, len(tr.idle))
 	}
 }

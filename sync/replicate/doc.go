@@ -34,6 +34,19 @@
 // were appended to; a stream with many topics is listed whole only when
 // the change log cannot tell, at most every few times the last look took.
 //
+// # Order, state and figures
+//
+// The next batch comes from the topic partition whose oldest unsent data
+// is the oldest, so a slow link serves every device about as late as its
+// backlog and no later. The tracker keeps only the topic partitions that
+// are behind and a few recently caught up; it lets go of the others and
+// offers them again when they have news. It keeps the lag as sums as it
+// goes, and the sender publishes them for the Monitor after each step, so
+// reading the figures never waits for the sender nor reads the store;
+// every batch tells the receiver the stream's messages not yet sent. A
+// topic partition whose data cannot be read (corrupt or quarantined) is
+// set aside and named in the figures while the others go on.
+//
 // The decisions (what to send next, what an acknowledgement means, how long
 // to back off, whether the bandwidth budget allows a batch) live in plain
 // types without network, disk or clock: tracker, Backoff and Limiter.

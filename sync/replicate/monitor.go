@@ -55,6 +55,23 @@ type StreamStatus struct {
 	// Error says why the stream is not replicated, when the other side
 	// refused it.
 	Error string `json:"error,omitempty"`
+	// Failed lists the topic partitions the sender cannot read on from (a
+	// corrupt or quarantined range of the source): they wait while the
+	// stream's other topics go on, and are tried again every 30 seconds.
+	Failed []Failure `json:"failed,omitempty"`
+	// ReportedAt is when the sender last told the receiver its backlog
+	// (receiver only).
+	ReportedAt time.Time `json:"reported_at,omitzero"`
+}
+
+// Failure is a topic partition a sender cannot read on from: the range
+// [From, To) of the source is corrupt or quarantined (To 0: not known).
+type Failure struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	From      uint64 `json:"from"`
+	To        uint64 `json:"to,omitempty"`
+	Error     string `json:"error"`
 }
 
 // Monitor keeps the figures of a node's links. It is a
@@ -95,16 +112,32 @@ type StreamStats struct {
 	path, dir string
 
 	messages, bytes, batches, dups, dropped atomic.Int64
-	// receiver: the sender's backlog as of the last batch, and the time of
-	// the last message applied (Unix nanoseconds).
+	// receiver: the sender's backlog as of the last batch, the time of the
+	// last message applied and of that batch, and when the stream stopped
+	// (Unix nanoseconds; 0 while it runs).
 	backlog  atomic.Uint64
 	lastTime atomic.Int64
+	reported atomic.Int64
+	down     atomic.Int64
+	// sender: its figures, as it last published them.
+	fig atomic.Pointer[lagFigures]
 
-	mu      sync.Mutex
-	err     string
-	lag     func() (msgs uint64, age time.Duration, bytes int64, topics int) // sender
-	samples [12]sample
-	ns      int
+	mu       sync.Mutex
+	err      string
+	failures []Failure
+	lag      func() lagFigures // sender
+	samples  [12]sample
+	ns       int
+}
+
+// lagFigures are a sender's figures: messages not acknowledged, the Unix
+// nanoseconds of the oldest (0: none or not known), an estimate of their
+// bytes, and the topic partitions it keeps.
+type lagFigures struct {
+	msgs   uint64
+	oldest int64
+	bytes  int64
+	topics int
 }
 
 type sample struct {
@@ -247,9 +280,26 @@ func (s *StreamStats) SetErr(err error) {
 	}
 }
 
-func (s *StreamStats) setLag(f func() (uint64, time.Duration, int64, int)) {
+func (s *StreamStats) setLag(f func() lagFigures) {
 	s.mu.Lock()
 	s.lag = f
+	s.mu.Unlock()
+}
+
+// setFailures records the topic partitions a sender cannot read on from.
+func (s *StreamStats) setFailures(m map[tp]Failure) {
+	out := make([]Failure, 0, len(m))
+	for _, f := range m {
+		out = append(out, f)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		return out[i].Topic < out[j].Topic || out[i].Topic == out[j].Topic && out[i].Partition < out[j].Partition
+	})
+	if len(out) == 0 {
+		out = nil
+	}
+	s.mu.Lock()
+	s.failures = out
 	s.mu.Unlock()
 }
 
@@ -261,14 +311,29 @@ func (s *StreamStats) status(now time.Time) StreamStatus {
 	s.mu.Lock()
 	lag := s.lag
 	st.Error = s.err
+	st.Failed = s.failures
 	s.mu.Unlock()
 	if lag != nil {
-		n, age, b, topics := lag()
-		st.LagMessages, st.LagSeconds, st.BacklogBytes, st.Topics = n, age.Seconds(), b, topics
+		f := lag()
+		st.LagMessages, st.BacklogBytes, st.Topics = f.msgs, f.bytes, f.topics
+		if f.msgs > 0 && f.oldest != 0 {
+			st.LagSeconds = max(0, now.Sub(time.Unix(0, f.oldest)).Seconds())
+		}
 	} else if s.dir == DirReceive {
+		// What the sender said with its last batch: the messages it had
+		// not sent yet, the oldest of them no older than the last applied
+		// (it sends the oldest data first).
 		st.LagMessages = s.backlog.Load()
 		if t := s.lastTime.Load(); st.LagMessages > 0 && t != 0 {
 			st.LagSeconds = max(0, now.Sub(time.Unix(0, t)).Seconds())
+		}
+		if t := s.reported.Load(); t != 0 {
+			st.ReportedAt = time.Unix(0, t).UTC()
+		}
+		if t := s.down.Load(); t != 0 {
+			// Not receiving: the replica may lack anything written at the
+			// source since the stream stopped.
+			st.LagSeconds = max(st.LagSeconds, now.Sub(time.Unix(0, t)).Seconds())
 		}
 	}
 	return st

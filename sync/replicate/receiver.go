@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/weft-io/weft/store"
@@ -35,9 +34,6 @@ type receiver struct {
 	stats  *StreamStats
 	now    func() time.Time
 	logger *slog.Logger
-
-	mu      sync.Mutex
-	backlog map[tp]uint64 // the sender's backlog per topic partition, nonzero only
 }
 
 type work struct {
@@ -47,7 +43,8 @@ type work struct {
 }
 
 func (r *receiver) run(ctx context.Context) error {
-	r.backlog = map[tp]uint64{}
+	r.stats.down.Store(0)
+	defer func() { r.stats.down.Store(r.now().UnixNano()) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	in := make(chan work, 64)
@@ -291,19 +288,9 @@ func (r *receiver) ack(w work, applied int) error {
 	r.stats.record(r.now(), applied, b.Size())
 	r.stats.dups.Add(int64(dups))
 	r.stats.lastTime.Store(w.msgs[len(w.msgs)-1].Timestamp.UnixNano())
-	k := tp{b.Topic, b.Part}
-	r.mu.Lock()
-	if b.Backlog == 0 {
-		delete(r.backlog, k)
-	} else {
-		r.backlog[k] = b.Backlog
-	}
-	var total uint64
-	for _, n := range r.backlog {
-		total += n
-	}
-	r.mu.Unlock()
-	r.stats.backlog.Store(total)
+	// The sender's backlog of the whole stream once this batch is applied.
+	r.stats.backlog.Store(b.Backlog)
+	r.stats.reported.Store(r.now().UnixNano())
 	return nil
 }
 

@@ -28,11 +28,11 @@ const (
 	readLimit     = 4096
 	readMaxBytes  = 4 << 20
 	defaultWindow = 32 << 20
-	maxLagReads   = 100 // topics read to date the oldest unreplicated message
 )
 
 // defaultRecheck is how long a topic the sender's filter withheld waits
-// before the filter is asked again (a device may have come to the edge).
+// before the filter is asked again (a device may have come to the edge);
+// topic partitions that failed on a data error are tried again as often.
 const defaultRecheck = 30 * time.Second
 
 // sender sends one stream to one receiver over one frame connection.
@@ -46,6 +46,10 @@ type sender struct {
 	window   int
 	maxBytes int
 	compress bool
+	// linger, if positive, is how long news waits before it is read, so
+	// that what comes meanwhile goes in the same batches.
+	linger   time.Duration
+	keepIdle int // caught-up partitions kept; 0: defaultKeepIdle
 	now      func() time.Time
 	logger   *slog.Logger
 	// allow, if set, decides which topics go to this receiver; the others
@@ -53,18 +57,16 @@ type sender struct {
 	allow    func(topic string) error
 	recheck  time.Duration // 0: defaultRecheck
 	withheld map[string]time.Time
-	cursor   uint64 // in the log's Changes
+	cursor   uint64    // in the log's Changes
+	lastLook time.Time // when the news were last read
 
-	mu      sync.Mutex // guards t, avgSize and stopped against status readers
-	t       *tracker
-	avgSize float64
-	stopped bool
+	mu       sync.Mutex // guards t, avgSize, failures against the loop's helpers
+	t        *tracker
+	avgSize  float64
+	failures map[tp]Failure
 
 	in   chan wire.Message
 	errc chan error
-
-	backlog     map[tp]uint64 // what follows each topic partition's last full batch, about
-	lastBacklog time.Time     // when the backlog was last looked up
 }
 
 // LinkLimiter is a Limiter shared by the senders of one link, on a clock.
@@ -121,14 +123,11 @@ func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool) error {
 
 func (s *sender) run(ctx context.Context) error {
 	s.t = newTracker(s.window)
+	s.t.keepIdle = s.keepIdle
+	s.failures = map[tp]Failure{}
 	if s.recheck <= 0 {
 		s.recheck = defaultRecheck
 	}
-	defer func() {
-		s.mu.Lock()
-		s.stopped = true
-		s.mu.Unlock()
-	}()
 	s.in = make(chan wire.Message, 256)
 	s.errc = make(chan error, 1)
 	ctx, cancel := context.WithCancel(ctx)
@@ -147,10 +146,12 @@ func (s *sender) run(ctx context.Context) error {
 			}
 		}
 	}()
-	s.stats.setLag(s.lag)
 
 	changed := s.log.Changed()
 	_, s.cursor, _ = s.log.Changes(0)
+	s.lastLook = s.now()
+	s.stats.setLag(s.figures)
+	defer s.stopped()
 	if err := s.discover(ctx, false); err != nil {
 		return err
 	}
@@ -158,8 +159,8 @@ func (s *sender) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var scanTimer *time.Timer
-	var scanC <-chan time.Time
+	var waitTimer *time.Timer
+	var waitC <-chan time.Time
 	recheck := time.NewTicker(s.recheck)
 	defer recheck.Stop()
 	cost := time.Duration(0)
@@ -167,21 +168,30 @@ func (s *sender) run(ctx context.Context) error {
 		everything := false
 		select {
 		case <-recheck.C:
-			if len(s.withheld) == 0 {
+			s.mu.Lock()
+			failed := len(s.t.failed) > 0
+			s.t.retry()
+			s.mu.Unlock()
+			if len(s.withheld) == 0 && !failed {
 				continue
 			}
-			everything = true
+			everything = len(s.withheld) > 0
 		case <-changed:
 			changed = nil
-			// A stream of many topics is looked at no more than every few
-			// times the last look took.
+			// News waits the linger, so that what follows goes with it;
+			// and a stream of many topics is looked at no more than every
+			// few times the last look took.
+			wait := s.linger
 			if cost > 5*time.Millisecond {
-				scanTimer = time.NewTimer(min(4*cost, time.Second))
-				scanC = scanTimer.C
+				wait = max(wait, min(4*cost, time.Second))
+			}
+			if wait > 0 {
+				waitTimer = time.NewTimer(wait)
+				waitC = waitTimer.C
 				continue
 			}
-		case <-scanC:
-			scanC = nil
+		case <-waitC:
+			waitC = nil
 		case m := <-s.in:
 			if err := s.handle(m); err != nil {
 				return err
@@ -217,8 +227,9 @@ func (s *sender) run(ctx context.Context) error {
 			// sending is not.
 			cost += s.now().Sub(start)
 		}
-		if scanTimer != nil {
-			scanTimer.Stop()
+		if waitTimer != nil {
+			waitTimer.Stop()
+			waitTimer, waitC = nil, nil
 		}
 	}
 }
@@ -249,6 +260,7 @@ func (s *sender) handle(m wire.Message) error {
 	case *wire.Ack:
 		s.mu.Lock()
 		r, err := s.t.ack(m)
+		s.publish()
 		s.mu.Unlock()
 		if err != nil {
 			return err
@@ -268,46 +280,56 @@ func (s *sender) handle(m wire.Message) error {
 }
 
 // look finds what there is to send: the topic partitions appended to
-// since the last look, as the store's change log tells; every topic when
-// it cannot tell or when everything is set.
+// since the last look, as the store's change log tells, with their new
+// ends; every topic when it cannot tell or when everything is set.
 func (s *sender) look(ctx context.Context, everything bool) error {
 	parts, next, complete := s.log.Changes(s.cursor)
 	s.cursor = next
+	since := s.lastLook.UnixNano() // the news are no older
+	s.lastLook = s.now()
 	if everything || !complete {
 		return s.discover(ctx, !complete)
 	}
 	var offer []wire.Bound
-	s.mu.Lock()
 	for _, p := range parts {
 		k := tp{p.Topic, p.Partition}
+		s.mu.Lock()
+		ok := p.Partition < s.parts && s.allowed(k.topic)
+		known := ok && s.t.known(k)
+		s.mu.Unlock()
 		switch {
-		case p.Partition >= s.parts || !s.allowed(k.topic):
-		case s.t.known(k):
-			s.t.touch(k)
+		case !ok:
+		case known:
+			_, end, err := s.log.Bounds(ctx, k.topic, k.part)
+			if err != nil {
+				return fmt.Errorf("replicate: %s %s: %w", s.path, k, err)
+			}
+			s.mu.Lock()
+			s.t.touch(k, end, since)
+			s.mu.Unlock()
 		default:
 			offer = append(offer, wire.Bound{Topic: k.topic, Part: k.part})
 		}
 	}
+	err := s.offerNew(ctx, offer)
+	s.mu.Lock()
+	s.publish()
 	s.mu.Unlock()
-	return s.offerNew(ctx, offer)
+	return err
 }
 
 // discover lists the stream's topics and learns the receiver's position
 // of those it does not know yet; with lost set (the change log could not
 // say what changed) every known one may have more to send too.
 func (s *sender) discover(ctx context.Context, lost bool) error {
-	if lost {
-		s.mu.Lock()
-		s.t.touchAll()
-		s.mu.Unlock()
-	}
+	at := s.lastLook.UnixNano()
 	after := ""
 	for {
 		topics, err := s.log.Topics(ctx, "", after, topicPage)
 		if err != nil {
 			return fmt.Errorf("replicate: %s topics: %w", s.path, err)
 		}
-		var offer []wire.Bound
+		var offer, seen []wire.Bound
 		s.mu.Lock()
 		for _, topic := range topics {
 			if !s.allowed(topic) {
@@ -316,14 +338,28 @@ func (s *sender) discover(ctx context.Context, lost bool) error {
 			for p := 0; p < s.parts; p++ {
 				if !s.t.known(tp{topic, p}) {
 					offer = append(offer, wire.Bound{Topic: topic, Part: p})
+				} else if lost {
+					seen = append(seen, wire.Bound{Topic: topic, Part: p})
 				}
 			}
 		}
 		s.mu.Unlock()
+		for _, b := range seen {
+			_, end, err := s.log.Bounds(ctx, b.Topic, b.Part)
+			if err != nil {
+				return fmt.Errorf("replicate: %s topic %q: %w", s.path, b.Topic, err)
+			}
+			s.mu.Lock()
+			s.t.touch(tp{b.Topic, b.Part}, end, at)
+			s.mu.Unlock()
+		}
 		if err := s.offerNew(ctx, offer); err != nil {
 			return err
 		}
 		if len(topics) < topicPage {
+			s.mu.Lock()
+			s.publish()
+			s.mu.Unlock()
 			return nil
 		}
 		after = topics[len(topics)-1]
@@ -392,6 +428,7 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 			}
 			s.mu.Lock()
 			defer s.mu.Unlock()
+			defer s.publish()
 			for i, p := range pos.Positions {
 				b := offer[i]
 				if p.Topic != b.Topic || p.Part != b.Part {
@@ -408,7 +445,7 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 					s.t.refuse(tp{b.Topic, b.Part})
 					continue
 				}
-				s.t.position(tp{b.Topic, b.Part}, p.Next)
+				s.t.position(tp{b.Topic, b.Part}, p.Next, b.Next)
 			}
 			return nil
 		case err := <-s.errc:
@@ -419,49 +456,49 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 	}
 }
 
-// sendAll sends what the topics with news hold past what was sent, in passes
-// over the topics, until there is nothing more or the window is full
-// (blocked).
+// sendAll sends what the topics with news hold past what was sent, one
+// batch at a time from the topic partition whose oldest unsent data is the
+// oldest, until there is nothing more or the window is full (blocked).
 func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
 	for {
+		// Take acknowledgements as they come, to keep the window open.
+		for drained := false; !drained; {
+			select {
+			case m := <-s.in:
+				if err := s.handle(m); err != nil {
+					return false, err
+				}
+			case err := <-s.errc:
+				return false, err
+			default:
+				drained = true
+			}
+		}
 		s.mu.Lock()
-		pass := s.t.pass()
+		k, ok := s.t.pick()
+		full := s.t.full()
 		s.mu.Unlock()
-		if len(pass) == 0 {
+		if !ok {
 			return false, nil
 		}
-		for _, k := range pass {
-			// Take acknowledgements as they come, to keep the window open.
-			for drained := false; !drained; {
-				select {
-				case m := <-s.in:
-					if err := s.handle(m); err != nil {
-						return false, err
-					}
-				case err := <-s.errc:
-					return false, err
-				default:
-					drained = true
-				}
-			}
-			if s.full() {
-				return true, nil
-			}
-			sent, err := s.sendOne(ctx, k)
-			if err != nil {
-				return false, err
-			}
-			if !sent {
-				s.mu.Lock()
-				s.t.done(k)
-				s.mu.Unlock()
-			}
+		if full {
+			return true, nil
+		}
+		if err := s.sendOne(ctx, k); err != nil {
+			return false, err
 		}
 	}
 }
 
-// sendOne sends k's next batch, if it has one.
-func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
+// isDataError reports whether err is damage to the stream's data (a
+// corrupt or quarantined range), which concerns one topic partition only.
+func isDataError(err error) bool {
+	return errors.Is(err, store.ErrCorrupt) || errors.Is(err, store.ErrQuarantined)
+}
+
+// sendOne sends k's next batch, if it has one, and files k as done when
+// the read reached the end of what the source holds.
+func (s *sender) sendOne(ctx context.Context, k tp) error {
 	s.mu.Lock()
 	from := s.t.next(k)
 	s.mu.Unlock()
@@ -470,7 +507,7 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 	low := uint64(0)
 	if errors.Is(err, store.ErrTrimmed) {
 		if low, _, err = s.log.Bounds(ctx, k.topic, k.part); err != nil {
-			return false, fmt.Errorf("replicate: %s %s: %w", s.path, k, err)
+			return fmt.Errorf("replicate: %s %s: %w", s.path, k, err)
 		}
 		s.mu.Lock()
 		n := s.t.skip(k, low)
@@ -480,88 +517,151 @@ func (s *sender) sendOne(ctx context.Context, k tp) (bool, error) {
 		from = low
 		msgs, err = s.log.Read(ctx, k.topic, k.part, from, opts)
 	}
+	if isDataError(err) && ctx.Err() == nil {
+		s.failed(k, from, err)
+		return nil
+	}
 	if err != nil {
-		return false, fmt.Errorf("replicate: %s %s: read at %d: %w", s.path, k, from, err)
+		return fmt.Errorf("replicate: %s %s: read at %d: %w", s.path, k, from, err)
 	}
 	if len(msgs) == 0 {
-		return false, nil
+		s.mu.Lock()
+		s.t.done(k)
+		s.publish()
+		s.mu.Unlock()
+		return nil
 	}
 	b, err := wire.NewBatch(k.topic, k.part, low, msgs, s.compress)
 	if err != nil {
-		return false, err
-	}
-	if len(msgs) == readLimit || b.RawLen >= s.maxBytes/2 {
-		// A full batch: tell the receiver how much follows. Looking at the
-		// partition's end costs, so it is done four times a second at
-		// most, and counted down in between.
-		if s.backlog == nil {
-			s.backlog = map[tp]uint64{}
-		}
-		left := s.backlog[k] - min(s.backlog[k], uint64(len(msgs)))
-		if now := s.now(); now.Sub(s.lastBacklog) >= 250*time.Millisecond {
-			s.lastBacklog = now
-			if _, next, err := s.log.Bounds(ctx, k.topic, k.part); err == nil && next > from+uint64(len(msgs)) {
-				left = next - from - uint64(len(msgs))
-			}
-		}
-		s.backlog[k] = max(left, 1)
-		b.Backlog = s.backlog[k]
-	} else {
-		delete(s.backlog, k)
-	}
-	size := b.Size()
-	if err := s.limit.wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
-		return false, err
-	}
-	if err := s.conn.Send(b); err != nil {
-		return false, wire.FromQUIC(err)
+		return err
 	}
 	s.mu.Lock()
-	s.t.sent(k, b.First, b.Count, size)
+	// The stream's messages the sender will not have sent once this batch
+	// is: the receiver's view of the lag.
+	s.t.sent(k, b.First, b.Count, 0, msgs[0].Timestamp.UnixNano(), msgs[len(msgs)-1].Timestamp.UnixNano())
+	if s.t.next(k) >= s.t.topics[k].end {
+		// The read reached the source's end as last seen: the next news
+		// will say if there is more.
+		s.t.done(k)
+	}
+	b.Backlog = s.t.unsent
+	s.mu.Unlock()
+	size := b.Size()
+	if err := s.limit.wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
+		return err
+	}
+	if err := s.conn.Send(b); err != nil {
+		return wire.FromQUIC(err)
+	}
+	s.mu.Lock()
+	s.t.charge(size)
 	per := float64(b.RawLen) / float64(b.Count)
 	if s.avgSize == 0 {
 		s.avgSize = per
 	} else {
 		s.avgSize += (per - s.avgSize) / 16
 	}
+	if _, ok := s.failures[k]; ok {
+		delete(s.failures, k)
+		s.stats.setFailures(s.failures)
+	}
+	s.publish()
 	s.mu.Unlock()
-	return true, nil
+	return nil
 }
 
-// lag computes, for the monitor, the messages the receiver has not
-// acknowledged, the age of the oldest, an estimate of their bytes, and the
-// number of topic partitions known. It reads the store, outside the
-// sender's loop, for the topic partitions that may be behind only.
-func (s *sender) lag() (uint64, time.Duration, int64, int) {
+// failed sets k aside after a data error at offset from: the stream's
+// figures name the range and the other topic partitions go on. It is tried
+// again every recheck (a quarantine may have made the range readable).
+func (s *sender) failed(k tp, from uint64, err error) {
+	f := Failure{Topic: k.topic, Partition: k.part, From: from, Error: err.Error()}
+	var ce *store.CorruptError
+	var ge *store.GapError
+	switch {
+	case errors.As(err, &ge):
+		f.From, f.To = ge.From, ge.To
+	case errors.As(err, &ce):
+		f.From, f.To = ce.From, ce.To
+	}
 	s.mu.Lock()
-	// A sender that has stopped (its link is down) no longer looks at the
-	// news: every topic partition may be behind.
-	acked, live := s.t.behind(s.stopped)
-	avg := s.avgSize
+	defer s.mu.Unlock()
+	if _, ok := s.failures[k]; !ok {
+		s.logger.Error("topic partition not replicated: its data cannot be read", "topic", k.topic, "partition", k.part, "from", f.From, "to", f.To, "err", err)
+	}
+	s.t.fail(k, err.Error())
+	s.failures[k] = f
+	s.stats.setFailures(s.failures)
+	s.publish()
+}
+
+// publish files the sender's figures where the monitor reads them,
+// without waiting for the sender. The caller holds s.mu.
+func (s *sender) publish() {
+	s.stats.fig.Store(&lagFigures{msgs: s.t.lag, oldest: s.t.oldest(), bytes: int64(float64(s.t.lag) * s.avgSize), topics: s.t.live})
+}
+
+// figures are the sender's figures for the monitor, as last published.
+func (s *sender) figures() lagFigures {
+	if f := s.stats.fig.Load(); f != nil {
+		return *f
+	}
+	return lagFigures{}
+}
+
+// stopped hands the figures of a sender that stopped (its link is down)
+// to a stoppedLag, which keeps counting what the source gets meanwhile.
+func (s *sender) stopped() {
+	s.mu.Lock()
+	d := &stoppedLag{log: s.log, cursor: s.cursor, ends: s.t.ends(), lag: s.t.lag, oldest: s.t.oldest(),
+		avg: s.avgSize, live: s.t.live, at: s.now().UnixNano()}
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	var total uint64
-	var oldest time.Time
-	reads := 0
-	for k, a := range acked {
-		low, next, err := s.log.Bounds(ctx, k.topic, k.part)
-		if err != nil || next <= a {
-			continue
-		}
-		total += next - max(a, low)
-		if reads < maxLagReads {
-			reads++
-			if m, err := s.log.Read(ctx, k.topic, k.part, max(a, low), store.ReadOptions{Limit: 1}); err == nil && len(m) > 0 {
-				if oldest.IsZero() || m[0].Timestamp.Before(oldest) {
-					oldest = m[0].Timestamp
+	s.stats.setLag(d.figures)
+}
+
+// stoppedLag counts the lag of a stream whose sender stopped: the figures
+// it left, and the news the store's change log tells of since.
+type stoppedLag struct {
+	mu     sync.Mutex
+	log    Log
+	cursor uint64
+	ends   map[tp][2]uint64 // source end and acknowledged position, by partition kept
+	lag    uint64
+	oldest int64
+	avg    float64
+	live   int
+	at     int64 // when the sender stopped
+}
+
+func (d *stoppedLag) figures() lagFigures {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	parts, next, complete := d.log.Changes(d.cursor)
+	d.cursor = next
+	if complete && len(parts) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		for _, p := range parts {
+			k := tp{p.Topic, p.Partition}
+			_, end, err := d.log.Bounds(ctx, k.topic, k.part)
+			if err != nil {
+				continue
+			}
+			e, ok := d.ends[k]
+			if !ok {
+				// A partition the sender had let go of (caught up): at
+				// least one message is new.
+				e = [2]uint64{end - min(end, 1), end - min(end, 1)}
+				d.live++
+			}
+			if end > e[0] {
+				d.lag += end - e[0]
+				e[0] = end
+				if d.oldest == 0 {
+					d.oldest = d.at
 				}
 			}
+			d.ends[k] = e
 		}
 	}
-	var age time.Duration
-	if !oldest.IsZero() {
-		age = max(0, s.now().Sub(oldest))
-	}
-	return total, age, int64(float64(total) * avg), live
+	return lagFigures{msgs: d.lag, oldest: d.oldest, bytes: int64(float64(d.lag) * d.avg), topics: d.live}
 }
