@@ -238,8 +238,8 @@ func (s *Server) Rollout(ctx context.Context, id string) (firmware.Summary, erro
 // (and device list), and the first wave is announced in the same commit
 // as the rollout and its audit record.
 func (s *Server) CreateRollout(ctx context.Context, c *certs.TokenClaims, spec firmware.Spec) (firmware.Summary, error) {
-	if c == nil || !c.Role.Allows(certs.RoleOperator) {
-		return firmware.Summary{}, errNoRole
+	if err := rolloutClaims(c); err != nil {
+		return firmware.Summary{}, err
 	}
 	if s.cfg.DesiredReadOnly {
 		return firmware.Summary{}, ErrRolloutsReadOnly
@@ -331,8 +331,8 @@ func (s *Server) rolloutDevices(ctx context.Context, target string, m firmware.M
 // ControlRollout pauses, resumes or aborts rollout id for the holder of
 // token c: action is "pause", "resume" or "abort".
 func (s *Server) ControlRollout(ctx context.Context, c *certs.TokenClaims, id, action string) (firmware.Summary, error) {
-	if c == nil || !c.Role.Allows(certs.RoleOperator) {
-		return firmware.Summary{}, errNoRole
+	if err := rolloutClaims(c); err != nil {
+		return firmware.Summary{}, err
 	}
 	var sum firmware.Summary
 	now := s.now()
@@ -359,6 +359,18 @@ func (s *Server) ControlRollout(ctx context.Context, c *certs.TokenClaims, id, a
 		return s.saveRollout(tx, c.Subject, r, ann, acts, false)
 	})
 	return sum, err
+}
+
+// rolloutClaims checks that token c may change rollouts: an operator
+// without a scope (a rollout's target is not bounded by one).
+func rolloutClaims(c *certs.TokenClaims) error {
+	if c == nil || !c.Role.Allows(certs.RoleOperator) {
+		return errNoRole
+	}
+	for k, v := range c.Scope {
+		return fmt.Errorf("%w: %s=%s on rollouts", ErrScopeUnenforced, k, v)
+	}
+	return nil
 }
 
 // loadRollout reads a rollout's state and announcement in tx.
@@ -464,13 +476,17 @@ func (s *Server) RunRollouts(ctx context.Context) error {
 	if len(idx) == 0 {
 		start = store.StartNewest
 	}
-	errs := make(chan error, 2)
+	var consumers []*store.Consumer
 	for _, path := range []string{store.ByDeviceStream, store.UplinkStream} {
 		c, err := s.cfg.Store.Stream(path).Consumer(store.ConsumerConfig{Group: rolloutGroup, Start: start,
 			Logger: s.log.With("component", "rollouts", "stream", path)})
 		if err != nil {
 			return err
 		}
+		consumers = append(consumers, c)
+	}
+	errs := make(chan error, len(consumers))
+	for _, c := range consumers {
 		go func() { errs <- c.Run(ctx, s.rolloutStatusBatch) }()
 	}
 	t := time.NewTicker(RolloutTick)

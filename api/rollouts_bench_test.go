@@ -33,7 +33,9 @@ func BenchmarkRolloutStatus(b *testing.B) {
 		if err := e.srv.ensureRolloutTables(ctx); err != nil {
 			b.Fatal(err)
 		}
-		if err := e.st.Write(ctx, func(tx *store.Tx) error { return e.srv.saveRollout(tx, "", r, Announcement{Rollout: "bench"}, acts[:2], true) }); err != nil {
+		if err := e.st.Write(ctx, func(tx *store.Tx) error {
+			return e.srv.saveRollout(tx, "", r, Announcement{Rollout: "bench"}, acts[:2], true)
+		}); err != nil {
 			b.Fatal(err)
 		}
 		state, _ := json.Marshal(r)

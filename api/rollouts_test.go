@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -274,6 +275,10 @@ func TestRollouts(t *testing.T) {
 	}
 	if canceled != 7 {
 		t.Fatalf("%d devices got the cancel, want 7", canceled)
+	}
+	scoped := &certs.TokenClaims{Subject: "bob", Role: certs.RoleAdmin, Scope: map[string]string{"class": "pump"}}
+	if _, err := e.srv.ControlRollout(context.Background(), scoped, id, "resume"); !errors.Is(err, ErrScopeUnenforced) {
+		t.Fatalf("resume with a scoped token: %v", err)
 	}
 	resp, body = e.do("POST", "/api/v1/firmware/rollouts/nope/abort", op, "")
 	problem(t, resp, body, http.StatusNotFound)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/firmware"
 	"github.com/weft-io/weft/store"
@@ -88,6 +89,12 @@ func (s *Server) firmwarePage(w http.ResponseWriter, r *http.Request) {
 		Err      string
 	}
 	var d data
+	if sess := sessionOf(r.Context()); len(sess.claims.Scope) > 0 {
+		d.Err = "Your token's scope cannot be applied to rollouts: they are shown to unscoped tokens only."
+		v := s.view(r, "Firmware", "firmware", d)
+		s.renderView(w, r, http.StatusForbidden, "firmware", "layout", v)
+		return
+	}
 	var errs []error
 	rels, err := (&firmware.Registry{Store: s.st}).List(r.Context())
 	if err != nil {
@@ -133,6 +140,8 @@ func (s *Server) rolloutForm(w http.ResponseWriter, r *http.Request) {
 		back("state")
 	case errors.Is(err, store.ErrNotFound):
 		back("notfound")
+	case errors.Is(err, api.ErrScopeUnenforced):
+		back("forbidden")
 	default:
 		s.log.Error("rollout not changed", "rollout", r.PathValue("id"), "action", action, "err", err)
 		back("failed")

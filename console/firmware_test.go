@@ -81,6 +81,19 @@ func TestFirmwarePage(t *testing.T) {
 		t.Fatalf("viewer pause: %d %s", resp.StatusCode, loc)
 	}
 
+	// A token restricted to a scope sees no rollouts: their targets are not
+	// bounded by scopes.
+	scoped := e.browser()
+	scoped.signIn(e.token(certs.RoleOperator, map[string]string{"class": "valve"}))
+	scopedPage := scoped.get("/firmware", http.StatusForbidden)
+	if strings.Contains(scopedPage, ro.ID) {
+		t.Fatal("a scoped token was shown the rollouts")
+	}
+	resp, _ = scoped.do("POST", "/firmware/rollouts/"+ro.ID+"/pause", url.Values{"csrf": {csrfOf(t, scopedPage)}}, nil)
+	if !strings.Contains(resp.Header.Get("Location"), "notice=forbidden") {
+		t.Fatalf("scoped pause: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+
 	// An operator pauses, and the page offers to resume.
 	op := e.browser()
 	op.signIn(e.token(certs.RoleOperator, nil))
