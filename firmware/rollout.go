@@ -2,6 +2,7 @@ package firmware
 
 import (
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -276,6 +277,82 @@ type Device struct {
 	Changed time.Time `json:"changed,omitzero"`
 }
 
+// Devices are a rollout's devices. They are stored as columns, not one
+// object per device, so that a rollout of many devices stays quick to
+// read and write: ids, states one letter each (stateLetters), and the
+// times as Unix milliseconds (0 for none).
+type Devices []Device
+
+// stateLetters are the letters of the device states in stored Devices.
+var stateLetters = map[DeviceState]byte{Queued: 'q', Downloading: 'd', Installing: 'i', Succeeded: 's',
+	Failed: 'f', TimedOut: 't', Rejected: 'r', Canceled: 'c'}
+
+var letterStates = func() map[byte]DeviceState {
+	m := map[byte]DeviceState{}
+	for s, l := range stateLetters {
+		m[l] = s
+	}
+	return m
+}()
+
+type deviceColumns struct {
+	IDs     []string `json:"ids"`
+	States  string   `json:"states"`
+	Sent    []int64  `json:"sent"`
+	Changed []int64  `json:"changed"`
+}
+
+func millis(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+func fromMillis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+// MarshalJSON writes the devices as columns.
+func (ds Devices) MarshalJSON() ([]byte, error) {
+	c := deviceColumns{IDs: make([]string, len(ds)), Sent: make([]int64, len(ds)), Changed: make([]int64, len(ds))}
+	states := make([]byte, len(ds))
+	for i, d := range ds {
+		l, ok := stateLetters[d.State]
+		if !ok {
+			return nil, fmt.Errorf("firmware: device %s: unknown state %q", d.ID, d.State)
+		}
+		c.IDs[i], states[i], c.Sent[i], c.Changed[i] = d.ID, l, millis(d.Sent), millis(d.Changed)
+	}
+	c.States = string(states)
+	return json.Marshal(c)
+}
+
+// UnmarshalJSON reads the columns MarshalJSON writes.
+func (ds *Devices) UnmarshalJSON(b []byte) error {
+	var c deviceColumns
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	n := len(c.IDs)
+	if len(c.States) != n || len(c.Sent) != n || len(c.Changed) != n {
+		return fmt.Errorf("%w: device columns of different lengths", ErrInvalidSpec)
+	}
+	out := make(Devices, n)
+	for i := range out {
+		st, ok := letterStates[c.States[i]]
+		if !ok {
+			return fmt.Errorf("%w: device %s: unknown state %q", ErrInvalidSpec, c.IDs[i], c.States[i])
+		}
+		out[i] = Device{ID: c.IDs[i], State: st, Sent: fromMillis(c.Sent[i]), Changed: fromMillis(c.Changed[i])}
+	}
+	*ds = out
+	return nil
+}
+
 // Counts are a rollout's or a wave's devices by state.
 type Counts struct {
 	Queued      int `json:"queued"`
@@ -344,7 +421,7 @@ type Rollout struct {
 	Seq   uint64 `json:"seq"`
 	Waves []Wave `json:"waves"`
 	// Devices are the target's devices in the order waves take them.
-	Devices []Device `json:"devices"`
+	Devices Devices `json:"devices"`
 	// Forgiven are the failures and executions counted when the rollout
 	// was last resumed from a halt: the threshold applies to what follows.
 	Forgiven struct {
@@ -420,7 +497,7 @@ func NewRollout(id string, spec Spec, devices []string, now time.Time) (*Rollout
 		ks[i] = keyed{sha256.Sum256([]byte(id + "\x00" + d)), d}
 	}
 	slices.SortFunc(ks, func(a, b keyed) int { return slices.Compare(a.key[:], b.key[:]) })
-	r := &Rollout{ID: id, Spec: spec, State: Running, Created: now, Updated: now, Devices: make([]Device, len(ks))}
+	r := &Rollout{ID: id, Spec: spec, State: Running, Created: now, Updated: now, Devices: make(Devices, len(ks))}
 	for i, k := range ks {
 		r.Devices[i] = Device{ID: k.id, State: Queued}
 	}
