@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/weft-io/weft/certs"
@@ -60,6 +61,9 @@ func (s *Server) firmwareError(w http.ResponseWriter, r *http.Request, err error
 	}
 }
 
+// publishMu serialises firmware publishes.
+var publishMu sync.Mutex
+
 // firmwarePublish serves POST /api/v1/firmware/releases: a
 // multipart/form-data body whose first part, "manifest", is the signed
 // manifest and whose second, "image", is the image, streamed into the
@@ -91,7 +95,11 @@ func (s *Server) firmwarePublish(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "the second part must be image")
 		return
 	}
+	// One publish at a time: the check that a version is new and the
+	// writes that store it must not interleave with another's.
+	publishMu.Lock()
 	rel, err := s.firmwareRegistry().Publish(r.Context(), manifest, part)
+	publishMu.Unlock()
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

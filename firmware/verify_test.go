@@ -261,41 +261,56 @@ func FuzzVerifyManifest(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus writes the seeds to testdata/fuzz
-// (run with -update-corpus) so that `go test` replays them without -fuzz,
-// and checks they are there.
+// TestWriteFuzzCorpus writes the seeds of FuzzVerifyManifest and
+// FuzzVerifyKeySet to testdata/fuzz (run with -update-corpus) so that
+// `go test` replays them without -fuzz, and checks they are there.
 func TestWriteFuzzCorpus(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzVerifyManifest")
-	if *updateCorpus {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range verifyCases {
-			in := c.input(t)
-			if len(in.Manifest) > MaxManifestSize {
-				continue
-			}
-			name := strings.NewReplacer(" ", "_", ":", "").Replace(c.name)
-			body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", in.Manifest)
-			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-				t.Fatal(err)
-			}
+	seeds := map[string]map[string][]byte{"FuzzVerifyManifest": {}, "FuzzVerifyKeySet": {}}
+	for _, c := range verifyCases {
+		if in := c.input(t); len(in.Manifest) <= MaxManifestSize {
+			seeds["FuzzVerifyManifest"][c.name] = in.Manifest
 		}
 	}
-	ents, err := os.ReadDir(dir)
-	if err != nil || len(ents) == 0 {
-		t.Fatalf("no committed corpus in %s (run go test -run TestWriteFuzzCorpus -update-corpus): %v", dir, err)
+	for _, c := range rotationCases {
+		if doc, err := c.doc(); err == nil && len(doc) <= MaxManifestSize {
+			seeds["FuzzVerifyKeySet"][c.name] = doc
+		}
+	}
+	for target, files := range seeds {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if *updateCorpus {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			for name, b := range files {
+				name = strings.NewReplacer(" ", "_", ":", "").Replace(name)
+				body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", b)
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		ents, err := os.ReadDir(dir)
+		if err != nil || len(ents) == 0 {
+			t.Fatalf("no committed corpus in %s (run go test -run TestWriteFuzzCorpus -update-corpus): %v", dir, err)
+		}
 	}
 }
 
-func TestKeySetRotation(t *testing.T) {
-	next := KeySet{Version: 2, Threshold: 1, Keys: []Key{NewKey(pub(k1)), NewKey(pub(k3))}}
-	for _, c := range []struct {
-		name    string
-		doc     func() ([]byte, error)
-		current KeySet
-		ok      bool
-	}{
+var rotationNext = KeySet{Version: 2, Threshold: 1, Keys: []Key{NewKey(pub(k1)), NewKey(pub(k3))}}
+
+// rotationCase is one key-set document and whether the pinned set takes it.
+type rotationCase struct {
+	name    string
+	doc     func() ([]byte, error)
+	current KeySet
+	ok      bool
+}
+
+// rotationCases feed TestKeySetRotation and FuzzVerifyKeySet.
+var rotationCases = func() []rotationCase {
+	next := rotationNext
+	return []rotationCase{
 		{"threshold of old and new", func() ([]byte, error) { return SignKeySet(next, k1, k2) }, pinned, true},
 		{"below threshold", func() ([]byte, error) { return SignKeySet(next, k1) }, pinned, false},
 		{"same key twice is one", func() ([]byte, error) { return SignKeySet(next, k1, k1) }, pinned, false},
@@ -316,7 +331,12 @@ func TestKeySetRotation(t *testing.T) {
 			}
 			return encMode.Marshal(keySetDoc{Signatures: [][]byte{m, m}})
 		}, pinned, false},
-	} {
+	}
+}()
+
+func TestKeySetRotation(t *testing.T) {
+	next := rotationNext
+	for _, c := range rotationCases {
 		t.Run(c.name, func(t *testing.T) {
 			doc, err := c.doc()
 			if err != nil {
@@ -349,6 +369,28 @@ func TestKeySetRotation(t *testing.T) {
 	if v := Verify(in); !v.OK() {
 		t.Fatalf("new key: %v", v)
 	}
+}
+
+// FuzzVerifyKeySet feeds arbitrary documents to VerifyKeySet: it must
+// never panic, and a set it accepts must be well formed and newer.
+func FuzzVerifyKeySet(f *testing.F) {
+	for _, c := range rotationCases {
+		if doc, err := c.doc(); err == nil && len(doc) <= MaxManifestSize {
+			f.Add(doc)
+		}
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		got, err := VerifyKeySet(doc, pinned)
+		if err != nil {
+			if !errors.Is(err, ErrKeySet) {
+				t.Fatalf("error %v does not wrap ErrKeySet", err)
+			}
+			return
+		}
+		if got.Check() != nil || got.Version <= pinned.Version {
+			t.Fatalf("accepted %+v", got)
+		}
+	})
 }
 
 func must(b []byte, err error) []byte {
