@@ -273,6 +273,18 @@ type RemoteHistory interface {
 	History(ctx context.Context, edge, device string, q RangeQuery) (msgs []store.Message, more bool, err error)
 }
 
+// ErrEdgeNotConnected is the error of a request the node must pass to an
+// edge whose link is down (503 Edge not connected).
+var ErrEdgeNotConnected = errors.New("api: edge not connected")
+
+// disconnected is the optional capability of a RemoteHistory error that
+// says the edge's link is down, and since when (zero: unknown); the
+// core's link.NotConnectedError has it.
+type disconnected interface {
+	error
+	DisconnectedSince() time.Time
+}
+
 // HistoryResponse is the answer to GET /api/v1/devices/{id}/history.
 // Source says where the messages come from: "local" (this node's
 // /telemetry/by_device), or "edge" when the node fetched them from the
@@ -308,6 +320,10 @@ func (s *Server) DeviceHistory(ctx context.Context, c *certs.TokenClaims, id str
 	h := History{Source: "local", Messages: msgs, More: more}
 	if len(msgs) == 0 && s.cfg.RemoteHistory != nil && edge != "" && edge != s.cfg.Store.Name() {
 		msgs, more, err := s.cfg.RemoteHistory.History(ctx, edge, id, q)
+		var down disconnected
+		if errors.As(err, &down) {
+			return History{}, fmt.Errorf("%w: history of %s: %v", ErrEdgeNotConnected, id, err)
+		}
 		if err != nil {
 			return History{}, fmt.Errorf("api: history of %s from edge %s: %w", id, edge, err)
 		}

@@ -96,6 +96,7 @@ var errorTable = []struct {
 	{store.ErrDiskFull, http.StatusInsufficientStorage, "Disk full"},
 	{ErrNotConnected, http.StatusConflict, "Device not connected"},
 	{ErrCommandTimeout, http.StatusGatewayTimeout, "Command timed out"},
+	{ErrEdgeNotConnected, http.StatusServiceUnavailable, "Edge not connected"},
 	{store.ErrCorrupt, http.StatusInternalServerError, "Corrupt data"},
 	{store.ErrClosed, http.StatusServiceUnavailable, "Unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "Timeout"},

@@ -89,6 +89,7 @@ type Server struct {
 	seen     map[string]bool
 	since    map[string]time.Time // when each edge's last connection ended
 	small    smallPaths
+	started  time.Time
 	progress map[string]*pathProgress // of connections being accepted, by remote address
 }
 
@@ -137,7 +138,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
 	}
 	return &Server{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync"),
-		sessions: map[string]*serverConn{}, seen: map[string]bool{}, since: map[string]time.Time{},
+		sessions: map[string]*serverConn{}, seen: map[string]bool{}, since: map[string]time.Time{}, started: cfg.Now(),
 		progress: map[string]*pathProgress{}}, nil
 }
 
@@ -429,10 +430,38 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 // not hold, over the edge's link.
 func (s *Server) History(ctx context.Context, edge, device string, from, to time.Time, limit int) ([]store.Message, bool, error) {
 	s.mu.Lock()
-	sc := s.sessions[edge]
+	sc, since := s.sessions[edge], s.since[edge]
 	s.mu.Unlock()
 	if sc == nil {
-		return nil, false, fmt.Errorf("link: edge %s is not connected", edge)
+		return nil, false, &NotConnectedError{Edge: edge, Since: since, started: s.started}
 	}
-	return history.Fetch(ctx, sc.conn, device, from, to, limit)
+	msgs, more, err := history.Fetch(ctx, sc.conn, device, from, to, limit)
+	if err != nil && sc.conn.Context().Err() != nil && ctx.Err() == nil {
+		// The link went down during the request.
+		return nil, false, &NotConnectedError{Edge: edge, Since: s.cfg.Now(), started: s.started, cause: err}
+	}
+	return msgs, more, err
 }
+
+// NotConnectedError is the error of a request to an edge whose link is
+// down. Since is when its last connection ended, zero if it has not
+// connected since this server started.
+type NotConnectedError struct {
+	Edge    string
+	Since   time.Time
+	started time.Time
+	cause   error
+}
+
+func (e *NotConnectedError) Error() string {
+	if e.Since.IsZero() {
+		return fmt.Sprintf("link: edge %s is not connected (not since this core started at %s)", e.Edge, e.started.UTC().Format(time.RFC3339))
+	}
+	return fmt.Sprintf("link: edge %s is not connected (since %s)", e.Edge, e.Since.UTC().Format(time.RFC3339))
+}
+
+func (e *NotConnectedError) Unwrap() error { return e.cause }
+
+// DisconnectedSince returns when the edge's link went down (zero: not
+// up since the server started); an API answers such an error with 503.
+func (e *NotConnectedError) DisconnectedSince() time.Time { return e.Since }
