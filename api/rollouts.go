@@ -72,6 +72,34 @@ type RolloutRequest struct {
 	WaveSoak string `json:"wave_soak,omitempty"`
 }
 
+// ParseRolloutRequest reads a create request body: one JSON object, no
+// unknown members, nothing after it; and returns the checked spec it asks
+// for. Errors are for the client to read, except *http.MaxBytesError,
+// which means 413.
+func ParseRolloutRequest(r io.Reader) (firmware.Spec, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var req RolloutRequest
+	err := dec.Decode(&req)
+	if err == nil {
+		if _, err = dec.Token(); errors.Is(err, io.EOF) {
+			err = nil
+		} else if err == nil {
+			err = errors.New("data after the JSON object")
+		}
+	}
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return firmware.Spec{}, err
+	case errors.Is(err, io.EOF):
+		return firmware.Spec{}, errors.New("empty body")
+	case err != nil:
+		return firmware.Spec{}, fmt.Errorf("body: %v", err)
+	}
+	return req.Spec()
+}
+
 // Spec checks the request and returns the rollout spec it asks for.
 func (req RolloutRequest) Spec() (firmware.Spec, error) {
 	spec := firmware.Spec{Release: req.Release, Target: req.Target, Waves: req.Waves,
@@ -639,24 +667,14 @@ func (s *Server) rolloutGet(w http.ResponseWriter, r *http.Request) {
 
 // rolloutCreate serves POST /api/v1/firmware/rollouts.
 func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	dec.DisallowUnknownFields()
-	var req RolloutRequest
-	if err := dec.Decode(&req); err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("the body exceeds %d bytes", mbe.Limit))
-		case errors.Is(err, io.EOF):
-			badRequest(w, "empty body")
-		default:
-			badRequest(w, "body: "+err.Error())
-		}
-		return
-	}
-	spec, err := req.Spec()
+	spec, err := ParseRolloutRequest(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		s.rolloutError(w, r, err)
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("the body exceeds %d bytes", mbe.Limit))
+			return
+		}
+		badRequest(w, err.Error())
 		return
 	}
 	sum, err := s.CreateRollout(r.Context(), Claims(r.Context()), spec)

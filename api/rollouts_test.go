@@ -161,6 +161,43 @@ func sentDevices(t *testing.T, st *store.Store, n int) []string {
 	return sent
 }
 
+// rolloutBodies are create requests and the status a node with the
+// release sensor-fw@1.2.0 for pumps answers them with (0: created); they
+// seed FuzzParseRolloutRequest too.
+var rolloutBodies = []struct {
+	body   string
+	status int
+}{
+	{`{"release":"sensor-fw@1.2.0","target":"site:x"}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all","waves":[50]}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all","failure_threshold":"200%"}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all","failure_threshold":true}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all","device_timeout":"soon"}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all","min_executed":-1}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"class:valve"}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"device:valve-1"}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"device:nobody"}`, 400},
+	{`{"release":"sensor-fw@9.9.9","target":"all"}`, 404},
+	{`{"release":"sensor-fw@1.2.0","target":"all","colour":"red"}`, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all"} {}`, 400},
+	{``, 400},
+	{`{"release":"sensor-fw@1.2.0","target":"all","waves":[10,100],"failure_threshold":12.5,"wave_soak":"10m"}`, 0},
+}
+
+func FuzzParseRolloutRequest(f *testing.F) {
+	for _, b := range rolloutBodies {
+		f.Add(b.body)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		spec, err := ParseRolloutRequest(strings.NewReader(body))
+		if err == nil {
+			if cerr := spec.Check(); cerr != nil {
+				t.Fatalf("%q parsed to a spec that does not check: %v", body, cerr)
+			}
+		}
+	})
+}
+
 func TestRollouts(t *testing.T) {
 	e, clock := rolloutEnv(t, 10)
 	runRollouts(t, e.srv)
@@ -169,20 +206,10 @@ func TestRollouts(t *testing.T) {
 	// A viewer may read rollouts but not start one.
 	resp, body := e.do("POST", "/api/v1/firmware/rollouts", e.token(certs.RoleViewer), `{"release":"sensor-fw@1.2.0","target":"all"}`)
 	problem(t, resp, body, http.StatusForbidden)
-	for _, bad := range []struct {
-		body   string
-		status int
-	}{
-		{`{"release":"sensor-fw@1.2.0","target":"site:x"}`, 400},
-		{`{"release":"sensor-fw@1.2.0","target":"all","waves":[50]}`, 400},
-		{`{"release":"sensor-fw@1.2.0","target":"all","failure_threshold":"200%"}`, 400},
-		{`{"release":"sensor-fw@1.2.0","target":"all","device_timeout":"soon"}`, 400},
-		{`{"release":"sensor-fw@1.2.0","target":"class:valve"}`, 400},
-		{`{"release":"sensor-fw@1.2.0","target":"device:valve-1"}`, 400},
-		{`{"release":"sensor-fw@1.2.0","target":"device:nobody"}`, 400},
-		{`{"release":"sensor-fw@9.9.9","target":"all"}`, 404},
-		{`{"release":"sensor-fw@1.2.0","target":"all","colour":"red"}`, 400},
-	} {
+	for _, bad := range rolloutBodies {
+		if bad.status == 0 {
+			continue
+		}
 		resp, body := e.do("POST", "/api/v1/firmware/rollouts", op, bad.body)
 		problem(t, resp, body, bad.status)
 	}
