@@ -11,7 +11,7 @@ import (
 	"github.com/weft-io/weft/store"
 )
 
-func openStore(t *testing.T, dir, name string) *store.Store {
+func openStore(t testing.TB, dir, name string) *store.Store {
 	t.Helper()
 	st, err := store.Open(store.Config{Dir: dir, Name: name, MinFreeBytes: -1, MemTableSize: 16 << 20, RetentionInterval: -1})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -182,5 +183,28 @@ func TestSenderLooksOnlyAtNews(t *testing.T) {
 	})
 	if r, l := log.reads.Load()-reads, log.listings.Load()-listings; r > 10 || l != 0 {
 		t.Fatalf("one append cost %d reads and %d topic listings", r, l)
+	}
+}
+
+// TestEnsureReplica creates a replica whose volume is missing, and refuses
+// one whose partitions differ, saying why.
+func TestEnsureReplica(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "core"), "core1")
+	defer st.Close()
+	ctx := context.Background()
+	if n, err := EnsureReplica(ctx, st, "/training/edge1", 3); err != nil || n != 3 {
+		t.Fatalf("replica in a missing volume: %d, %v", n, err)
+	}
+	if _, err := st.Volume("training"); err != nil {
+		t.Fatalf("volume not made: %v", err)
+	}
+	if n, err := EnsureReplica(ctx, st, "/training/edge1", 0); err != nil || n != 3 {
+		t.Fatalf("existing replica: %d, %v", n, err)
+	}
+	if _, err := EnsureReplica(ctx, st, "/training/edge1", 2); wire.CodeOf(err) != wire.CodeStream || !strings.Contains(err.Error(), "partitions") {
+		t.Fatalf("other partitions: %v", err)
+	}
+	if _, err := EnsureReplica(ctx, st, "/nowhere/x", 0); wire.CodeOf(err) != wire.CodeStream {
+		t.Fatalf("a replica the sender does not make: %v", err)
 	}
 }

@@ -49,7 +49,8 @@ type sender struct {
 	// linger, if positive, is how long news waits before it is read, so
 	// that what comes meanwhile goes in the same batches.
 	linger   time.Duration
-	keepIdle int // caught-up partitions kept; 0: defaultKeepIdle
+	after    func(time.Duration) <-chan time.Time // the linger's timer; nil: a time.Timer
+	keepIdle int                                  // caught-up partitions kept; 0: defaultKeepIdle
 	now      func() time.Time
 	logger   *slog.Logger
 	// allow, if set, decides which topics go to this receiver; the others
@@ -186,8 +187,12 @@ func (s *sender) run(ctx context.Context) error {
 				wait = max(wait, min(4*cost, time.Second))
 			}
 			if wait > 0 {
-				waitTimer = time.NewTimer(wait)
-				waitC = waitTimer.C
+				if s.after != nil {
+					waitC = s.after(wait)
+				} else {
+					waitTimer = time.NewTimer(wait)
+					waitC = waitTimer.C
+				}
 				continue
 			}
 		case <-waitC:

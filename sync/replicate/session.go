@@ -35,6 +35,13 @@ type Session struct {
 	Window int
 	// Compress turns zstd on.
 	Compress bool
+	// Linger is how long a sender lets news wait before it reads them, so
+	// that the records that follow go in the same batches (fewer frames,
+	// packets and acknowledgements, and batches big enough to compress:
+	// Kafka's linger.ms). Default: DefaultLinger when the link has a
+	// bandwidth cap (Limit), none otherwise; negative: none. Updates and
+	// shadow changes never wait.
+	Linger time.Duration
 	// Recheck is how long a topic a sender's filter withheld waits before
 	// the filter is asked again. Default 30 s.
 	Recheck time.Duration
@@ -74,7 +81,7 @@ func (s *Session) Run(ctx context.Context, fc *wire.Conn, path string, send bool
 		}
 		sd := &sender{log: s.Store.Stream(path), path: path, parts: parts, conn: fc, stats: stats,
 			limit: s.Limit, window: window, maxBytes: s.batchBytes(), compress: s.Compress, now: now, logger: log,
-			allow: allow, recheck: s.Recheck}
+			allow: allow, recheck: s.Recheck, linger: s.linger(path)}
 		err = sd.run(ctx)
 	} else {
 		log.Debug("receiving")
@@ -85,6 +92,23 @@ func (s *Session) Run(ctx context.Context, fc *wire.Conn, path string, send bool
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return err
+}
+
+// DefaultLinger is the linger of the bulk streams of a link with a
+// bandwidth cap.
+const DefaultLinger = 200 * time.Millisecond
+
+// linger is how long the sender of path lets news wait.
+func (s *Session) linger(path string) time.Duration {
+	switch {
+	case Urgency(path) <= Urgency(store.ShadowChanges) || s.Linger < 0:
+		return 0
+	case s.Linger > 0:
+		return s.Linger
+	case s.Limit.Rate() > 0:
+		return DefaultLinger
+	}
+	return 0
 }
 
 // batchBytes bounds the bytes read into one batch: with a cap, a
@@ -98,13 +122,23 @@ func (s *Session) batchBytes() int {
 }
 
 // EnsureReplica makes sure the replica of path exists in st with parts
-// partitions (any count when parts is 0), creating it if needed, and
-// returns the partition count. A stream that cannot be held here is an
-// error of code wire.CodeStream.
+// partitions (any count when parts is 0), creating it if needed, and its
+// volume too (with no TTL and no quota: the source's policy does not
+// travel with the stream), and returns the partition count. A stream that
+// cannot be held here is an error of code wire.CodeStream that says why.
 func EnsureReplica(ctx context.Context, st *store.Store, path string, parts int) (int, error) {
 	info, err := st.Stat(ctx, path)
 	if errors.Is(err, store.ErrNotFound) && parts > 0 {
 		err = st.CreateStream(ctx, path, store.StreamOptions{Partitions: parts})
+		if vol, _, perr := store.SplitPath(path); errors.Is(err, store.ErrNotFound) && perr == nil {
+			if _, verr := st.Volume(vol); errors.Is(verr, store.ErrNotFound) {
+				// The volume is missing here: make it, then the stream.
+				if verr := st.CreateVolume(ctx, vol, store.VolumeOptions{}); verr != nil && !errors.Is(verr, store.ErrExists) {
+					return 0, wire.Errorf(wire.CodeStream, "%s: volume %s does not exist here and cannot be created: %v", path, vol, verr)
+				}
+				err = st.CreateStream(ctx, path, store.StreamOptions{Partitions: parts})
+			}
+		}
 		if errors.Is(err, store.ErrExists) {
 			err = nil
 		}
