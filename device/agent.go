@@ -276,7 +276,7 @@ func other(slot string) string {
 func (a *Agent) report(ctx context.Context, s Status) {
 	s.Running = a.st.Version.String()
 	s.Time = a.cfg.Now().UTC()
-	a.log.Info("firmware "+s.State, "release", s.Release, "reason", s.Reason, "detail", s.Detail)
+	a.log.Info("firmware status", "state", s.State, "release", s.Release, "reason", s.Reason, "detail", s.Detail)
 	if a.cfg.Publish == nil {
 		return
 	}
