@@ -489,7 +489,12 @@ func (s *Server) saveRollout(tx *store.Tx, subject string, r *firmware.Rollout, 
 // edges) and /uplink/events (where gateways copy them), and advances them
 // in time every RolloutTick. The node that writes /updates/down (the
 // core, or an edge without one) runs it beside its API.
+// On a node whose updates another writes (Config.DesiredReadOnly) it
+// returns ErrRolloutsReadOnly at once: device/<id> topics are the core's.
 func (s *Server) RunRollouts(ctx context.Context) error {
+	if s.cfg.DesiredReadOnly {
+		return ErrRolloutsReadOnly
+	}
 	if err := s.ensureRolloutTables(ctx); err != nil {
 		return err
 	}

@@ -336,6 +336,17 @@ func TestRollouts(t *testing.T) {
 	}
 }
 
+// TestRolloutsReadOnly: an edge linked to a core neither starts nor runs
+// rollouts; its updates are the core's to write.
+func TestRolloutsReadOnly(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.DesiredReadOnly = true })
+	if err := e.srv.RunRollouts(context.Background()); !errors.Is(err, ErrRolloutsReadOnly) {
+		t.Fatalf("RunRollouts: %v", err)
+	}
+	resp, body := e.do("POST", "/api/v1/firmware/rollouts", e.token(certs.RoleOperator), `{"release":"sensor-fw@1.2.0","target":"all"}`)
+	problem(t, resp, body, http.StatusConflict)
+}
+
 // TestRolloutTimeoutAndRestart: a device that stays in progress past its
 // timeout counts as timed out; a new server over the same store (a core
 // restart) resumes the rollout where it was, status reports that came
