@@ -486,11 +486,12 @@ func (s *Server) saveRollout(tx *store.Tx, subject string, r *firmware.Rollout, 
 // RunRollouts carries rollouts out until ctx ends: it feeds them the
 // devices' firmware status reports, as they arrive in
 // /telemetry/by_device (the node's own devices, or replicated from their
-// edges) and /uplink/events (where gateways copy them), and advances them
-// in time every RolloutTick. The node that writes /updates/down (the
-// core, or an edge without one) runs it beside its API.
-// On a node whose updates another writes (Config.DesiredReadOnly) it
-// returns ErrRolloutsReadOnly at once: device/<id> topics are the core's.
+// edges) and /uplink/events (where the gateway is to copy them, as it
+// does command answers), and advances them in time every RolloutTick.
+// The node that writes /updates/down (the core, or an edge without one)
+// runs it beside its API. On a node whose updates another writes
+// (Config.DesiredReadOnly) it returns ErrRolloutsReadOnly at once:
+// device/<id> topics are the core's.
 func (s *Server) RunRollouts(ctx context.Context) error {
 	if s.cfg.DesiredReadOnly {
 		return ErrRolloutsReadOnly
