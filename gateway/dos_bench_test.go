@@ -2,10 +2,14 @@ package gateway
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
+	"net"
 	"os"
-	"runtime"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,53 +19,41 @@ import (
 	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
 )
-
-// rssBytes is this process's resident set size (Linux), 0 if unknown.
-func rssBytes() int64 {
-	b, err := os.ReadFile("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseInt(f[1], 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
 
 // dosAttacks are the attacks BenchmarkDoS measures a well-behaved device
 // under; each starts an attack on e and returns its stop function.
 var dosAttacks = []struct {
 	name  string
-	start func(b *testing.B, e *env) func()
+	start func(b testing.TB, e *env) func()
 }{
-	{"none", func(*testing.B, *env) func() { return func() {} }},
-	{"pending_one_address_1100", func(b *testing.B, e *env) func() {
+	{"none", func(testing.TB, *env) func() { return func() {} }},
+	{"pending_one_address_1100", func(b testing.TB, e *env) func() {
 		h := hold(e, []int{2}, 1100, nil)
-		waitFor(b, "attack", func() bool { return e.srv.Metrics().Refusals(RefuseMaxPendingPerIP) > 1000 })
+		waitFor(b, "attack", func() bool { return h.dials.Load() > 3000 })
 		return h.close
 	}},
-	{"pending_20_addresses_x64", func(b *testing.B, e *env) func() {
+	{"pending_20_addresses_x64", func(b testing.TB, e *env) func() {
 		var addrs []int
 		for i := range 20 {
 			addrs = append(addrs, 10+i)
 		}
 		h := hold(e, addrs, 64, nil)
-		waitFor(b, "attack", func() bool { return e.srv.ln.pending.Load() >= DefaultMaxPending-1 })
+		waitFor(b, "attack", func() bool { return h.dials.Load() > 3000 })
 		return h.close
 	}},
-	{"slow_handshake_2x64", func(b *testing.B, e *env) func() {
+	{"slow_handshake_2x64", func(b testing.TB, e *env) func() {
 		h := hold(e, []int{2, 4}, 64, []byte{0x16, 0x03, 0x01})
-		waitFor(b, "attack", func() bool { return e.srv.ln.pending.Load() >= 100 })
+		waitFor(b, "attack", func() bool { return h.dials.Load() >= 128 })
 		return h.close
 	}},
-	{"connect_loop", func(b *testing.B, e *env) func() {
+	{"connect_loop", func(b testing.TB, e *env) func() {
 		d := e.device(b, "loop-1", "pump")
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
+		var refused atomic.Int64
 		for range 4 {
 			wg.Add(1)
 			go func() {
@@ -79,15 +71,17 @@ var dosAttacks = []struct {
 					c := tls.Client(raw, e.clientTLS(d.cert))
 					c.SetDeadline(time.Now().Add(5 * time.Second))
 					c.Write(connectPacket(5, d.id, nil))
-					readPacket(bufio.NewReader(c), 5)
+					if pk, err := readPacket(bufio.NewReader(c), 5); err == nil && pk.ReasonCode == 0x9F {
+						refused.Add(1)
+					}
 					c.Close()
 				}
 			}()
 		}
-		waitFor(b, "attack", func() bool { return e.srv.Metrics().Refusals(RefuseConnectRate) > 10 })
+		waitFor(b, "attack", func() bool { return refused.Load() > 10 })
 		return func() { close(stop); wg.Wait() }
 	}},
-	{"publish_flood", func(b *testing.B, e *env) func() {
+	{"publish_flood", func(b testing.TB, e *env) func() {
 		d := e.device(b, "flood-1", "pump")
 		raw, err := dialFrom(6, e.addr())
 		if err != nil {
@@ -99,12 +93,17 @@ var dosAttacks = []struct {
 		readPacket(r, 5)
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
+		var refused atomic.Int64
 		wg.Add(2)
-		go func() { // read and drop the answers
+		go func() { // read the answers
 			defer wg.Done()
 			for {
-				if _, err := readPacket(r, 5); err != nil {
+				pk, err := readPacket(r, 5)
+				if err != nil {
 					return
+				}
+				if pk.ReasonCode == 0x96 {
+					refused.Add(1)
 				}
 			}
 		}()
@@ -123,31 +122,34 @@ var dosAttacks = []struct {
 				}
 			}
 		}()
-		waitFor(b, "attack", func() bool { return e.srv.Metrics().PublishRefusals("") > 1000 })
+		waitFor(b, "attack", func() bool { return refused.Load() > 1000 })
 		return func() { close(stop); wg.Wait() }
 	}},
 }
 
 // BenchmarkDoS measures a well-behaved device (connect, QoS 1 publish,
-// PUBACK, disconnect: one op) on its own address while each attack runs
-// against the gateway with its default limits. It reports the device's
-// success rate and latency, and the process's RSS and goroutines, which
-// include the attackers' own side of the sockets (same process).
+// PUBACK, disconnect: one op, each op another device) on its own address
+// while each attack runs against a gateway with its default limits. The
+// gateway runs in a child process (TestGatewayProcess), so its RSS,
+// peak RSS and open descriptors are its own, and so does the attacker
+// (TestAttackProcess); the three share the machine's cores.
 func BenchmarkDoS(b *testing.B) {
 	for _, a := range dosAttacks {
 		b.Run(a.name, func(b *testing.B) {
-			e := newEnv(b, func(c *Config) { c.ConnectRate = 0 }) // default limits
-			// A device connects once per op: each op is another device,
-			// within its connect rate.
+			e := newEnv(b, nil)
+			e.stop() // the gateway runs in a child process instead
+			pid := e.gatewayProcess(b)
 			ids := make([]string, b.N)
 			for i := range ids {
 				ids[i] = fmt.Sprintf("probe-%d", i)
 				e.device(b, ids[i], "probe")
 			}
-			e.probe(b, 3) // caches warm
-			stop := a.start(b, e)
-			defer stop()
+			if err := e.probeAs(b, 3, "probe-warm"); err != nil {
+				b.Fatal(err)
+			}
+			e.attackProcess(b, a.name)
 			lat := make([]time.Duration, 0, b.N)
+			queued := 0
 			ok := 0
 			b.ResetTimer()
 			for i := range b.N {
@@ -156,6 +158,9 @@ func BenchmarkDoS(b *testing.B) {
 					ok++
 					lat = append(lat, time.Since(t0))
 				}
+				b.StopTimer()
+				queued += acceptQueue(e.addr())
+				b.StartTimer()
 			}
 			b.StopTimer()
 			slices.Sort(lat)
@@ -163,12 +168,177 @@ func BenchmarkDoS(b *testing.B) {
 				b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 			}
+			b.ReportMetric(float64(queued)/float64(b.N), "accept-queue")
 			b.ReportMetric(100*float64(ok)/float64(b.N), "success-%")
-			b.ReportMetric(float64(rssBytes())/(1<<20), "rss-MiB")
-			b.ReportMetric(float64(runtime.NumGoroutine()), "goroutines")
-			b.ReportMetric(float64(e.tracked()), "gw-conns")
+			b.ReportMetric(float64(procStatus(pid, "VmRSS"))/(1<<20), "rss-MiB")
+			b.ReportMetric(float64(procStatus(pid, "VmHWM"))/(1<<20), "peak-rss-MiB")
+			fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+			b.ReportMetric(float64(len(fds)), "fds")
 		})
 	}
+}
+
+// acceptQueue is the number of connections waiting in the accept queue
+// of the listening socket at addr (Linux: rx_queue of its LISTEN line in
+// /proc/net/tcp); 0 if unknown.
+func acceptQueue(addr string) int {
+	_, port, _ := net.SplitHostPort(addr)
+	p, _ := strconv.Atoi(port)
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 5 || f[3] != "0A" || !strings.HasSuffix(f[1], fmt.Sprintf(":%04X", p)) {
+			continue
+		}
+		_, rx, _ := strings.Cut(f[4], ":")
+		n, _ := strconv.ParseInt(rx, 16, 64)
+		return int(n)
+	}
+	return 0
+}
+
+// procStatus is a size field (VmRSS, VmHWM) of /proc/pid/status, in
+// bytes; 0 if unknown.
+func procStatus(pid int, field string) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field+":" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// gatewayProcess starts a gateway with default limits, using e's
+// certificates and a store of its own, in a child process running
+// TestGatewayProcess, points e at it and returns its pid. It is stopped
+// when b ends.
+func (e *env) gatewayProcess(b *testing.B) int {
+	dir := b.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGatewayProcess$")
+	cmd.Env = append(os.Environ(), "WEFT_TEST_GATEWAY_DIR="+dir, "WEFT_TEST_GATEWAY_CERTS="+e.dir)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { in.Close(); cmd.Wait() })
+	waitFor(b, "gateway process", func() bool {
+		a, err := os.ReadFile(filepath.Join(dir, "addr"))
+		e.remote = string(a)
+		return err == nil
+	})
+	return cmd.Process.Pid
+}
+
+// attackProcess runs attack name against e's gateway in a child process
+// running TestAttackProcess, and returns once the attack is under way.
+// It is stopped when b ends.
+func (e *env) attackProcess(b *testing.B, name string) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestAttackProcess$")
+	cmd.Env = append(os.Environ(), "WEFT_TEST_ATTACK="+name, "WEFT_TEST_GATEWAY_ADDR="+e.addr(), "WEFT_TEST_GATEWAY_CERTS="+e.dir)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { in.Close(); cmd.Wait() })
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if sc.Text() == "attacking" {
+			go io.Copy(io.Discard, out)
+			return
+		}
+	}
+	b.Fatalf("attack %s did not start", name)
+}
+
+// TestAttackProcess is an attacker of BenchmarkDoS, run in a child
+// process so that it does not share the measured device's process: it
+// attacks until its standard input is closed.
+func TestAttackProcess(t *testing.T) {
+	name, addr, certDir := os.Getenv("WEFT_TEST_ATTACK"), os.Getenv("WEFT_TEST_GATEWAY_ADDR"), os.Getenv("WEFT_TEST_GATEWAY_CERTS")
+	if name == "" {
+		t.Skip("an attacker process of BenchmarkDoS")
+	}
+	auth, err := certs.Load(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := certs.Pool(auth.DeviceCA.PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, dir: certDir, auth: auth, pool: pool, devs: map[string]*devCert{}, remote: addr}
+	for _, a := range dosAttacks {
+		if a.name == name {
+			stop := a.start(t, e)
+			fmt.Println("attacking")
+			io.Copy(io.Discard, os.Stdin)
+			stop()
+			return
+		}
+	}
+	t.Fatalf("no attack %q", name)
+}
+
+// TestGatewayProcess is the gateway of BenchmarkDoS, run in a child
+// process: it serves until its standard input is closed.
+func TestGatewayProcess(t *testing.T) {
+	dir, certDir := os.Getenv("WEFT_TEST_GATEWAY_DIR"), os.Getenv("WEFT_TEST_GATEWAY_CERTS")
+	if dir == "" {
+		t.Skip("the gateway process of BenchmarkDoS")
+	}
+	auth, err := certs.Load(certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := certs.LoadKeyPair(filepath.Join(certDir, "gateways", "gw-1.crt"), filepath.Join(certDir, "gateways", "gw-1.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := certs.Pool(auth.DeviceCA.PEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(store.Config{Dir: filepath.Join(dir, "store"), Name: testEdge, MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	srv, err := New(Config{Store: st, Name: testEdge, Addr: "127.0.0.1:0", Certificate: pair, DeviceCAs: pool})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	tmp := filepath.Join(dir, "addr.tmp")
+	if err := os.WriteFile(tmp, []byte(srv.Addr().String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "addr")); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, os.Stdin)
 }
 
 // BenchmarkQoS1Limits measures the gateway's QoS 1 rate with every limit

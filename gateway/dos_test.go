@@ -462,10 +462,13 @@ func TestDoSDownlinkInflightCap(t *testing.T) {
 // fakeListener returns errs from Accept, then net.ErrClosed.
 type fakeListener struct {
 	net.Listener
+	mu   sync.Mutex
 	errs []error
 }
 
 func (f *fakeListener) Accept() (net.Conn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if len(f.errs) == 0 {
 		return nil, net.ErrClosed
 	}

@@ -38,6 +38,9 @@ type env struct {
 	srv   *Server
 	devMu sync.Mutex
 	devs  map[string]*devCert
+	// remote, if set, is the address of a gateway in another process
+	// (BenchmarkDoS), used in place of srv's.
+	remote string
 }
 
 // devCert is an issued device certificate, on disk and loaded.
@@ -140,7 +143,12 @@ func (e *env) stop() {
 	e.stopServer(e.srv)
 }
 
-func (e *env) addr() string { return e.srv.Addr().String() }
+func (e *env) addr() string {
+	if e.remote != "" {
+		return e.remote
+	}
+	return e.srv.Addr().String()
+}
 
 // device issues (once) a certificate for device id of class.
 func (e *env) device(t testing.TB, id, class string) *devCert {

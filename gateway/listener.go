@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -82,6 +83,24 @@ func (l *listener) Init(*slog.Logger) error {
 // to 1 s, as net/http's Server does, instead of spinning.
 func (l *listener) Serve(establish listeners.EstablishFn) {
 	defer l.serving.Done()
+	// Several accept loops: under a flood of connections refused at once,
+	// the accept queue drains faster and a device waits less in it.
+	var loops sync.WaitGroup
+	for range acceptLoops - 1 {
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			l.acceptLoop(establish)
+		}()
+	}
+	l.acceptLoop(establish)
+	loops.Wait()
+}
+
+// acceptLoops is the number of goroutines accepting connections.
+var acceptLoops = max(2, min(runtime.GOMAXPROCS(0), 4))
+
+func (l *listener) acceptLoop(establish listeners.EstablishFn) {
 	var delay time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -164,13 +183,22 @@ func (l *listener) admit(c net.Conn) (slot *pendingConn, ok bool) {
 	l.mu.Unlock()
 	if victim != nil {
 		l.s.metrics.refusals.inc(RefuseMaxPending)
-		victim.conn.Close()
+		abort(victim.conn)
 	}
 	if slot == nil {
 		l.s.metrics.refusals.inc(reason)
-		c.Close()
+		abort(c)
 	}
 	return slot, true
+}
+
+// abort closes a connection refused before its handshake with a reset,
+// so that a flood of them leaves no socket in TIME_WAIT on the gateway.
+func abort(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
 }
 
 // releasePending frees a connection's pending slot; it reports false if
