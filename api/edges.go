@@ -29,6 +29,9 @@ type LinkStatus struct {
 	// Dropped is how many messages the source no longer held when their
 	// turn came (retention, or a full backlog that dropped its oldest).
 	Dropped int64 `json:"dropped"`
+	// Role is the peer's role (certs.EdgeNode, certs.CoreNode); only
+	// links to edges are edges.
+	Role string `json:"-"`
 }
 
 // Links reports the node's sync links. The node that runs sync sets
@@ -47,7 +50,7 @@ func (a monitorLinks) Links(ctx context.Context) []LinkStatus {
 	var out []LinkStatus
 	now := time.Now()
 	for _, l := range a.m.Links() {
-		s := LinkStatus{Peer: l.Peer, State: "down", LastContact: l.Since}
+		s := LinkStatus{Peer: l.Peer, Role: l.Role, State: "down", LastContact: l.Since}
 		if l.Connected {
 			s.State, s.LastContact = "up", now
 		}
@@ -83,6 +86,9 @@ func (s *Server) Edges(ctx context.Context, c *certs.TokenClaims) ([]EdgeStatus,
 	links := map[string]LinkStatus{}
 	if s.cfg.Links != nil {
 		for _, l := range s.cfg.Links.Links(ctx) {
+			if l.Role != "" && l.Role != certs.EdgeNode {
+				continue // an edge's link to its core: the core is no edge
+			}
 			links[l.Peer] = l
 		}
 	}
