@@ -80,6 +80,9 @@ type Client struct {
 	self  certs.Identity
 	log   *slog.Logger
 	limit *replicate.LinkLimiter
+	// mirrors is the budget the link's mirrors draw from: the streams'
+	// limit when it can be shared.
+	mirrors mirror.Budget
 }
 
 // NewClient checks cfg and applies its defaults.
@@ -128,8 +131,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Monitor == nil {
 		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
 	}
+	limit := replicate.NewLinkLimiter(cfg.RateLimit, cfg.Now)
 	return &Client{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync", "core", cfg.Addr),
-		limit: replicate.NewLinkLimiter(cfg.RateLimit, cfg.Now)}, nil
+		limit: limit, mirrors: mirrorBudget(limit, cfg.Now)}, nil
 }
 
 // Monitor returns the link's figures.
@@ -275,7 +279,7 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	}
 	for _, spec := range c.cfg.Mirrors {
 		g.Go(func() error {
-			mirror.Keep(gctx, conn, c.cfg.Store, spec, c.cfg.MirrorInterval, c.log)
+			mirror.Keep(gctx, conn, c.cfg.Store, spec, c.cfg.MirrorInterval, c.mirrors, c.log)
 			return nil
 		})
 	}

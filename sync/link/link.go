@@ -9,6 +9,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 )
@@ -19,7 +20,8 @@ const handshakeTimeout = 10 * time.Second
 
 // session is one connection's worth of replication, either side.
 type session struct {
-	conn *quic.Conn
+	conn    *quic.Conn
+	mirrors mirror.Budget // what mirrors on the connection draw from
 	replicate.Session
 }
 

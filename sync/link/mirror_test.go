@@ -59,3 +59,35 @@ func TestMirrorOverLink(t *testing.T) {
 	appendN(t, f.edge, store.UplinkStream, "edge1", 10, 100, "after")
 	waitSame(t, f.edge, f.core, store.UplinkStream)
 }
+
+// TestMirrorWithinRateLimit mirrors 2 MiB of incompressible data down a
+// link capped at 1 MiB/s: the mirror draws from the link's budget, so it
+// cannot arrive sooner than the cap allows (its bytes less one burst).
+// That is the cap holding, not a speed goal.
+func TestMirrorWithinRateLimit(t *testing.T) {
+	const rate = 1 << 20
+	f := newFabric(t, ServerConfig{RateLimit: rate, MirrorInterval: 20 * time.Millisecond})
+	ctx := context.Background()
+	model := make([]byte, 2<<20)
+	rand.Read(model)
+	if _, err := f.core.File("/models/pump/v1.onnx").Write(ctx, bytes.NewReader(model)); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	f.startLink(ClientConfig{MirrorInterval: 20 * time.Millisecond, Mirrors: []mirror.Spec{{Volume: "models", Dir: wire.Down}}})
+	waitFor(t, "the model at the edge", func() bool {
+		r, _, err := f.edge.File("/models/pump/v1.onnx").Open(ctx)
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(r)
+		return bytes.Equal(b, model)
+	})
+	took := time.Since(start)
+	burst := max(rate/10, 64<<10)
+	least := time.Duration(float64(len(model)-burst) / rate * float64(time.Second))
+	if took < least {
+		t.Fatalf("%d bytes mirrored in %s over a link capped at %d B/s: the cap allows no less than %s", len(model), took, rate, least)
+	}
+	t.Logf("%d bytes mirrored in %s (the cap allows no less than %s)", len(model), took, least)
+}

@@ -317,8 +317,9 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	}
 	stats.Up(conn.RemoteAddr().String(), s.cfg.Now())
 	log.Info("edge connected", "streams", len(w.Streams))
-	sess := &session{conn: conn, Session: replicate.Session{Store: s.cfg.Store, Link: stats,
-		Limit: replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now), Window: s.cfg.Window, Compress: !s.cfg.NoCompression,
+	limit := replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now)
+	sess := &session{conn: conn, mirrors: mirrorBudget(limit, s.cfg.Now), Session: replicate.Session{Store: s.cfg.Store, Link: stats,
+		Limit: limit, Window: s.cfg.Window, Compress: !s.cfg.NoCompression,
 		Recheck: s.cfg.RecheckWithheld, Now: s.cfg.Now, Logger: log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
@@ -366,7 +367,7 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	}
 	qs.SetReadDeadline(time.Time{})
 	if mo, ok := m.(*wire.Mirror); ok {
-		return mirror.Serve(ctx, fc, s.cfg.Store, mo, sess.Link.Peer(), s.cfg.MirrorsDown, s.cfg.MirrorsUp, s.cfg.MirrorInterval, s.log)
+		return mirror.Serve(ctx, fc, s.cfg.Store, mo, sess.Link.Peer(), s.cfg.MirrorsDown, s.cfg.MirrorsUp, s.cfg.MirrorInterval, sess.mirrors, s.log)
 	}
 	open, ok := m.(*wire.Open)
 	if !ok {

@@ -21,10 +21,10 @@ const DefaultInterval = 5 * time.Second
 // as long as ctx lasts: a mirror that fails is logged and opened again
 // after a pause, without taking the link's streams down with it. interval
 // is how often a receiving edge asks for news.
-func Keep(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, interval time.Duration, log *slog.Logger) {
+func Keep(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, interval time.Duration, budget Budget, log *slog.Logger) {
 	pause := max(interval, time.Second)
 	for {
-		err := Open(ctx, conn, st, spec, interval)
+		err := Open(ctx, conn, st, spec, interval, budget)
 		if ctx.Err() != nil {
 			return
 		}
@@ -38,11 +38,19 @@ func Keep(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, inte
 	}
 }
 
+// Budget is the bandwidth budget of the link a mirror runs on, shared with
+// the link's streams (the link's replicate.LinkLimiter): the sending side
+// of a mirror takes the bytes of each chunk from it before sending the
+// chunk, at bulk priority. A nil Budget is no cap.
+type Budget interface {
+	Wait(ctx context.Context, n int, urgent bool) error
+}
+
 // Open opens a QUIC stream of conn at bulk priority for the mirror spec,
 // asks the core for it with a Mirror frame and runs the edge's side of it
 // (the destination of a mirror down, the source of one up) until the
-// stream or ctx ends.
-func Open(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, interval time.Duration) error {
+// stream or ctx ends. budget caps what the edge sends (nil: no cap).
+func Open(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, interval time.Duration, budget Budget) error {
 	qs, err := conn.OpenStreamSync(ctx)
 	if err != nil {
 		return wire.FromQUIC(err)
@@ -60,7 +68,7 @@ func Open(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, inte
 	if spec.Dir == wire.Down {
 		err = ServeDest(ctx, fc, &Dest{Store: st, Volume: spec.Volume}, interval)
 	} else {
-		err = ServeSource(ctx, fc, &Source{Store: st, Volume: spec.Volume})
+		err = ServeSource(ctx, fc, &Source{Store: st, Volume: spec.Volume, Budget: budget})
 	}
 	return wire.FromQUIC(err)
 }
@@ -69,8 +77,9 @@ func Open(ctx context.Context, conn *quic.Conn, st *store.Store, spec Spec, inte
 // volume of down goes to the edge, one of up comes from it into the core's
 // "<volume>.<edge>", any other is refused with an Error frame. It returns
 // when the mirror ends; a mirror that fails or is refused ends its stream,
-// not the link, so only a store error of the core's comes back.
-func Serve(ctx context.Context, c Conn, st *store.Store, m *wire.Mirror, edge string, down, up []string, interval time.Duration, log *slog.Logger) error {
+// not the link, so only a store error of the core's comes back. budget
+// caps what the core sends (nil: no cap).
+func Serve(ctx context.Context, c Conn, st *store.Store, m *wire.Mirror, edge string, down, up []string, interval time.Duration, budget Budget, log *slog.Logger) error {
 	log = log.With("edge", edge, "volume", m.Volume)
 	refuse := func(err *wire.Error) error {
 		log.Warn("mirror refused", "reason", err.Error())
@@ -83,7 +92,7 @@ func Serve(ctx context.Context, c Conn, st *store.Store, m *wire.Mirror, edge st
 		if !slices.Contains(down, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored to edges", m.Volume))
 		}
-		err = ServeSource(ctx, c, &Source{Store: st, Volume: m.Volume})
+		err = ServeSource(ctx, c, &Source{Store: st, Volume: m.Volume, Budget: budget})
 	case wire.Up:
 		if !slices.Contains(up, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored from edges", m.Volume))
@@ -162,8 +171,15 @@ func sendUpdate(ctx context.Context, c Conn, src *Source, st *wire.MirrorState) 
 	}
 	err = src.Send(ctx, u, after, func(entries []store.DeltaEntry) error {
 		chunk := &wire.MirrorChunk{Entries: make([]wire.MirrorEntry, len(entries))}
+		size := 0
 		for i, e := range entries {
 			chunk.Entries[i] = wire.MirrorEntry{Key: e.Key, Value: e.Value, Delete: e.Delete}
+			size += len(e.Key) + len(e.Value) + 16
+		}
+		if src.Budget != nil {
+			if err := src.Budget.Wait(ctx, size, false); err != nil {
+				return err
+			}
 		}
 		return c.Send(chunk)
 	})

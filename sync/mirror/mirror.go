@@ -60,6 +60,9 @@ type Source struct {
 	ChunkBytes int
 	// Now names snapshots. Default time.Now.
 	Now func() time.Time
+	// Budget, if set, is the link's bandwidth budget: each chunk's bytes
+	// are taken from it before the chunk is sent (ServeSource).
+	Budget Budget
 }
 
 // Offer decides the update to send to a destination in state st: the one
