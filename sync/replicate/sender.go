@@ -58,8 +58,9 @@ type sender struct {
 	allow    func(topic string) error
 	recheck  time.Duration // 0: defaultRecheck
 	withheld map[string]time.Time
-	cursor   uint64    // in the log's Changes
-	lastLook time.Time // when the news were last read
+	cursor   uint64          // in the log's Changes
+	lastLook time.Time       // when the news were last read
+	changed  <-chan struct{} // closed at the log's next append; nil while a look waits
 
 	mu       sync.Mutex // guards t, avgSize, failures against the loop's helpers
 	t        *tracker
@@ -148,7 +149,7 @@ func (s *sender) run(ctx context.Context) error {
 		}
 	}()
 
-	changed := s.log.Changed()
+	s.changed = s.log.Changed()
 	_, s.cursor, _ = s.log.Changes(0)
 	s.lastLook = s.now()
 	s.stats.setLag(s.figures)
@@ -177,8 +178,8 @@ func (s *sender) run(ctx context.Context) error {
 				continue
 			}
 			everything = len(s.withheld) > 0
-		case <-changed:
-			changed = nil
+		case <-s.changed:
+			s.changed = nil
 			// News waits the linger, so that what follows goes with it;
 			// and a stream of many topics is looked at no more than every
 			// few times the last look took.
@@ -216,7 +217,7 @@ func (s *sender) run(ctx context.Context) error {
 			return ctx.Err()
 		}
 		start := s.now()
-		changed = s.log.Changed()
+		s.changed = s.log.Changed()
 		if err := s.look(ctx, everything); err != nil {
 			return err
 		}
@@ -477,6 +478,19 @@ func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
 				return false, err
 			default:
 				drained = true
+			}
+		}
+		// News that came during a long catch-up is looked at every
+		// tenth of a second: the figures count it, and it takes its turn
+		// by age.
+		if s.changed != nil && s.now().Sub(s.lastLook) >= 100*time.Millisecond {
+			select {
+			case <-s.changed:
+				s.changed = s.log.Changed()
+				if err := s.look(ctx, false); err != nil {
+					return false, err
+				}
+			default:
 			}
 		}
 		s.mu.Lock()

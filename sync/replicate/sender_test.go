@@ -373,6 +373,11 @@ func TestFiguresDoNotWaitForTheSender(t *testing.T) {
 	if !strings.Contains(body, `"lag_messages":50000`) {
 		t.Fatalf("links: %s", body)
 	}
+	// The age is that of the oldest message of all 500 topics (it was
+	// read off 100 of them).
+	if s := stats.status(time.Unix(1_800_001_000, 0)); s.LagSeconds != 1000 {
+		t.Fatalf("lag_seconds %v, want 1000", s.LagSeconds)
+	}
 	f.release()
 }
 
@@ -457,5 +462,38 @@ func TestSenderSetsAsideDamage(t *testing.T) {
 			waitFor(t, "the healed topic", func() bool { return next("b") == 30 })
 			waitFor(t, "the failure cleared", func() bool { return len(stats.status(time.Now()).Failed) == 0 })
 		})
+	}
+}
+
+// TestNewsDuringCatchUp appends to a new topic while a capped link is
+// still catching up: the sender looks at the news before the backlog is
+// sent (its figures count it; it takes its turn by age).
+func TestNewsDuringCatchUp(t *testing.T) {
+	st := openStore(t, filepath.Join(t.TempDir(), "edge"), "edge1")
+	t.Cleanup(func() { st.Close() })
+	base := time.Now().Add(-time.Hour)
+	var topics []string
+	var per []int
+	for i := range 20 {
+		topics = append(topics, fmt.Sprintf("dev-%03d", i))
+		per = append(per, 5)
+	}
+	appendRounds(t, st, store.ByDeviceStream, topics, per, 20, base) // 2,000 records, ~300 KB
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	f := startFake(t, b, false)
+	stats := &StreamStats{dir: DirSend}
+	sd := testSender(st.Stream(store.ByDeviceStream), store.ByDeviceStream, a, stats, 16<<10)
+	sd.limit = NewLinkLimiter(20_000, nil) // the backlog takes some 12 s
+	ctx := context.Background()
+	goSender(t, ctx, sd)
+	waitFor(t, "the catch-up under way", func() bool { return f.received() > 0 })
+	if _, err := st.Stream(store.ByDeviceStream).Append(ctx, "news", store.Message{Value: []byte("n"), Timestamp: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the news counted", func() bool { return stats.status(time.Now()).Topics == 21 })
+	if n := f.received(); n >= 2000 {
+		t.Fatalf("the news was looked at only after the backlog (%d records sent)", n)
 	}
 }
