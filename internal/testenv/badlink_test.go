@@ -89,18 +89,16 @@ func (w *writer) halt() {
 // edge's at the same offsets; after it, equal: nothing lost, nothing applied
 // twice.
 func TestBadLinks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long network-fault test: run without -short")
+	}
 	f := New(t)
 	c := f.StartCore("core1", core.Config{})
 	p := NewProxy(t, c.SyncAddr().String())
 	e := f.StartEdge("edge1", edge.Config{Core: p.Addr(), Replicate: []string{store.ByDeviceStream}})
 	es, cs := e.Store(), c.Store()
 	paths := []string{store.UplinkStream, store.ByDeviceStream}
-	// Under -short (and the race detector) the load is lighter.
-	scale := 1
-	if testing.Short() {
-		scale = 5
-	}
-	w := startWriter(es, "edge1", time.Duration(scale)*time.Millisecond)
+	w := startWriter(es, "edge1", time.Millisecond)
 	defer func() {
 		select {
 		case <-w.stop:
@@ -144,7 +142,7 @@ func TestBadLinks(t *testing.T) {
 		t.Run(ph.name, func(t *testing.T) {
 			p.Set(ph.faults)
 			for range 4 {
-				w.writeAtLeast(t, ph.writes/4/scale)
+				w.writeAtLeast(t, ph.writes/4)
 				checkPrefix(ph.name)
 			}
 			settle(ph.name)
@@ -155,7 +153,7 @@ func TestBadLinks(t *testing.T) {
 		p.Set(Faults{Drop: 1})
 		// The edge notices the dead link within seconds.
 		WaitFor(t, 20*time.Second, "the edge to notice the cut", func() bool { return !connected() })
-		w.writeAtLeast(t, 200/scale)
+		w.writeAtLeast(t, 200)
 		checkPrefix("cut")
 		p.Set(Faults{})
 		WaitFor(t, 30*time.Second, "the link to come back", connected)
