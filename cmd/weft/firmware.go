@@ -6,16 +6,19 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/firmware"
 	"github.com/weft-io/weft/internal/apiclient"
 )
@@ -28,9 +31,9 @@ func newFirmwareCmd() *cobra.Command {
 Ed25519) with a key the core never holds. keygen makes a signing key, sign
 writes a manifest, keyset writes a key set and its signed rotation, publish
 uploads a release to the core, which verifies it before storing it under
-/firmware. See docs/firmware.md.`,
+/firmware; agent runs a device's firmware agent. See docs/firmware.md.`,
 	}
-	cmd.AddCommand(newFirmwareKeygenCmd(), newFirmwareSignCmd(), newFirmwareKeysetCmd(), newFirmwarePublishCmd(), newFirmwareLsCmd())
+	cmd.AddCommand(newFirmwareKeygenCmd(), newFirmwareSignCmd(), newFirmwareKeysetCmd(), newFirmwarePublishCmd(), newFirmwareLsCmd(), newFirmwareAgentCmd())
 	return cmd
 }
 
@@ -318,5 +321,71 @@ func newFirmwareLsCmd() *cobra.Command {
 	}
 	rf = addRemoteFlags(cmd)
 	format = addListOutput(cmd)
+	return cmd
+}
+
+func newFirmwareAgentCmd() *cobra.Command {
+	var cfg device.AgentConfig
+	var certsDir, gw, apiURL, token, keys, ver string
+	cmd := &cobra.Command{
+		Use:   "agent --certs DIR --id ID --class CLASS --dir DIR --keys FILE --gateway ADDR --api URL",
+		Short: "Run a device's firmware agent against its edge",
+		Long: `agent connects as device ID (its certificate from --certs, issued there if
+the directory holds the device CA key) to the gateway, and installs the
+firmware it is sent: it verifies each manifest against the keys it pins
+(--keys on first start, then its own state in --dir), fetches the image
+from the edge's API (--api, with --token), writes it to the inactive slot
+under --dir, boots it on trial and commits. It reports every step to
+devices/<id>/firmware/status and its running version to the shadow. This is
+the reference agent the tests run; a real device does the same on its own
+hardware.`,
+		Example: `  weft firmware agent --certs certs --id therm-1 --class thermo --dir /var/lib/fw-agent \
+    --keys firmware-keys.json --gateway edge-1:8883 --api https://edge-1:8443 --token "$TOKEN"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ver != "" {
+				v, err := firmware.ParseVersion(ver)
+				if err != nil {
+					return err
+				}
+				cfg.Version = v
+			}
+			if keys != "" {
+				set, err := firmware.ReadKeySet(keys)
+				if err != nil {
+					return err
+				}
+				cfg.Keys = set
+			}
+			cfg.Source = &device.HTTPSource{Base: apiURL, Token: token}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			a, err := device.NewAgent(cfg)
+			if err != nil {
+				return err
+			}
+			creds, pool, err := device.Credentials(certsDir, []string{cfg.ID}, cfg.Class)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fmt.Fprintf(cmd.OutOrStdout(), "device %s runs firmware %s; Ctrl-C stops the agent\n", cfg.ID, a.Version())
+			return a.Run(ctx, device.DialConfig{Addr: gw, Roots: pool}, creds[0])
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&certsDir, "certs", "", "certificate directory holding the device's certificate or the device CA (required)")
+	fl.StringVar(&cfg.ID, "id", "", "device id (required)")
+	fl.StringVar(&cfg.Class, "class", "", "device class (required)")
+	fl.StringVar(&cfg.Dir, "dir", "", "the agent's state and slots (required)")
+	fl.StringVar(&keys, "keys", "", "key set to pin on first start (JSON, as weft firmware keyset writes)")
+	fl.StringVar(&ver, "version", "", "version running on first start (default 0.0.0)")
+	fl.StringVar(&gw, "gateway", "127.0.0.1:8883", "gateway address")
+	fl.StringVar(&apiURL, "api", "http://127.0.0.1:8080", "URL of the edge's API to fetch releases from")
+	fl.StringVar(&token, "token", "", "API token to fetch releases with (viewer role)")
+	fl.Int64Var(&cfg.MaxImageSize, "max-image", device.DefaultMaxImageSize, "largest image the device takes, in bytes")
+	for _, f := range []string{"certs", "id", "class", "dir"} {
+		cmd.MarkFlagRequired(f)
+	}
 	return cmd
 }

@@ -93,6 +93,15 @@ func TestFirmwareCommands(t *testing.T) {
 	}
 }
 
+// TestFirmwareAgentNeedsKeys: an agent starting without state must be
+// given the keys to pin.
+func TestFirmwareAgentNeedsKeys(t *testing.T) {
+	_, errLine := weft(t, "firmware", "agent", "--certs", t.TempDir(), "--id", "d1", "--class", "thermo", "--dir", t.TempDir())
+	if !strings.Contains(errLine, "pinned keys") {
+		t.Fatalf("agent without keys: %q", errLine)
+	}
+}
+
 func TestParseNotAfter(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	for in, want := range map[string]time.Time{"": {}, "24h": now.Add(24 * time.Hour), "2026-03-01T00:00:00Z": time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)} {
