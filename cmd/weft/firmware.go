@@ -31,9 +31,11 @@ func newFirmwareCmd() *cobra.Command {
 Ed25519) with a key the core never holds. keygen makes a signing key, sign
 writes a manifest, keyset writes a key set and its signed rotation, publish
 uploads a release to the core, which verifies it before storing it under
-/firmware; agent runs a device's firmware agent. See docs/firmware.md.`,
+/firmware; rollout sends a release to the fleet in waves; agent runs a
+device's firmware agent. See docs/firmware.md.`,
 	}
-	cmd.AddCommand(newFirmwareKeygenCmd(), newFirmwareSignCmd(), newFirmwareKeysetCmd(), newFirmwarePublishCmd(), newFirmwareLsCmd(), newFirmwareAgentCmd())
+	cmd.AddCommand(newFirmwareKeygenCmd(), newFirmwareSignCmd(), newFirmwareKeysetCmd(), newFirmwarePublishCmd(), newFirmwareLsCmd(), newFirmwareAgentCmd(),
+		newFirmwareRolloutCmd())
 	return cmd
 }
 
