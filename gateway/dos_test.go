@@ -201,7 +201,9 @@ func TestDoSPendingManyAddresses(t *testing.T) {
 // that send nothing at FirstByteTimeout, each counted.
 func TestDoSSlowHandshake(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.FirstByteTimeout, c.HandshakeTimeout = 300*time.Millisecond, 600*time.Millisecond
+		// Short enough to see many of each, long enough for the probe's
+		// own handshake on a loaded machine.
+		c.FirstByteTimeout, c.HandshakeTimeout, c.ConnectTimeout = time.Second, 3*time.Second, 5*time.Second
 	})
 	slow := hold(e, []int{2}, 100, []byte{0x16, 0x03, 0x01})
 	defer slow.close()
