@@ -152,11 +152,13 @@ func (s *sender) run(ctx context.Context) error {
 	s.changed = s.log.Changed()
 	_, s.cursor, _ = s.log.Changes(0)
 	s.lastLook = s.now()
-	s.stats.setLag(s.figures)
 	defer s.stopped()
 	if err := s.discover(ctx, false); err != nil {
 		return err
 	}
+	// The figures are this sender's from now on (until then, those a
+	// stopped sender left, counted on).
+	s.stats.setLag(s.figures)
 	blocked, err := s.sendAll(ctx)
 	if err != nil {
 		return err
