@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"log/slog"
 	"math/big"
 	"strings"
 	"sync"
@@ -194,7 +196,11 @@ func (h *hook) connack(cl *mqtt.Client, v5, v3 packets.Code) {
 func (h *hook) refuse(cl *mqtt.Client, sess *session, reason string, v5, v3 packets.Code) error {
 	sess.refused.Store(true)
 	h.s.metrics.refusals.inc(reason)
-	h.s.log.Info("connect refused", "device", sess.dev.ID, "client_id", cl.ID, "reason", reason)
+	level := slog.LevelInfo
+	if reason == RefuseConnectRate {
+		level = slog.LevelDebug // a device reconnecting in a loop must not flood the log; counted
+	}
+	h.s.log.Log(context.Background(), level, "connect refused", "device", sess.dev.ID, "client_id", cl.ID, "reason", reason)
 	h.connack(cl, v5, v3)
 	return v5
 }
