@@ -645,7 +645,8 @@ type stoppedLag struct {
 	mu     sync.Mutex
 	log    Log
 	cursor uint64
-	ends   map[tp][2]uint64 // source end and acknowledged position, by partition kept
+	ends   map[tp][2]uint64  // source end and acknowledged position, by partition kept
+	pend   []store.TopicPart // news not yet counted
 	lag    uint64
 	oldest int64
 	avg    float64
@@ -658,10 +659,18 @@ func (d *stoppedLag) figures() lagFigures {
 	defer d.mu.Unlock()
 	parts, next, complete := d.log.Changes(d.cursor)
 	d.cursor = next
-	if complete && len(parts) > 0 {
+	if complete {
+		d.pend = append(d.pend, parts...)
+	}
+	if len(d.pend) > 0 {
+		// A quarter of a second of store reads at most per look at the
+		// figures; the rest waits for the next look.
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		for _, p := range parts {
+		start := time.Now()
+		for len(d.pend) > 0 && time.Since(start) < 250*time.Millisecond {
+			p := d.pend[0]
+			d.pend = d.pend[1:]
 			k := tp{p.Topic, p.Partition}
 			_, end, err := d.log.Bounds(ctx, k.topic, k.part)
 			if err != nil {

@@ -156,6 +156,7 @@ func TestSenderServesOldestFirst(t *testing.T) {
 	// Batches of about twenty messages, as on a link capped so that a
 	// batch is a twentieth of a second's worth.
 	sd := testSender(st.Stream(store.ByDeviceStream), store.ByDeviceStream, a, &StreamStats{dir: DirSend}, 20*140)
+	sd.limit = NewLinkLimiter(8<<20, nil) // the link's cap orders nothing: the sender does
 	goSender(t, ctx, sd)
 	total := 0
 	for _, n := range per {
