@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"sync"
 
 	"github.com/quic-go/quic-go"
@@ -132,7 +133,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Limits: cfg.HTTP, Logger: log.With("component", "api")})
+		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Limits: cfg.HTTP,
+		FirmwareKeys: filepath.Join(cfg.CertsDir, "firmware-keys.json"), Logger: log.With("component", "api")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
@@ -158,6 +160,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	n := &Node{cfg: cfg, log: log, store: st, sync: srv, ln: ln, http: hs, stop: stop, console: con}
+	n.wg.Go(func() {
+		if err := apiSrv.RunRollouts(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("rollout runner stopped", "err", err)
+		}
+	})
 	n.wg.Add(4)
 	go func() {
 		defer n.wg.Done()

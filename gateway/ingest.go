@@ -185,9 +185,10 @@ func (s *Server) appendMessages(dev Device, msgs []store.Message) error {
 
 // historyRequests are the appends of a device's messages to
 // /telemetry/events and /telemetry/by_device, and of the answers to
-// commands among them to /uplink/events too (topic: the gateway name),
-// which every edge sends to its core: the core that sent a command finds
-// the answer there whether or not the edge replicates the history.
+// commands and the firmware status reports among them to /uplink/events
+// too (topic: the gateway name), which every edge sends to its core: the
+// core that sent a command or runs a rollout finds them there whether or
+// not the edge replicates the history.
 func (s *Server) historyRequests(dev Device, msgs []store.Message) []store.AppendRequest {
 	reqs := []store.AppendRequest{
 		{Path: store.EventsStream, Topic: s.cfg.Name, Partition: -1, Messages: msgs},
@@ -195,7 +196,7 @@ func (s *Server) historyRequests(dev Device, msgs []store.Message) []store.Appen
 	}
 	var answers []store.Message
 	for _, m := range msgs {
-		if isCommandResponse(dev.ID, m.Headers[HeaderTopic]) {
+		if t := m.Headers[HeaderTopic]; isCommandResponse(dev.ID, t) || t == devicesTopicPfx+dev.ID+"/firmware/status" {
 			answers = append(answers, m)
 		}
 	}

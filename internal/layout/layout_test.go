@@ -58,8 +58,9 @@ var allowedSameTier = map[string][]string{
 	"sync/history":   {"sync/wire"},
 	"sync/link":      {"sync/wire", "sync/replicate", "sync/mirror", "sync/history"},
 	"sync/bench":     {"sync/wire", "sync/replicate", "sync/mirror", "sync/link"},
-	"api":            {"shadow", "sync/replicate", "anomaly"},
-	"console":        {"api", "shadow"},
+	"api":            {"shadow", "sync/replicate", "anomaly", "firmware"},
+	"console":        {"api", "shadow", "firmware"},
+	"device":         {"firmware"},
 }
 
 type pkg struct {
