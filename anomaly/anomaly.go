@@ -6,11 +6,13 @@
 // The detectors are: level (how far the reading lies beyond the band of the
 // channel's recent values, from t-digest quantiles, in units of their
 // interquartile spread), change (the same for the size of the step from
-// the previous reading) and silence (how many long intervals passed
-// since the previous reading). Recent means the last few epochs of
-// readings: at each epoch's end the band is taken anew from a digest in
-// which older epochs weigh less, so a channel that drifts slowly is
-// followed rather than flagged.
+// the previous reading), silence (how many long intervals passed since
+// the previous reading) and surprise (how far the average of the last
+// readings' improbability lies beyond the band of its recent values: a
+// run of unlikely readings, a rhythm or a daily pattern that changes).
+// Recent means the last few epochs of readings: at each epoch's end the
+// band is taken anew from a digest in which older epochs weigh less, so
+// a channel that drifts slowly is followed rather than flagged.
 //
 // A reading whose score reaches the threshold is a detection, unless the
 // channel reported one within the cooldown: an anomaly that lasts is
@@ -33,7 +35,9 @@ type Config struct {
 	// Default 6.
 	Epochs int
 	// Warmup is the number of readings before any score: a reference
-	// needs history. Default Epoch.
+	// needs history. The first epoch ends after it, so the first bands
+	// are taken then. Default 150 (half a day of readings every 5
+	// minutes), or Epoch if that is shorter.
 	Warmup int
 	// Tail is the probability left out of the band at each end: the band
 	// of normal values runs from the Tail quantile to the 1-Tail quantile
@@ -48,11 +52,18 @@ type Config struct {
 	// Memory is about how many epochs the most extreme values are
 	// remembered for: the band reaches out to them, so that an excursion
 	// the channel already made (a recurring spike) is no anomaly the next
-	// time. Default 5.
+	// time. Default 10.
 	Memory int
 	// Cooldown is the number of readings after a detection during which
-	// no other is reported. Default Epoch.
+	// no other is reported. Default 50.
 	Cooldown int
+	// Short is the number of readings the surprise detector averages
+	// (an exponential average). Default 10.
+	Short int
+	// SurpriseMargin is how far beyond the band of recent averages, in
+	// their interquartile spreads, the surprise detector scores 1.
+	// Default 0.2.
+	SurpriseMargin float64
 }
 
 func (c Config) withDefaults() Config {
@@ -63,7 +74,7 @@ func (c Config) withDefaults() Config {
 		c.Epochs = 6
 	}
 	if c.Warmup <= 0 {
-		c.Warmup = c.Epoch
+		c.Warmup = min(150, c.Epoch)
 	}
 	if c.Tail <= 0 || c.Tail >= 0.25 {
 		c.Tail = 0.001
@@ -75,19 +86,26 @@ func (c Config) withDefaults() Config {
 		c.Threshold = 0.8
 	}
 	if c.Memory <= 0 {
-		c.Memory = 5
+		c.Memory = 10
 	}
 	if c.Cooldown <= 0 {
-		c.Cooldown = c.Epoch
+		c.Cooldown = 50
+	}
+	if c.Short <= 0 {
+		c.Short = 10
+	}
+	if c.SurpriseMargin <= 0 {
+		c.SurpriseMargin = 0.2
 	}
 	return c
 }
 
 // Detectors, as named in Result.Detector.
 const (
-	Level   = "level"
-	Change  = "change"
-	Silence = "silence"
+	Level    = "level"
+	Change   = "change"
+	Silence  = "silence"
+	Surprise = "surprise"
 )
 
 // Result is the verdict on one reading.
@@ -112,13 +130,15 @@ type Channel struct {
 	level    *reference
 	change   *reference
 	interval *reference
+	surprise *surprise
 }
 
 // NewChannel returns a channel with no history.
 func NewChannel(cfg Config) *Channel {
 	cfg = cfg.withDefaults()
 	r := &rng{s: 0x9e3779b97f4a7c15}
-	return &Channel{cfg: cfg, level: newReference(cfg, r, true), change: newReference(cfg, r, true), interval: newReference(cfg, r, false)}
+	return &Channel{cfg: cfg, level: newReference(cfg, r, true), change: newReference(cfg, r, true), interval: newReference(cfg, r, false),
+		surprise: newSurprise(cfg, r)}
 }
 
 // Observe scores the reading v taken at t and adds it to the history.
@@ -130,7 +150,14 @@ func (c *Channel) Observe(t time.Time, v float64) Result {
 	}
 	var r Result
 	first := c.n == 0
+	// Raw surprise needs the level's quantiles (from the warmup's end)
+	// and a previous reading.
+	raw := -1.0
+	if !first && c.level.ready {
+		raw = c.surprise.raw(c, t, v)
+	}
 	if c.n >= c.cfg.Warmup {
+		r.consider(Surprise, c.surprise.score(raw))
 		r.consider(Level, c.cfg.bandScore(c.level.excess(v, true)))
 		if !first {
 			r.consider(Change, c.cfg.bandScore(c.change.excess(math.Abs(v-c.prev), false)))
@@ -139,6 +166,7 @@ func (c *Channel) Observe(t time.Time, v float64) Result {
 			}
 		}
 	}
+	c.surprise.add(c, t, v, raw)
 	c.level.add(v)
 	if !first {
 		c.change.add(math.Abs(v - c.prev))
@@ -243,7 +271,7 @@ func (r *reference) add(v float64) {
 	if r.peaked {
 		r.peakLo, r.peakHi = min(r.peakLo, v), max(r.peakHi, v)
 	}
-	if r.count < r.cfg.Epoch {
+	if r.count < r.cfg.Epoch && (r.ready || r.count < r.cfg.Warmup) {
 		return
 	}
 	d := r.d
