@@ -250,6 +250,13 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 		return false, err
 	}
 	ctrl.SetDeadline(time.Time{})
+	if welcome.Time > 0 {
+		// The core's time confirms or contradicts a jump of the edge's
+		// clock, which holds retention back until one or the other.
+		if err := c.cfg.Store.ConfirmTime(ctx, time.Unix(0, welcome.Time)); err != nil {
+			c.log.Warn("the core's time not recorded", "err", err)
+		}
+	}
 	for _, r := range welcome.Refused {
 		c.log.Warn("core refuses a stream", "stream", r.Path, "reason", r.Reason)
 	}
