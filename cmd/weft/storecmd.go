@@ -17,13 +17,14 @@ import (
 func newStoreCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "store",
-		Short: "Check and repair a stopped node's store",
-		Long: `Check a stopped node's data directory for damage (verify) and give up
-damaged stream batches so that readers go on past them (quarantine). The
-node must be stopped: the store is opened directly. See
-docs/operations.md for what to do with a damaged store.`,
+		Short: "Check, repair, back up and restore a stopped node's store",
+		Long: `Check a stopped node's data directory for damage (verify), give up
+damaged stream batches so that readers go on past them (quarantine), and
+back it up and restore it (backup, restore). The node must be stopped:
+the store is opened directly. See docs/operations.md for what to do with
+a damaged store.`,
 	}
-	cmd.AddCommand(newStoreVerifyCmd(), newStoreQuarantineCmd())
+	cmd.AddCommand(newStoreVerifyCmd(), newStoreQuarantineCmd(), newStoreBackupCmd(), newStoreRestoreCmd())
 	return cmd
 }
 
