@@ -22,6 +22,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newVersionCmd(),
 		newLsCmd(), newRmCmd(), newVolumeCmd(), newStreamCmd(), newTableCmd(), newFsCmd(), newSnapshotCmd(),
 		newCertsCmd(), newTokenCmd(), newEdgeCmd(), newCoreCmd(), newBenchCmd(), newDeviceCmd(), newUpCmd(), newMirrorCmd(), newStoreCmd())
+	root.AddCommand(newAnomalyCmd())
 	root.AddCommand(newConfigCmd())
 	root.AddCommand(newFirmwareCmd())
 	addRemoteCmds(root)
