@@ -121,6 +121,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	reg := node.Registry()
+	reg.MustRegister(store.NewMetrics(st))
 	certWatch := node.NewCertWatch(certFiles, st.Now, log)
 	reg.MustRegister(node.ClockMetrics(st), certWatch)
 	mon := replicate.NewMonitor(cfg.Name, nil)

@@ -137,6 +137,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	reg := node.Registry()
+	reg.MustRegister(store.NewMetrics(st))
 	certWatch := node.NewCertWatch(certFiles, st.Now, log)
 	reg.MustRegister(node.ClockMetrics(st), certWatch)
 

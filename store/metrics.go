@@ -45,7 +45,7 @@ var (
 
 // NewMetrics returns the collector of s.
 func NewMetrics(s *Store) *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		s: s,
 		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "weft_store_commit_seconds",
@@ -62,6 +62,8 @@ func NewMetrics(s *Store) *Metrics {
 			Help: "Bytes of the write requests committed (messages, documents, file chunks), before Badger's own overhead.",
 		}),
 	}
+	s.metrics.Store(m)
+	return m
 }
 
 // observeCommit records one group commit: how long it took, how many

@@ -140,6 +140,8 @@ type Store struct {
 	db  *badger.DB
 	log *slog.Logger
 
+	metrics atomic.Pointer[Metrics] // set by NewMetrics
+
 	ts      atomic.Uint64 // last committed timestamp
 	ops     chan *wop
 	closing chan struct{}

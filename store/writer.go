@@ -132,7 +132,15 @@ func (s *Store) commitGroup(group []*wop) {
 			live = append(live, op)
 		}
 	}
+	start := time.Now()
 	s.runGroup(live)
+	if m := s.metrics.Load(); m != nil && len(live) > 0 {
+		size := 0
+		for _, op := range live {
+			size += op.size
+		}
+		m.observeCommit(time.Since(start), len(live), size)
+	}
 }
 
 // runGroup runs ops in one transaction and commits it. A request that
