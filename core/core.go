@@ -13,6 +13,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/api"
@@ -47,6 +48,9 @@ type Config struct {
 	Down []string
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
+	// Linger is how long small news waits to be batched with what follows
+	// (link.ServerConfig.Linger).
+	Linger time.Duration
 	// MirrorsDown are the volumes edges may mirror from the core. Default
 	// models and firmware. MirrorsUp are those edges may mirror to it
 	// (edge E's volume V lands in "V.E"); default none.
@@ -127,7 +131,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
 	tc.Now = st.Now
-	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Now: st.Now,
+	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
 		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/core"
+	"time"
 )
 
 // coreSettings are the core's settings, one per flag (see settings.go).
@@ -11,6 +12,7 @@ type coreSettings struct {
 	Data, Certs, Name, Listen, HTTP, Log string
 	Down                                 []string
 	RateLimit                            string
+	Linger                               time.Duration
 	Store                                struct {
 		MinFree string
 	}
@@ -45,7 +47,7 @@ override both. 'weft config print core' shows the result.`,
 			if err := loadSettings(cmd, config); err != nil {
 				return err
 			}
-			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP, HTTP: f.Limits, MirrorsUp: f.MirrorUp}
+			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP, HTTP: f.Limits, MirrorsUp: f.MirrorUp, Linger: f.Linger}
 			if len(f.Down) > 0 {
 				cfg.Down = append([]string{"/updates/down"}, f.Down...)
 			}
@@ -71,6 +73,7 @@ override both. 'weft config print core' shows the result.`,
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8081", "HTTP API listen address")
 	fl.StringArrayVar(&f.Down, "down", nil, "another stream to send to every edge besides /updates/down (repeatable)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent on each link, like 10MiB (default: no cap)")
+	fl.DurationVar(&f.Linger, "linger", 0, "how long small records wait to be batched and compressed with what follows (default 200ms on a rate-limited link, else none; negative: off)")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
 	logFormatFlag(fl)
 	fl.StringArrayVar(&f.MirrorUp, "mirror-up", nil, "a volume edges may mirror up to the core, landing in VOLUME.EDGE (repeatable; the edge adds --mirror up:/VOLUME)")

@@ -48,6 +48,11 @@ type ClientConfig struct {
 	History history.Func
 	// RateLimit caps the bytes per second the edge sends; 0: no cap.
 	RateLimit int64
+	// Linger is how long small news waits to be batched and compressed
+	// with what follows (replicate.Session.Linger): default
+	// replicate.DefaultLinger on a rate-limited link, else none; negative
+	// turns it off.
+	Linger time.Duration
 	// Window bounds the bytes sent and not yet acknowledged per stream.
 	// Default 32 MiB.
 	Window int
@@ -274,7 +279,7 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	defer func() { stats.Down(err, c.cfg.Now()) }()
 
 	s := &session{conn: conn, Session: replicate.Session{Store: c.cfg.Store, Link: stats, Limit: c.limit, Window: c.cfg.Window,
-		Compress: !c.cfg.NoCompression, Now: c.cfg.Now, Logger: c.log}}
+		Compress: !c.cfg.NoCompression, Linger: c.cfg.Linger, Now: c.cfg.Now, Logger: c.log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
 	g.Go(func() error { return readControl(gctx, fc) })

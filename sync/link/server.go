@@ -47,6 +47,11 @@ type ServerConfig struct {
 	RecheckWithheld time.Duration
 	// RateLimit caps the bytes per second sent on each link; 0: no cap.
 	RateLimit int64
+	// Linger is how long small news waits to be batched and compressed
+	// with what follows (replicate.Session.Linger): default
+	// replicate.DefaultLinger on a rate-limited link, else none; negative
+	// turns it off.
+	Linger time.Duration
 	// Window bounds the bytes sent and not yet acknowledged per stream.
 	// Default 32 MiB.
 	Window int
@@ -320,7 +325,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	limit := replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now)
 	sess := &session{conn: conn, mirrors: mirrorBudget(limit, s.cfg.Now), Session: replicate.Session{Store: s.cfg.Store, Link: stats,
 		Limit: limit, Window: s.cfg.Window, Compress: !s.cfg.NoCompression,
-		Recheck: s.cfg.RecheckWithheld, Now: s.cfg.Now, Logger: log}}
+		Recheck: s.cfg.RecheckWithheld, Linger: s.cfg.Linger, Now: s.cfg.Now, Logger: log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
 	g.Go(func() error { return readControl(gctx, fc) })

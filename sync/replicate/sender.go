@@ -96,6 +96,11 @@ func (l *LinkLimiter) Rate() int64 {
 	return l.lim.Rate()
 }
 
+// Wait takes n bytes from the link's budget (urgent as in
+// Limiter.Reserve): what a link's mirrors draw from, shared with its
+// streams.
+func (l *LinkLimiter) Wait(ctx context.Context, n int, urgent bool) error { return l.wait(ctx, n, urgent) }
+
 func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool) error {
 	if l.Rate() == 0 {
 		return nil
