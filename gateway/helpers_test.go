@@ -20,6 +20,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 )
 
@@ -294,16 +295,10 @@ func (c *pahoClient) next(t testing.TB) *paho.Publish {
 	}
 }
 
-// waitFor polls cond until it holds, failing after 10 s.
+// waitFor polls cond with a deadline (wait.For).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, what, cond)
 }
 
 // messages reads a whole topic of a stream.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/internal/testenv/wait"
 )
 
 func serve(t *testing.T, lim api.Limits, h http.Handler) *HTTP {
@@ -158,15 +159,10 @@ func TestIdleTimeout(t *testing.T) {
 	}
 }
 
+// waitFor polls cond with a deadline (wait.For).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.For(t, 10*time.Second, what, cond)
 }
 
 func (l *limitListener) idleLen() int {

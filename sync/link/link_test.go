@@ -17,6 +17,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
@@ -186,33 +187,20 @@ func same(src, dst *store.Store, path string) (bool, string) {
 
 func waitSame(t *testing.T, src, dst *store.Store, paths ...string) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		ok, why := true, ""
+	wait.ForNil(t, time.Minute, "the replica equal to its source", func() error {
 		for _, p := range paths {
-			if ok, why = same(src, dst, p); !ok {
-				break
+			if ok, why := same(src, dst, p); !ok {
+				return errors.New(why)
 			}
 		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("replica not equal to its source: %s", why)
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
-	}
+		return nil
+	})
 }
 
+// waitFor polls cond with a deadline (wait.For).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, what, cond)
 }
 
 func streamStatus(m *replicate.Monitor, peer, dir, path string) replicate.StreamStatus {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 )
 
@@ -70,13 +71,8 @@ func waitSame(t *testing.T, src, dst *store.Store, path string) {
 	})
 }
 
+// waitFor polls cond with a deadline (wait.For).
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling with a deadline
-	}
+	wait.For(t, time.Minute, what, cond)
 }
