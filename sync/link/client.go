@@ -111,34 +111,14 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			return nil, fmt.Errorf("link: %s cannot be replicated both ways", p)
 		}
 	}
-	if cfg.MirrorInterval <= 0 {
-		cfg.MirrorInterval = mirror.DefaultInterval
-	}
-	if cfg.StallTimeout == 0 {
-		cfg.StallTimeout = DefaultStallTimeout
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.TLS.Now == nil {
-		cfg.TLS.Now = cfg.Now // certificates are checked on the same clock
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	self, err := selfIdentity(cfg.TLS.Certificate, cfg.Now())
+	self, err := endDefaults(ends{&cfg.MirrorInterval, &cfg.StallTimeout, &cfg.Now, &cfg.TLS, &cfg.Logger, &cfg.Monitor},
+		certs.EdgeNode, "a link is dialled by an edge")
 	if err != nil {
 		return nil, err
 	}
-	if self.Role != certs.EdgeNode {
-		return nil, fmt.Errorf("link: a link is dialled by an edge, the certificate names %s", self.URI())
-	}
-	if cfg.Monitor == nil {
-		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
-	}
 	limit := replicate.NewLinkLimiter(cfg.RateLimit, cfg.Now)
 	return &Client{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync", "core", cfg.Addr),
-		limit: limit, mirrors: mirrorBudget(limit, cfg.Now)}, nil
+		limit: limit, mirrors: mirrorBudget(limit)}, nil
 }
 
 // Monitor returns the link's figures.
@@ -367,4 +347,45 @@ func (c *Client) answerHistory(ctx context.Context, conn *quic.Conn, g *errgroup
 			return nil
 		})
 	}
+}
+
+// ends are the settings both ends of a link share, by address, for
+// endDefaults.
+type ends struct {
+	mirrorInterval, stallTimeout *time.Duration
+	now                          *func() time.Time
+	tls                          *wire.TLSConfig
+	logger                       **slog.Logger
+	monitor                      **replicate.Monitor
+}
+
+// endDefaults applies the defaults both ends share and checks that the
+// node's own certificate has role (what says who should hold it).
+func endDefaults(e ends, role, what string) (certs.Identity, error) {
+	if *e.mirrorInterval <= 0 {
+		*e.mirrorInterval = mirror.DefaultInterval
+	}
+	if *e.stallTimeout == 0 {
+		*e.stallTimeout = DefaultStallTimeout
+	}
+	if *e.now == nil {
+		*e.now = time.Now
+	}
+	if e.tls.Now == nil {
+		e.tls.Now = *e.now // certificates are checked on the same clock
+	}
+	if *e.logger == nil {
+		*e.logger = slog.New(slog.DiscardHandler)
+	}
+	self, err := selfIdentity(e.tls.Certificate, (*e.now)())
+	if err != nil {
+		return certs.Identity{}, err
+	}
+	if self.Role != role {
+		return certs.Identity{}, fmt.Errorf("link: %s, the certificate names %s", what, self.URI())
+	}
+	if *e.monitor == nil {
+		*e.monitor = replicate.NewMonitor(self.Name, *e.now)
+	}
+	return self, nil
 }

@@ -117,30 +117,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.MirrorsDown == nil {
 		cfg.MirrorsDown = mirror.DefaultDown()
 	}
-	if cfg.MirrorInterval <= 0 {
-		cfg.MirrorInterval = mirror.DefaultInterval
-	}
-	if cfg.StallTimeout == 0 {
-		cfg.StallTimeout = DefaultStallTimeout
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.TLS.Now == nil {
-		cfg.TLS.Now = cfg.Now // certificates are checked on the same clock
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	self, err := selfIdentity(cfg.TLS.Certificate, cfg.Now())
+	self, err := endDefaults(ends{&cfg.MirrorInterval, &cfg.StallTimeout, &cfg.Now, &cfg.TLS, &cfg.Logger, &cfg.Monitor},
+		certs.CoreNode, "a server is a core")
 	if err != nil {
 		return nil, err
-	}
-	if self.Role != certs.CoreNode {
-		return nil, fmt.Errorf("link: a server is a core, the certificate names %s", self.URI())
-	}
-	if cfg.Monitor == nil {
-		cfg.Monitor = replicate.NewMonitor(self.Name, cfg.Now)
 	}
 	return &Server{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync"),
 		sessions: map[string]*serverConn{}, seen: map[string]bool{}, since: map[string]time.Time{}, started: cfg.Now(),
@@ -323,7 +303,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	stats.Up(conn.RemoteAddr().String(), s.cfg.Now())
 	log.Info("edge connected", "streams", len(w.Streams))
 	limit := replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now)
-	sess := &session{conn: conn, mirrors: mirrorBudget(limit, s.cfg.Now), Session: replicate.Session{Store: s.cfg.Store, Link: stats,
+	sess := &session{conn: conn, mirrors: mirrorBudget(limit), Session: replicate.Session{Store: s.cfg.Store, Link: stats,
 		Limit: limit, Window: s.cfg.Window, Compress: !s.cfg.NoCompression,
 		Recheck: s.cfg.RecheckWithheld, Linger: s.cfg.Linger, Now: s.cfg.Now, Logger: log}}
 	g, gctx := errgroup.WithContext(ctx)
