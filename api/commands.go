@@ -351,12 +351,7 @@ func awaitAnswer(ctx context.Context, srcs []answerSource, respTopic string) (st
 func (s *Server) commandPost(w http.ResponseWriter, r *http.Request) {
 	cmd, err := ParseCommand(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("the body exceeds %d bytes", mbe.Limit))
-			return
-		}
-		badRequest(w, err.Error())
+		badBody(w, err, "")
 		return
 	}
 	res, err := s.SendCommand(r.Context(), Claims(r.Context()), r.PathValue("id"), cmd)

@@ -385,12 +385,7 @@ func (s *Server) desiredPatch(w http.ResponseWriter, r *http.Request) {
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("the body exceeds %d bytes", mbe.Limit))
-			return
-		}
-		badRequest(w, "cannot read the body")
+		badBody(w, err, "cannot read the body")
 		return
 	}
 	d, err := s.SetDesired(r.Context(), Claims(r.Context()), r.PathValue("id"), body, ifVersion)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"unicode"
@@ -140,4 +141,19 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, e
 // badRequest answers a request whose parameters or body cannot be used.
 func badRequest(w http.ResponseWriter, detail string) {
 	Problem(w, http.StatusBadRequest, "Bad request", detail)
+}
+
+// badBody answers a request whose body could not be read or decoded: 413
+// when it passed the body limit, else 400 with detail (err's text if
+// detail is empty).
+func badBody(w http.ResponseWriter, err error, detail string) {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("the body exceeds %d bytes", mbe.Limit))
+		return
+	}
+	if detail == "" {
+		detail = err.Error()
+	}
+	badRequest(w, detail)
 }

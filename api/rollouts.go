@@ -675,12 +675,7 @@ func (s *Server) rolloutGet(w http.ResponseWriter, r *http.Request) {
 func (s *Server) rolloutCreate(w http.ResponseWriter, r *http.Request) {
 	spec, err := ParseRolloutRequest(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			Problem(w, http.StatusRequestEntityTooLarge, "Body too large", fmt.Sprintf("the body exceeds %d bytes", mbe.Limit))
-			return
-		}
-		badRequest(w, err.Error())
+		badBody(w, err, "")
 		return
 	}
 	sum, err := s.CreateRollout(r.Context(), Claims(r.Context()), spec)
