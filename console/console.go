@@ -31,8 +31,8 @@ const CookieName = "weft_session"
 type Config struct {
 	// API is the node's API server. The console verifies tokens with it,
 	// reads and changes devices through it (so roles, scopes and audit
-	// are the API's), and hands it the requests under /api/, /healthz and
-	// /metrics. Required.
+	// are the API's), and hands it the requests under /api/, /healthz,
+	// /readyz and /metrics. Required.
 	API *api.Server
 	// Title is the product name in the header. Default "Weft".
 	Title string
@@ -117,6 +117,7 @@ func (s *Server) routes() {
 	apiHandler := s.api.Handler()
 	s.mux.Handle("/api/", apiHandler)
 	s.mux.Handle("GET /healthz", apiHandler)
+	s.mux.Handle("GET /readyz", apiHandler)
 	s.mux.Handle("GET /metrics", apiHandler)
 
 	s.mux.Handle("GET /static/", s.static)
