@@ -53,6 +53,7 @@ func ServerTLS(c TLSConfig) *tls.Config {
 	tc.MinVersion = tls.VersionTLS13
 	tc.NextProtos = []string{ALPN}
 	tc.VerifyConnection = RequireRole(certs.EdgeNode, c.Revocations, c.Now)
+	tc.Time = c.Now // chain validity by the same clock as the identity check
 	return tc
 }
 
@@ -64,6 +65,7 @@ func ClientTLS(c TLSConfig) *tls.Config {
 	tc.NextProtos = []string{ALPN}
 	tc.ServerName = c.ServerName
 	tc.VerifyConnection = RequireRole(certs.CoreNode, c.Revocations, c.Now)
+	tc.Time = c.Now // chain validity by the same clock as the identity check
 	return tc
 }
 
