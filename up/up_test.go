@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"testing"
 	"time"
-
 )
 
 // TestDesiredStateRoundTrip runs the fabric of `weft up` and changes a

@@ -99,9 +99,7 @@ func (l *LinkLimiter) Rate() int64 {
 // Wait takes n bytes from the link's budget (urgent as in
 // Limiter.Reserve): what a link's mirrors draw from, shared with its
 // streams.
-func (l *LinkLimiter) Wait(ctx context.Context, n int, urgent bool) error { return l.wait(ctx, n, urgent) }
-
-func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool) error {
+func (l *LinkLimiter) Wait(ctx context.Context, n int, urgent bool) error {
 	if l.Rate() == 0 {
 		return nil
 	}
@@ -573,7 +571,7 @@ func (s *sender) sendOne(ctx context.Context, k tp) error {
 	b.Backlog = s.t.unsent
 	s.mu.Unlock()
 	size := b.Size()
-	if err := s.limit.wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
+	if err := s.limit.Wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
 		return err
 	}
 	if err := s.conn.Send(b); err != nil {
