@@ -135,23 +135,9 @@ func (req RolloutRequest) Spec() (firmware.Spec, error) {
 	return spec, spec.Check()
 }
 
-// Announcement is the message a rollout sends a device on
-// updates/device/<id>/firmware/announce: the release, its signed manifest
-// and image as paths of the firmware volume, which every edge mirrors
-// (the device fetches them from its edge). A rollout aborted before the
-// device started sends the same message with Canceled set, replacing the
-// retained announcement.
-type Announcement struct {
-	Rollout  string `json:"rollout"`
-	Release  string `json:"release"`
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Manifest string `json:"manifest"`
-	Image    string `json:"image"`
-	SHA256   string `json:"sha256"`
-	Size     int64  `json:"size"`
-	Canceled bool   `json:"canceled,omitempty"`
-}
+// Announcement is the message a rollout sends a device
+// (firmware.Announcement).
+type Announcement = firmware.Announcement
 
 // rolloutIndex is a rollout's document in RolloutsTable.
 type rolloutIndex struct {

@@ -68,18 +68,9 @@ type Status struct {
 	Time   time.Time `json:"ts"`
 }
 
-// Announcement is the JSON a rollout sends on updates/device/<id>/firmware/announce.
-type Announcement struct {
-	Rollout  string `json:"rollout"`
-	Release  string `json:"release"`
-	Name     string `json:"name"`
-	Version  string `json:"version"`
-	Manifest string `json:"manifest"`
-	Image    string `json:"image"`
-	SHA256   string `json:"sha256"`
-	Size     int64  `json:"size"`
-	Canceled bool   `json:"canceled,omitempty"`
-}
+// Announcement is the JSON a rollout sends on
+// updates/device/<id>/firmware/announce (firmware.Announcement).
+type Announcement = firmware.Announcement
 
 // Source is where an agent fetches releases: its edge (HTTPSource) in
 // production.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -38,23 +39,10 @@ func (s *Store) EnforceRetention(ctx context.Context) error {
 	return nil
 }
 
+// streamsOf lists the streams of a volume.
 func (s *Store) streamsOf(vol string) ([]Info, error) {
-	txn := s.readTxn(0)
-	defer txn.Discard()
-	base := metaKey(vol, "")
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: base})
-	defer it.Close()
-	var out []Info
-	for it.Seek(base); it.ValidForPrefix(base); it.Next() {
-		m, err := readMeta(txn, vol, string(it.Item().Key()[len(base):]))
-		if err != nil {
-			return nil, err
-		}
-		if m.Kind == KindStream {
-			out = append(out, *m)
-		}
-	}
-	return out, nil
+	objs, err := s.objectsOf(vol)
+	return slices.DeleteFunc(objs, func(m Info) bool { return m.Kind != KindStream }), err
 }
 
 type batchRef struct {
