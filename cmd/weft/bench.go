@@ -147,7 +147,7 @@ loopback addresses (a range like 127.0.0.2-127.0.0.21) for more than 60k.`,
 	fl.IntVar(&cfg.Msgs, "msgs", 1000, "messages per device")
 	fl.IntVar(&qos, "qos", 1, "QoS of the publishes")
 	fl.IntVar(&cfg.Size, "size", 200, "payload size in bytes")
-	fl.IntVar(&cfg.Window, "window", 8, "publishes in flight per device")
+	fl.IntVar(&cfg.Window, "window", 1, "publishes in flight per device (1: the typical device, which waits for each PUBACK)")
 	fl.StringVar(&cfg.IDPrefix, "id-prefix", "bench", "prefix of the bench devices' ids")
 	fl.StringVar(&ips, "source-ips", "", "local addresses to connect from: a list or a range 127.0.0.2-127.0.0.21")
 	fl.DurationVar(&cfg.Hold, "hold", 0, "keep the connections open this long before reporting")
