@@ -124,7 +124,9 @@ func (d *downlink) handle(ctx context.Context, b store.Batch) (func(*store.Tx) e
 	for _, m := range b.Messages {
 		d.publish(b.Topic, m)
 	}
-	if err := d.s.state.w.flush(ctx); err != nil {
+	// Published: the state it made is flushed and the cursor moved even if
+	// the gateway is stopping, or a restart would publish it again.
+	if err := d.s.state.w.flush(context.WithoutCancel(ctx)); err != nil {
 		return nil, fmt.Errorf("gateway: downlink %s topic %q partition %d: %w", store.UpdatesStream, b.Topic, b.Partition, err)
 	}
 	return nil, nil

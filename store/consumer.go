@@ -280,7 +280,10 @@ func (c *Consumer) consume(ctx context.Context, tp TopicPart, handle Handler) (f
 	if n := len(b.Messages); n > 0 {
 		next = b.Messages[n-1].Offset + 1
 	}
-	err = c.st.v.s.Write(ctx, func(tx *Tx) error {
+	// The batch is handled (a downlink has published it): its cursor is
+	// committed even if ctx ends meanwhile, or a restart would hand it
+	// over again.
+	err = c.st.v.s.Write(context.WithoutCancel(ctx), func(tx *Tx) error {
 		if stage != nil {
 			if err := stage(tx); err != nil {
 				return err
