@@ -199,6 +199,8 @@ type pahoClient struct {
 	*paho.Client
 	connack *paho.Connack
 	msgs    chan *paho.Publish
+	stop    chan struct{} // closed by close: the handler stops waiting for a reader
+	once    sync.Once
 }
 
 // paho connects device d with MQTT 5; cp may be nil (clean start).
@@ -208,11 +210,17 @@ func (e *env) paho(t testing.TB, d *devCert, cp *paho.Connect) (*pahoClient, err
 		return nil, err
 	}
 	msgs := make(chan *paho.Publish, 100)
+	stop := make(chan struct{})
 	c := paho.NewClient(paho.ClientConfig{
 		Conn: pahopackets.NewThreadSafeConn(conn),
 		OnPublishReceived: []func(paho.PublishReceived) (bool, error){
 			func(pr paho.PublishReceived) (bool, error) {
-				msgs <- pr.Packet
+				// A test that stops reading must not keep paho's
+				// workers, and so Disconnect, from finishing.
+				select {
+				case msgs <- pr.Packet:
+				case <-stop:
+				}
 				return true, nil
 			},
 		},
@@ -233,7 +241,7 @@ func (e *env) paho(t testing.TB, d *devCert, cp *paho.Connect) (*pahoClient, err
 		conn.Close()
 		return &pahoClient{connack: ca}, err
 	}
-	pc := &pahoClient{Client: c, connack: ca, msgs: msgs}
+	pc := &pahoClient{Client: c, connack: ca, msgs: msgs, stop: stop}
 	t.Cleanup(func() { pc.close() })
 	return pc, nil
 }
@@ -248,12 +256,18 @@ func (e *env) mustPaho(t testing.TB, d *devCert, cp *paho.Connect) *pahoClient {
 }
 
 func (c *pahoClient) close() {
-	if c.Client != nil {
+	if c.Client == nil {
+		return
+	}
+	c.once.Do(func() { close(c.stop) })
+	done := make(chan struct{})
+	go func() {
 		c.Disconnect(&paho.Disconnect{})
-		select {
-		case <-c.Done():
-		case <-time.After(5 * time.Second):
-		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
 	}
 }
 
