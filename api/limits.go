@@ -48,6 +48,20 @@ type Limits struct {
 	// reconnects (browsers do on their own, resuming with Last-Event-ID).
 	// Default 1 hour.
 	StreamMaxAge time.Duration
+	// TLS is how the listener serves: HTTPS from certificate files, or
+	// plain HTTP, which only a loopback address gets unless Insecure.
+	TLS TLSFiles
+}
+
+// TLSFiles are the files a node's HTTP listener serves HTTPS with
+// (internal/node reads them and reloads them when they change).
+type TLSFiles struct {
+	// CertFile and KeyFile are the PEM certificate (chain) and key. Both
+	// empty: plain HTTP.
+	CertFile, KeyFile string
+	// Insecure allows plain HTTP on an address other than loopback
+	// (behind a proxy that terminates TLS); the node logs a warning.
+	Insecure bool
 }
 
 // Defaults of Limits.

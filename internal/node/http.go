@@ -3,6 +3,7 @@ package node
 import (
 	"container/list"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ type HTTP struct {
 	srv  *http.Server
 	ln   *limitListener
 	done chan error
+	tls  bool
 }
 
 // ServeHTTP listens on addr and serves h there, with the timeouts and the
@@ -28,10 +30,37 @@ type HTTP struct {
 // the gateway needs), until Shutdown. Requests' contexts derive from ctx.
 // reg, if not nil, receives weft_http_connections_open and
 // weft_http_connections_shed_total.
+//
+// With lim.TLS's certificate and key it serves HTTPS (TLS 1.2 and up),
+// reading the files again when they change, and every answer carries
+// HSTS. Without them it serves plain HTTP on a loopback address only,
+// unless lim.TLS.Insecure, which it logs as a warning (ErrPlainHTTP).
 func ServeHTTP(ctx context.Context, addr string, h http.Handler, lim api.Limits, reg prometheus.Registerer, log *slog.Logger) (*HTTP, error) {
 	lim = lim.WithDefaults()
 	if files := openFileLimit(); files > 0 && uint64(lim.MaxConns) > files/4 {
 		lim.MaxConns = max(int(files/4), 1)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	var cf *certFiles
+	switch f := lim.TLS; {
+	case f.CertFile != "" || f.KeyFile != "":
+		if f.CertFile == "" || f.KeyFile == "" {
+			return nil, errors.New("http: tls: a certificate needs its key and the key its certificate (--http-tls-cert and --http-tls-key)")
+		}
+		var err error
+		if cf, err = newCertFiles(f.CertFile, f.KeyFile, log.With("component", "http")); err != nil {
+			return nil, err
+		}
+		h = hsts(h)
+	default:
+		if err := checkPlain(addr, f); err != nil {
+			return nil, err
+		}
+		if !IsLoopback(addr) {
+			log.Warn("serving plain HTTP on an address other than loopback: tokens and session cookies cross the network in clear", "addr", addr)
+		}
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -47,12 +76,15 @@ func ServeHTTP(ctx context.Context, addr string, h http.Handler, lim api.Limits,
 	srv := lim.HTTPServer(h)
 	srv.ConnState = ll.connState
 	srv.BaseContext = func(net.Listener) context.Context { return ctx }
-	if log != nil {
-		srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
+	var serveLn net.Listener = ll
+	if cf != nil {
+		srv.TLSConfig = cf.tlsConfig()
+		serveLn = tls.NewListener(ll, srv.TLSConfig)
 	}
-	s := &HTTP{srv: srv, ln: ll, done: make(chan error, 1)}
+	s := &HTTP{srv: srv, ln: ll, done: make(chan error, 1), tls: cf != nil}
 	go func() {
-		err := srv.Serve(ll)
+		err := srv.Serve(serveLn)
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -63,6 +95,14 @@ func ServeHTTP(ctx context.Context, addr string, h http.Handler, lim api.Limits,
 
 // Addr is the address the server listens on.
 func (s *HTTP) Addr() net.Addr { return s.ln.Addr() }
+
+// URL is the server's base URL: https://ADDR or http://ADDR.
+func (s *HTTP) URL() string {
+	if s.tls {
+		return "https://" + s.Addr().String()
+	}
+	return "http://" + s.Addr().String()
+}
 
 // Done receives the server's error (nil after Shutdown) when it stops
 // serving; Wait takes it.
