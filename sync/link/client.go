@@ -74,6 +74,10 @@ type ClientConfig struct {
 	Now func() time.Time
 	// Logger receives the link's logs. Nil discards them.
 	Logger *slog.Logger
+
+	// old makes the client speak as a node of before wire.Features and
+	// wire.Policy, for tests of a newer core with an older edge.
+	old bool
 }
 
 // Client is an edge's link to its core.
@@ -222,7 +226,10 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	}
 	ctrl.SetPriority(replicate.Urgency(""), false)
 	fc := wire.NewConn(ctrl, ctrl)
-	hello := &wire.Hello{Identity: c.self.URI(), Time: c.cfg.Now().UnixNano()}
+	hello := &wire.Hello{Identity: c.self.URI(), Time: c.cfg.Now().UnixNano(), Features: wire.Features()}
+	if c.cfg.old {
+		hello.Features = nil
+	}
 	for _, p := range c.cfg.Up {
 		hello.Streams = append(hello.Streams, wire.StreamSpec{Path: p, Dir: wire.Up})
 	}
@@ -259,7 +266,7 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	defer func() { stats.Down(err, c.cfg.Now()) }()
 
 	s := &session{conn: conn, Session: replicate.Session{Store: c.cfg.Store, Link: stats, Limit: c.limit, Window: c.cfg.Window,
-		Compress: !c.cfg.NoCompression, Linger: c.cfg.Linger, Now: c.cfg.Now, Logger: c.log}}
+		Compress: !c.cfg.NoCompression, Linger: c.cfg.Linger, Features: welcome.Features, Now: c.cfg.Now, Logger: c.log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
 	g.Go(func() error { return readControl(gctx, fc) })
@@ -294,6 +301,9 @@ func (c *Client) stream(ctx context.Context, s *session, spec wire.StreamSpec) e
 			return nil
 		}
 		open.Partitions = info.Partitions
+		if !c.cfg.old {
+			open.Policy = replicate.SourcePolicy(ctx, c.cfg.Store, spec.Path)
+		}
 	}
 	qs, err := s.conn.OpenStreamSync(ctx)
 	if err != nil {
@@ -325,7 +335,7 @@ func (c *Client) stream(ctx context.Context, s *session, spec wire.StreamSpec) e
 	}
 	parts := open.Partitions
 	if spec.Dir == wire.Down {
-		if parts, err = replicate.EnsureReplica(ctx, c.cfg.Store, spec.Path, acc.Partitions); err != nil {
+		if parts, err = replicate.EnsureReplica(ctx, c.cfg.Store, spec.Path, acc.Partitions, acc.Policy); err != nil {
 			// This edge cannot hold the core's stream (its partitions
 			// differ): the other streams go on.
 			return s.end(ctx, qs, fc, spec.Path, false, err, false)

@@ -81,6 +81,10 @@ type ServerConfig struct {
 	Now func() time.Time
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
+
+	// old makes the server speak as a node of before wire.Features and
+	// wire.Policy, for tests of a newer edge with an older core.
+	old bool
 }
 
 // Server is a core's side of its edges' links.
@@ -208,6 +212,9 @@ func (s *Server) Serve(ctx context.Context, ln *wire.Listener) error {
 // accept decides which of an edge's streams are replicated.
 func (s *Server) accept(h *wire.Hello) (*wire.Welcome, error) {
 	w := &wire.Welcome{Identity: s.self.URI(), Time: s.cfg.Now().UnixNano(), Streams: []wire.StreamSpec{}}
+	if !s.cfg.old {
+		w.Features = wire.Common(h.Features)
+	}
 	seen := map[string]bool{}
 	for _, sp := range h.Streams {
 		reason := ""
@@ -305,7 +312,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	limit := replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now)
 	sess := &session{conn: conn, mirrors: mirrorBudget(limit), Session: replicate.Session{Store: s.cfg.Store, Link: stats,
 		Limit: limit, Window: s.cfg.Window, Compress: !s.cfg.NoCompression,
-		Recheck: s.cfg.RecheckWithheld, Linger: s.cfg.Linger, Now: s.cfg.Now, Logger: log}}
+		Recheck: s.cfg.RecheckWithheld, Linger: s.cfg.Linger, Features: w.Features, Now: s.cfg.Now, Logger: log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
 	g.Go(func() error { return readControl(gctx, fc) })
@@ -378,9 +385,13 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 		if open.Partitions <= 0 {
 			return refuse(wire.Errorf(wire.CodeProtocol, "%s: no partition count", open.Path))
 		}
-		parts, err = replicate.EnsureReplica(ctx, s.cfg.Store, open.Path, open.Partitions)
+		pol := open.Policy
+		if s.cfg.old {
+			pol = nil
+		}
+		parts, err = replicate.EnsureReplica(ctx, s.cfg.Store, open.Path, open.Partitions, pol)
 	} else {
-		parts, err = replicate.EnsureReplica(ctx, s.cfg.Store, open.Path, 0)
+		parts, err = replicate.EnsureReplica(ctx, s.cfg.Store, open.Path, 0, nil)
 	}
 	if err != nil {
 		var we *wire.Error
@@ -397,6 +408,9 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	acc := &wire.Accept{}
 	if open.Dir == wire.Down {
 		acc.Partitions = parts
+		if !s.cfg.old {
+			acc.Policy = replicate.SourcePolicy(ctx, s.cfg.Store, open.Path)
+		}
 	}
 	if err := fc.Send(acc); err != nil {
 		return wire.FromQUIC(err)

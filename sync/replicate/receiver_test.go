@@ -192,19 +192,19 @@ func TestEnsureReplica(t *testing.T) {
 	st := openStore(t, filepath.Join(t.TempDir(), "core"), "core1")
 	defer st.Close()
 	ctx := context.Background()
-	if n, err := EnsureReplica(ctx, st, "/training/edge1", 3); err != nil || n != 3 {
+	if n, err := EnsureReplica(ctx, st, "/training/edge1", 3, nil); err != nil || n != 3 {
 		t.Fatalf("replica in a missing volume: %d, %v", n, err)
 	}
 	if _, err := st.Volume("training"); err != nil {
 		t.Fatalf("volume not made: %v", err)
 	}
-	if n, err := EnsureReplica(ctx, st, "/training/edge1", 0); err != nil || n != 3 {
+	if n, err := EnsureReplica(ctx, st, "/training/edge1", 0, nil); err != nil || n != 3 {
 		t.Fatalf("existing replica: %d, %v", n, err)
 	}
-	if _, err := EnsureReplica(ctx, st, "/training/edge1", 2); wire.CodeOf(err) != wire.CodeStream || !strings.Contains(err.Error(), "partitions") {
+	if _, err := EnsureReplica(ctx, st, "/training/edge1", 2, nil); wire.CodeOf(err) != wire.CodeStream || !strings.Contains(err.Error(), "partitions") {
 		t.Fatalf("other partitions: %v", err)
 	}
-	if _, err := EnsureReplica(ctx, st, "/nowhere/x", 0); wire.CodeOf(err) != wire.CodeStream {
+	if _, err := EnsureReplica(ctx, st, "/nowhere/x", 0, nil); wire.CodeOf(err) != wire.CodeStream {
 		t.Fatalf("a replica the sender does not make: %v", err)
 	}
 }

@@ -45,6 +45,10 @@ type Session struct {
 	// Recheck is how long a topic a sender's filter withheld waits before
 	// the filter is asked again. Default 30 s.
 	Recheck time.Duration
+	// Features are the optional frames both ends speak, from the
+	// handshake (wire.Welcome.Features): with wire.FeatureGap a sender
+	// sends a quarantined range as a Gap frame instead of waiting at it.
+	Features []string
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the streams' logs. Nil discards them.
@@ -121,22 +125,47 @@ func (s *Session) batchBytes() int {
 	return readMaxBytes
 }
 
+// SourcePolicy returns the retention and limits of the stream at path in
+// st and of its volume, for a receiver that creates the replica (nil when
+// the stream cannot be read).
+func SourcePolicy(ctx context.Context, st *store.Store, path string) *wire.Policy {
+	info, err := st.Stat(ctx, path)
+	if err != nil || info.Kind != store.KindStream {
+		return nil
+	}
+	p := &wire.Policy{TTL: int64(info.TTL), MaxBytes: info.MaxBytes, Priority: info.Priority}
+	if vol, _, err := store.SplitPath(path); err == nil {
+		if vi, err := st.Volume(vol); err == nil {
+			p.VolumeTTL, p.Quota, p.DropOldest = int64(vi.TTL), vi.Quota, vi.DropOldest
+		}
+	}
+	return p
+}
+
 // EnsureReplica makes sure the replica of path exists in st with parts
 // partitions (any count when parts is 0), creating it if needed, and its
-// volume too (with no TTL and no quota: the source's policy does not
-// travel with the stream), and returns the partition count. A stream that
-// cannot be held here is an error of code wire.CodeStream that says why.
-func EnsureReplica(ctx context.Context, st *store.Store, path string, parts int) (int, error) {
+// volume too, and returns the partition count. What it creates gets the
+// source's policy pol (retention, quota, drop-oldest, the stream's own
+// TTL, size cap and priority); nil, from a peer of before policies, makes
+// them with none. A replica or volume that exists keeps its own policy. A
+// stream that cannot be held here is an error of code wire.CodeStream
+// that says why.
+func EnsureReplica(ctx context.Context, st *store.Store, path string, parts int, pol *wire.Policy) (int, error) {
+	if pol == nil {
+		pol = &wire.Policy{}
+	}
+	sopts := store.StreamOptions{Partitions: parts, TTL: time.Duration(pol.TTL), MaxBytes: pol.MaxBytes, Priority: pol.Priority}
 	info, err := st.Stat(ctx, path)
 	if errors.Is(err, store.ErrNotFound) && parts > 0 {
-		err = st.CreateStream(ctx, path, store.StreamOptions{Partitions: parts})
+		err = st.CreateStream(ctx, path, sopts)
 		if vol, _, perr := store.SplitPath(path); errors.Is(err, store.ErrNotFound) && perr == nil {
 			if _, verr := st.Volume(vol); errors.Is(verr, store.ErrNotFound) {
 				// The volume is missing here: make it, then the stream.
-				if verr := st.CreateVolume(ctx, vol, store.VolumeOptions{}); verr != nil && !errors.Is(verr, store.ErrExists) {
+				vopts := store.VolumeOptions{TTL: time.Duration(pol.VolumeTTL), Quota: pol.Quota, DropOldest: pol.DropOldest}
+				if verr := st.CreateVolume(ctx, vol, vopts); verr != nil && !errors.Is(verr, store.ErrExists) {
 					return 0, wire.Errorf(wire.CodeStream, "%s: volume %s does not exist here and cannot be created: %v", path, vol, verr)
 				}
-				err = st.CreateStream(ctx, path, store.StreamOptions{Partitions: parts})
+				err = st.CreateStream(ctx, path, sopts)
 			}
 		}
 		if errors.Is(err, store.ErrExists) {

@@ -42,7 +42,8 @@ const (
 )
 
 // Message is the body of a frame: one of *Hello, *Welcome, *Error, *Open,
-// *Accept, *Offer, *Positions, *Batch and *Ack.
+// *Accept, *Offer, *Positions, *Batch, *Ack, *Backlog, *Gap, and the
+// frames of mirrors and history requests.
 type Message interface {
 	frameType() Type
 }
@@ -84,6 +85,10 @@ type Hello struct {
 	Streams  []StreamSpec `cbor:"4,keyasint"`
 	// Time is the sender's clock (Unix nanoseconds), for lag in seconds.
 	Time int64 `cbor:"5,keyasint"`
+	// Features are the optional frames the client understands
+	// (FeatureBacklog, FeatureGap). A peer of before them sends none and
+	// ignores the field.
+	Features []string `cbor:"6,keyasint,omitempty"`
 }
 
 // Welcome answers Hello, server to client.
@@ -95,6 +100,9 @@ type Welcome struct {
 	// Refused are those it does not, each with the reason.
 	Refused []Refusal `cbor:"4,keyasint,omitempty"`
 	Time    int64     `cbor:"5,keyasint"`
+	// Features are those of Hello's the server understands too: what
+	// either side may send on this connection.
+	Features []string `cbor:"6,keyasint,omitempty"`
 }
 
 // Refusal says why a stream of Hello is not replicated.
@@ -109,12 +117,40 @@ type Open struct {
 	Dir  Dir    `cbor:"2,keyasint"`
 	// Partitions is the sender's partition count when the client sends.
 	Partitions int `cbor:"3,keyasint,omitempty"`
+	// Policy is the source's retention and limits when the client sends,
+	// for a replica the server has to create; nil from a client of before
+	// it (the replica is then created without).
+	Policy *Policy `cbor:"4,keyasint,omitempty"`
 }
 
 // Accept answers Open.
 type Accept struct {
 	// Partitions is the sender's partition count when the server sends.
 	Partitions int `cbor:"1,keyasint,omitempty"`
+	// Policy is the source's retention and limits when the server sends.
+	Policy *Policy `cbor:"2,keyasint,omitempty"`
+}
+
+// Policy is the retention and limits of a replicated stream at its
+// source, and of the stream's volume: what a receiver gives the replica
+// (and its volume) when it creates them. Durations are nanoseconds; zero
+// fields mean none.
+type Policy struct {
+	// The volume's.
+	VolumeTTL  int64 `cbor:"1,keyasint,omitempty"`
+	Quota      int64 `cbor:"2,keyasint,omitempty"`
+	DropOldest bool  `cbor:"3,keyasint,omitempty"`
+	// The stream's own.
+	TTL      int64 `cbor:"4,keyasint,omitempty"`
+	MaxBytes int64 `cbor:"5,keyasint,omitempty"`
+	Priority int   `cbor:"6,keyasint,omitempty"`
+}
+
+func (p *Policy) check() error {
+	if p != nil && (p.VolumeTTL < 0 || p.Quota < 0 || p.TTL < 0 || p.MaxBytes < 0) {
+		return Errorf(CodeProtocol, "negative retention or limit in a policy")
+	}
+	return nil
 }
 
 // Bound is a topic partition's range at the sender.
@@ -295,9 +331,21 @@ func validate(m Message) error {
 		if m.Partitions < 0 || m.Partitions > 1<<16 {
 			return Errorf(CodeProtocol, "open with %d partitions", m.Partitions)
 		}
+		return m.Policy.check()
 	case *Accept:
 		if m.Partitions < 0 || m.Partitions > 1<<16 {
 			return Errorf(CodeProtocol, "accept with %d partitions", m.Partitions)
+		}
+		return m.Policy.check()
+	case *Backlog:
+		for _, s := range m.Streams {
+			if s.Bytes < 0 || s.Age < 0 {
+				return Errorf(CodeProtocol, "backlog of %s: negative bytes or age", s.Path)
+			}
+		}
+	case *Gap:
+		if m.Part < 0 || m.To <= m.From {
+			return Errorf(CodeProtocol, "gap of topic %q partition %d: bad range %d-%d", m.Topic, m.Part, m.From, m.To)
 		}
 	}
 	return nil

@@ -37,10 +37,16 @@ func mustBatch(t testing.TB, topic string, ms []store.Message, compress bool) *B
 func frames(t testing.TB) []Message {
 	return []Message{
 		&Hello{MinVersion: 1, MaxVersion: 1, Identity: "weft://node/edge/e1", Streams: []StreamSpec{{Path: "/uplink/events", Dir: Up}, {Path: "/updates/down", Dir: Down}}, Time: 42},
+		&Hello{MinVersion: 1, MaxVersion: 1, Identity: "weft://node/edge/e1", Time: 42, Features: Features()},
 		&Welcome{Version: 1, Identity: "weft://node/core/c1", Streams: []StreamSpec{{Path: "/uplink/events", Dir: Up}}, Refused: []Refusal{{Path: "/x/y", Reason: "no"}}, Time: 43},
+		&Welcome{Version: 1, Identity: "weft://node/core/c1", Streams: []StreamSpec{}, Time: 43, Features: []string{FeatureGap}},
 		&Error{Code: CodeVersion, Message: "peer speaks 9"},
 		&Open{Path: "/uplink/events", Dir: Up, Partitions: 1},
+		&Open{Path: "/training/x", Dir: Up, Partitions: 2, Policy: &Policy{VolumeTTL: int64(time.Hour), Quota: 1 << 30, DropOldest: true, TTL: int64(time.Minute), MaxBytes: 1 << 20, Priority: -1}},
 		&Accept{Partitions: 4},
+		&Accept{Partitions: 1, Policy: &Policy{VolumeTTL: int64(24 * time.Hour)}},
+		&Backlog{Streams: []StreamBacklog{{Path: "/uplink/events", Messages: 27000, Bytes: 5 << 20, Age: 85000}, {Path: "/audit/events"}}},
+		&Gap{Topic: "e1", Part: 0, From: 3469, To: 4076, Reason: "quarantined"},
 		&Offer{Topics: []Bound{{Topic: "e1", Part: 0, Low: 3, Next: 10}, {Topic: "\xff\xfe not utf-8", Part: 2, Next: 1}}},
 		&Positions{Positions: []Position{{Topic: "e1", Part: 0, Next: 7}}},
 		mustBatch(t, "e1", msgs(3, 10, 5), false),
@@ -247,5 +253,93 @@ func BenchmarkBatch(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestOlderPeers checks that the fields added to Hello, Welcome, Open and
+// Accept cost a node of before them nothing (it decodes the frames as it
+// did, ignoring them), and that their frames, without the fields, decode
+// here as having none.
+func TestOlderPeers(t *testing.T) {
+	// The frames as a node of before these fields declares them.
+	type oldHello struct {
+		MinVersion uint16       `cbor:"1,keyasint"`
+		MaxVersion uint16       `cbor:"2,keyasint"`
+		Identity   string       `cbor:"3,keyasint"`
+		Streams    []StreamSpec `cbor:"4,keyasint"`
+		Time       int64        `cbor:"5,keyasint"`
+	}
+	type oldOpen struct {
+		Path       string `cbor:"1,keyasint"`
+		Dir        Dir    `cbor:"2,keyasint"`
+		Partitions int    `cbor:"3,keyasint,omitempty"`
+	}
+	type oldAccept struct {
+		Partitions int `cbor:"1,keyasint,omitempty"`
+	}
+	for _, tc := range []struct {
+		name     string
+		new, old any
+	}{
+		{"hello", &Hello{MinVersion: 1, MaxVersion: 1, Identity: "weft://node/edge/e1", Time: 1, Features: Features()}, &oldHello{}},
+		{"open", &Open{Path: "/training/x", Dir: Up, Partitions: 2, Policy: &Policy{VolumeTTL: int64(time.Hour), Quota: 5}}, &oldOpen{}},
+		{"accept", &Accept{Partitions: 1, Policy: &Policy{TTL: 7}}, &oldAccept{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := encMode.Marshal(tc.new)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := decMode.Unmarshal(b, tc.old); err != nil {
+				t.Fatalf("an older node cannot decode the new %s: %v", tc.name, err)
+			}
+			// And back: the older node's frame decodes here with no policy
+			// and no features.
+			ob, err := encMode.Marshal(tc.old)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v := reflect.New(reflect.TypeOf(tc.new).Elem()).Interface()
+			if err := decMode.Unmarshal(ob, v); err != nil {
+				t.Fatal(err)
+			}
+			switch m := v.(type) {
+			case *Hello:
+				if m.Features != nil || m.Identity != "weft://node/edge/e1" {
+					t.Errorf("hello of an older node: %+v", m)
+				}
+			case *Open:
+				if m.Policy != nil || m.Partitions != 2 {
+					t.Errorf("open of an older node: %+v", m)
+				}
+			case *Accept:
+				if m.Policy != nil || m.Partitions != 1 {
+					t.Errorf("accept of an older node: %+v", m)
+				}
+			}
+		})
+	}
+	if got := Common([]string{"backlog", "teleport"}); !reflect.DeepEqual(got, []string{FeatureBacklog}) {
+		t.Errorf("Common = %v", got)
+	}
+	if got := Common(nil); got != nil {
+		t.Errorf("Common(nil) = %v, want none", got)
+	}
+}
+
+func TestReportFramesRefused(t *testing.T) {
+	for _, m := range []Message{
+		&Gap{Topic: "t", From: 5, To: 5},
+		&Gap{Topic: "t", Part: -1, From: 1, To: 5},
+		&Backlog{Streams: []StreamBacklog{{Path: "/a/b", Age: -1}}},
+		&Open{Path: "/a/b", Dir: Up, Partitions: 1, Policy: &Policy{Quota: -1}},
+	} {
+		b, err := AppendFrame(nil, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(b); !errors.Is(err, ErrProtocol) {
+			t.Errorf("%T %+v: %v, want a protocol error", m, m, err)
+		}
 	}
 }
