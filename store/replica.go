@@ -18,6 +18,13 @@ type ReplicaBatch struct {
 	// offset, the source has trimmed what lies between: the replica's
 	// low-water mark moves to the batch instead of refusing a gap.
 	Low uint64
+	// Gap, with no Messages, says that the source quarantined offsets
+	// [Gap.From, Gap.To) of the partition (Stream.Quarantine): they will
+	// never come. The replica records the same gap (see
+	// Store.ApplyReplica) and goes on from Gap.To. Reason says why, for
+	// the audit record.
+	Gap    *Gap
+	Reason string
 }
 
 // ApplyReplica applies batches at their source offsets in one durable
@@ -28,9 +35,26 @@ type ReplicaBatch struct {
 // refused with ErrGap, unless the source trimmed the gap away (Low): then
 // the replica's low-water mark moves to the batch and what it held below
 // goes, so its offsets stay dense.
+//
+// A batch with a Gap records offsets its source quarantined: the part of
+// the range the replica does not hold yet becomes a gap of the replica,
+// exactly as Stream.Quarantine records one (Stream.Gaps lists it, a read
+// from inside it fails with a *GapError naming it, ReadPast and consumers
+// step over it, Info.Quarantined counts it, the audit stream records
+// "stream.gap"), and the replica's next offset moves to its end, so the
+// offsets after it line up with the source's. It is not an error and
+// nothing is hidden: the hole is named wherever the replica is read. A
+// gap that starts past the replica's end is refused with ErrGap like a
+// batch; one the replica holds already changes nothing.
 func (s *Store) ApplyReplica(ctx context.Context, batches []ReplicaBatch) ([]int, error) {
 	size := 0
 	for _, b := range batches {
+		if b.Gap != nil {
+			if len(b.Messages) > 0 || b.Gap.To <= b.Gap.From {
+				return nil, fmt.Errorf("%w: %s topic %q: a replica gap %d-%d with messages or no offsets", ErrInvalid, b.Path, b.Topic, b.Gap.From, b.Gap.To)
+			}
+			size += 256
+		}
 		for i := range b.Messages {
 			size += encodedSize(&b.Messages[i])
 		}
@@ -50,6 +74,7 @@ func (s *Store) ApplyReplica(ctx context.Context, batches []ReplicaBatch) ([]int
 			from    int    // first message not yet held
 			moveLow bool   // the low-water mark jumps to the batch
 			moveTo  uint64 // where it jumps
+			gap     Gap    // offsets to record as a gap (Gap batches)
 		}
 		plans := make([]plan, len(batches))
 		need := map[string]int{}
@@ -66,6 +91,27 @@ func (s *Store) ApplyReplica(ctx context.Context, batches []ReplicaBatch) ([]int
 				return fmt.Errorf("%w: %s has %d partitions, asked for %d", ErrBadPartition, b.Path, m.Partitions, b.Partition)
 			}
 			p := plan{m: m, vol: vol, name: name}
+			if b.Gap != nil {
+				id := partID(b.Path, b.Topic, b.Partition)
+				next, ok := heads[id]
+				if !ok {
+					h, err := w.head(b.Path, vol, name, b.Topic, b.Partition)
+					if err != nil {
+						return err
+					}
+					next = h.next
+				}
+				switch {
+				case next >= b.Gap.To: // held already
+				case next < b.Gap.From:
+					return fmt.Errorf("%w: %s topic %q partition %d: replica is at %d, the source's gap starts at %d", ErrGap, b.Path, b.Topic, b.Partition, next, b.Gap.From)
+				default:
+					p.gap = Gap{From: next, To: b.Gap.To}
+					heads[id] = b.Gap.To
+				}
+				plans[i] = p
+				continue
+			}
 			if len(b.Messages) == 0 {
 				plans[i] = p
 				continue
@@ -106,6 +152,12 @@ func (s *Store) ApplyReplica(ctx context.Context, batches []ReplicaBatch) ([]int
 		}
 		for i, b := range batches {
 			p := plans[i]
+			if p.gap.To > p.gap.From {
+				if err := w.replicaGap(b.Path, b.Topic, b.Partition, p.gap, b.Reason); err != nil {
+					return err
+				}
+				continue
+			}
 			if p.from >= len(b.Messages) {
 				continue
 			}
