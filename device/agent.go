@@ -98,6 +98,11 @@ type AgentConfig struct {
 	Source Source
 	// MaxImageSize is the largest image the device takes. Default 64 MiB.
 	MaxImageSize int64
+	// DigestOnly keeps in a slot the image's digest and size, not its
+	// bytes: for simulated fleets, where thousands of devices would
+	// otherwise write every image to disk thousands of times. Every check
+	// runs as for a real slot. Default false: the slot holds the image.
+	DigestOnly bool
 	// Health checks the newly booted slot; an error rolls back to the
 	// previous one. Nil: every boot is healthy.
 	Health func(ctx context.Context, slot string, m firmware.Manifest) error
@@ -407,23 +412,31 @@ func (a *Agent) running(m firmware.Manifest) bool {
 // byte past the manifest's size, so that an oversized image is seen
 // without being stored whole.
 func (a *Agent) download(ctx context.Context, m firmware.Manifest, path string) (firmware.Image, error) {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return firmware.Image{}, err
-	}
-	defer f.Close()
 	h := sha256.New()
-	w := &limitWriter{w: io.MultiWriter(f, h), n: m.Size + 1}
-	err = a.cfg.Source.Image(ctx, m.Name, m.Version, 0, w)
-	if err != nil && !errors.Is(err, errLimit) {
-		return firmware.Image{}, err
+	var dst io.Writer = h
+	var f *os.File
+	if !a.cfg.DigestOnly {
+		var err error
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
+			return firmware.Image{}, err
+		}
+		defer f.Close()
+		dst = io.MultiWriter(f, h)
 	}
-	if err := f.Sync(); err != nil {
+	w := &limitWriter{w: dst, n: m.Size + 1}
+	err := a.cfg.Source.Image(ctx, m.Name, m.Version, 0, w)
+	if err != nil && !errors.Is(err, errLimit) {
 		return firmware.Image{}, err
 	}
 	var img firmware.Image
 	copy(img.SHA256[:], h.Sum(nil))
 	img.Size = w.written
+	if f == nil {
+		return img, writeDurable(path, fmt.Appendf(nil, "sha256 %x size %d\n", img.SHA256, img.Size))
+	}
+	if err := f.Sync(); err != nil {
+		return firmware.Image{}, err
+	}
 	return img, nil
 }
 
@@ -580,6 +593,13 @@ func (a *Agent) subtopic(topic string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// isFirmware reports whether topic carries a firmware message for the
+// agent (Handle acts on it).
+func (a *Agent) isFirmware(topic string) bool {
+	_, ok := a.subtopic(topic)
+	return ok
 }
 
 // filters are the MQTT subscriptions of the agent.

@@ -47,6 +47,7 @@ const (
 //	devices/<id>/events[/<kind>...]
 //	devices/<id>/shadow/reported
 //	devices/<id>/firmware/status
+//	devices/<id>/firmware/chunks/request
 //	devices/<id>/commands/<request-id>/response
 //
 // and subscribes only to updates/all/#, updates/class/<class>/# and
@@ -97,7 +98,8 @@ func allowPublish(d Device, topic string) string {
 			return ""
 		}
 	case "firmware":
-		if len(levels) == 4 && levels[3] == "status" {
+		if len(levels) == 4 && levels[3] == "status" ||
+			len(levels) == 5 && levels[3] == "chunks" && levels[4] == "request" {
 			return ""
 		}
 	case "commands":

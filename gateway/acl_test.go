@@ -21,6 +21,9 @@ var aclCases = []struct {
 	{OpPublish, "devices/pump-7/events/alarm", ""},
 	{OpPublish, "devices/pump-7/shadow/reported", ""},
 	{OpPublish, "devices/pump-7/firmware/status", ""},
+	{OpPublish, "devices/pump-7/firmware/chunks/request", ""},
+	{OpPublish, "devices/pump-8/firmware/chunks/request", ReasonOtherDevice},
+	{OpPublish, "devices/pump-7/firmware/chunks", ReasonNotAllowed},
 	{OpPublish, "devices/pump-7/commands/R3QK7ZP2/response", ""},
 	{OpPublish, "devices/pump-7/commands/response/response", ""},
 	// Publish: refused.
@@ -139,7 +142,7 @@ func FuzzAllow(f *testing.F) {
 			rest := topic[len(own):]
 			if !(rest == "telemetry" || strings.HasPrefix(rest, "telemetry/") ||
 				rest == "events" || strings.HasPrefix(rest, "events/") ||
-				rest == "shadow/reported" || rest == "firmware/status" || isResponse(rest)) {
+				rest == "shadow/reported" || rest == "firmware/status" || rest == "firmware/chunks/request" || isResponse(rest)) {
 				t.Fatalf("publish to %q allowed", topic)
 			}
 			return

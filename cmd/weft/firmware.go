@@ -335,8 +335,9 @@ func newFirmwareAgentCmd() *cobra.Command {
 		Long: `agent connects as device ID (its certificate from --certs, issued there if
 the directory holds the device CA key) to the gateway, and installs the
 firmware it is sent: it verifies each manifest against the keys it pins
-(--keys on first start, then its own state in --dir), fetches the image
-from the edge's API (--api, with --token), writes it to the inactive slot
+(--keys on first start, then its own state in --dir), fetches the release
+from the edge's API (--api, with --token) or, without --api, over its MQTT
+connection in 64 KiB chunks from the edge, writes it to the inactive slot
 under --dir, boots it on trial and commits. It reports every step to
 devices/<id>/firmware/status and its running version to the shadow. This is
 the reference agent the tests run; a real device does the same on its own
@@ -359,7 +360,9 @@ hardware.`,
 				}
 				cfg.Keys = set
 			}
-			cfg.Source = &device.HTTPSource{Base: apiURL, Token: token}
+			if apiURL != "" {
+				cfg.Source = &device.HTTPSource{Base: apiURL, Token: token}
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
 			a, err := device.NewAgent(cfg)
 			if err != nil {
@@ -383,7 +386,7 @@ hardware.`,
 	fl.StringVar(&keys, "keys", "", "key set to pin on first start (JSON, as weft firmware keyset writes)")
 	fl.StringVar(&ver, "version", "", "version running on first start (default 0.0.0)")
 	fl.StringVar(&gw, "gateway", "127.0.0.1:8883", "gateway address")
-	fl.StringVar(&apiURL, "api", "http://127.0.0.1:8080", "URL of the edge's API to fetch releases from")
+	fl.StringVar(&apiURL, "api", "", "URL of the edge's API to fetch releases from (default: over MQTT in chunks)")
 	fl.StringVar(&token, "token", "", "API token to fetch releases with (viewer role)")
 	fl.Int64Var(&cfg.MaxImageSize, "max-image", device.DefaultMaxImageSize, "largest image the device takes, in bytes")
 	for _, f := range []string{"certs", "id", "class", "dir"} {
