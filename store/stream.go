@@ -394,15 +394,20 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 	}
 	prefix := partPrefix(vol, name, topic, part)
 	// Start at the batch holding from: the last batch whose base is <= from.
+	// A reader that goes on where its last read ended finds a batch
+	// starting at from; only one that starts inside a batch needs the
+	// reverse look.
 	start := batchKey(prefix, from)
-	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
-	rit.Seek(start)
-	if rit.ValidForPrefix(prefix) {
-		start = rit.Item().KeyCopy(nil)
-	}
-	rit.Close()
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 	defer it.Close()
+	if it.Seek(start); !it.ValidForPrefix(prefix) || binary.BigEndian.Uint64(it.Item().Key()[len(prefix):]) != from {
+		rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true, PrefetchValues: false})
+		rit.Seek(start)
+		if rit.ValidForPrefix(prefix) {
+			it.Seek(rit.Item().Key())
+		}
+		rit.Close()
+	}
 	var out []Message
 	size := 0
 	want := from // the next offset the read must find
@@ -420,7 +425,7 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 		return nil, &CorruptError{Path: st.path, Topic: topic, Partition: part, From: at, To: to, Err: cause}
 	}
 	first := true
-	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+	for ; it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		base := binary.BigEndian.Uint64(item.Key()[len(prefix):])
 		if base > want {
