@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/internal/node"
 )
 
 // This file holds "weft certs" and "weft token": they parse flags, call
@@ -119,7 +122,7 @@ func newCertsIssueCmd() *cobra.Command {
 		Short: "Issue a device, gateway or node certificate with a new key",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newCertsIssueDeviceCmd(), newCertsIssueGatewayCmd(), newCertsIssueNodeCmd())
+	cmd.AddCommand(newCertsIssueDeviceCmd(), newCertsIssueGatewayCmd(), newCertsIssueNodeCmd(), newCertsIssueServerCmd())
 	return cmd
 }
 
@@ -187,6 +190,83 @@ IP address SAN.`,
 		return a.IssueNode(*role, *name, *hosts, v)
 	})
 	return cmd
+}
+
+func newCertsIssueServerCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Issue an HTTPS certificate for a node's API and console, signed by the fabric CA",
+		Long: `Make a key and a TLS server certificate for the HTTPS listener of weft core
+or weft edge (--http-tls-cert, --http-tls-key), signed by the fabric CA, for
+operators without a PKI of their own, written to servers/NAME.crt and
+servers/NAME.key. It carries each --host as a DNS name or IP address SAN;
+clients trust it with fabric-ca.crt (curl --cacert C/fabric-ca.crt, or the
+CA added to the browser's or system's store). A node serving it reads the
+files again when they change, so reissuing needs no restart.`,
+		Example: "  weft certs issue server --dir certs --name core-1 --host core-1.example.com,10.0.0.5",
+		Args:    cobra.NoArgs,
+	}
+	name := cmd.Flags().String("name", "", "server name, its certificate's common name (required)")
+	hosts := cmd.Flags().StringSlice("host", nil, "DNS name or IP address clients reach the node at; repeat or separate with commas (required)")
+	cmd.MarkFlagRequired("name")
+	cmd.MarkFlagRequired("host")
+	validity := addDaysFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := validity()
+		if err != nil {
+			return err
+		}
+		a, err := loadCerts(cmd)
+		if err != nil {
+			return err
+		}
+		certPEM, keyPEM, err := node.IssueHTTPS(a.FabricCA, *name, *hosts, v, time.Now())
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(a.Dir, "servers")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		certFile, keyFile := filepath.Join(dir, *name+".crt"), filepath.Join(dir, *name+".key")
+		// The key first: a node reloading sees a new pair only once the
+		// certificate follows it.
+		if err := writeAtomic(keyFile, keyPEM, 0o600); err != nil {
+			return err
+		}
+		if err := writeAtomic(certFile, certPEM, 0o644); err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "issued HTTPS certificate %s for %s\n  %s\n  %s\n", *name, strings.Join(*hosts, ", "), certFile, keyFile)
+		return nil
+	}
+	return cmd
+}
+
+// writeAtomic writes data to path through a temporary file renamed over
+// it, so that a reader sees the old file or the new one.
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(mode); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
 }
 
 func newCertsSignCSRCmd() *cobra.Command {

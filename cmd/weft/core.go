@@ -38,10 +38,19 @@ Every flag is a setting. A YAML file (--config) gives settings by flag
 name (underscores for dashes allowed; nested maps join with dots, so
 store: {min_free: 1GiB} is --store.min-free); WEFT_<FLAG> environment
 variables (WEFT_LOG_LEVEL, WEFT_RATE_LIMIT) override the file and flags
-override both. 'weft config print core' shows the result.`,
+override both. 'weft config print core' shows the result.
+
+The API and console are served over HTTPS with --http-tls-cert and
+--http-tls-key (the files are read again when they change; answers carry
+HSTS and the session cookie is Secure). Plain HTTP is refused on any
+address but loopback unless --http-insecure (behind a proxy that
+terminates TLS), which is logged as a warning.`,
 		Example: `  weft certs init --dir C
   weft certs issue node --dir C --role core --name core-1 --host 127.0.0.1
-  weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081`,
+  weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081
+  weft certs issue server --dir C --name core-1 --host core-1.example.com
+  weft core --data D --certs C --name core-1 --http 0.0.0.0:8443 \
+    --http-tls-cert C/servers/core-1.crt --http-tls-key C/servers/core-1.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadSettings(cmd, config); err != nil {

@@ -60,7 +60,12 @@ backlog_quota, gateway.connect_timeout, gateway.first_byte_timeout,
 gateway.handshake_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.max_pending, gateway.max_pending_per_ip, gateway.message_rate,
 gateway.byte_rate, gateway.connect_rate, gateway.max_topic_length,
-gateway.max_filter_length, gateway.max_subscriptions and store.min_free.`,
+gateway.max_filter_length, gateway.max_subscriptions, store.min_free,
+http_tls_cert, http_tls_key, http_insecure and the http.* limits.
+
+The API is served over HTTPS with --http-tls-cert and --http-tls-key (the
+files are read again when they change; answers carry HSTS). Plain HTTP is
+refused on any address but loopback unless --http-insecure.`,
 		Example: `  weft certs init --dir C
   weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
   weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080

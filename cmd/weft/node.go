@@ -61,8 +61,9 @@ func applySizes(settings ...sizeSetting) error {
 	return nil
 }
 
-// httpFlags adds the settings of a node's HTTP limits (api.Limits) as
-// --http.* flags.
+// httpFlags adds the settings of a node's HTTP server (api.Limits) as
+// --http.* flags, and its TLS as --http-tls-cert, --http-tls-key and
+// --http-insecure.
 func httpFlags(fl *pflag.FlagSet, l *api.Limits) {
 	fl.DurationVar(&l.ReadTimeout, "http.read-timeout", 0, "time to read a whole request (default 1m)")
 	fl.DurationVar(&l.WriteTimeout, "http.write-timeout", 0, "time to write a response, event streams excepted (default 2m)")
@@ -70,4 +71,7 @@ func httpFlags(fl *pflag.FlagSet, l *api.Limits) {
 	fl.IntVar(&l.MaxConns, "http.max-conns", 0, "most open HTTP connections (default 1024, at most a quarter of the open-file limit)")
 	fl.IntVar(&l.MaxStreams, "http.max-streams", 0, "most event streams open at once (default 256)")
 	fl.IntVar(&l.MaxStreamsPerToken, "http.max-streams-per-token", 0, "most event streams open at once per token subject (default 8)")
+	fl.StringVar(&l.TLS.CertFile, "http-tls-cert", "", "PEM certificate (chain) to serve the API and console over HTTPS with, reloaded when the file changes (see weft certs issue server)")
+	fl.StringVar(&l.TLS.KeyFile, "http-tls-key", "", "PEM private key of --http-tls-cert")
+	fl.BoolVar(&l.TLS.Insecure, "http-insecure", false, "allow plain HTTP on an address other than loopback, as behind a proxy that terminates TLS (logged as a warning)")
 }
