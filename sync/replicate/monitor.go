@@ -51,7 +51,11 @@ type StreamStatus struct {
 	Batches    int64 `json:"batches"`
 	Duplicates int64 `json:"duplicates"`
 	Dropped    int64 `json:"dropped"`
-	Topics     int   `json:"topics"`
+	// Quarantined counts offsets of ranges the source quarantined
+	// (damaged data given up) that went over the link as gaps: the
+	// replica records the same gap, named where it is read.
+	Quarantined int64 `json:"quarantined,omitempty"`
+	Topics      int   `json:"topics"`
 	// Error says why the stream is not replicated, when the other side
 	// refused it.
 	Error string `json:"error,omitempty"`
@@ -112,6 +116,9 @@ type StreamStats struct {
 	path, dir string
 
 	messages, bytes, batches, dups, dropped atomic.Int64
+	// quarantined counts the offsets of quarantined ranges passed on as
+	// gaps (sender: acknowledged; receiver: recorded).
+	quarantined atomic.Int64
 	// receiver: the sender's backlog as of the last batch, the time of the
 	// last message applied and of that batch, and when the stream stopped
 	// (Unix nanoseconds; 0 while it runs).
@@ -306,7 +313,7 @@ func (s *StreamStats) setFailures(m map[tp]Failure) {
 func (s *StreamStats) status(now time.Time) StreamStatus {
 	st := StreamStatus{Path: s.path, Direction: s.dir,
 		Messages: s.messages.Load(), Bytes: s.bytes.Load(), Batches: s.batches.Load(),
-		Duplicates: s.dups.Load(), Dropped: s.dropped.Load()}
+		Duplicates: s.dups.Load(), Dropped: s.dropped.Load(), Quarantined: s.quarantined.Load()}
 	st.MessagesPerSec, st.BytesPerSec = s.rates(now)
 	s.mu.Lock()
 	lag := s.lag
@@ -408,11 +415,12 @@ var (
 	descBatches = prometheus.NewDesc("weft_sync_batches_total", "Batches acknowledged (send) or applied (receive).", labels, nil)
 	descDups    = prometheus.NewDesc("weft_sync_duplicates_total", "Messages received that the replica held already, skipped.", labels, nil)
 	descDropped = prometheus.NewDesc("weft_sync_dropped_total", "Messages the source dropped (retention, a full volume) before they were replicated.", labels, nil)
+	descQuar    = prometheus.NewDesc("weft_sync_quarantined_total", "Offsets the source quarantined that crossed the link as gaps.", labels, nil)
 )
 
 // Describe is for prometheus.Collector.
 func (m *Monitor) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descReconn, descLag, descLagSec, descBacklog, descMsgs, descBytes, descBatches, descDups, descDropped} {
+	for _, d := range []*prometheus.Desc{descUp, descReconn, descLag, descLagSec, descBacklog, descMsgs, descBytes, descBatches, descDups, descDropped, descQuar} {
 		ch <- d
 	}
 }
@@ -436,6 +444,7 @@ func (m *Monitor) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(s.Batches), lv...)
 			ch <- prometheus.MustNewConstMetric(descDups, prometheus.CounterValue, float64(s.Duplicates), lv...)
 			ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.Dropped), lv...)
+			ch <- prometheus.MustNewConstMetric(descQuar, prometheus.CounterValue, float64(s.Quarantined), lv...)
 		}
 	}
 }

@@ -38,6 +38,7 @@ type receiver struct {
 
 type work struct {
 	offer *wire.Offer
+	gap   *wire.Gap
 	batch *wire.Batch
 	msgs  []store.Message
 }
@@ -60,6 +61,14 @@ func (r *receiver) run(ctx context.Context) error {
 			switch m := m.(type) {
 			case *wire.Offer:
 				w.offer = m
+			case *wire.Gap:
+				if r.allow != nil {
+					if err := r.allow(m.Topic); err != nil {
+						errc <- wire.Errorf(wire.CodeProtocol, "gap of refused topic %q: %v", m.Topic, err)
+						return
+					}
+				}
+				w.gap = m
 			case *wire.Batch:
 				if r.allow != nil {
 					if err := r.allow(m.Topic); err != nil {
@@ -98,8 +107,8 @@ func (r *receiver) run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		if w.offer != nil {
-			if err := r.positions(ctx, w.offer); err != nil {
+		if w.batch == nil {
+			if err := r.other(ctx, w); err != nil {
 				return err
 			}
 			continue
@@ -107,13 +116,13 @@ func (r *receiver) run(ctx context.Context) error {
 		// Gather the batches that are waiting into one commit.
 		group = append(group[:0], w)
 		size := w.batch.RawLen
-		var after *wire.Offer
+		var after *work
 	gather:
 		for len(group) < applyMaxBatches && size < applyMaxBytes {
 			select {
 			case w := <-in:
-				if w.offer != nil {
-					after = w.offer
+				if w.batch == nil {
+					after = &w
 					break gather
 				}
 				group = append(group, w)
@@ -126,11 +135,43 @@ func (r *receiver) run(ctx context.Context) error {
 			return err
 		}
 		if after != nil {
-			if err := r.positions(ctx, after); err != nil {
+			if err := r.other(ctx, *after); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// other answers what is not a batch: an offer or a gap.
+func (r *receiver) other(ctx context.Context, w work) error {
+	if w.gap != nil {
+		return r.applyGap(ctx, w.gap)
+	}
+	return r.positions(ctx, w.offer)
+}
+
+// applyGap records in the replica a range the source quarantined, and
+// acknowledges it like a batch: the replica's position moves past it.
+func (r *receiver) applyGap(ctx context.Context, g *wire.Gap) error {
+	reason := g.Reason
+	if reason == "" {
+		reason = "quarantined at the source"
+	}
+	_, err := r.replica.ApplyReplica(ctx, []store.ReplicaBatch{{Path: r.path, Topic: g.Topic, Partition: g.Part,
+		Gap: &store.Gap{From: g.From, To: g.To}, Reason: reason}})
+	if errors.Is(err, store.ErrGap) {
+		_, next, err := r.log.Bounds(ctx, g.Topic, g.Part)
+		if err != nil {
+			return storeError(r.path, err)
+		}
+		return wire.FromQUIC(r.conn.Send(&wire.Ack{Topic: g.Topic, Part: g.Part, Next: next, Gap: true}))
+	}
+	if err != nil {
+		return storeError(r.path, err)
+	}
+	r.logger.Warn("the source quarantined a range; recorded as a gap", "topic", g.Topic, "partition", g.Part, "from", g.From, "to", g.To, "reason", reason)
+	r.stats.quarantined.Add(int64(g.To - g.From))
+	return wire.FromQUIC(r.conn.Send(&wire.Ack{Topic: g.Topic, Part: g.Part, Next: g.To}))
 }
 
 // positions answers an offer with the replica's next offsets.

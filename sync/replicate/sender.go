@@ -58,6 +58,9 @@ type sender struct {
 	allow    func(topic string) error
 	recheck  time.Duration // 0: defaultRecheck
 	withheld map[string]time.Time
+	// gaps: the receiver takes Gap frames (wire.FeatureGap), so a
+	// quarantined range is sent as one instead of waiting at it.
+	gaps bool
 	cursor   uint64          // in the log's Changes
 	lastLook time.Time       // when the news were last read
 	changed  <-chan struct{} // closed at the log's next append; nil while a look waits
@@ -278,6 +281,10 @@ func (s *sender) handle(m wire.Message) error {
 		}
 		if r.rewound {
 			s.logger.Info("receiver is behind, going back", "topic", m.Topic, "partition", m.Part, "offset", m.Next)
+		}
+		if r.gap {
+			s.stats.quarantined.Add(int64(r.count))
+			return nil
 		}
 		s.stats.record(s.now(), r.count, r.bytes)
 		s.stats.dups.Add(int64(m.Dups))
@@ -541,6 +548,10 @@ func (s *sender) sendOne(ctx context.Context, k tp) error {
 		from = low
 		msgs, err = s.log.Read(ctx, k.topic, k.part, from, opts)
 	}
+	var ge *store.GapError
+	if s.gaps && errors.As(err, &ge) && ge.To > from && ctx.Err() == nil {
+		return s.sendGap(ctx, k, from, ge)
+	}
 	if isDataError(err) && ctx.Err() == nil {
 		s.failed(k, from, err)
 		return nil
@@ -585,6 +596,42 @@ func (s *sender) sendOne(ctx context.Context, k tp) error {
 	} else {
 		s.avgSize += (per - s.avgSize) / 16
 	}
+	if _, ok := s.failures[k]; ok {
+		delete(s.failures, k)
+		s.stats.setFailures(s.failures)
+	}
+	s.publish()
+	s.mu.Unlock()
+	return nil
+}
+
+// sendGap tells the receiver that offsets from to ge.To of k were
+// quarantined here and will never come: it records the same gap, and the
+// offsets after it line up. The Gap frame is a batch in flight like any
+// other, acknowledged with the receiver's new position.
+func (s *sender) sendGap(ctx context.Context, k tp, from uint64, ge *store.GapError) error {
+	g := &wire.Gap{Topic: k.topic, Part: k.part, From: from, To: ge.To, Reason: "quarantined at the source"}
+	if n := ge.To - from; n > wire.MaxBatchRecords<<16 {
+		// A range too long to count as one flight goes in pieces.
+		g.To = from + wire.MaxBatchRecords<<16
+	}
+	s.logger.Warn("sending a quarantined range as a gap", "topic", k.topic, "partition", k.part, "from", g.From, "to", g.To)
+	s.mu.Lock()
+	s.t.sent(k, g.From, int(g.To-g.From), 0, 0, 0)
+	s.t.queue[len(s.t.queue)-1].gap = true
+	if s.t.next(k) >= s.t.topics[k].end {
+		s.t.done(k)
+	}
+	s.mu.Unlock()
+	const size = 64
+	if err := s.limit.Wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
+		return err
+	}
+	if err := s.conn.Send(g); err != nil {
+		return wire.FromQUIC(err)
+	}
+	s.mu.Lock()
+	s.t.charge(size)
 	if _, ok := s.failures[k]; ok {
 		delete(s.failures, k)
 		s.stats.setFailures(s.failures)

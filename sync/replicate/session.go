@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/weft-io/weft/store"
@@ -85,7 +86,7 @@ func (s *Session) Run(ctx context.Context, fc *wire.Conn, path string, send bool
 		}
 		sd := &sender{log: s.Store.Stream(path), path: path, parts: parts, conn: fc, stats: stats,
 			limit: s.Limit, window: window, maxBytes: s.batchBytes(), compress: s.Compress, now: now, logger: log,
-			allow: allow, recheck: s.Recheck, linger: s.linger(path)}
+			allow: allow, recheck: s.Recheck, linger: s.linger(path), gaps: slices.Contains(s.Features, wire.FeatureGap)}
 		err = sd.run(ctx)
 	} else {
 		log.Debug("receiving")

@@ -51,6 +51,7 @@ type flight struct {
 	bytes int
 	epoch uint64
 	time  int64 // Unix nanoseconds of its first message
+	gap   bool  // a Gap frame: offsets quarantined at the source, no messages
 }
 
 type idleEntry struct {
