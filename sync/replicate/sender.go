@@ -60,7 +60,7 @@ type sender struct {
 	withheld map[string]time.Time
 	// gaps: the receiver takes Gap frames (wire.FeatureGap), so a
 	// quarantined range is sent as one instead of waiting at it.
-	gaps bool
+	gaps     bool
 	cursor   uint64          // in the log's Changes
 	lastLook time.Time       // when the news were last read
 	changed  <-chan struct{} // closed at the log's next append; nil while a look waits
