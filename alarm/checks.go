@@ -1,0 +1,211 @@
+package alarm
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/weft-io/weft/shadow"
+	"github.com/weft-io/weft/store"
+)
+
+// offlineDevices are the devices of this edge that sent nothing for
+// DeviceOfflineAfter: last seen (connect, disconnect, report) that long
+// ago and, for a device still connected, no message in its by_device
+// history since either.
+func (e *Engine) offlineDevices(ctx context.Context, set Settings, now time.Time) ([]Condition, error) {
+	after := time.Duration(set.DeviceOfflineAfter)
+	var out []Condition
+	var parts int
+	cursor := ""
+	for {
+		docs, next, err := e.st.Table(store.ShadowsTable).Scan(ctx, "", cursor, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, doc := range docs {
+			d, err := shadow.Parse(doc)
+			if err != nil || d.LastSeen.IsZero() || (d.Edge != "" && d.Edge != e.name) {
+				continue
+			}
+			last := d.LastSeen
+			if now.Sub(last) < after {
+				continue
+			}
+			if d.Connected {
+				if parts == 0 {
+					info, err := e.st.Stat(ctx, store.ByDeviceStream)
+					if err != nil {
+						return nil, err
+					}
+					parts = max(info.Partitions, 1)
+				}
+				if t, err := e.lastMessage(ctx, d.ID, parts); err != nil {
+					return nil, err
+				} else if t.After(last) {
+					last = t
+				}
+				if now.Sub(last) < after {
+					continue
+				}
+			}
+			out = append(out, Condition{Key: keyOf(DeviceOffline, d.ID), Type: DeviceOffline, Severity: Major, Device: d.ID, Edge: e.name,
+				Details: jsonOf(map[string]any{"last_seen": last, "connected": d.Connected, "class": d.Class, "after": set.DeviceOfflineAfter})})
+		}
+		if next == "" {
+			return out, nil
+		}
+		cursor = next
+	}
+}
+
+// lastMessage is the time of the device's latest message in by_device.
+func (e *Engine) lastMessage(ctx context.Context, device string, parts int) (time.Time, error) {
+	st := e.st.Stream(store.ByDeviceStream)
+	var last time.Time
+	for p := range parts {
+		low, next, err := st.Bounds(ctx, device, p)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return last, err
+		}
+		if next <= low {
+			continue
+		}
+		msgs, err := st.Read(ctx, device, p, next-1, store.ReadOptions{Limit: 1})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return last, err
+		}
+		if len(msgs) > 0 && msgs[0].Timestamp.After(last) {
+			last = msgs[0].Timestamp
+		}
+	}
+	return last, nil
+}
+
+// downLinks are the links down for LinkDownAfter.
+func (e *Engine) downLinks(set Settings, now time.Time) []Condition {
+	var out []Condition
+	for _, l := range e.cfg.Links() {
+		if l.Up || now.Sub(l.Since) < time.Duration(set.LinkDownAfter) {
+			continue
+		}
+		edge := l.Peer // at the core: the edge whose link is down
+		if e.cfg.Edge {
+			edge = e.name
+		}
+		out = append(out, Condition{Key: keyOf(LinkDown, l.Peer), Type: LinkDown, Severity: Major, Edge: edge,
+			Details: jsonOf(map[string]any{"peer": l.Peer, "node": e.name, "since": l.Since, "after": set.LinkDownAfter})})
+	}
+	return out
+}
+
+// lowDisks are the node's data file system and the volumes with a quota
+// (and no drop-oldest policy, which never refuses writes) whose free
+// space is below DiskFreeBelow percent.
+func (e *Engine) lowDisks(set Settings) ([]Condition, error) {
+	var out []Condition
+	low := func(key, what string, free, total int64) {
+		if total <= 0 {
+			return
+		}
+		pct := float64(free) * 100 / float64(total)
+		if pct >= set.DiskFreeBelow {
+			return
+		}
+		sev := Major
+		if pct < set.DiskFreeBelow/2 {
+			sev = Critical
+		}
+		out = append(out, Condition{Key: key, Type: DiskLow, Severity: sev, Edge: e.nodeEdge(),
+			Details: jsonOf(map[string]any{"node": e.name, "what": what, "free_bytes": free, "total_bytes": total,
+				"free_percent": float64(int(pct*10)) / 10, "below": set.DiskFreeBelow})})
+	}
+	if e.cfg.DataDir != "" {
+		free, total, err := e.cfg.Statfs(e.cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		low(keyOf(DiskLow, "data"), e.cfg.DataDir, free, total)
+	}
+	for _, v := range e.st.Volumes() {
+		if v.Quota > 0 && !v.DropOldest {
+			low(keyOf(DiskLow, "volume", v.Name), "/"+v.Name, max(v.Quota-v.Used, 0), v.Quota)
+		}
+	}
+	return out, nil
+}
+
+// expiringCerts are the node's certificates that expire within
+// CertExpiryWithin (or have expired).
+func (e *Engine) expiringCerts(set Settings, now time.Time) []Condition {
+	var out []Condition
+	for _, f := range e.cfg.CertFiles {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // a missing file is the certificate watcher's to report
+		}
+		blk, _ := pem.Decode(b)
+		if blk == nil {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			continue
+		}
+		left := c.NotAfter.Sub(now)
+		if left > time.Duration(set.CertExpiryWithin) {
+			continue
+		}
+		sev := Warning
+		switch {
+		case left <= 0:
+			sev = Critical
+		case left < 7*24*time.Hour:
+			sev = Major
+		}
+		out = append(out, Condition{Key: keyOf(CertExpiring, filepath.Base(f)), Type: CertExpiring, Severity: sev, Edge: e.nodeEdge(),
+			Details: jsonOf(map[string]any{"node": e.name, "file": f, "subject": c.Subject.String(), "not_after": c.NotAfter.UTC()})})
+	}
+	return out
+}
+
+// haltedRollouts are the rollouts in state halted (firmware.Halted).
+func (e *Engine) haltedRollouts(ctx context.Context) ([]Condition, error) {
+	var out []Condition
+	after := ""
+	for {
+		docs, next, err := e.st.Table(e.cfg.Rollouts).Scan(ctx, "", after, 1000)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range docs {
+			var r struct {
+				ID         string `json:"id"`
+				Release    string `json:"release"`
+				Target     string `json:"target"`
+				State      string `json:"state"`
+				HaltReason string `json:"halt_reason"`
+			}
+			if json.Unmarshal(d.Value, &r) != nil || r.State != "halted" {
+				continue
+			}
+			out = append(out, Condition{Key: keyOf(RolloutHalted, d.Key), Type: RolloutHalted, Severity: Major,
+				Details: jsonOf(map[string]any{"rollout": d.Key, "release": r.Release, "target": r.Target, "reason": r.HaltReason})})
+		}
+		if next == "" {
+			return out, nil
+		}
+		after = next
+	}
+}
