@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -8,7 +9,10 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"os"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -104,7 +108,8 @@ func newBenchGatewayCmd() *cobra.Command {
 		Long: `Connect --conns devices to the gateway at --addr over mutual-TLS MQTT 5
 (paho.golang), have each publish --msgs messages of --size bytes at --qos with
 --window in flight, and report the connect rate, acknowledged messages per
-second and the publish latency (p50, p99). Device certificates come from
+second, the publish latency (p50, p99) and the CPU time per acknowledged
+message of this process (the clients) and, with --pid, of the gateway's. Device certificates come from
 --certs/devices, and are issued there when --certs holds the device CA key.
 
 --baseline first runs the same load against a plain mochi-mqtt broker started
@@ -127,15 +132,17 @@ loopback addresses (a range like 127.0.0.2-127.0.0.21) for more than 60k.`,
 			out := cmd.OutOrStdout()
 			var base *device.BenchResult
 			if baseline {
+				c := startCPU(0)
 				b, err := runBaseline(cmd, cfg)
 				if err != nil {
 					return fmt.Errorf("baseline: %w", err)
 				}
 				base = &b
-				printBench(out, output, "plain mochi-mqtt", b, nil)
+				printBench(out, output, "plain mochi-mqtt", b, nil, c.stop(b.Acked, "clients and broker"))
 			}
+			c := startCPU(cfg.PID)
 			res, err := device.Bench(cmd.Context(), cfg)
-			printBench(out, output, "gateway "+cfg.Dial.Addr, res, base)
+			printBench(out, output, "gateway "+cfg.Dial.Addr, res, base, c.stop(res.Acked, "clients"))
 			return err
 		},
 	}
@@ -151,7 +158,7 @@ loopback addresses (a range like 127.0.0.2-127.0.0.21) for more than 60k.`,
 	fl.StringVar(&cfg.IDPrefix, "id-prefix", "bench", "prefix of the bench devices' ids")
 	fl.StringVar(&ips, "source-ips", "", "local addresses to connect from: a list or a range 127.0.0.2-127.0.0.21")
 	fl.DurationVar(&cfg.Hold, "hold", 0, "keep the connections open this long before reporting")
-	fl.IntVar(&cfg.PID, "pid", 0, "gateway process to sample RSS of (with --hold)")
+	fl.IntVar(&cfg.PID, "pid", 0, "gateway process to sample the CPU time of, and the RSS of (with --hold)")
 	fl.BoolVar(&baseline, "baseline", false, "also run the load against a plain mochi-mqtt broker")
 	fl.StringVarP(&output, "output", "o", "text", "output: text or json")
 	cmd.MarkFlagRequired("certs")
@@ -193,9 +200,9 @@ func runBaseline(cmd *cobra.Command, cfg device.BenchConfig) (device.BenchResult
 	return device.Bench(cmd.Context(), cfg)
 }
 
-func printBench(w io.Writer, format, what string, r device.BenchResult, base *device.BenchResult) {
+func printBench(w io.Writer, format, what string, r device.BenchResult, base *device.BenchResult, cpu cpuUse) {
 	if format == "json" {
-		b, _ := json.Marshal(map[string]any{"target": what, "result": r})
+		b, _ := json.Marshal(map[string]any{"target": what, "result": r, "cpu": cpu})
 		fmt.Fprintln(w, string(b))
 		return
 	}
@@ -207,6 +214,13 @@ func printBench(w io.Writer, format, what string, r device.BenchResult, base *de
 			fmt.Fprintf(w, " (%.2fx plain mochi)", r.MsgsPerSec/base.MsgsPerSec)
 		}
 		fmt.Fprintf(w, "\n  latency       p50 %s, p99 %s\n", r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
+	}
+	if cpu.SelfPerMsg > 0 {
+		fmt.Fprintf(w, "  cpu           %.1f µs/msg in this process (%s)", cpu.SelfPerMsg, cpu.Self)
+		if cpu.PID > 0 {
+			fmt.Fprintf(w, ", %.1f µs/msg in the gateway (pid %d)", cpu.GatewayPerMsg, cpu.PID)
+		}
+		fmt.Fprintln(w)
 	}
 	if r.Failed > 0 {
 		fmt.Fprintf(w, "  failed        %d (%s)\n", r.Failed, r.FirstFailure)
@@ -239,4 +253,76 @@ func ipRange(s string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// cpuUse is the CPU time (user and system) a run used per acknowledged
+// message: in this process (the clients, and the broker of the baseline)
+// and, with --pid, in the gateway's process. Connection handshakes are
+// included.
+type cpuUse struct {
+	Self          string  `json:"self"`
+	SelfPerMsg    float64 `json:"self_us_per_msg"`
+	PID           int     `json:"pid,omitempty"`
+	GatewayPerMsg float64 `json:"gateway_us_per_msg,omitempty"`
+}
+
+type cpuStart struct {
+	pid         int
+	self, other time.Duration
+	ok          bool
+}
+
+func startCPU(pid int) cpuStart {
+	c := cpuStart{pid: pid, self: selfCPU()}
+	if pid > 0 {
+		c.other, c.ok = procCPU(pid)
+	}
+	return c
+}
+
+func (c cpuStart) stop(acked int64, self string) cpuUse {
+	if acked <= 0 {
+		return cpuUse{}
+	}
+	u := cpuUse{Self: self, SelfPerMsg: float64((selfCPU() - c.self).Microseconds()) / float64(acked)}
+	if other, ok := procCPU(c.pid); ok && c.ok {
+		u.PID, u.GatewayPerMsg = c.pid, float64((other-c.other).Microseconds())/float64(acked)
+	}
+	return u
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU reads a process's user and system time from /proc/<pid>/stat
+// (Linux, clock ticks of 1/100 s).
+func procCPU(pid int) (time.Duration, bool) {
+	if pid <= 0 {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing parenthesis (utime and stime are fields 14, 15).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, false
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond, true
 }
