@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+	"github.com/weft-io/weft/alarm"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/console"
@@ -144,6 +145,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
+	alarms, err := alarm.New(alarm.Config{Store: st, Links: alarmLinks(mon), CertFiles: certFiles, DataDir: cfg.DataDir,
+		Rollouts: api.RolloutsTable, Registerer: reg, Logger: log})
+	if err != nil {
+		return fail(fmt.Errorf("core: %w", err))
+	}
 	con, err := console.New(console.Config{API: apiSrv, Logger: log.With("component", "console")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
@@ -168,6 +174,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	n.wg.Go(func() {
 		if err := apiSrv.RunRollouts(runCtx); err != nil && runCtx.Err() == nil {
 			log.Error("rollout runner stopped", "err", err)
+		}
+	})
+	n.wg.Go(func() {
+		if err := alarms.Run(runCtx); err != nil && runCtx.Err() == nil {
+			log.Error("alarms stopped", "err", err)
 		}
 	})
 	n.wg.Add(4)
@@ -238,4 +249,16 @@ type edgeHistory struct{ srv *link.Server }
 
 func (h edgeHistory) History(ctx context.Context, edge, device string, q api.RangeQuery) ([]store.Message, bool, error) {
 	return h.srv.History(ctx, edge, device, q.From, q.To, q.Limit)
+}
+
+// alarmLinks reports the edges' links, as mon sees them, to the alarm
+// engine.
+func alarmLinks(mon *replicate.Monitor) func() []alarm.Link {
+	return func() []alarm.Link {
+		var out []alarm.Link
+		for _, l := range mon.Links() {
+			out = append(out, alarm.Link{Peer: l.Peer, Up: l.Connected, Since: l.Since})
+		}
+		return out
+	}
 }

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/weft-io/weft/alarm"
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
@@ -199,6 +200,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		certWatch.Run(reqCtx, 0)
 	}()
+	ac := alarm.Config{Store: st, Edge: true, Uplink: cfg.Core != "", CertFiles: certFiles, DataDir: cfg.DataDir, Registerer: reg, Logger: log}
+	if cfg.Core != "" {
+		ac.Links = alarmLinks(mon, st.Now())
+	}
+	alarms, err := alarm.New(ac)
+	if err != nil {
+		n.Shutdown(context.Background())
+		return nil, fmt.Errorf("edge: %w", err)
+	}
+	n.wg.Go(func() {
+		if err := alarms.Run(reqCtx); err != nil && reqCtx.Err() == nil {
+			log.Error("alarms stopped", "err", err)
+		}
+	})
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
 	scores.setLimits(cfg.Scoring)
 	reg.MustRegister(scores)
@@ -311,4 +326,19 @@ func limitBacklog(ctx context.Context, st *store.Store, quota int64) error {
 	drop := true
 	_, err := st.ChangeVolume(ctx, vol, store.VolumeChange{Quota: &quota, DropOldest: &drop})
 	return err
+}
+
+// alarmLinks reports the link to the core, as mon sees it, to the alarm
+// engine: down since start while it never came up.
+func alarmLinks(mon *replicate.Monitor, start time.Time) func() []alarm.Link {
+	return func() []alarm.Link {
+		var out []alarm.Link
+		for _, l := range mon.Links() {
+			out = append(out, alarm.Link{Peer: l.Peer, Up: l.Connected, Since: l.Since})
+		}
+		if len(out) == 0 {
+			out = append(out, alarm.Link{Peer: "core", Since: start})
+		}
+		return out
+	}
 }
