@@ -6,6 +6,13 @@ type TopicPart struct {
 	Partition int
 }
 
+// PartEnd is a partition that a commit appended to and its next offset
+// after that commit.
+type PartEnd struct {
+	TopicPart
+	End uint64
+}
+
 // changeLogSize is how many appends a stream's change log remembers; a
 // reader further behind looks at every topic instead.
 const changeLogSize = 1 << 16
@@ -15,12 +22,12 @@ const changeLogSize = 1 << 16
 // first+i.
 type changeLog struct {
 	first   uint64
-	entries []TopicPart
+	entries []PartEnd
 }
 
 func (l *changeLog) next() uint64 { return l.first + uint64(len(l.entries)) }
 
-func (l *changeLog) add(tp TopicPart) {
+func (l *changeLog) add(tp PartEnd) {
 	if len(l.entries) == changeLogSize {
 		half := changeLogSize / 2
 		n := copy(l.entries, l.entries[half:])
@@ -38,6 +45,18 @@ func (l *changeLog) add(tp TopicPart) {
 // caller then looks at every topic. Only commits after the first call are
 // recorded; take the cursor before looking at the stream.
 func (st *Stream) Changes(cursor uint64) (parts []TopicPart, next uint64, complete bool) {
+	ends, next, complete := st.ChangeEnds(cursor)
+	for _, pe := range ends {
+		parts = append(parts, pe.TopicPart)
+	}
+	return parts, next, complete
+}
+
+// ChangeEnds is Changes with each partition's next offset after the last
+// of those commits that appended to it: a reader that only needs to know
+// how far a partition reaches need not look it up. A partition's records
+// may since have been trimmed or quarantined; reads say so.
+func (st *Stream) ChangeEnds(cursor uint64) (parts []PartEnd, next uint64, complete bool) {
 	s := st.v.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -50,12 +69,14 @@ func (st *Stream) Changes(cursor uint64) (parts []TopicPart, next uint64, comple
 	if cursor < l.first || cursor > next {
 		return nil, next, false
 	}
-	seen := make(map[TopicPart]bool, next-cursor)
-	for _, tp := range l.entries[cursor-l.first:] {
-		if !seen[tp] {
-			seen[tp] = true
-			parts = append(parts, tp)
+	at := make(map[TopicPart]int, next-cursor)
+	for _, pe := range l.entries[cursor-l.first:] {
+		if i, ok := at[pe.TopicPart]; ok {
+			parts[i].End = max(parts[i].End, pe.End)
+			continue
 		}
+		at[pe.TopicPart] = len(parts)
+		parts = append(parts, pe)
 	}
 	return parts, next, true
 }
@@ -68,7 +89,7 @@ func (s *Store) logChanges(order []*pendingPart) {
 	}
 	for _, p := range order {
 		if l := s.changes["/"+p.vol+"/"+p.name]; l != nil {
-			l.add(TopicPart{Topic: p.topic, Partition: p.part})
+			l.add(PartEnd{TopicPart{Topic: p.topic, Partition: p.part}, p.base + uint64(len(p.msgs))})
 		}
 	}
 }

@@ -34,6 +34,12 @@ func TestStreamChanges(t *testing.T) {
 	if !complete || !slices.Equal(parts, want) {
 		t.Fatalf("after appends to a, b, a: %v complete %v; want %v", parts, complete, want)
 	}
+	// With their ends: a took offsets 0 and 1, b offset 0.
+	ends, _, complete := st.ChangeEnds(cursor)
+	wantEnds := []PartEnd{{TopicPart{"a", 0}, 2}, {TopicPart{"b", 0}, 1}}
+	if !complete || !slices.Equal(ends, wantEnds) {
+		t.Fatalf("ends after appends to a, b, a: %v complete %v; want %v", ends, complete, wantEnds)
+	}
 	// A reader too far behind is told to look at everything.
 	for i := range changeLogSize/256 + 1 {
 		reqs := make([]AppendRequest, 256)

@@ -272,6 +272,10 @@ func (s *Store) monotonic() time.Duration {
 // stampFloor records the floor in the group's transaction: every append
 // carries it, so the floor persisted is never behind a stamp stored.
 func (w *wtx) stampFloor() error {
+	if w.floorStamped {
+		return nil // once a transaction: the key is the same
+	}
+	w.floorStamped = true
 	w.s.clock.mu.Lock()
 	pending := w.s.clock.pending
 	w.s.clock.mu.Unlock()

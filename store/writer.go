@@ -207,6 +207,7 @@ type wtx struct {
 	snaps   map[string]uint64 // 0: deleted
 	wake    map[string]struct{}
 
+	floorStamped  bool   // the clock floor is in the transaction
 	mirrorPending int    // +1 when a mirror update begins, -1 when published
 	published     string // volume whose mirror update this group publishes
 }
