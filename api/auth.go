@@ -48,6 +48,7 @@ var tokenReasons = []struct {
 	{certs.ErrTokenIssuer, "wrong_issuer", "token issuer mismatch"},
 	{certs.ErrTokenRole, "bad_role", "token role invalid"},
 	{certs.ErrTokenClaims, "bad_claims", "token claims invalid"},
+	{errTokenRevoked, "revoked", "token revoked"},
 }
 
 // errNoToken is a request without a bearer token.
@@ -91,21 +92,43 @@ func (s *Server) authenticate(r *http.Request) (*certs.TokenClaims, error) {
 	if len(vals) > 1 {
 		return nil, fmt.Errorf("%w: several Authorization headers", certs.ErrTokenMalformed)
 	}
-	scheme, token, _ := strings.Cut(vals[0], " ")
-	if !strings.EqualFold(scheme, "Bearer") {
+	ok, token, err := cutBearer(vals[0])
+	if !ok {
 		return nil, errNoToken
 	}
-	token = strings.TrimLeft(token, " ")
-	if token == "" {
-		return nil, fmt.Errorf("%w: empty bearer token", certs.ErrTokenMalformed)
+	if err != nil {
+		return nil, err
 	}
-	claims, err := certs.VerifyToken(s.cfg.TokenKey, token, s.cfg.Audience, s.now())
+	now := s.now()
+	claims, err := certs.VerifyToken(s.cfg.TokenKey, token, s.cfg.Audience, now)
 	if err != nil && s.oidc != nil && (errors.Is(err, certs.ErrTokenAlgorithm) || errors.Is(err, certs.ErrTokenSignature) ||
 		errors.Is(err, certs.ErrTokenIssuer) || errors.Is(err, certs.ErrTokenAudience)) {
 		// Not one of ours: perhaps the identity provider's.
-		return s.oidc.verify(token, s.now())
+		claims, err = s.oidc.verify(token, now)
 	}
-	return claims, err
+	if err != nil {
+		return nil, err
+	}
+	if claims.ID != "" {
+		if err := s.tokens.check(r.Context(), claims, now); err != nil {
+			return nil, err
+		}
+	}
+	return claims, nil
+}
+
+// cutBearer takes the token out of an Authorization header: ok is false
+// when the scheme is not Bearer, err set when the token is empty.
+func cutBearer(header string) (ok bool, token string, err error) {
+	scheme, token, _ := strings.Cut(header, " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return false, "", nil
+	}
+	token = strings.TrimLeft(token, " ")
+	if token == "" {
+		return true, "", fmt.Errorf("%w: empty bearer token", certs.ErrTokenMalformed)
+	}
+	return true, token, nil
 }
 
 // unauthorized answers a request whose token is missing or invalid. As RFC

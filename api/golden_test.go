@@ -68,6 +68,13 @@ func TestGolden(t *testing.T) {
 	defer ts.Close()
 	e := &env{t: t, st: st, srv: srv, url: ts.URL, priv: priv, reg: reg}
 	tok := e.token(certs.RoleViewer)
+	revoked, err := certs.IssueToken(priv, certs.TokenClaims{Subject: "mallory", Role: certs.RoleViewer, ID: "gold-1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.RevokeToken(ctx, "root", "gold-1"); err != nil {
+		t.Fatal(err)
+	}
 
 	for _, c := range []struct {
 		name, path, token string
@@ -79,6 +86,7 @@ func TestGolden(t *testing.T) {
 		{"stream-read", "/api/v1/streams/telemetry/by_device/messages?topic=pump-1&from=0", tok},
 		{"no-token", "/api/v1/devices", ""},
 		{"unknown-device", "/api/v1/devices/pump-9", tok},
+		{"revoked-token", "/api/v1/devices", revoked},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			resp, body := e.do("GET", c.path, c.token, "")

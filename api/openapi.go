@@ -51,6 +51,10 @@ var operations = []op{
 	{"POST", "/api/v1/firmware/rollouts/{id}/pause", "operator", "Pause a rollout", nil, false},
 	{"POST", "/api/v1/firmware/rollouts/{id}/resume", "operator", "Resume a paused or halted rollout", nil, false},
 	{"POST", "/api/v1/firmware/rollouts/{id}/abort", "operator", "Abort a rollout: what has not started is canceled", nil, false},
+	{"POST", "/api/v1/tokens", "admin", "Issue an API token: {role, subject, ttl, scope}, answered {id, token, expires}", nil, true},
+	{"GET", "/api/v1/tokens", "admin", "The tokens issued and revoked, without their secret", nil, false},
+	{"DELETE", "/api/v1/tokens/{id}", "admin", "Revoke a token by id (issued here or by weft token create)", nil, false},
+	{"POST", "/api/v1/signin-links", "admin", "A fresh one-time console sign-in link: {url}", nil, false},
 	{"GET", "/api/v1/links", "viewer", "The node's sync links and their streams (on nodes that run links)", nil, false},
 }
 

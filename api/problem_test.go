@@ -16,7 +16,8 @@ import (
 // titles are the problem titles the package writes besides the error
 // table's.
 var titles = []string{"Bad request", "Body too large", "Missing token", "Invalid token", "Forbidden",
-	"Method not allowed", "Precondition failed", "Internal error", "Not found"}
+	"Method not allowed", "Precondition failed", "Internal error", "Not found", "Tokens owned elsewhere",
+	"Token issuing not configured", "No console"}
 
 // TestProblemTypesDocumented checks that every problem type resolves to a
 // heading of docs/api.md.

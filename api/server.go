@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,10 @@ type Config struct {
 	// TokenKey verifies API tokens: the public half of the certificate
 	// directory's token key (token.pub). Required.
 	TokenKey ed25519.PublicKey
+	// TokenSigner, the private half (token.key), lets the node issue
+	// tokens (POST /api/v1/tokens) and sign-in links with tokens of their
+	// own. Nil: issuing is refused (503); revoking works.
+	TokenSigner ed25519.PrivateKey
 	// Audience is the aud tokens must carry. Default certs.TokenAudience.
 	Audience string
 	// Gatherer is what /metrics serves. Default prometheus.DefaultGatherer.
@@ -83,6 +88,11 @@ type Server struct {
 	patterns []string
 	// summaries caches fleet counts (devices.go).
 	summaries *shadow.SummaryCache
+	// tokens is the list of issued and revoked tokens (tokens.go).
+	tokens *tokenList
+	// signinLinks mints console sign-in links (tokens.go).
+	signinMu    sync.Mutex
+	signinLinks SigninLinks
 
 	// testHookWait, if set, runs just before a blocking read starts to wait.
 	testHookWait func()
@@ -114,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.Limits = cfg.Limits.WithDefaults()
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), mux: http.NewServeMux(),
-		limits: cfg.Limits, streams: newStreamSlots(cfg.Limits)}
+		limits: cfg.Limits, streams: newStreamSlots(cfg.Limits), tokens: newTokenList(cfg.Store)}
 	if cfg.OIDC != nil {
 		v, err := newOIDCVerifier(context.Background(), *cfg.OIDC)
 		if err != nil {
@@ -151,6 +161,7 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/volumes", certs.RoleViewer, http.HandlerFunc(s.volumes))
 	s.deviceRoutes()
 	s.firmwareRoutes()
+	s.tokenRoutes()
 }
 
 // readyz answers whether the node should be sent traffic: 200

@@ -39,6 +39,11 @@ type Config struct {
 	// CodeTTL is how long a one-time sign-in code stays valid (it is also
 	// never valid past its token's expiry). Default 24 hours.
 	CodeTTL time.Duration
+	// CertsDir is the node's certificate directory, named in the command
+	// the sign-in page suggests for making a token (weft token create
+	// --dir CertsDir). Empty: the page names it CERTS for the reader to
+	// fill in.
+	CertsDir string
 	// SecureCookie marks the session cookie Secure even on plain HTTP
 	// requests (behind a TLS-terminating proxy). Requests that came over
 	// TLS always get a Secure cookie.
@@ -110,6 +115,14 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.routes()
 	s.root = securityHeaders(s.mux)
+	// POST /api/v1/signin-links mints this console's one-time links.
+	cfg.API.SetSigninLinks(func(token string) (string, error) {
+		code, err := s.OneTimeCode(token)
+		if err != nil {
+			return "", err
+		}
+		return "/signin?code=" + url.QueryEscape(code), nil
+	})
 	return s, nil
 }
 
@@ -310,6 +323,25 @@ func localPath(next string) string {
 	return next
 }
 
+// TokenCommand is the command the sign-in page suggests: weft token
+// create for an operator token of 8 hours, from the certificate directory
+// dir (CERTS when empty), quoted for a POSIX shell.
+func TokenCommand(dir string) string {
+	d := "CERTS"
+	if dir != "" {
+		d = shellQuote(dir)
+	}
+	return "weft token create --dir " + d + " --role operator --subject you --ttl 8h"
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./+=:@,") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
 // codeUsed is what a sign-in link says when its code is no longer valid.
 const codeUsed = "This sign-in link has been used already or has expired. Sign in with a token, or ask for a new link."
 
@@ -322,6 +354,12 @@ type signinData struct {
 	Code    string
 	Subject string
 	Role    string
+	// TokenCommand is the command that makes a token to paste, as it
+	// runs on the node's machine.
+	TokenCommand string
+	// CertsKnown says TokenCommand names the node's certificate
+	// directory; else it says CERTS.
+	CertsKnown bool
 }
 
 // signinPage shows the sign-in form or, for a one-time link, a button
@@ -392,5 +430,6 @@ func (s *Server) signout(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) renderSignin(w http.ResponseWriter, r *http.Request, status int, d signinData) {
 	d.Next = localPath(r.FormValue("next"))
+	d.TokenCommand, d.CertsKnown = TokenCommand(s.cfg.CertsDir), s.cfg.CertsDir != ""
 	s.render(w, r, status, "signin", "Sign in", d, "")
 }

@@ -424,10 +424,19 @@ Serials revoked without having been issued here show kind and identity "-".`,
 func newTokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
-		Short: "Create API tokens",
-		Args:  cobra.NoArgs,
+		Short: "Create API tokens offline, or issue, list and revoke them through the core's API",
+		Long: `weft token create signs a token offline with the certificate directory's
+token.key. weft token issue, ls and revoke call a running node's API (the
+core) with an admin token, as the other commands against a running node do
+(--server, --token, or the context saved by weft login).`,
+		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newTokenCreateCmd())
+	rf := &remoteFlags{}
+	remote := []*cobra.Command{newTokenIssueCmd(rf), newTokenLsCmd(rf), newTokenRevokeCmd(rf)}
+	for _, c := range remote {
+		addRemoteFlagsTo(c, rf)
+	}
+	cmd.AddCommand(append([]*cobra.Command{newTokenCreateCmd()}, remote...)...)
 	return cmd
 }
 
@@ -440,7 +449,10 @@ directory's token.key, with iss "weft", aud "weft-api", the subject, the
 role (viewer, operator or admin; each allows what the lower ones do), an
 optional scope and an expiry. Scope keys are class, device, edge and site;
 a scoped token applies only to the matching devices. Send it as
-"Authorization: Bearer TOKEN".`,
+"Authorization: Bearer TOKEN".
+
+The token goes to standard output; its id (the jti claim), by which
+weft token revoke revokes it, to standard error.`,
 		Example: "  weft token create --dir certs --role operator --subject alice --scope class=pump,edge=truck-7 --ttl 8h",
 		Args:    cobra.NoArgs,
 	}
@@ -465,6 +477,9 @@ a scoped token applies only to the matching devices. Send it as
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), tok)
+		if claims, err := certs.VerifyToken(a.TokenPublicKey, tok, "", time.Now()); err == nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "token id %s (revoke with: weft token revoke %s)\n", claims.ID, claims.ID)
+		}
 		return nil
 	}
 	return cmd

@@ -28,7 +28,7 @@ import (
 // login and context, devices, edges, anomalies, audit, and tail to the
 // stream group, and completion, the shell completion scripts.
 func addRemoteCmds(root *cobra.Command) {
-	root.AddCommand(newLoginCmd(), newContextCmd(), newDevicesCmd(), newEdgesCmd(), newAnomaliesCmd(), newAuditCmd(), newCompletionCmd())
+	root.AddCommand(newLoginCmd(), newContextCmd(), newDevicesCmd(), newEdgesCmd(), newAnomaliesCmd(), newAuditCmd(), newSigninLinkCmd(), newCompletionCmd())
 	for _, c := range root.Commands() {
 		if c.Name() == "stream" {
 			c.AddCommand(newStreamTailCmd())
@@ -178,13 +178,18 @@ type remoteFlags struct {
 // addRemoteFlags adds the flags to cmd and the commands under it.
 func addRemoteFlags(cmd *cobra.Command) *remoteFlags {
 	f := &remoteFlags{}
+	addRemoteFlagsTo(cmd, f)
+	return f
+}
+
+// addRemoteFlagsTo adds the flags of f to cmd and the commands under it.
+func addRemoteFlagsTo(cmd *cobra.Command, f *remoteFlags) {
 	fl := cmd.PersistentFlags()
 	fl.StringVar(&f.context, "context", "", "saved context to use (default: the current one, see weft context ls)")
 	fl.StringVar(&f.server, "server", "", "URL of the node's API (default: $"+serverEnv+", or the context's)")
 	fl.StringVar(&f.token, "token", "", "API token (default: $"+tokenEnv+", or the context's)")
 	fl.StringVar(&f.caFile, "ca-file", "", "PEM file of the CA of an HTTPS node (default: the context's, or the system's roots)")
 	fl.StringVar(&f.fingerprint, "fingerprint", "", "SHA-256 fingerprint (sha256:HEX) of an HTTPS node's certificate to trust")
-	return f
 }
 
 // client returns a client of the node the flags, the environment and the
