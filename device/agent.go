@@ -98,6 +98,11 @@ type AgentConfig struct {
 	Source Source
 	// MaxImageSize is the largest image the device takes. Default 64 MiB.
 	MaxImageSize int64
+	// ReleaseWait is how long the agent keeps asking its Source for an
+	// announced release the edge does not hold yet (ErrNotOnEdge): the
+	// announcement may arrive before the release's mirror does. Default
+	// 10 minutes.
+	ReleaseWait time.Duration
 	// DigestOnly keeps in a slot the image's digest and size, not its
 	// bytes: for simulated fleets, where thousands of devices would
 	// otherwise write every image to disk thousands of times. Every check
@@ -118,6 +123,10 @@ type AgentConfig struct {
 	// Logger receives the agent's logs. Nil discards them.
 	Logger *slog.Logger
 }
+
+// ErrNotOnEdge is the error of a Source asked for a release its edge does
+// not hold (yet).
+var ErrNotOnEdge = errors.New("device: release not on the edge")
 
 // DefaultMaxImageSize is the default of AgentConfig.MaxImageSize.
 const DefaultMaxImageSize = 64 << 20
@@ -164,6 +173,9 @@ func NewAgent(cfg AgentConfig) (*Agent, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.ReleaseWait <= 0 {
+		cfg.ReleaseWait = 10 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -337,7 +349,7 @@ func (a *Agent) Apply(ctx context.Context, o Offer) Result {
 		if a.cfg.Source == nil {
 			return end(StepFailed, "download", "no source to fetch the manifest from")
 		}
-		b, err := a.cfg.Source.Manifest(ctx, o.Name, o.Version)
+		b, err := a.fetchManifest(ctx, o.Name, o.Version)
 		if err != nil {
 			return end(StepFailed, "download", "manifest: %v", err)
 		}
@@ -401,6 +413,28 @@ func (a *Agent) Apply(ctx context.Context, o Offer) Result {
 		}
 	}
 	return a.boot(ctx)
+}
+
+// fetchManifest fetches a release's manifest, asking again, with growing
+// pauses, while the edge does not hold it yet, for up to ReleaseWait.
+func (a *Agent) fetchManifest(ctx context.Context, name string, v firmware.Version) ([]byte, error) {
+	deadline := time.Now().Add(a.cfg.ReleaseWait)
+	pause := 250 * time.Millisecond
+	for {
+		b, err := a.cfg.Source.Manifest(ctx, name, v)
+		if !errors.Is(err, ErrNotOnEdge) || time.Now().Add(pause).After(deadline) {
+			return b, err
+		}
+		a.log.Debug("release not on the edge yet", "release", name+"@"+v.String(), "retry_in", pause)
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 15*time.Second)
+	}
 }
 
 // running reports whether m is the release the device runs.

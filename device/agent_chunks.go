@@ -120,7 +120,9 @@ func (s *MQTTSource) fetch(ctx context.Context, file, name string, v firmware.Ve
 			continue
 		case p := <-ch:
 			t.Stop()
-			if e := userProperty(p, firmware.ChunkPropError); e != "" {
+			if e := userProperty(p, firmware.ChunkPropError); e == firmware.ChunkErrNotFound {
+				return chunk{}, fmt.Errorf("%w: %s %s@%s", ErrNotOnEdge, file, name, v)
+			} else if e != "" {
 				return chunk{}, fmt.Errorf("%w: %s %s@%s at %d: %s", ErrChunkRefused, file, name, v, off, e)
 			}
 			size, err := strconv.ParseInt(userProperty(p, firmware.ChunkPropSize), 10, 64)

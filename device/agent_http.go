@@ -58,6 +58,9 @@ func (s *HTTPSource) Manifest(ctx context.Context, name string, v firmware.Versi
 		return nil, fmt.Errorf("device: fetch manifest: %w", err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("%w: fetch manifest %s@%s: %s", ErrNotOnEdge, name, v, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("device: fetch manifest %s@%s: %s", name, v, resp.Status)
 	}

@@ -435,3 +435,39 @@ func TestAgentIgnoresOtherTopics(t *testing.T) {
 		t.Fatalf("reports: %v", out.states(t))
 	}
 }
+
+// lateSource is a memSource whose edge does not hold the release for the
+// first asks: the announcement came before the mirror.
+type lateSource struct {
+	*memSource
+	mu      sync.Mutex
+	missing int
+}
+
+func (s *lateSource) Manifest(ctx context.Context, name string, v firmware.Version) ([]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.missing > 0 {
+		s.missing--
+		return nil, fmt.Errorf("%w: not yet", ErrNotOnEdge)
+	}
+	return s.memSource.Manifest(ctx, name, v)
+}
+
+// TestAgentWaitsForTheRelease announces a release the edge does not hold
+// yet: the agent asks again until it does and installs it; with a wait
+// shorter than the mirror's delay, it fails with reason download.
+func TestAgentWaitsForTheRelease(t *testing.T) {
+	ctx := context.Background()
+	rel := newRelease(t, "1.2.0", fwK1, nil)
+	src := &lateSource{memSource: newMemSource(rel), missing: 2}
+	a, _ := newTestAgent(t, t.TempDir(), src, nil)
+	if res := a.Apply(ctx, Offer{Name: "sensor-fw", Version: rel.m.Version}); res.State != StepCommitted {
+		t.Fatalf("Apply = %+v", res)
+	}
+	src = &lateSource{memSource: newMemSource(rel), missing: 1 << 30}
+	a, _ = newTestAgent(t, t.TempDir(), src, func(c *AgentConfig) { c.ReleaseWait = time.Millisecond })
+	if res := a.Apply(ctx, Offer{Name: "sensor-fw", Version: rel.m.Version}); res.State != StepFailed || res.Reason != "download" {
+		t.Fatalf("Apply = %+v, want failed download", res)
+	}
+}

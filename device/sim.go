@@ -1,8 +1,11 @@
 package device
 
 import (
+	"cmp"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,11 +13,13 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/weft-io/weft/firmware"
 )
 
 // Class describes a simulated device class: its telemetry channels, each
@@ -66,8 +71,42 @@ type SimConfig struct {
 	// RebootPause is how long a device stays away after answering a
 	// reboot command. Default 1 s.
 	RebootPause time.Duration
+	// Firmware, when its Keys hold a key, runs a firmware agent (Agent) in
+	// every device. Zero: devices report firmware 1.0.0 and ignore
+	// releases.
+	Firmware SimFirmware
 	// Logger receives the fleet's logs. Nil discards them.
 	Logger *slog.Logger
+}
+
+// SimFirmware is the firmware side of a simulated fleet: every device
+// runs an Agent that pins Keys, fetches images from Source, keeps only
+// their digests (AgentConfig.DigestOnly), and commits or rolls back.
+type SimFirmware struct {
+	// Keys is the key set each device pins on its first start.
+	Keys firmware.KeySet
+	// Dir holds each device's agent state, in Dir/<id>. Required with
+	// Keys.
+	Dir string
+	// Version is the version a device runs on its first start. Default
+	// 1.0.0.
+	Version firmware.Version
+	// Source fetches releases: the edge's API (HTTPSource) in `weft up`.
+	// Nil: each device fetches over its own MQTT connection in chunks
+	// (MQTTSource), from the edge's chunk server (firmware.ChunkServer).
+	Source Source
+	// FailRate is the fraction of devices whose new images fail their
+	// health check (and roll back): a device fails when a hash of its id,
+	// read as a fraction of 1, is below FailRate, so the same devices fail
+	// on every run. Default 0.
+	FailRate float64
+}
+
+// Fails reports whether device id's new images fail their health check
+// under FailRate.
+func (c SimFirmware) Fails(id string) bool {
+	h := sha256.Sum256([]byte(id))
+	return float64(binary.BigEndian.Uint64(h[:])>>11)/(1<<53) < c.FailRate
 }
 
 // Fleet is a running simulated fleet.
@@ -155,6 +194,11 @@ func StartFleet(ctx context.Context, cfg SimConfig) (*Fleet, error) {
 	var wg sync.WaitGroup
 	for i, id := range f.ids {
 		d := &simDevice{f: f, id: id, class: Classes[i%len(Classes)], cert: creds[i], rng: rand.New(rand.NewPCG(uint64(i), 7))}
+		if len(cfg.Firmware.Keys.Keys) > 0 {
+			if err := d.startAgent(ctx, &wg); err != nil {
+				return nil, err
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -185,6 +229,115 @@ type simDevice struct {
 	setpoint float64
 	anomaly  int // samples of anomaly left
 	changed  chan struct{}
+
+	// The firmware agent, when the fleet runs one: its messages, the
+	// connection it publishes on, the version it runs, the source of the
+	// current session when it fetches over MQTT.
+	agent     *Agent
+	fwMsgs    chan *paho.Publish
+	conn      *paho.Client // guarded by mu
+	chunks    *MQTTSource  // guarded by mu
+	running   string       // guarded by mu
+	connected chan struct{}
+	once      sync.Once
+}
+
+// startAgent makes the device's firmware agent and runs it until ctx
+// ends: it finishes an update a restart interrupted once the device is
+// first connected, then acts on each firmware message in turn, apart
+// from the session so that a download does not hold up telemetry.
+func (d *simDevice) startAgent(ctx context.Context, wg *sync.WaitGroup) error {
+	fc := d.f.cfg.Firmware
+	if fc.Dir == "" {
+		return errors.New("device: a fleet running firmware agents needs Firmware.Dir")
+	}
+	ver := fc.Version
+	if ver.IsZero() {
+		ver = firmware.Version{Major: 1}
+	}
+	cfg := AgentConfig{ID: d.id, Class: d.class.Name, Dir: filepath.Join(fc.Dir, d.id), Keys: fc.Keys, Version: ver,
+		Source: fc.Source, DigestOnly: true, Publish: d.publish, Logger: d.f.cfg.Logger}
+	if cfg.Source == nil {
+		cfg.Source = sessionSource{d}
+	}
+	if fc.Fails(d.id) {
+		cfg.Health = func(context.Context, string, firmware.Manifest) error {
+			return errors.New("simulated failure: the new image does not come up")
+		}
+	}
+	a, err := NewAgent(cfg)
+	if err != nil {
+		return err
+	}
+	d.agent, d.fwMsgs, d.connected, d.running = a, make(chan *paho.Publish, 16), make(chan struct{}), a.Version().String()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-d.connected:
+		case <-ctx.Done():
+			return
+		}
+		d.agent.Boot(ctx)
+		d.setRunning()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case p := <-d.fwMsgs:
+				d.agent.Handle(ctx, p.Topic, p.Payload)
+				d.setRunning()
+			}
+		}
+	}()
+	return nil
+}
+
+func (d *simDevice) setRunning() {
+	v := d.agent.Version().String()
+	d.mu.Lock()
+	d.running = v
+	d.mu.Unlock()
+}
+
+// publish sends an agent's message on the current connection.
+func (d *simDevice) publish(ctx context.Context, topic string, payload []byte) error {
+	d.mu.Lock()
+	c := d.conn
+	d.mu.Unlock()
+	if c == nil {
+		return errors.New("device: not connected")
+	}
+	_, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: 1, Payload: payload})
+	return err
+}
+
+// sessionSource fetches over the current session's MQTT connection.
+type sessionSource struct{ d *simDevice }
+
+func (s sessionSource) src() (*MQTTSource, error) {
+	s.d.mu.Lock()
+	defer s.d.mu.Unlock()
+	if s.d.chunks == nil {
+		return nil, errors.New("device: not connected")
+	}
+	return s.d.chunks, nil
+}
+
+func (s sessionSource) Manifest(ctx context.Context, name string, v firmware.Version) ([]byte, error) {
+	src, err := s.src()
+	if err != nil {
+		return nil, err
+	}
+	return src.Manifest(ctx, name, v)
+}
+
+func (s sessionSource) Image(ctx context.Context, name string, v firmware.Version, off int64, w io.Writer) error {
+	src, err := s.src()
+	if err != nil {
+		return err
+	}
+	return src.Image(ctx, name, v, off, w)
 }
 
 func (d *simDevice) setOnline(on bool) {
@@ -228,8 +381,19 @@ func (d *simDevice) session(ctx context.Context) error {
 	deltas := make(chan []byte, 16)
 	commands := make(chan *paho.Publish, 64)
 	cmdPrefix := "updates/device/" + d.id + "/commands/"
+	var chunks *MQTTSource
+	if d.agent != nil && d.f.cfg.Firmware.Source == nil {
+		chunks = &MQTTSource{ID: d.id, Publish: d.publish}
+	}
 	c, err := Connect(ctx, d.f.cfg.Dial, d.id, d.cert, false, func(p paho.PublishReceived) (bool, error) {
 		switch t := p.Packet.Topic; {
+		case chunks != nil && chunks.Deliver(p.Packet):
+		case d.agent != nil && d.agent.isFirmware(t):
+			select {
+			case d.fwMsgs <- p.Packet:
+			default:
+				d.f.log.Warn("firmware message dropped: agent busy", "device", d.id, "topic", t)
+			}
 		case strings.HasPrefix(t, cmdPrefix):
 			select {
 			case commands <- p.Packet:
@@ -259,6 +423,17 @@ func (d *simDevice) session(ctx context.Context) error {
 		return err
 	}
 	d.setOnline(true)
+	if d.agent != nil {
+		d.mu.Lock()
+		d.conn, d.chunks = c, chunks
+		d.mu.Unlock()
+		defer func() {
+			d.mu.Lock()
+			d.conn, d.chunks = nil, nil
+			d.mu.Unlock()
+		}()
+		d.once.Do(func() { close(d.connected) })
+	}
 	if err := d.report(ctx, c, nil); err != nil {
 		return err
 	}
@@ -379,7 +554,7 @@ func (d *simDevice) report(ctx context.Context, c *paho.Client, errs map[string]
 	state := map[string]any{
 		"sample_interval_s": d.interval.Seconds(),
 		"setpoint":          d.setpoint,
-		"firmware":          "1.0.0",
+		"firmware":          cmp.Or(d.running, "1.0.0"),
 		"error":             nil,
 	}
 	d.mu.Unlock()

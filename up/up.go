@@ -1,7 +1,8 @@
 // Package up runs the whole fabric on one machine, for a first look and for
 // demonstrations: certificates under the data directory, a core node, an
 // edge node with its device gateway linked to the core over QUIC, and a
-// simulated fleet of devices over real mTLS MQTT. `weft up` builds a
+// simulated fleet of devices over real mTLS MQTT, each running the
+// firmware agent with a demo signing key pinned. `weft up` builds a
 // Config and calls Run; starting again on the same directory resumes with
 // the same data.
 package up
@@ -21,6 +22,7 @@ import (
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
 	"github.com/weft-io/weft/edge"
+	"github.com/weft-io/weft/firmware"
 	"github.com/weft-io/weft/sync/link"
 	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/wire"
@@ -50,6 +52,10 @@ type Config struct {
 	// models and firmware volumes it mirrors. Default that of package
 	// sync/mirror.
 	MirrorInterval time.Duration
+	// FirmwareFail is the fraction of simulated devices whose new
+	// firmware fails its health check (and rolls back), so that a rollout
+	// can be seen to halt (device.SimFirmware.FailRate). Default 0.
+	FirmwareFail float64
 	// Out receives the addresses to use (console URL, sign-in link).
 	// Nil discards.
 	Out io.Writer
@@ -64,7 +70,24 @@ type Fabric struct {
 	Fleet *device.Fleet
 	// Token is an admin API token, also written to DataDir/admin.token.
 	Token string
+	// FirmwareKey is the demo firmware signing key (DemoKeyDir), and
+	// FirmwareKeyID its id.
+	FirmwareKey   string
+	FirmwareKeyID string
+
+	stopChunks context.CancelFunc
+	chunksDone chan struct{}
 }
+
+// DemoKeyDir is where, under the data directory, `weft up` keeps its demo
+// firmware signing key: apart from the nodes' directories and from the
+// certificates, as an offline key would be. The core trusts its public
+// half (certs/firmware-keys.json) and the simulated devices pin it.
+const DemoKeyDir = "firmware-demo-key"
+
+// FleetDir is where, under the data directory, the simulated devices keep
+// their firmware agents' state.
+const FleetDir = "fleet"
 
 // Start sets up certificates on first start, then starts the core, the
 // edge linked to it, and the fleet.
@@ -87,8 +110,19 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.FirmwareFail < 0 || cfg.FirmwareFail > 1 {
+		return nil, fmt.Errorf("up: firmware fail rate %g outside 0..1", cfg.FirmwareFail)
+	}
 	certsDir := filepath.Join(cfg.DataDir, "certs")
 	auth, err := setupCerts(certsDir)
+	if err != nil {
+		return nil, err
+	}
+	keyPath, keys, err := setupFirmwareKey(cfg.DataDir, certsDir)
+	if err != nil {
+		return nil, err
+	}
+	devToken, err := certs.IssueToken(auth.TokenKey, certs.TokenClaims{Subject: "weft-up-devices", Role: certs.RoleViewer}, 30*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +134,7 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		return nil, fmt.Errorf("up: %w", err)
 	}
 
-	f := &Fabric{Token: token}
+	f := &Fabric{Token: token, FirmwareKey: keyPath, FirmwareKeyID: keys.Keys[0].ID}
 	f.Core, err = core.Start(ctx, core.Config{
 		DataDir: filepath.Join(cfg.DataDir, CoreName), CertsDir: certsDir, Name: CoreName,
 		Listen: "127.0.0.1:0", HTTPAddr: cfg.HTTPAddr, Logger: cfg.Logger.With("node", CoreName),
@@ -122,9 +156,19 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		f.Core.Shutdown(context.WithoutCancel(ctx))
 		return nil, err
 	}
+	// Devices that speak only MQTT fetch firmware from the edge in
+	// chunks (weft firmware agent without --api).
+	chunkCtx, stopChunks := context.WithCancel(context.WithoutCancel(ctx))
+	f.stopChunks, f.chunksDone = stopChunks, make(chan struct{})
+	go func() {
+		defer close(f.chunksDone)
+		(&firmware.ChunkServer{Store: f.Edge.Store(), Logger: cfg.Logger.With("node", EdgeName)}).Run(chunkCtx)
+	}()
 	f.Fleet, err = device.StartFleet(ctx, device.SimConfig{
 		Dial: device.DialConfig{Addr: f.Edge.MQTTAddr().String()}, CertsDir: certsDir,
 		Count: cfg.Devices, Interval: cfg.Interval, Logger: cfg.Logger,
+		Firmware: device.SimFirmware{Keys: keys, Dir: filepath.Join(cfg.DataDir, FleetDir), FailRate: cfg.FirmwareFail,
+			Source: &device.HTTPSource{Base: "http://" + f.Edge.HTTPAddr().String(), Token: devToken}},
 	})
 	if err != nil {
 		f.Shutdown(context.WithoutCancel(ctx))
@@ -158,10 +202,47 @@ func setupCerts(dir string) (*certs.Authority, error) {
 	return auth, nil
 }
 
+// setupFirmwareKey makes the demo firmware signing key on first start
+// (DataDir/firmware-demo-key) and, when the core has no trusted keys yet,
+// writes them (certs/firmware-keys.json) with the demo key's public half.
+// It returns the key's path and the key set the devices pin: the core's.
+func setupFirmwareKey(dataDir, certsDir string) (string, firmware.KeySet, error) {
+	dir := filepath.Join(dataDir, DemoKeyDir)
+	keyPath := filepath.Join(dir, firmware.PrivateKeyFile)
+	if _, err := os.Stat(keyPath); errors.Is(err, os.ErrNotExist) {
+		priv, err := firmware.GenerateKey()
+		if err != nil {
+			return "", firmware.KeySet{}, err
+		}
+		if _, err := firmware.WriteKeyPair(dir, priv); err != nil {
+			return "", firmware.KeySet{}, err
+		}
+	}
+	pub, err := firmware.ReadPublicKey(filepath.Join(dir, firmware.PublicKeyFile))
+	if err != nil {
+		return "", firmware.KeySet{}, err
+	}
+	setPath := filepath.Join(certsDir, "firmware-keys.json")
+	if _, err := os.Stat(setPath); errors.Is(err, os.ErrNotExist) {
+		if err := firmware.WriteKeySet(setPath, firmware.KeySet{Version: 1, Threshold: 1, Keys: []firmware.Key{pub}}); err != nil {
+			return "", firmware.KeySet{}, err
+		}
+	}
+	set, err := firmware.ReadKeySet(setPath)
+	if err != nil {
+		return "", firmware.KeySet{}, err
+	}
+	return keyPath, set, nil
+}
+
 // Shutdown stops the edge, then the core. Stop the fleet first (end the
 // context it was started with) so that devices do not retry meanwhile.
 func (f *Fabric) Shutdown(ctx context.Context) error {
 	var errs []error
+	if f.stopChunks != nil {
+		f.stopChunks()
+		<-f.chunksDone
+	}
 	if f.Edge != nil {
 		errs = append(errs, f.Edge.Shutdown(ctx))
 	}
@@ -195,11 +276,31 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(out, "  console    http://%s/\n", httpAddr)
 	fmt.Fprintf(out, "  API        http://%s/api/v1 (admin token in %s)\n", httpAddr, filepath.Join(cfg.DataDir, "admin.token"))
 	fmt.Fprintf(out, "  MQTT       %s (mTLS; device certificates in %s)\n", f.Edge.MQTTAddr(), filepath.Join(cfg.DataDir, "certs", "devices"))
-	fmt.Fprintf(out, "  edge API   http://%s/api/v1\n\nCtrl-C stops it; starting again resumes with the same data.\n", f.Edge.HTTPAddr())
+	fmt.Fprintf(out, "  edge API   http://%s/api/v1\n", f.Edge.HTTPAddr())
+	printFirmware(out, cfg, f, httpAddr)
+	fmt.Fprintf(out, "\nCtrl-C stops it; starting again resumes with the same data.\n")
 	<-ctx.Done()
 	cancel()
 	<-f.Fleet.Done()
 	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer scancel()
 	return f.Shutdown(sctx)
+}
+
+// printFirmware says where the demo firmware key is, that it is a demo
+// key, and how to roll out a release signed with it.
+func printFirmware(out io.Writer, cfg Config, f *Fabric, httpAddr string) {
+	fmt.Fprintf(out, "  firmware   DEMO signing key %s (key id %s)\n", f.FirmwareKey, f.FirmwareKeyID)
+	fmt.Fprintf(out, "             made for this demo only: never sign real firmware with it. The core trusts it\n")
+	fmt.Fprintf(out, "             and every simulated device pins it; the devices run 1.0.0.")
+	if cfg.FirmwareFail > 0 {
+		fmt.Fprintf(out, " A new image fails its\n             health check on %.0f%% of them (--firmware-fail %g): watch a rollout halt.", 100*cfg.FirmwareFail, cfg.FirmwareFail)
+	}
+	tok := filepath.Join(cfg.DataDir, "admin.token")
+	fmt.Fprintf(out, "\n\n  Roll out firmware to the pumps:\n")
+	fmt.Fprintf(out, "    head -c 1048576 /dev/urandom > demo.bin\n")
+	fmt.Fprintf(out, "    weft firmware sign --key %s --image demo.bin --name demo-fw --version 1.1.0 --class pump --out demo.cose\n", f.FirmwareKey)
+	fmt.Fprintf(out, "    weft firmware publish --server http://%s --token \"$(cat %s)\" demo.bin demo.cose\n", httpAddr, tok)
+	fmt.Fprintf(out, "    weft firmware rollout create --server http://%s --token \"$(cat %s)\" --release demo-fw@1.1.0 \\\n", httpAddr, tok)
+	fmt.Fprintf(out, "        --target class:pump --waves 10,50,100 --failure-threshold 10%% --min-executed 2 --device-timeout 5m\n")
 }

@@ -16,9 +16,19 @@ gateway linked to the core over QUIC, and a simulated fleet of devices over
 mutual-TLS MQTT. Certificates are made under the data directory on first
 start and an admin API token is written to <data>/admin.token; the console
 URL, the API and MQTT addresses are printed. Ctrl-C stops it; starting again
-on the same directory resumes with the same data.`,
+on the same directory resumes with the same data.
+
+Every simulated device runs the firmware agent. A DEMO firmware signing key
+is made on first start in <data>/firmware-demo-key (apart from the nodes
+and the certificates, as an offline key would be); the core trusts it
+(<data>/certs/firmware-keys.json) and the devices pin it. Its path and the
+commands to sign, publish and roll out a release are printed. With
+--firmware-fail RATE that fraction of the devices (the same ones each run)
+fails the health check of a new image and rolls back, so that a rollout
+is seen to halt.`,
 		Example: `  weft up
-  weft up --data ./weft-data --devices 1000 --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883`,
+  weft up --data ./weft-data --devices 1000 --http 127.0.0.1:8080 --mqtt 127.0.0.1:8883
+  weft up --firmware-fail 0.3`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadSettings(cmd, config); err != nil {
@@ -38,6 +48,7 @@ on the same directory resumes with the same data.`,
 	fl.IntVar(&cfg.Devices, "devices", 50, "simulated devices")
 	fl.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "console and API address of the core")
 	fl.StringVar(&cfg.MQTTAddr, "mqtt", "127.0.0.1:8883", "MQTT address of the edge's gateway")
+	fl.Float64Var(&cfg.FirmwareFail, "firmware-fail", 0, "fraction (0..1) of simulated devices whose new firmware fails its health check")
 	fl.StringVar(&level, "log-level", "warn", "log level: debug, info, warn, error")
 	logFormatFlag(fl)
 	return cmd
