@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"sync"
@@ -193,11 +194,18 @@ func (s *Server) firmwareImage(w http.ResponseWriter, r *http.Request) {
 		s.firmwareError(w, r, err)
 		return
 	}
-	f := s.cfg.Store.File(firmware.ReleaseDir(name, v) + "/" + firmware.ImageFile)
+	if err := serveImage(w, r, s.cfg.Store, firmware.ReleaseDir(name, v)+"/"+firmware.ImageFile); err != nil {
+		s.firmwareError(w, r, err)
+	}
+}
+
+// serveImage serves a stored image with byte ranges; an error is returned
+// before anything is written.
+func serveImage(w http.ResponseWriter, r *http.Request, st *store.Store, path string) error {
+	f := st.File(path)
 	rc, info, err := f.Open(r.Context())
 	if err != nil {
-		s.firmwareError(w, r, err)
-		return
+		return err
 	}
 	rs := &fileSeeker{ctx: r.Context(), f: f, size: info.Size, rc: rc}
 	defer rs.Close()
@@ -205,12 +213,15 @@ func (s *Server) firmwareImage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("ETag", `"`+info.SHA256+`"`)
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	http.ServeContent(w, r, "", time.Time{}, rs)
+	return nil
 }
 
 // fileSeeker gives a store file the io.ReadSeeker http.ServeContent needs.
-// The store reads files front to back, so a seek reopens the file and
-// skips to the offset through the reader (which keeps the whole-file
-// SHA-256 check intact).
+// A read from the start goes through the whole-file reader (which checks
+// the file's SHA-256 at the end); a read from elsewhere, a byte range,
+// reopens the file at that offset (store.File.OpenAt), reading only the
+// chunks from there on. The device checks the image it assembles against
+// its signed manifest either way.
 type fileSeeker struct {
 	ctx  context.Context
 	f    *store.File
@@ -241,22 +252,21 @@ func (s *fileSeeker) Read(p []byte) (int, error) {
 	if s.off >= s.size {
 		return 0, io.EOF
 	}
-	if s.rc == nil || s.pos > s.off {
+	if s.rc == nil || s.pos != s.off {
 		if s.rc != nil {
 			s.rc.Close()
 		}
-		rc, _, err := s.f.Open(s.ctx)
+		var rc io.ReadCloser
+		var err error
+		if s.off == 0 {
+			rc, _, err = s.f.Open(s.ctx)
+		} else {
+			rc, _, err = s.f.OpenAt(s.ctx, s.off)
+		}
 		if err != nil {
 			return 0, err
 		}
-		s.rc, s.pos = rc, 0
-	}
-	if s.pos < s.off {
-		n, err := io.CopyN(io.Discard, s.rc, s.off-s.pos)
-		s.pos += n
-		if err != nil {
-			return 0, err
-		}
+		s.rc, s.pos = rc, s.off
 	}
 	n, err := s.rc.Read(p)
 	s.pos += int64(n)
@@ -269,4 +279,96 @@ func (s *fileSeeker) Close() error {
 		return s.rc.Close()
 	}
 	return nil
+}
+
+// DeviceFirmwareConfig configures DeviceFirmware.
+type DeviceFirmwareConfig struct {
+	// Store holds the releases (an edge's mirror of /firmware). Required.
+	Store *store.Store
+	// Revocations, if set, refuses revoked device certificates (the
+	// listener's TLS configuration should refuse them too).
+	Revocations certs.Revoker
+	// Now is the clock certificates are checked against. Default
+	// time.Now.
+	Now func() time.Time
+	// Logger receives the handler's warnings. Nil discards them.
+	Logger *slog.Logger
+}
+
+// DeviceFirmware serves devices their firmware over HTTPS with their
+// certificate as the only credential, no token: GET
+// /api/v1/firmware/releases/{name}/{version}/manifest and .../image (with
+// byte ranges, so that a broken download resumes), and nothing else. Serve
+// it on a listener that requires client certificates verified against the
+// device CA, with the gateway's server certificate
+// (certs.ServerConfig(pair, deviceCAs, certs.KindDevice, revocations)):
+// the device's id and class come from its verified certificate. A device
+// gets only releases of its class whose device list, if any, names it;
+// any other is "not found", as is a release whose manifest is not stored.
+func DeviceFirmware(cfg DeviceFirmwareConfig) http.Handler {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("component", "device-firmware")
+	reg := &firmware.Registry{Store: cfg.Store}
+	mux := http.NewServeMux()
+	release := func(w http.ResponseWriter, r *http.Request) (firmware.Release, bool) {
+		if r.TLS == nil {
+			Problem(w, http.StatusForbidden, "Forbidden", "a device certificate is required")
+			return firmware.Release{}, false
+		}
+		id, err := certs.PeerIdentity(*r.TLS, certs.KindDevice, cfg.Revocations, cfg.Now())
+		if err != nil {
+			Problem(w, http.StatusForbidden, "Forbidden", "a valid device certificate is required")
+			return firmware.Release{}, false
+		}
+		name, v, ok := firmwareVersion(w, r)
+		if !ok {
+			return firmware.Release{}, false
+		}
+		rel, err := reg.Get(r.Context(), name, v)
+		if err == nil && (rel.Class != id.Class || !rel.ForDevice(id.Name)) {
+			err = firmware.ErrNotFound
+		}
+		if err != nil {
+			if !errors.Is(err, firmware.ErrNotFound) {
+				log.Warn("release not read", "release", name+"@"+v.String(), "device", id.Name, "err", err)
+			}
+			Problem(w, http.StatusNotFound, "Not found", fmt.Sprintf("no release %s@%s for %s", name, v, id.Name))
+			return firmware.Release{}, false
+		}
+		return rel, true
+	}
+	mux.HandleFunc("GET /api/v1/firmware/releases/{name}/{version}/manifest", func(w http.ResponseWriter, r *http.Request) {
+		rel, ok := release(w, r)
+		if !ok {
+			return
+		}
+		b, _, err := reg.ReadManifest(r.Context(), rel.Name, rel.Version)
+		if err != nil {
+			Problem(w, http.StatusNotFound, "Not found", err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", `application/cose; cose-type="cose-sign1"`)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(b)
+	})
+	mux.HandleFunc("GET /api/v1/firmware/releases/{name}/{version}/image", func(w http.ResponseWriter, r *http.Request) {
+		rel, ok := release(w, r)
+		if !ok {
+			return
+		}
+		if err := serveImage(w, r, cfg.Store, rel.ImagePath); err != nil {
+			log.Warn("image not served", "path", rel.ImagePath, "err", err)
+			Problem(w, http.StatusNotFound, "Not found", "image not readable")
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		Problem(w, http.StatusNotFound, "Not found", "devices may read firmware manifests and images only")
+	})
+	return mux
 }

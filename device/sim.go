@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -91,10 +92,15 @@ type SimFirmware struct {
 	// Version is the version a device runs on its first start. Default
 	// 1.0.0.
 	Version firmware.Version
-	// Source fetches releases: the edge's API (HTTPSource) in `weft up`.
-	// Nil: each device fetches over its own MQTT connection in chunks
-	// (MQTTSource), from the edge's chunk server (firmware.ChunkServer).
+	// Source, if set, fetches releases for every device (an HTTPSource on
+	// the edge's API with a token).
 	Source Source
+	// HTTPS, when Source is nil, is the base URL of the edge's device
+	// firmware listener (api.DeviceFirmware): each device fetches there
+	// over HTTPS with its own certificate, its only credential. With
+	// neither, each device fetches over its own MQTT connection in chunks
+	// (MQTTSource) from the edge's chunk server (firmware.ChunkServer).
+	HTTPS string
 	// FailRate is the fraction of devices whose new images fail their
 	// health check (and roll back): a device fails when a hash of its id,
 	// read as a fraction of 1, is below FailRate, so the same devices fail
@@ -257,7 +263,14 @@ func (d *simDevice) startAgent(ctx context.Context, wg *sync.WaitGroup) error {
 	}
 	cfg := AgentConfig{ID: d.id, Class: d.class.Name, Dir: filepath.Join(fc.Dir, d.id), Keys: fc.Keys, Version: ver,
 		Source: fc.Source, DigestOnly: true, Publish: d.publish, Logger: d.f.cfg.Logger}
-	if cfg.Source == nil {
+	switch {
+	case cfg.Source != nil:
+	case fc.HTTPS != "":
+		cfg.Source = &HTTPSource{Base: fc.HTTPS, Client: &http.Client{Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: d.f.cfg.Dial.Roots, Certificates: []tls.Certificate{d.cert}},
+			IdleConnTimeout: 30 * time.Second,
+		}}}
+	default:
 		cfg.Source = sessionSource{d}
 	}
 	if fc.Fails(d.id) {
@@ -382,7 +395,7 @@ func (d *simDevice) session(ctx context.Context) error {
 	commands := make(chan *paho.Publish, 64)
 	cmdPrefix := "updates/device/" + d.id + "/commands/"
 	var chunks *MQTTSource
-	if d.agent != nil && d.f.cfg.Firmware.Source == nil {
+	if d.agent != nil && d.f.cfg.Firmware.Source == nil && d.f.cfg.Firmware.HTTPS == "" {
 		chunks = &MQTTSource{ID: d.id, Publish: d.publish}
 	}
 	c, err := Connect(ctx, d.f.cfg.Dial, d.id, d.cert, false, func(p paho.PublishReceived) (bool, error) {

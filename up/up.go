@@ -12,12 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/weft-io/weft/anomaly"
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
@@ -75,8 +79,13 @@ type Fabric struct {
 	FirmwareKey   string
 	FirmwareKeyID string
 
+	// DeviceFirmwareAddr is the edge's HTTPS listener serving devices
+	// their firmware by their certificates (api.DeviceFirmware).
+	DeviceFirmwareAddr net.Addr
+
 	stopChunks context.CancelFunc
 	chunksDone chan struct{}
+	fwServer   *http.Server
 }
 
 // DemoKeyDir is where, under the data directory, `weft up` keeps its demo
@@ -122,10 +131,6 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 	if err != nil {
 		return nil, err
 	}
-	devToken, err := certs.IssueToken(auth.TokenKey, certs.TokenClaims{Subject: "weft-up-devices", Role: certs.RoleViewer}, 30*24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
 	token, err := certs.IssueToken(auth.TokenKey, certs.TokenClaims{Subject: "weft-up-admin", Role: certs.RoleAdmin}, 30*24*time.Hour)
 	if err != nil {
 		return nil, err
@@ -164,11 +169,15 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		defer close(f.chunksDone)
 		(&firmware.ChunkServer{Store: f.Edge.Store(), Logger: cfg.Logger.With("node", EdgeName)}).Run(chunkCtx)
 	}()
+	if err := f.serveDeviceFirmware(auth, cfg.Logger.With("node", EdgeName)); err != nil {
+		f.Shutdown(context.WithoutCancel(ctx))
+		return nil, err
+	}
 	f.Fleet, err = device.StartFleet(ctx, device.SimConfig{
 		Dial: device.DialConfig{Addr: f.Edge.MQTTAddr().String()}, CertsDir: certsDir,
 		Count: cfg.Devices, Interval: cfg.Interval, Logger: cfg.Logger,
 		Firmware: device.SimFirmware{Keys: keys, Dir: filepath.Join(cfg.DataDir, FleetDir), FailRate: cfg.FirmwareFail,
-			Source: &device.HTTPSource{Base: "http://" + f.Edge.HTTPAddr().String(), Token: devToken}},
+			HTTPS: "https://" + f.DeviceFirmwareAddr.String()},
 	})
 	if err != nil {
 		f.Shutdown(context.WithoutCancel(ctx))
@@ -200,6 +209,35 @@ func setupCerts(dir string) (*certs.Authority, error) {
 		}
 	}
 	return auth, nil
+}
+
+// serveDeviceFirmware serves the edge's releases to its devices over
+// HTTPS, their certificates the only credential accepted: the gateway's
+// server certificate, client certificates required and verified against
+// the device CA, revoked ones refused (api.DeviceFirmware).
+func (f *Fabric) serveDeviceFirmware(auth *certs.Authority, log *slog.Logger) error {
+	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindGateway, Name: EdgeName})
+	if err != nil {
+		return err
+	}
+	rev, err := auth.Revocations(log.With("component", "crl"))
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	f.DeviceFirmwareAddr = ln.Addr()
+	f.fwServer = &http.Server{
+		Handler:           api.DeviceFirmware(api.DeviceFirmwareConfig{Store: f.Edge.Store(), Revocations: rev, Now: f.Edge.Store().Now, Logger: log}),
+		TLSConfig:         certs.ServerConfig(pair, pool, certs.KindDevice, rev),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+		ErrorLog:          stdlog.New(io.Discard, "", 0),
+	}
+	go f.fwServer.ServeTLS(ln, "", "")
+	return nil
 }
 
 // setupFirmwareKey makes the demo firmware signing key on first start
@@ -239,6 +277,9 @@ func setupFirmwareKey(dataDir, certsDir string) (string, firmware.KeySet, error)
 // context it was started with) so that devices do not retry meanwhile.
 func (f *Fabric) Shutdown(ctx context.Context) error {
 	var errs []error
+	if f.fwServer != nil {
+		errs = append(errs, f.fwServer.Shutdown(ctx))
+	}
 	if f.stopChunks != nil {
 		f.stopChunks()
 		<-f.chunksDone
@@ -277,6 +318,7 @@ func Run(ctx context.Context, cfg Config) error {
 	fmt.Fprintf(out, "  API        http://%s/api/v1 (admin token in %s)\n", httpAddr, filepath.Join(cfg.DataDir, "admin.token"))
 	fmt.Fprintf(out, "  MQTT       %s (mTLS; device certificates in %s)\n", f.Edge.MQTTAddr(), filepath.Join(cfg.DataDir, "certs", "devices"))
 	fmt.Fprintf(out, "  edge API   http://%s/api/v1\n", f.Edge.HTTPAddr())
+	fmt.Fprintf(out, "  firmware   https://%s/api/v1/firmware/releases/... for devices (their mTLS certificate, no token)\n", f.DeviceFirmwareAddr)
 	printFirmware(out, cfg, f, httpAddr)
 	fmt.Fprintf(out, "\nCtrl-C stops it; starting again resumes with the same data.\n")
 	<-ctx.Done()
@@ -290,7 +332,7 @@ func Run(ctx context.Context, cfg Config) error {
 // printFirmware says where the demo firmware key is, that it is a demo
 // key, and how to roll out a release signed with it.
 func printFirmware(out io.Writer, cfg Config, f *Fabric, httpAddr string) {
-	fmt.Fprintf(out, "  firmware   DEMO signing key %s (key id %s)\n", f.FirmwareKey, f.FirmwareKeyID)
+	fmt.Fprintf(out, "             DEMO signing key %s (key id %s)\n", f.FirmwareKey, f.FirmwareKeyID)
 	fmt.Fprintf(out, "             made for this demo only: never sign real firmware with it. The core trusts it\n")
 	fmt.Fprintf(out, "             and every simulated device pins it; the devices run 1.0.0.")
 	if cfg.FirmwareFail > 0 {
