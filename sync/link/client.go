@@ -78,6 +78,8 @@ type ClientConfig struct {
 	// old makes the client speak as a node of before wire.Features and
 	// wire.Policy, for tests of a newer core with an older edge.
 	old bool
+	// backlogEvery overrides replicate.DefaultBacklogEvery, for tests.
+	backlogEvery time.Duration
 }
 
 // Client is an edge's link to its core.
@@ -266,10 +268,11 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	defer func() { stats.Down(err, c.cfg.Now()) }()
 
 	s := &session{conn: conn, Session: replicate.Session{Store: c.cfg.Store, Link: stats, Limit: c.limit, Window: c.cfg.Window,
-		Compress: !c.cfg.NoCompression, Linger: c.cfg.Linger, Features: welcome.Features, Now: c.cfg.Now, Logger: c.log}}
+		Compress: !c.cfg.NoCompression, Linger: c.cfg.Linger, Features: welcome.Features, Now: c.cfg.Now, Logger: c.log},
+		backlogEvery: c.cfg.backlogEvery}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
-	g.Go(func() error { return readControl(gctx, fc) })
+	s.control(gctx, g, fc, welcome.Features)
 	if c.cfg.StallTimeout > 0 {
 		g.Go(func() error { return watchPath(gctx, progress, c.cfg.StallTimeout) })
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -12,6 +13,7 @@ import (
 	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
+	"golang.org/x/sync/errgroup"
 )
 
 // handshakeTimeout bounds dialling, opening or accepting the control
@@ -20,8 +22,9 @@ const handshakeTimeout = 10 * time.Second
 
 // session is one connection's worth of replication, either side.
 type session struct {
-	conn    *quic.Conn
-	mirrors mirror.Budget // what mirrors on the connection draw from
+	conn         *quic.Conn
+	mirrors      mirror.Budget // what mirrors on the connection draw from
+	backlogEvery time.Duration // how often a lasting backlog is reported; 0: the default
 	replicate.Session
 }
 
@@ -101,21 +104,35 @@ func selfIdentity(pair *certs.KeyPair, now time.Time) (certs.Identity, error) {
 	return id, nil
 }
 
-// readControl reads the control stream until it ends; the peer sends
-// nothing on it after the handshake but an Error before closing.
-func readControl(ctx context.Context, fc *wire.Conn) error {
-	for {
-		m, err := fc.Recv()
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("control stream: %w", wire.FromQUIC(err))
-		}
-		if e, ok := m.(*wire.Error); ok {
-			e.Remote = true
-			return e
-		}
-		return wire.Errorf(wire.CodeProtocol, "unexpected frame %T on the control stream", m)
+// control runs the link's control stream after the handshake: this side
+// reports its backlog on it when both speak wire.FeatureBacklog, and it
+// reads the peer's reports until the stream ends; the peer sends nothing
+// else on it but an Error before closing.
+func (s *session) control(ctx context.Context, g *errgroup.Group, fc *wire.Conn, features []string) {
+	backlog := slices.Contains(features, wire.FeatureBacklog)
+	if backlog {
+		g.Go(func() error { return s.ReportBacklog(ctx, fc, s.backlogEvery) })
 	}
+	g.Go(func() error {
+		for {
+			m, err := fc.Recv()
+			if err != nil {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("control stream: %w", wire.FromQUIC(err))
+			}
+			switch m := m.(type) {
+			case *wire.Error:
+				m.Remote = true
+				return m
+			case *wire.Backlog:
+				if backlog {
+					s.Link.TakeBacklog(m, s.Now())
+					continue
+				}
+			}
+			return wire.Errorf(wire.CodeProtocol, "unexpected frame %T on the control stream", m)
+		}
+	})
 }

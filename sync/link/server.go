@@ -315,7 +315,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 		Recheck: s.cfg.RecheckWithheld, Linger: s.cfg.Linger, Features: w.Features, Now: s.cfg.Now, Logger: log}}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
-	g.Go(func() error { return readControl(gctx, fc) })
+	sess.control(gctx, g, fc, w.Features)
 	if progress != nil {
 		g.Go(func() error { return watchPath(gctx, progress, s.cfg.StallTimeout) })
 	}

@@ -126,8 +126,16 @@ type StreamStats struct {
 	lastTime atomic.Int64
 	reported atomic.Int64
 	down     atomic.Int64
-	// sender: its figures, as it last published them.
-	fig atomic.Pointer[lagFigures]
+	// sender: its figures, as it last published them; the messages it
+	// sent in batches since it started on this connection, and whether
+	// it runs (its figures are its own, not a stopped sender's).
+	fig     atomic.Pointer[lagFigures]
+	sentMsg atomic.Uint64
+	running atomic.Bool
+	// receiver: the messages it received in batches since it started on
+	// this connection, and the sender's last Backlog report.
+	recvMsg atomic.Uint64
+	rep     atomic.Pointer[backlogReport]
 
 	mu       sync.Mutex
 	err      string
@@ -145,6 +153,7 @@ type lagFigures struct {
 	oldest int64
 	bytes  int64
 	topics int
+	unsent uint64 // of msgs, those not sent yet
 }
 
 type sample struct {
@@ -327,15 +336,23 @@ func (s *StreamStats) status(now time.Time) StreamStatus {
 			st.LagSeconds = max(0, now.Sub(time.Unix(0, f.oldest)).Seconds())
 		}
 	} else if s.dir == DirReceive {
-		// What the sender said with its last batch: the messages it had
-		// not sent yet, the oldest of them no older than the last applied
-		// (it sends the oldest data first).
-		st.LagMessages = s.backlog.Load()
-		if t := s.lastTime.Load(); st.LagMessages > 0 && t != 0 {
-			st.LagSeconds = max(0, now.Sub(time.Unix(0, t)).Seconds())
-		}
-		if t := s.reported.Load(); t != 0 {
-			st.ReportedAt = time.Unix(0, t).UTC()
+		if rep := s.rep.Load(); rep != nil && rep.at >= s.reported.Load() {
+			// The sender's Backlog report is the latest word.
+			s.reportStatus(&st, rep, now)
+		} else {
+			// What the sender said with its last batch: the messages it
+			// had not sent yet, the oldest of them no older than the last
+			// applied (it sends the oldest data first).
+			st.LagMessages = s.backlog.Load()
+			if t := s.lastTime.Load(); st.LagMessages > 0 && t != 0 {
+				st.LagSeconds = max(0, now.Sub(time.Unix(0, t)).Seconds())
+			}
+			if st.Messages > 0 {
+				st.BacklogBytes = int64(st.LagMessages) * (st.Bytes / st.Messages)
+			}
+			if t := s.reported.Load(); t != 0 {
+				st.ReportedAt = time.Unix(0, t).UTC()
+			}
 		}
 		if t := s.down.Load(); t != 0 {
 			// Not receiving: the replica may lack anything written at the

@@ -45,6 +45,7 @@ type work struct {
 
 func (r *receiver) run(ctx context.Context) error {
 	r.stats.down.Store(0)
+	r.stats.recvMsg.Store(0)
 	defer func() { r.stats.down.Store(r.now().UnixNano()) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -82,6 +83,7 @@ func (r *receiver) run(ctx context.Context) error {
 					return
 				}
 				w.batch, w.msgs = m, msgs
+				r.stats.recvMsg.Add(uint64(m.Count))
 			case *wire.Error:
 				m.Remote = true
 				errc <- m

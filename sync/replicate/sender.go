@@ -103,6 +103,13 @@ func (l *LinkLimiter) Rate() int64 {
 // Limiter.Reserve): what a link's mirrors draw from, shared with its
 // streams.
 func (l *LinkLimiter) Wait(ctx context.Context, n int, urgent bool) error {
+	return l.wait(ctx, n, urgent, nil)
+}
+
+// wait is Wait that calls tick every tenth of a second while it waits (a
+// sender looks at its news meanwhile, so its figures count them however
+// slow the link); an error from tick ends the wait.
+func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool, tick func() error) error {
 	if l.Rate() == 0 {
 		return nil
 	}
@@ -117,11 +124,26 @@ func (l *LinkLimiter) Wait(ctx context.Context, n int, urgent bool) error {
 			continue
 		}
 		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		var tc <-chan time.Time
+		if tick != nil {
+			tk := time.NewTicker(100 * time.Millisecond)
+			defer tk.Stop()
+			tc = tk.C
+		}
+	sleep:
+		for {
+			select {
+			case <-t.C:
+				break sleep
+			case <-tc:
+				if err := tick(); err != nil {
+					t.Stop()
+					return err
+				}
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
 		}
 		if ok {
 			return nil
@@ -165,6 +187,8 @@ func (s *sender) run(ctx context.Context) error {
 	// The figures are this sender's from now on (until then, those a
 	// stopped sender left, counted on).
 	s.stats.setLag(s.figures)
+	s.stats.sentMsg.Store(0)
+	s.stats.running.Store(true)
 	blocked, err := s.sendAll(ctx)
 	if err != nil {
 		return err
@@ -521,6 +545,35 @@ func (s *sender) sendAll(ctx context.Context) (blocked bool, err error) {
 	}
 }
 
+// lookWhileWaiting takes the acknowledgements and looks at the news that
+// came while the sender waits for the link's budget, so that its figures
+// (and the backlog it reports to the receiver) are right even when one
+// batch waits long.
+func (s *sender) lookWhileWaiting(ctx context.Context) error {
+	for drained := false; !drained; {
+		select {
+		case m := <-s.in:
+			if err := s.handle(m); err != nil {
+				return err
+			}
+		case err := <-s.errc:
+			return err
+		default:
+			drained = true
+		}
+	}
+	if s.changed == nil || s.now().Sub(s.lastLook) < 100*time.Millisecond {
+		return nil
+	}
+	select {
+	case <-s.changed:
+		s.changed = s.log.Changed()
+		return s.look(ctx, false)
+	default:
+		return nil
+	}
+}
+
 // isDataError reports whether err is damage to the stream's data (a
 // corrupt or quarantined range), which concerns one topic partition only.
 func isDataError(err error) bool {
@@ -570,7 +623,20 @@ func (s *sender) sendOne(ctx context.Context, k tp) error {
 	if err != nil {
 		return err
 	}
+	// The budget first: while the batch waits for it, its messages count
+	// as not sent (the backlog the receiver is told), and the sender takes
+	// acknowledgements and looks at news.
+	size := b.Size()
+	if err := s.limit.wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges), func() error { return s.lookWhileWaiting(ctx) }); err != nil {
+		return err
+	}
 	s.mu.Lock()
+	if s.t.next(k) != b.First {
+		// An acknowledgement sent the partition back meanwhile: it is read
+		// again from there.
+		s.mu.Unlock()
+		return nil
+	}
 	// The stream's messages the sender will not have sent once this batch
 	// is: the receiver's view of the lag.
 	s.t.sent(k, b.First, b.Count, 0, msgs[0].Timestamp.UnixNano(), msgs[len(msgs)-1].Timestamp.UnixNano())
@@ -581,13 +647,10 @@ func (s *sender) sendOne(ctx context.Context, k tp) error {
 	}
 	b.Backlog = s.t.unsent
 	s.mu.Unlock()
-	size := b.Size()
-	if err := s.limit.Wait(ctx, size, Urgency(s.path) <= Urgency(store.ShadowChanges)); err != nil {
-		return err
-	}
 	if err := s.conn.Send(b); err != nil {
 		return wire.FromQUIC(err)
 	}
+	s.stats.sentMsg.Add(uint64(b.Count))
 	s.mu.Lock()
 	s.t.charge(size)
 	per := float64(b.RawLen) / float64(b.Count)
@@ -668,7 +731,8 @@ func (s *sender) failed(k tp, from uint64, err error) {
 // publish files the sender's figures where the monitor reads them,
 // without waiting for the sender. The caller holds s.mu.
 func (s *sender) publish() {
-	s.stats.fig.Store(&lagFigures{msgs: s.t.lag, oldest: s.t.oldest(), bytes: int64(float64(s.t.lag) * s.avgSize), topics: s.t.live})
+	s.stats.fig.Store(&lagFigures{msgs: s.t.lag, oldest: s.t.oldest(), bytes: int64(float64(s.t.lag) * s.avgSize), topics: s.t.live,
+		unsent: s.t.unsent})
 }
 
 // figures are the sender's figures for the monitor, as last published.
@@ -682,6 +746,7 @@ func (s *sender) figures() lagFigures {
 // stopped hands the figures of a sender that stopped (its link is down)
 // to a stoppedLag, which keeps counting what the source gets meanwhile.
 func (s *sender) stopped() {
+	s.stats.running.Store(false)
 	s.mu.Lock()
 	d := &stoppedLag{log: s.log, cursor: s.cursor, ends: s.t.ends(), lag: s.t.lag, oldest: s.t.oldest(),
 		avg: s.avgSize, live: s.t.live, at: s.now().UnixNano()}
@@ -743,5 +808,5 @@ func (d *stoppedLag) figures() lagFigures {
 			d.ends[k] = e
 		}
 	}
-	return lagFigures{msgs: d.lag, oldest: d.oldest, bytes: int64(float64(d.lag) * d.avg), topics: d.live}
+	return lagFigures{msgs: d.lag, oldest: d.oldest, bytes: int64(float64(d.lag) * d.avg), topics: d.live, unsent: d.lag}
 }

@@ -47,14 +47,19 @@ type Backlog struct {
 // StreamBacklog is one stream's backlog at its sender.
 type StreamBacklog struct {
 	Path string `cbor:"1,keyasint"`
-	// Messages the source holds and the receiver has not acknowledged.
+	// Messages the source holds and has not sent yet.
 	Messages uint64 `cbor:"2,keyasint,omitempty"`
 	// Bytes is about the size of those messages.
 	Bytes int64 `cbor:"3,keyasint,omitempty"`
-	// Age is how old the oldest of them was when the frame was sent, in
-	// milliseconds of the sender's clock (0: none, or not known); an age,
-	// not a time, so the two clocks need not agree.
+	// Age is how old the oldest message not yet acknowledged was when the
+	// frame was sent, in milliseconds of the sender's clock (0: none, or
+	// not known); an age, not a time, so the two clocks need not agree.
 	Age int64 `cbor:"4,keyasint,omitempty"`
+	// Sent is how many messages the sender has sent in batches on the
+	// stream since it started on this connection: the receiver, counting
+	// those it received, knows how many are still on their way, so its
+	// figure is exact whatever the order of this frame and the batches.
+	Sent uint64 `cbor:"5,keyasint,omitempty"`
 }
 
 // Gap tells the receiver of a stream that offsets [From, To) of a topic
