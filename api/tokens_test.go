@@ -104,12 +104,12 @@ func TestTokens(t *testing.T) {
 
 	// Issuing and revoking are audited under the admin's name.
 	rq, _ := ParseRange(url.Values{}, time.Now())
-	recs, _, err := e.srv.AuditLog(t.Context(), AuditQuery{RangeQuery: rq})
+	page, err := e.srv.AuditLog(t.Context(), AuditQuery{RangeQuery: rq})
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[string]int{}
-	for _, r := range recs {
+	for _, r := range page.Records {
 		if r.Subject == "alice@admin" {
 			seen[r.Action]++
 		}

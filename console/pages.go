@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/url"
@@ -591,18 +592,34 @@ func (s *Server) anomaliesPage(w http.ResponseWriter, r *http.Request) {
 type auditRow struct {
 	api.AuditRecord
 	Fields []kv
+	// Device is the device whose shadow the record is about, if any.
+	Device string
 }
+
+// auditPageSize is how many records a page of the audit page shows.
+const auditPageSize = 100
+
+// auditTimeLayout is the layout of the audit page's from and to fields
+// (an <input type="datetime-local">, read as UTC).
+const auditTimeLayout = "2006-01-02T15:04"
 
 func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 	sess := sessionOf(r.Context())
 	q := r.URL.Query()
 	type data struct {
-		Subject, Object string
-		Rows            []auditRow
-		More            bool
-		Err             string
+		Subject, Object, Action, Device, From, To string
+		Filtered                                  bool
+		Rows                                      []auditRow
+		More                                      bool
+		// Older is the link to the next page, older records; Newest
+		// the first page of the same filters, shown on later pages.
+		Older, Newest string
+		Err           string
 	}
-	d := data{Subject: strings.TrimSpace(q.Get("subject")), Object: strings.TrimSpace(q.Get("object"))}
+	d := data{Subject: strings.TrimSpace(q.Get("subject")), Object: strings.TrimSpace(q.Get("object")),
+		Action: strings.TrimSpace(q.Get("action")), Device: strings.TrimSpace(q.Get("device")),
+		From: strings.TrimSpace(q.Get("from")), To: strings.TrimSpace(q.Get("to"))}
+	d.Filtered = d.Subject != "" || d.Object != "" || d.Action != "" || d.Device != "" || d.From != "" || d.To != ""
 	if !sess.claims.Role.Allows(certs.RoleAdmin) || len(sess.claims.Scope) > 0 {
 		// As GET /api/v1/audit: admins only, and not through a scope,
 		// since audit records name every device.
@@ -611,14 +628,66 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 		s.renderView(w, r, http.StatusForbidden, "audit", "layout", v)
 		return
 	}
-	recs, more, err := s.api.AuditLog(r.Context(), api.AuditQuery{
-		RangeQuery: api.RangeQuery{To: s.cfg.Now().Add(time.Nanosecond), Limit: 200},
-		Subject:    d.Subject, Object: d.Object,
-	})
-	if err != nil {
-		d.Err = problemText(err)
+	aq := api.AuditQuery{
+		RangeQuery: api.RangeQuery{To: s.cfg.Now().Add(time.Nanosecond), Limit: auditPageSize, Latest: d.To == "" && d.From == ""},
+		Subject:    d.Subject, Object: d.Object, Device: d.Device, Cursor: q.Get("cursor"), NewestFirst: true,
 	}
-	d.More = more
+	for a := range strings.SplitSeq(d.Action, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			aq.Actions = append(aq.Actions, a)
+		}
+	}
+	var err error
+	parseTime := func(name, v string, dst *time.Time) {
+		if v == "" || err != nil {
+			return
+		}
+		t, perr := time.Parse(auditTimeLayout, v)
+		if perr != nil {
+			t, perr = time.Parse(time.RFC3339, v)
+		}
+		if perr != nil {
+			err = fmt.Errorf("%s %q: want a time like 2026-03-01T10:00 (UTC)", name, v)
+			return
+		}
+		*dst = t.UTC()
+	}
+	parseTime("From", d.From, &aq.From)
+	parseTime("To", d.To, &aq.To)
+	if err == nil && !aq.From.IsZero() && !aq.From.Before(aq.To) {
+		err = errors.New("from must be before to")
+	}
+	var page api.AuditResponse
+	if err != nil {
+		d.Err = err.Error() + "."
+	} else if page, err = s.api.AuditLog(r.Context(), aq); err != nil {
+		d.Err = problemText(err)
+		if errors.Is(err, store.ErrInvalid) {
+			d.Err = "That page link is out of date; start again from the newest records."
+		}
+	}
+	filters := url.Values{}
+	for k, v := range map[string]string{"subject": d.Subject, "object": d.Object, "action": d.Action, "device": d.Device, "from": d.From, "to": d.To} {
+		if v != "" {
+			filters.Set(k, v)
+		}
+	}
+	d.More = page.More
+	if page.More {
+		older := url.Values{}
+		for k, v := range filters {
+			older[k] = v
+		}
+		older.Set("cursor", page.Next)
+		d.Older = "/audit?" + older.Encode()
+	}
+	if q.Get("cursor") != "" {
+		d.Newest = "/audit"
+		if len(filters) > 0 {
+			d.Newest += "?" + filters.Encode()
+		}
+	}
+	recs := page.Records
 	for i := len(recs) - 1; i >= 0; i-- {
 		row := auditRow{AuditRecord: recs[i]}
 		var detail any
@@ -630,6 +699,9 @@ func (s *Server) auditPage(w http.ResponseWriter, r *http.Request) {
 			} else {
 				row.Fields = []kv{{"", displayValue(detail)}}
 			}
+		}
+		if id, ok := strings.CutPrefix(recs[i].Object, store.ShadowsTable+"/"); ok {
+			row.Device = id
 		}
 		d.Rows = append(d.Rows, row)
 	}
