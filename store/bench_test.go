@@ -220,3 +220,83 @@ func BenchmarkTable(b *testing.B) {
 		reportLatency(b, lat)
 	})
 }
+
+// BenchmarkAppendManyTopics is the store's own appends against raw
+// per-key Badger in one run: 256 concurrent appenders, one 200-byte
+// message per call, each to a topic picked at random among 1M (most
+// appends meet a topic the store has not seen lately). The baselines have
+// the store's Badger options (managed mode aside) and write one key per
+// message, a topic's sequence number in it: badger-txn in a transaction
+// of its own, durable when the call returns as the store's appends are
+// (Badger commits concurrent transactions together); badger-writebatch
+// through one shared WriteBatch, which syncs every few thousand keys and
+// tells no caller when its key is durable (an upper bound, not a like
+// for like).
+//
+//	go test ./store -run '^$' -bench AppendManyTopics -benchtime 100000x
+func BenchmarkAppendManyTopics(b *testing.B) {
+	const topics, appenders = 1 << 20, 256
+	val := make([]byte, benchValue)
+	// run has the appenders call appendOne b.N times in all, then finish.
+	run := func(b *testing.B, appendOne func(r *rand.Rand) error, finish func() error) {
+		var next atomic.Int64
+		b.SetBytes(benchValue)
+		b.ReportAllocs()
+		b.ResetTimer()
+		start := time.Now()
+		var wg sync.WaitGroup
+		for g := range appenders {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r := rand.New(rand.NewPCG(uint64(g), 3))
+				for next.Add(1) <= int64(b.N) {
+					if err := appendOne(r); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if err := finish(); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+	}
+	none := func() error { return nil }
+	b.Run("store", func(b *testing.B) {
+		s := openTest(b, func(c *Config) { c.MemTableSize = 64 << 20 })
+		st := s.Stream(EventsStream)
+		run(b, func(r *rand.Rand) error {
+			_, err := st.Append(b.Context(), fmt.Sprintf("topic-%07d", r.IntN(topics)), Message{Value: val})
+			return err
+		}, none)
+	})
+	open := func(b *testing.B) (*badger.DB, func(r *rand.Rand) []byte) {
+		db, err := badger.Open(badger.DefaultOptions(b.TempDir()).WithSyncWrites(true).WithDetectConflicts(false).
+			WithMemTableSize(64 << 20).WithValueThreshold(valueThreshold).WithNumVersionsToKeep(1).WithLogger(nil))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { db.Close() })
+		seqs := make([]atomic.Uint64, topics)
+		return db, func(r *rand.Rand) []byte {
+			t := r.IntN(topics)
+			return binary.BigEndian.AppendUint64(fmt.Appendf(nil, "topic-%07d/", t), seqs[t].Add(1))
+		}
+	}
+	b.Run("badger-txn", func(b *testing.B) {
+		db, key := open(b)
+		run(b, func(r *rand.Rand) error {
+			k := key(r)
+			return db.Update(func(txn *badger.Txn) error { return txn.Set(k, val) })
+		}, none)
+	})
+	b.Run("badger-writebatch", func(b *testing.B) {
+		db, key := open(b)
+		wb := db.NewWriteBatch()
+		run(b, func(r *rand.Rand) error { return wb.Set(key(r), val) }, wb.Flush)
+	})
+}

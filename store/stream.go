@@ -223,13 +223,29 @@ func (w *wtx) head(path, vol, name, topic string, part int) (*partState, error) 
 		w.heads[id] = &c
 		return &c, nil
 	}
-	low, next, exists, err := bounds(w.txn, vol, name, topic, part, true)
-	if err != nil {
-		return nil, err
+	h := &partState{}
+	if !w.newPartition(vol, name, topic, part) {
+		low, next, exists, err := bounds(w.txn, vol, name, topic, part, true)
+		if err != nil {
+			return nil, err
+		}
+		h = &partState{next: next, low: low, exists: exists}
 	}
-	h := &partState{next: next, low: low, exists: exists}
 	w.heads[id] = h
 	return h, nil
+}
+
+// newPartition reports whether a partition has surely never been written:
+// its topic has no key (every append, gap and trim writes one) and there
+// is no batch at offset 0. Two point reads, cheap for keys that are not
+// there (Badger's bloom filters), instead of the iterators of bounds;
+// any doubt, including a read error, answers false.
+func (w *wtx) newPartition(vol, name, topic string, part int) bool {
+	if _, err := w.txn.Get(objKey(vol, kindTopic, name, topic)); !errors.Is(err, badger.ErrKeyNotFound) {
+		return false
+	}
+	_, err := w.txn.Get(batchKey(partPrefix(vol, name, topic, part), 0))
+	return errors.Is(err, badger.ErrKeyNotFound)
 }
 
 // flushPart writes a partition's pending messages as batches of at most
