@@ -21,6 +21,9 @@ type LinkStatus struct {
 	State string `json:"state"`
 	// LastContact is when the peer was last heard from.
 	LastContact time.Time `json:"last_contact,omitzero"`
+	// Address is the peer's address: its current one while the link is
+	// up (after its path migrated, the new one), else the last it had.
+	Address string `json:"address,omitempty"`
 	// LagSeconds is how far behind the replica is, in seconds of
 	// source time.
 	LagSeconds float64 `json:"lag_seconds"`
@@ -50,7 +53,7 @@ func (a monitorLinks) Links(ctx context.Context) []LinkStatus {
 	var out []LinkStatus
 	now := time.Now()
 	for _, l := range a.m.Links() {
-		s := LinkStatus{Peer: l.Peer, Role: l.Role, State: "down", LastContact: l.Since}
+		s := LinkStatus{Peer: l.Peer, Role: l.Role, State: "down", LastContact: l.Since, Address: l.Addr}
 		if l.Connected {
 			s.State, s.LastContact = "up", now
 		}

@@ -260,7 +260,7 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	c.mu.Unlock()
 	stats := c.cfg.Monitor.Link(peer.Name, peer.Role)
 	stats.SetRate(c.cfg.RateLimit)
-	stats.Up(conn.RemoteAddr().String(), c.cfg.Now())
+	stats.UpAt(func() string { return conn.RemoteAddr().String() }, c.cfg.Now())
 	if again {
 		stats.Reconnected()
 	}

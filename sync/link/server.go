@@ -307,7 +307,7 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	if again {
 		stats.Reconnected()
 	}
-	stats.Up(conn.RemoteAddr().String(), s.cfg.Now())
+	stats.UpAt(func() string { return conn.RemoteAddr().String() }, s.cfg.Now())
 	log.Info("edge connected", "streams", len(w.Streams))
 	limit := replicate.NewLinkLimiter(s.cfg.RateLimit, s.cfg.Now)
 	sess := &session{conn: conn, mirrors: mirrorBudget(limit), Session: replicate.Session{Store: s.cfg.Store, Link: stats,

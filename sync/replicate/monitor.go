@@ -16,7 +16,8 @@ type LinkStatus struct {
 	// Peer is the node at the other end, Role its role (edge or core).
 	Peer string `json:"peer"`
 	Role string `json:"role"`
-	// Addr is the peer's address, as last connected.
+	// Addr is the peer's address: its current one while connected (after
+	// a migration of the connection's path, the new one), else the last.
 	Addr      string `json:"addr,omitempty"`
 	Connected bool   `json:"connected"`
 	// Since is when the link last came up or went down.
@@ -102,6 +103,7 @@ type LinkStats struct {
 	mu         sync.Mutex
 	peer, role string
 	addr       string
+	addrOf     func() string // the connection's current address, while up
 	connected  bool
 	since      time.Time
 	reconnects int64
@@ -239,13 +241,26 @@ func (l *LinkStats) Reconnected() {
 func (l *LinkStats) Up(addr string, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.connected, l.since, l.addr, l.lastErr = true, now, addr, ""
+	l.connected, l.since, l.addr, l.addrOf, l.lastErr = true, now, addr, nil, ""
+}
+
+// UpAt is Up with the peer's address read from addr whenever the figures
+// are: a connection whose path migrates (QUIC connection migration, a NAT
+// that rebinds the peer's port) shows the peer's current address.
+func (l *LinkStats) UpAt(addr func() string, now time.Time) {
+	l.Up(addr(), now)
+	l.mu.Lock()
+	l.addrOf = addr
+	l.mu.Unlock()
 }
 
 // Down records that the link is down as of now, and why (err, if not nil).
 func (l *LinkStats) Down(err error, now time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.addrOf != nil {
+		l.addr, l.addrOf = l.addrOf(), nil // the last address it had
+	}
 	if l.connected {
 		l.since = now
 	}
@@ -381,6 +396,9 @@ func (m *Monitor) Links() []LinkStatus {
 	out := make([]LinkStatus, 0, len(links))
 	for _, l := range links {
 		l.mu.Lock()
+		if l.addrOf != nil {
+			l.addr = l.addrOf()
+		}
 		ls := LinkStatus{Peer: l.peer, Role: l.role, Addr: l.addr, Connected: l.connected, Since: l.since,
 			Reconnects: l.reconnects, LastError: l.lastErr, RateLimit: l.rate, Streams: []StreamStatus{}}
 		streams := make([]*StreamStats, 0, len(l.streams))
