@@ -91,6 +91,8 @@ type Engine struct {
 	// open are the open alarms this node raised, by key; only Run's
 	// goroutine touches it.
 	open map[string]Record
+	// published is what the core last sent its edges of its settings.
+	published []byte
 }
 
 // New checks cfg, applies its defaults and returns an engine.
@@ -228,14 +230,19 @@ func (e *Engine) Check(ctx context.Context) error {
 			return err
 		}
 	}
-	set, _, err := LoadSettings(ctx, e.st)
+	set, version, err := LoadSettings(ctx, e.st)
 	if err != nil {
 		return err
 	}
 	now := e.cfg.Now().UTC()
+	var errs []error
+	if !e.cfg.Edge {
+		if err := e.publish(ctx, set, version); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	var checked []string
 	var held []Condition
-	var errs []error
 	add := func(typ string, conds []Condition, err error) {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", typ, err))

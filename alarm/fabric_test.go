@@ -21,7 +21,7 @@ import (
 
 // An edge raises a device_offline alarm while its core is away; when the
 // link returns the alarm reaches the core, which tells its webhook, and
-// the edge's clear follows it.
+// the edge's clear follows it. The core's thresholds go down to the edge.
 func TestEdgeAlarmReachesCoreWhenLinkReturns(t *testing.T) {
 	ctx := t.Context()
 	f := testenv.New(t)
@@ -99,5 +99,15 @@ func TestEdgeAlarmReachesCoreWhenLinkReturns(t *testing.T) {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(told) == 3 && told[1].State == alarm.Acknowledged && told[2].State == alarm.Cleared
+	})
+
+	// The core's thresholds reach the edge, its webhooks do not.
+	if _, err := alarm.SaveSettings(ctx, c.Store(), alarm.Settings{DeviceOfflineAfter: alarm.Duration(20 * time.Minute),
+		Webhooks: []alarm.Webhook{{URL: hook.URL, Secret: "k"}}}); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, time.Minute, "the core's thresholds at the edge", func() bool {
+		set, _, err := alarm.LoadSettings(ctx, e.Store())
+		return err == nil && set.DeviceOfflineAfter == alarm.Duration(20*time.Minute) && len(set.Webhooks) == 0
 	})
 }

@@ -1,6 +1,7 @@
 package alarm
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -170,22 +171,116 @@ func Ack(ctx context.Context, st *store.Store, id, subject string, now time.Time
 	return out.Alarm, changed, nil
 }
 
-// LoadSettings returns the node's settings: those stored, with defaults
-// for what they leave out, or the defaults.
-func LoadSettings(ctx context.Context, st *store.Store) (Settings, uint64, error) {
+// SettingsTopic is the topic of /updates/down on which the core sends its
+// thresholds (not its webhooks) to its edges, as it sends desired state:
+// written at the core only, by its engine, whenever its settings change.
+const SettingsTopic = "alarm-settings"
+
+// thresholds are the members of Settings a core sends its edges.
+type thresholds struct {
+	DeviceOfflineAfter Duration `json:"device_offline_after"`
+	LinkDownAfter      Duration `json:"link_down_after"`
+	DiskFreeBelow      float64  `json:"disk_free_below"`
+	CertExpiryWithin   Duration `json:"cert_expiry_within"`
+}
+
+func thresholdsOf(s Settings) thresholds {
+	return thresholds{s.DeviceOfflineAfter, s.LinkDownAfter, s.DiskFreeBelow, s.CertExpiryWithin}
+}
+
+// LoadSettings returns the settings the node applies: its own (stored in
+// SettingsTable, with defaults for what they leave out, or the defaults),
+// whose thresholds are replaced by those its core sent (SettingsTopic) when
+// they are newer. The webhooks are always the node's own. version is that
+// of the node's own document (0: none).
+func LoadSettings(ctx context.Context, st *store.Store) (s Settings, version uint64, err error) {
+	s = DefaultSettings()
+	var updated time.Time
 	d, err := st.Table(SettingsTable).Get(ctx, SettingsKey)
-	if errors.Is(err, store.ErrNotFound) {
-		return DefaultSettings(), 0, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
 		return Settings{}, 0, fmt.Errorf("alarm: settings: %w", err)
+	default:
+		var own Settings
+		if err := json.Unmarshal(d.Value, &own); err != nil {
+			return Settings{}, 0, fmt.Errorf("alarm: settings: %w", err)
+		}
+		s, _ = own.Check()
+		version, updated = d.Version, d.Updated
+	}
+	th, at, ok, err := sentSettings(ctx, st)
+	if err != nil {
+		return Settings{}, 0, err
+	}
+	if ok && at.After(updated) {
+		s.DeviceOfflineAfter, s.LinkDownAfter, s.DiskFreeBelow, s.CertExpiryWithin = th.DeviceOfflineAfter, th.LinkDownAfter, th.DiskFreeBelow, th.CertExpiryWithin
+	}
+	return s, version, nil
+}
+
+// sentSettings returns the latest thresholds of SettingsTopic, the raw
+// message and when it was written; ok is false if there are none.
+func sentSettings(ctx context.Context, st *store.Store) (th thresholds, at time.Time, ok bool, err error) {
+	m, ok, err := lastSent(ctx, st)
+	if err != nil || !ok {
+		return th, at, false, err
 	}
 	var s Settings
-	if err := json.Unmarshal(d.Value, &s); err != nil {
-		return Settings{}, 0, fmt.Errorf("alarm: settings: %w", err)
+	if json.Unmarshal(m.Value, &s) != nil {
+		return th, at, false, nil
 	}
-	s, _ = s.Check()
-	return s, d.Version, nil
+	if s, err = s.Check(); err != nil {
+		return th, at, false, nil
+	}
+	return thresholdsOf(s), m.Timestamp, true, nil
+}
+
+// lastSent is the latest message of SettingsTopic.
+func lastSent(ctx context.Context, st *store.Store) (store.Message, bool, error) {
+	s := st.Stream(store.UpdatesStream)
+	low, next, err := s.Bounds(ctx, SettingsTopic, 0)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && next <= low) {
+		return store.Message{}, false, nil
+	}
+	if err != nil {
+		return store.Message{}, false, fmt.Errorf("alarm: settings sent: %w", err)
+	}
+	msgs, err := s.Read(ctx, SettingsTopic, 0, next-1, store.ReadOptions{Limit: 1})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return store.Message{}, false, fmt.Errorf("alarm: settings sent: %w", err)
+	}
+	if len(msgs) == 0 {
+		return store.Message{}, false, nil
+	}
+	return msgs[0], true, nil
+}
+
+// publish appends the core's thresholds to SettingsTopic when they differ
+// from the latest sent. A core that was never given settings sends none.
+func (e *Engine) publish(ctx context.Context, set Settings, version uint64) error {
+	if version == 0 {
+		return nil
+	}
+	b, err := json.Marshal(thresholdsOf(set))
+	if err != nil {
+		return err
+	}
+	if bytes.Equal(b, e.published) {
+		return nil
+	}
+	if m, ok, err := lastSent(ctx, e.st); err != nil {
+		return err
+	} else if ok && bytes.Equal(m.Value, b) {
+		e.published = b
+		return nil
+	}
+	if _, err := e.st.AppendMany(ctx, []store.AppendRequest{{Path: store.UpdatesStream, Topic: SettingsTopic, Partition: 0,
+		Messages: []store.Message{{Value: b}}}}); err != nil {
+		return fmt.Errorf("alarm: send settings to the edges: %w", err)
+	}
+	e.published = b
+	return nil
 }
 
 // SaveSettings checks s (a secret given as SecretMask keeps the one
