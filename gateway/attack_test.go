@@ -653,12 +653,15 @@ func TestPendingFlood(t *testing.T) {
 		}
 	}()
 	// One pending connection from each of pending addresses: the table
-	// is full, and no address holds more than a newcomer's share.
+	// is full, and no address holds more than a newcomer's share. Each
+	// sends the first byte of a ClientHello, without which the kernel
+	// would not hand the connection over yet (TCP_DEFER_ACCEPT).
 	for i := range pending {
 		c, err := dialFrom(i+2, e.addr())
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.Write([]byte{0x16})
 		conns = append(conns, c)
 	}
 	m := e.srv.Metrics()
@@ -672,6 +675,7 @@ func TestPendingFlood(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		c.Write([]byte{0x16})
 		c.SetReadDeadline(time.Now().Add(3 * time.Second))
 		if _, err := c.Read(make([]byte, 1)); err == nil {
 			t.Fatal("read succeeded")

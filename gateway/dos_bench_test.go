@@ -30,17 +30,27 @@ var dosAttacks = []struct {
 	start func(b testing.TB, e *env) func()
 }{
 	{"none", func(testing.TB, *env) func() { return func() {} }},
-	{"pending_one_address_1100", func(b testing.TB, e *env) func() {
+	// Sockets that send nothing wait in the kernel (TCP_DEFER_ACCEPT)
+	// until the first-byte deadline; the gateway sees them only then.
+	{"silent_one_address_1100", func(b testing.TB, e *env) func() {
 		h := hold(e, []int{2}, 1100, nil)
+		waitFor(b, "attack", func() bool { return h.dials.Load() >= 1100 })
+		return h.close
+	}},
+	{"silent_20_addresses_x64", func(b testing.TB, e *env) func() {
+		h := hold(e, twentyAddresses(), 64, nil)
+		waitFor(b, "attack", func() bool { return h.dials.Load() >= 20*64 })
+		return h.close
+	}},
+	// Sockets that send the first byte of a ClientHello and stall are
+	// handed over at once and meet the pending limits.
+	{"pending_one_address_1100", func(b testing.TB, e *env) func() {
+		h := hold(e, []int{2}, 1100, []byte{0x16})
 		waitFor(b, "attack", func() bool { return h.dials.Load() > 3000 })
 		return h.close
 	}},
 	{"pending_20_addresses_x64", func(b testing.TB, e *env) func() {
-		var addrs []int
-		for i := range 20 {
-			addrs = append(addrs, 10+i)
-		}
-		h := hold(e, addrs, 64, nil)
+		h := hold(e, twentyAddresses(), 64, []byte{0x16})
 		waitFor(b, "attack", func() bool { return h.dials.Load() > 3000 })
 		return h.close
 	}},
@@ -339,6 +349,15 @@ func TestGatewayProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	io.Copy(io.Discard, os.Stdin)
+}
+
+// twentyAddresses are 127.0.0.10 to 127.0.0.29, by their last byte.
+func twentyAddresses() []int {
+	var addrs []int
+	for i := range 20 {
+		addrs = append(addrs, 10+i)
+	}
+	return addrs
 }
 
 // BenchmarkQoS1Limits measures the gateway's QoS 1 rate with every limit

@@ -169,6 +169,36 @@ func TestDoSPendingOneAddress(t *testing.T) {
 	waitFor(t, "pending slots free", func() bool { return e.srv.ln.pending.Load() == 0 && e.tracked() == 0 })
 }
 
+// TestDoSSilentSocketsStayInKernel: sockets that send nothing are not
+// handed to the gateway before the first-byte deadline (TCP_DEFER_ACCEPT):
+// they take no pending slot and no goroutine, and a device never queues
+// behind them.
+func TestDoSSilentSocketsStayInKernel(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.FirstByteTimeout, c.HandshakeTimeout = time.Minute, time.Minute })
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 500 {
+		c, err := dialFrom(2, e.addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for range 3 {
+		e.probe(t, 3)
+	}
+	if n := e.srv.ln.pending.Load(); n != 0 {
+		t.Fatalf("%d silent sockets hold pending slots, want 0", n)
+	}
+	if n := e.srv.Metrics().Refusals(RefuseMaxPendingPerIP); n != 0 {
+		t.Fatalf("%d silent sockets were accepted and refused, want none accepted", n)
+	}
+}
+
 // TestDoSPendingManyAddresses: addresses that together fill MaxPending
 // cannot keep a newcomer out: it takes the slot of the oldest pending
 // connection of the address holding the most.

@@ -68,7 +68,8 @@ func (l *listener) Protocol() string { return "mqtts" }
 
 // Init implements listeners.Listener: it opens the TCP socket.
 func (l *listener) Init(*slog.Logger) error {
-	ln, err := net.Listen("tcp", l.s.cfg.Addr)
+	lc := net.ListenConfig{Control: deferAccept(l.s.cfg.FirstByteTimeout)}
+	ln, err := lc.Listen(context.Background(), "tcp", l.s.cfg.Addr)
 	if err != nil {
 		return err
 	}
