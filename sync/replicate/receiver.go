@@ -46,6 +46,7 @@ type work struct {
 func (r *receiver) run(ctx context.Context) error {
 	r.stats.down.Store(0)
 	r.stats.recvMsg.Store(0)
+	r.stats.rep.Store(nil) // a report of another connection counted other batches
 	defer func() { r.stats.down.Store(r.now().UnixNano()) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -668,15 +668,18 @@ func (s *sender) sendOne(ctx context.Context, k tp) error {
 	return nil
 }
 
+// maxGapFlight bounds the offsets one Gap frame covers, so that a flight
+// counts them in an int.
+const maxGapFlight = 1 << 30
+
 // sendGap tells the receiver that offsets from to ge.To of k were
 // quarantined here and will never come: it records the same gap, and the
 // offsets after it line up. The Gap frame is a batch in flight like any
 // other, acknowledged with the receiver's new position.
 func (s *sender) sendGap(ctx context.Context, k tp, from uint64, ge *store.GapError) error {
 	g := &wire.Gap{Topic: k.topic, Part: k.part, From: from, To: ge.To, Reason: "quarantined at the source"}
-	if n := ge.To - from; n > wire.MaxBatchRecords<<16 {
-		// A range too long to count as one flight goes in pieces.
-		g.To = from + wire.MaxBatchRecords<<16
+	if g.To-g.From > maxGapFlight {
+		g.To = g.From + maxGapFlight // the rest follows as another gap
 	}
 	s.logger.Warn("sending a quarantined range as a gap", "topic", k.topic, "partition", k.part, "from", g.From, "to", g.To)
 	s.mu.Lock()
