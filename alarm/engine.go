@@ -93,6 +93,8 @@ type Engine struct {
 	open map[string]Record
 	// published is what the core last sent its edges of its settings.
 	published []byte
+	// pruned is when cleared alarms were last pruned.
+	pruned time.Time
 }
 
 // New checks cfg, applies its defaults and returns an engine.
@@ -223,7 +225,8 @@ func (e *Engine) reload(ctx context.Context) error {
 }
 
 // Check looks at every condition once and writes the alarms raised,
-// changed and cleared. Run calls it every tick.
+// changed and cleared. Run calls it every tick; it must not be called
+// while Run runs.
 func (e *Engine) Check(ctx context.Context) error {
 	if e.open == nil {
 		if err := e.reload(ctx); err != nil {
@@ -277,8 +280,12 @@ func (e *Engine) Check(ctx context.Context) error {
 	if err := e.apply(ctx, Step(e.name, open, checked, held, now)); err != nil {
 		return err
 	}
-	if err := e.prune(ctx, now); err != nil {
-		errs = append(errs, err)
+	if now.Sub(e.pruned) >= pruneEvery {
+		if err := e.prune(ctx, now); err != nil {
+			errs = append(errs, err)
+		} else {
+			e.pruned = now
+		}
 	}
 	e.count()
 	return errors.Join(errs...)
@@ -401,6 +408,9 @@ func rebase(cur Record, exists bool, r Record) (Record, bool) {
 	}
 	return cur, false // raised already
 }
+
+// pruneEvery is how often cleared alarms past Retention are deleted.
+const pruneEvery = time.Hour
 
 // prune deletes the alarms cleared longer than Retention ago.
 func (e *Engine) prune(ctx context.Context, now time.Time) error {
