@@ -58,6 +58,9 @@ type SimConfig struct {
 	CertsDir string
 	// Count of devices, spread over Classes in turn. Default 10.
 	Count int
+	// Classes are the device classes of the fleet, taken in turn. Default
+	// the package's Classes.
+	Classes []Class
 	// IDPrefix of the device ids: <prefix>-<class>-<n>. Default "sim".
 	IDPrefix string
 	// Interval between telemetry samples until a device is told
@@ -169,15 +172,19 @@ func StartFleet(ctx context.Context, cfg SimConfig) (*Fleet, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	if len(cfg.Classes) == 0 {
+		cfg.Classes = Classes
+	}
+	classes := cfg.Classes
 	f := &Fleet{cfg: cfg, log: cfg.Logger.With("component", "fleet"), online: map[string]bool{}, stopped: make(chan struct{})}
 	byClass := map[string][]int{}
 	for i := 0; i < cfg.Count; i++ {
-		c := Classes[i%len(Classes)]
-		f.ids = append(f.ids, fmt.Sprintf("%s-%s-%d", cfg.IDPrefix, c.Name, i/len(Classes)))
+		c := classes[i%len(classes)]
+		f.ids = append(f.ids, fmt.Sprintf("%s-%s-%d", cfg.IDPrefix, c.Name, i/len(classes)))
 		byClass[c.Name] = append(byClass[c.Name], i)
 	}
 	creds := make([]tls.Certificate, len(f.ids))
-	for _, c := range Classes {
+	for _, c := range classes {
 		idx := byClass[c.Name]
 		if len(idx) == 0 {
 			continue
@@ -199,7 +206,7 @@ func StartFleet(ctx context.Context, cfg SimConfig) (*Fleet, error) {
 	}
 	var wg sync.WaitGroup
 	for i, id := range f.ids {
-		d := &simDevice{f: f, id: id, class: Classes[i%len(Classes)], cert: creds[i], rng: rand.New(rand.NewPCG(uint64(i), 7))}
+		d := &simDevice{f: f, id: id, class: classes[i%len(classes)], cert: creds[i], rng: rand.New(rand.NewPCG(uint64(i), 7))}
 		if len(cfg.Firmware.Keys.Keys) > 0 {
 			if err := d.startAgent(ctx, &wg); err != nil {
 				return nil, err

@@ -169,7 +169,7 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		defer close(f.chunksDone)
 		(&firmware.ChunkServer{Store: f.Edge.Store(), Logger: cfg.Logger.With("node", EdgeName)}).Run(chunkCtx)
 	}()
-	if err := f.serveDeviceFirmware(auth, cfg.Logger.With("node", EdgeName)); err != nil {
+	if f.fwServer, f.DeviceFirmwareAddr, err = serveDeviceFirmware(auth, f.Edge, EdgeName, cfg.Logger.With("node", EdgeName)); err != nil {
 		f.Shutdown(context.WithoutCancel(ctx))
 		return nil, err
 	}
@@ -211,33 +211,32 @@ func setupCerts(dir string) (*certs.Authority, error) {
 	return auth, nil
 }
 
-// serveDeviceFirmware serves the edge's releases to its devices over
+// serveDeviceFirmware serves an edge's releases to its devices over
 // HTTPS, their certificates the only credential accepted: the gateway's
 // server certificate, client certificates required and verified against
 // the device CA, revoked ones refused (api.DeviceFirmware).
-func (f *Fabric) serveDeviceFirmware(auth *certs.Authority, log *slog.Logger) error {
-	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindGateway, Name: EdgeName})
+func serveDeviceFirmware(auth *certs.Authority, e *edge.Node, name string, log *slog.Logger) (*http.Server, net.Addr, error) {
+	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindGateway, Name: name})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	rev, err := auth.Revocations(log.With("component", "crl"))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fmt.Errorf("up: %w", err)
+		return nil, nil, fmt.Errorf("up: %w", err)
 	}
-	f.DeviceFirmwareAddr = ln.Addr()
-	f.fwServer = &http.Server{
-		Handler:           api.DeviceFirmware(api.DeviceFirmwareConfig{Store: f.Edge.Store(), Revocations: rev, Now: f.Edge.Store().Now, Logger: log}),
+	srv := &http.Server{
+		Handler:           api.DeviceFirmware(api.DeviceFirmwareConfig{Store: e.Store(), Revocations: rev, Now: e.Store().Now, Logger: log}),
 		TLSConfig:         certs.ServerConfig(pair, pool, certs.KindDevice, rev),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          stdlog.New(io.Discard, "", 0),
 	}
-	go f.fwServer.ServeTLS(ln, "", "")
-	return nil
+	go srv.ServeTLS(ln, "", "")
+	return srv, ln.Addr(), nil
 }
 
 // setupFirmwareKey makes the demo firmware signing key on first start
