@@ -104,7 +104,14 @@ func TestAuditPaging(t *testing.T) {
 		{"limit=20&action=act.0&from=" + t0.Add(100*time.Millisecond).Format(time.RFC3339Nano), func(_ string, i int) bool { return i%2 == 0 && i >= 100 }},
 	} {
 		t.Run(c.query, func(t *testing.T) {
-			got, pages := e.allAudit(c.query)
+			all, pages := e.allAudit(c.query)
+			// The records of the test's nodes, not the store's own.
+			var got []AuditRecord
+			for _, r := range all {
+				if r.Node == "core-1" || r.Node == "edge-1" {
+					got = append(got, r)
+				}
+			}
 			want := 0
 			for i := range 300 {
 				if c.want("core-1", i) {
@@ -185,5 +192,52 @@ func TestAuditSystemSubject(t *testing.T) {
 	e.get("/api/v1/audit?subject=alice@admin", certs.RoleAdmin, http.StatusOK, &page)
 	if len(page.Records) == 0 || slices.ContainsFunc(page.Records, func(r AuditRecord) bool { return r.Subject != "alice@admin" }) {
 		t.Fatalf("alice's records: %+v", page.Records)
+	}
+}
+
+// TestAuditRetention: the audit volume keeps 400 days unless told
+// otherwise; a TTL set on it is kept; starting again writes nothing.
+func TestAuditRetention(t *testing.T) {
+	e := newEnv(t)
+	ttl := func() time.Duration {
+		vi, err := e.st.Volume("audit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return vi.TTL
+	}
+	if got := ttl(); got != DefaultAuditRetention {
+		t.Fatalf("ttl %s", got)
+	}
+	policy := func() int {
+		var page AuditResponse
+		e.get("/api/v1/audit?action=volume.policy&object=/audit", certs.RoleAdmin, http.StatusOK, &page)
+		return len(page.Records)
+	}
+	n := policy()
+	mk := func(d time.Duration) {
+		if _, err := New(Config{Store: e.st, TokenKey: e.srv.cfg.TokenKey, AuditRetention: d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk(0)
+	if policy() != n || ttl() != DefaultAuditRetention {
+		t.Fatal("a start with the same retention changed the volume")
+	}
+	other := 30 * 24 * time.Hour
+	if _, err := e.st.ChangeVolume(t.Context(), "audit", store.VolumeChange{TTL: &other}); err != nil {
+		t.Fatal(err)
+	}
+	mk(0)
+	if ttl() != other {
+		t.Fatalf("a TTL set on the volume was replaced: %s", ttl())
+	}
+	mk(90 * 24 * time.Hour)
+	if ttl() != 90*24*time.Hour {
+		t.Fatalf("setting: %s", ttl())
+	}
+	mk(-1)
+	if ttl() != 0 {
+		t.Fatalf("for ever: %s", ttl())
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -65,11 +66,22 @@ type Config struct {
 	// each publish. Empty: publishing firmware is refused (503); reading
 	// releases works.
 	FirmwareKeys string
+	// AuditRetention is how long the audit volume keeps its records
+	// (its TTL), set at New when it differs. Zero: DefaultAuditRetention
+	// if the volume has no TTL yet, else the TTL it has (weft volume set
+	// changed it); negative: keep records for ever.
+	AuditRetention time.Duration
 	// Logger receives the server's logs. Nil discards them.
 	Logger *slog.Logger
 	// Now is the clock tokens are checked against. Default time.Now.
 	Now func() time.Time
 }
+
+// auditVolume is the volume of store.AuditStream.
+const auditVolume = "audit"
+
+// DefaultAuditRetention is the audit volume's TTL when none is set.
+const DefaultAuditRetention = 400 * 24 * time.Hour
 
 // DefaultMaxBodyBytes is the default of Config.MaxBodyBytes.
 const DefaultMaxBodyBytes = 8 << 20
@@ -139,9 +151,40 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.metrics = m
 	}
+	if err := s.applyAuditRetention(context.Background()); err != nil {
+		// The node still serves (a full disk refuses the change): the
+		// policy is applied at the next start.
+		s.log.Error("audit retention not applied", "err", err)
+	}
 	s.routes()
 	s.root = s.metrics.wrap(http.HandlerFunc(s.serve))
 	return s, nil
+}
+
+// applyAuditRetention gives the audit volume the TTL of
+// Config.AuditRetention (see there), writing nothing when it has it.
+func (s *Server) applyAuditRetention(ctx context.Context) error {
+	vi, err := s.cfg.Store.Volume(auditVolume)
+	if err != nil {
+		return fmt.Errorf("api: audit volume: %w", err)
+	}
+	want := s.cfg.AuditRetention
+	switch {
+	case want < 0:
+		want = 0
+	case want == 0 && vi.TTL != 0:
+		return nil
+	case want == 0:
+		want = DefaultAuditRetention
+	}
+	if vi.TTL == want {
+		return nil
+	}
+	if _, err := s.cfg.Store.ChangeVolume(ctx, auditVolume, store.VolumeChange{TTL: &want}); err != nil {
+		return fmt.Errorf("api: audit retention: %w", err)
+	}
+	s.log.Info("audit retention set", "ttl", want.String())
+	return nil
 }
 
 func (s *Server) routes() {
@@ -178,6 +221,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+// DesiredReadOnly says the node refuses desired-state changes
+// (Config.DesiredReadOnly): it follows its core's.
+func (s *Server) DesiredReadOnly() bool { return s.cfg.DesiredReadOnly }
 
 // Handler returns the handler that serves the API.
 func (s *Server) Handler() http.Handler { return s.root }
