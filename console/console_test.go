@@ -406,7 +406,7 @@ func TestPages(t *testing.T) {
 	firstStamp := stampOf(t, page)
 	// A report of the device meanwhile does not stand in the way.
 	report(t, e.st, "sim-pump-0", "pump", `{"setpoint":4,"sample_interval_s":5,"firmware":"1.0.0","error":null,"uptime_s":9}`)
-	form := url.Values{"csrf": {csrfOf(t, page)}, "desired": {firstStamp}, "f:setpoint": {"7"}, "f:sample_interval_s": {""}, "new_field": {"mode"}, "new_value": {"eco"}}
+	form := url.Values{"csrf": {csrfOf(t, page)}, "desired": {firstStamp}, "f:setpoint": {"7"}, "f:sample_interval_s": {""}, "new_field": {"mode"}, "new_value": {"eco"}, "new_text": {"1"}}
 	resp, _ := b.do("POST", "/devices/sim-pump-0/desired", form, nil)
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/devices/sim-pump-0?notice=applied" {
 		t.Fatalf("apply: %d %s", resp.StatusCode, loc)
@@ -420,23 +420,23 @@ func TestPages(t *testing.T) {
 		t.Fatalf("delta sent: %v", down)
 	}
 	page = b.get("/devices/sim-pump-0?notice=applied", 200)
-	if !strings.Contains(page, "Desired state saved") || !strings.Contains(page, "2 pending") || !strings.Contains(page, `value="7"`) || !strings.Contains(page, `value="eco"`) {
+	if !strings.Contains(page, "Desired state saved") || !strings.Contains(page, "2 pending") || !strings.Contains(page, `value="7"`) || !strings.Contains(page, `value="&#34;eco&#34;"`) {
 		t.Fatalf("after apply: %s", page)
 	}
 	// The same values again: nothing to change. A desired state changed
 	// since the page was shown: conflict.
 	form.Set("desired", stampOf(t, page))
 	form.Del("new_field")
-	form.Set("f:mode", "eco")
+	form.Set("f:mode", `"eco"`)
 	resp, _ = b.do("POST", "/devices/sim-pump-0/desired", form, nil)
 	if loc := resp.Header.Get("Location"); !strings.HasSuffix(loc, "notice=nothing") {
 		t.Fatalf("same values: %s", loc)
 	}
 	form.Set("desired", firstStamp)
 	form.Set("f:setpoint", "8")
-	resp, _ = b.do("POST", "/devices/sim-pump-0/desired", form, nil)
-	if loc := resp.Header.Get("Location"); !strings.HasSuffix(loc, "notice=conflict") {
-		t.Fatalf("stale version: %s", loc)
+	resp, body := b.do("POST", "/devices/sim-pump-0/desired", form, nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "What you typed is kept") || !strings.Contains(body, `value="8"`) {
+		t.Fatalf("stale version: %d %s", resp.StatusCode, body)
 	}
 	// Without the CSRF token, or from another origin: refused.
 	form.Set("desired", stampOf(t, page))

@@ -220,6 +220,22 @@ type editorRow struct {
 	Field       string
 	Value       string
 	Placeholder string
+	// Text says the value is taken as text, not JSON (its box ticked).
+	Text bool
+	// Error says why the value typed could not be used.
+	Error string
+	// Refused is the device's reason for refusing the desired value
+	// (reported.error.<field>); Unknown says the device has reported
+	// since the field was desired without ever reporting it.
+	Refused string
+	Unknown bool
+}
+
+// newFieldRow is the editor's row that adds a field.
+type newFieldRow struct {
+	Field, Value string
+	Text         bool
+	Error        string
 }
 
 // notDesired are reported fields the editor does not offer: they are the
@@ -244,7 +260,12 @@ type deviceData struct {
 	Delta        []kv
 	Errors       []kv
 	Editor       []editorRow
-	Charts       []chart
+	NewField     newFieldRow
+	// EditorKept says the editor shows what was typed, not the desired
+	// state: after an error or a conflict.
+	EditorKept bool
+	Anomalies  []api.AnomalyRecord
+	Charts     []chart
 	Events       []eventRow
 	Source       string
 	Err          string
@@ -254,6 +275,13 @@ type deviceData struct {
 const chartPoints = 240
 
 func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
+	s.renderDevice(w, r, http.StatusOK, r.URL.Query().Get("notice"), nil, nil)
+}
+
+// renderDevice renders the device page (or the part asked for) with the
+// notice of code; with form, the editor keeps what the form held and
+// shows errs by field (see keepTyped).
+func (s *Server) renderDevice(w http.ResponseWriter, r *http.Request, status int, code string, form url.Values, errs map[string]string) {
 	sess := sessionOf(r.Context())
 	id := r.PathValue("id")
 	doc, err := s.api.Device(r.Context(), sess.claims, id)
@@ -279,8 +307,17 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
 		d.Errors = []kv{{"", e}}
 	}
 	d.Editor = editorRows(&doc)
+	if form != nil {
+		keepTyped(&d, form, errs)
+	}
 	part := r.URL.Query().Get("part")
 	now := s.cfg.Now()
+	if part == "" || part == "anomalies" {
+		as, _, err := s.api.Anomalies(r.Context(), sess.claims, api.AnomalyQuery{Range: api.RangeQuery{To: now.Add(time.Nanosecond), Limit: 10}, Device: id})
+		if err == nil {
+			d.Anomalies = as
+		}
+	}
 	if part == "" || part == "charts" {
 		h, err := s.api.DeviceHistory(r.Context(), sess.claims, id, api.RangeQuery{To: now.Add(time.Nanosecond), Limit: chartPoints})
 		if err == nil {
@@ -300,8 +337,12 @@ func (s *Server) devicePage(w http.ResponseWriter, r *http.Request) {
 	}
 	v := s.view(r, id, "devices", d)
 	v.Events = "/live/devices/" + url.PathEscape(id)
-	v.Notice = notices[r.URL.Query().Get("notice")]
-	s.renderPart(w, r, "device", v, "device.state", "device.editor", "device.charts", "device.events")
+	v.Notice = notices[code]
+	if status != http.StatusOK {
+		s.renderView(w, r, status, "device", "layout", v)
+		return
+	}
+	s.renderPart(w, r, "device", v, "device.state", "device.editor", "device.charts", "device.events", "device.anomalies")
 }
 
 // stateRows lines reported and desired up field by field.
@@ -336,6 +377,22 @@ func stateRows(d *shadow.Doc) []stateRow {
 // editorRows are the top-level fields the editor offers: those desired,
 // and those the device reports that it may be asked to change.
 func editorRows(d *shadow.Doc) []editorRow {
+	refused := map[string]string{}
+	if e, ok := d.Reported["error"].(map[string]any); ok {
+		for k, v := range e {
+			if s, ok := v.(string); ok {
+				refused[k] = s
+			} else if v != nil {
+				refused[k] = editorValue(v)
+			}
+		}
+	}
+	var lastReport time.Time
+	for _, t := range d.ReportedTS {
+		if t.After(lastReport) {
+			lastReport = t
+		}
+	}
 	fields := map[string]bool{}
 	for k := range d.Reported {
 		if !notDesired[k] {
@@ -353,38 +410,42 @@ func editorRows(d *shadow.Doc) []editorRow {
 		}
 		if v, ok := d.Reported[f]; ok {
 			row.Placeholder = editorValue(v)
+		} else if at, ok := d.DesiredTS[f]; ok && lastReport.After(at) {
+			row.Unknown = true
+		}
+		if _, ok := d.Desired[f]; ok {
+			row.Refused = refused[f]
 		}
 		rows = append(rows, row)
 	}
 	return rows
 }
 
-// editorValue is how the editor shows a value: strings as they are,
-// unless they would read back as another JSON value; anything else as
-// JSON.
+// editorValue is how the editor shows a value: as JSON, strings in
+// quotes, so that it reads back as the same value.
 func editorValue(v any) string {
-	if s, ok := v.(string); ok {
-		if json.Valid([]byte(s)) {
-			b, _ := json.Marshal(s)
-			return string(b)
-		}
-		return s
-	}
 	b, _ := json.Marshal(v)
 	return string(b)
 }
 
-// parseEntered reads a value typed into the editor: JSON if it is JSON
-// (7, true, "7", {"a":1}), else the text as a string.
-func parseEntered(s string) any {
+// errNotJSON is a value typed into the editor that is not JSON.
+var errNotJSON = errors.New(`not valid JSON: type text in quotes ("eco"), or tick Text`)
+
+// parseEntered reads a value typed into the editor: JSON (7, true, "eco",
+// {"a":1}), or, with asText, the text itself as a string. Anything else
+// is errNotJSON: abc and {bad json are not saved as strings by mistake.
+func parseEntered(s string, asText bool) (any, error) {
+	if asText {
+		return s, nil
+	}
 	s = strings.TrimSpace(s)
 	dec := json.NewDecoder(strings.NewReader(s))
 	dec.UseNumber()
 	var v any
-	if err := dec.Decode(&v); err == nil && !dec.More() {
-		return v
+	if err := dec.Decode(&v); err != nil || dec.More() {
+		return nil, errNotJSON
 	}
-	return s
+	return v, nil
 }
 
 // validField reports whether name may be a desired field.
@@ -402,25 +463,32 @@ func validField(name string) bool {
 
 // editorPatch builds the merge patch the editor's form asks for: each
 // field whose entered value differs from the desired one, an emptied
-// field as null (removed), and the new field if named.
-func editorPatch(form url.Values, desired map[string]any) (map[string]any, error) {
-	patch := map[string]any{}
+// field as null (removed), and the new field if named. Values that are
+// not JSON (nor ticked as text) are in errs, by field ("" for the new
+// field): then nothing is to be saved.
+func editorPatch(form url.Values, desired map[string]any) (patch map[string]any, errs map[string]string, err error) {
+	patch, errs = map[string]any{}, map[string]string{}
 	for key, vals := range form {
 		field, ok := strings.CutPrefix(key, "f:")
 		if !ok || len(vals) == 0 {
 			continue
 		}
 		if !validField(field) {
-			return nil, errBadField
+			return nil, nil, errBadField
 		}
 		cur, has := desired[field]
-		entered := strings.TrimSpace(vals[0])
+		asText := form.Get("t:"+field) != ""
+		entered := vals[0]
 		switch {
-		case entered == "" && has:
+		case strings.TrimSpace(entered) == "" && !asText && has:
 			patch[field] = nil
-		case entered == "":
+		case strings.TrimSpace(entered) == "" && !asText:
 		default:
-			v := parseEntered(entered)
+			v, perr := parseEntered(entered, asText)
+			if perr != nil {
+				errs[field] = perr.Error()
+				continue
+			}
 			if !has || !shadow.Equal(v, cur) {
 				patch[field] = v
 			}
@@ -428,13 +496,42 @@ func editorPatch(form url.Values, desired map[string]any) (map[string]any, error
 	}
 	if name := strings.TrimSpace(form.Get("new_field")); name != "" {
 		if !validField(name) {
-			return nil, errBadField
+			return nil, nil, errBadField
 		}
-		if v := strings.TrimSpace(form.Get("new_value")); v != "" {
-			patch[name] = parseEntered(v)
+		asText := form.Get("new_text") != ""
+		if v := form.Get("new_value"); strings.TrimSpace(v) != "" || asText {
+			pv, perr := parseEntered(v, asText)
+			if perr != nil {
+				errs[""] = perr.Error()
+			} else {
+				patch[name] = pv
+			}
 		}
 	}
-	return patch, nil
+	return patch, errs, nil
+}
+
+// keepTyped puts what the form held into the editor rows of d, with the
+// errors of its values: after a refused value or a conflict the page
+// shows what was typed, not the desired state, so nothing is lost.
+func keepTyped(d *deviceData, form url.Values, errs map[string]string) {
+	d.EditorKept = true
+	seen := map[string]bool{}
+	for i := range d.Editor {
+		row := &d.Editor[i]
+		seen[row.Field] = true
+		if vals, ok := form["f:"+row.Field]; ok && len(vals) > 0 {
+			row.Value, row.Text, row.Error = vals[0], form.Get("t:"+row.Field) != "", errs[row.Field]
+		}
+	}
+	for key, vals := range form {
+		field, ok := strings.CutPrefix(key, "f:")
+		if !ok || seen[field] || len(vals) == 0 || !validField(field) {
+			continue
+		}
+		d.Editor = append(d.Editor, editorRow{Field: field, Value: vals[0], Text: form.Get("t:"+field) != "", Error: errs[field]})
+	}
+	d.NewField = newFieldRow{Field: form.Get("new_field"), Value: form.Get("new_value"), Text: form.Get("new_text") != "", Error: errs[""]}
 }
 
 var errBadField = errors.New("console: field names are 1 to 128 characters, no control characters")
@@ -443,7 +540,8 @@ var errBadField = errors.New("console: field names are 1 to 128 characters, no c
 var notices = map[string]*notice{
 	"applied":   {"ok", "Desired state saved and sent to the device. The delta clears as the device reports back."},
 	"nothing":   {"warn", "Nothing to change: the values entered are the desired state already."},
-	"conflict":  {"error", "The shadow changed while you were editing. Review the values below and apply again."},
+	"conflict":  {"error", "The desired state changed while you were editing; nothing was applied. What you typed is kept below, beside the current state: review it and apply again."},
+	"notjson":   {"error", "Nothing was saved: some values are not valid JSON (marked below). Type text in quotes, or tick Text."},
 	"forbidden": {"error", "Your role does not allow changing desired state."},
 	"readonly":  {"error", "This node follows the desired state its core sets; change it on the core."},
 	"notsent":   {"warn", "Desired state saved, but the delta could not be sent to the device. Apply again to resend it."},
@@ -485,12 +583,17 @@ func (s *Server) desiredForm(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if desiredStamp(doc.Desired) != seen {
-			back("conflict")
+			// What was typed stays on the page, beside the new state.
+			s.renderDevice(w, r, http.StatusConflict, "conflict", r.PostForm, nil)
 			return
 		}
-		patch, err := editorPatch(r.PostForm, doc.Desired)
+		patch, errs, err := editorPatch(r.PostForm, doc.Desired)
 		if err != nil {
 			back("invalid")
+			return
+		}
+		if len(errs) > 0 {
+			s.renderDevice(w, r, http.StatusUnprocessableEntity, "notjson", r.PostForm, errs)
 			return
 		}
 		if len(patch) == 0 {
@@ -520,7 +623,7 @@ func (s *Server) desiredForm(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	back("conflict")
+	s.renderDevice(w, r, http.StatusConflict, "conflict", r.PostForm, nil)
 }
 
 func eventOf(id string, m *store.Message) eventRow {

@@ -64,6 +64,9 @@ type sessionView struct {
 	CSRF       string
 	CanOperate bool
 	IsAdmin    bool
+	// DesiredReadOnly says the node follows desired state set elsewhere
+	// (an edge linked to its core): the editor is not offered.
+	DesiredReadOnly bool
 }
 
 // notice is a message shown at the top of a page after a change.
@@ -83,6 +86,7 @@ func (s *Server) view(r *http.Request, title, nav string, data any) *view {
 		v.Session = &sessionView{
 			Subject: c.Subject, Role: string(c.Role), Scope: strings.Join(scope, ", "), CSRF: sess.csrf,
 			CanOperate: c.Role.Allows(certs.RoleOperator), IsAdmin: c.Role.Allows(certs.RoleAdmin),
+			DesiredReadOnly: s.api.DesiredReadOnly(),
 		}
 	}
 	return v

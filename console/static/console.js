@@ -1,3 +1,80 @@
+// The desired-state editor: each value is checked as JSON while it is
+// typed (unless its Text box is ticked), the reason shown beside it, and
+// the form is not sent while a value is not valid. The server checks
+// again and saves nothing on an error.
+(function () {
+  "use strict";
+  function check(input) {
+    var row = input.closest("td");
+    var box = row && row.querySelector(".astext input");
+    var err = row && row.querySelector(".field-error");
+    var v = input.value.trim();
+    var msg = "";
+    if (v !== "" && !(box && box.checked)) {
+      try {
+        JSON.parse(v);
+      } catch (e) {
+        msg = 'not valid JSON: type text in quotes ("eco"), or tick Text';
+      }
+    }
+    if (err) {
+      err.textContent = msg;
+      err.hidden = msg === "";
+    }
+    if (msg) {
+      input.setAttribute("aria-invalid", "true");
+    } else {
+      input.removeAttribute("aria-invalid");
+    }
+    return msg === "";
+  }
+  document.addEventListener("input", function (ev) {
+    var t = ev.target;
+    if (t.matches && t.matches("form.editor input[data-json]")) {
+      check(t);
+    } else if (t.matches && t.matches("form.editor .astext input")) {
+      var input = t.closest("td").querySelector("input[data-json]");
+      if (input) {
+        check(input);
+      }
+    }
+  });
+  document.addEventListener("change", function (ev) {
+    var t = ev.target;
+    if (t.matches && t.matches("form.editor .astext input")) {
+      var input = t.closest("td").querySelector("input[data-json]");
+      if (input) {
+        check(input);
+      }
+    }
+  });
+  document.addEventListener("submit", function (ev) {
+    var form = ev.target;
+    if (!form.matches || !form.matches("form.editor")) {
+      return;
+    }
+    var ok = true;
+    form.querySelectorAll("input[data-json]").forEach(function (input) {
+      ok = check(input) && ok;
+    });
+    if (!ok) {
+      ev.preventDefault();
+      var first = form.querySelector('input[aria-invalid="true"]');
+      if (first) {
+        first.focus();
+      }
+    }
+  });
+  // After an error or a conflict the editor holds what was typed: live
+  // updates leave it alone.
+  document.querySelectorAll("form.editor.kept").forEach(function (form) {
+    var region = form.closest("[data-live-unless-edited]");
+    if (region) {
+      region.dataset.edited = "1";
+    }
+  });
+})();
+
 // Live regions: an element with data-live-src and data-live-on="kind ..."
 // is fetched again (a server-rendered part of the page) whenever the
 // page's event stream (main[data-events]) sends an event of that kind.
