@@ -113,6 +113,7 @@ func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool, tick func() 
 	if l.Rate() == 0 {
 		return nil
 	}
+	var tc <-chan time.Time
 	for {
 		l.mu.Lock()
 		d, ok := l.lim.Reserve(l.now(), n, urgent)
@@ -124,8 +125,7 @@ func (l *LinkLimiter) wait(ctx context.Context, n int, urgent bool, tick func() 
 			continue
 		}
 		t := time.NewTimer(d)
-		var tc <-chan time.Time
-		if tick != nil {
+		if tick != nil && tc == nil && d > 100*time.Millisecond {
 			tk := time.NewTicker(100 * time.Millisecond)
 			defer tk.Stop()
 			tc = tk.C
