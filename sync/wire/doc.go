@@ -37,6 +37,14 @@
 // partition) before the sender streams Batch frames that the receiver
 // acknowledges with Ack.
 //
+// Hello and Welcome also name the optional features both sides speak
+// (Features, Common): only then does a side send the frames added since
+// version 1, which an older node would refuse as unknown — Backlog on the
+// control stream (what the sender has not had acknowledged, while that
+// lasts) and Gap on a replicated stream (offsets the source quarantined).
+// Fields added to older frames (Open's and Accept's Policy) are optional
+// CBOR keys an older node ignores.
+//
 // # Batches
 //
 // A Batch carries the records of one topic and partition from a first
