@@ -316,7 +316,8 @@ func TestRollouts(t *testing.T) {
 		t.Fatalf("list: %+v", list)
 	}
 
-	// Every change is audited, the operator's with their name.
+	// Every change is audited, the operator's with their name, the
+	// rollout's own steps under system.
 	var audit struct {
 		Records []struct {
 			Subject string `json:"subject"`
@@ -329,8 +330,8 @@ func TestRollouts(t *testing.T) {
 	for _, r := range audit.Records {
 		actions = append(actions, r.Subject+":"+r.Action)
 	}
-	want := "alice@operator:rollout.created alice@operator:rollout.wave_started :rollout.wave_finished :rollout.wave_started " +
-		":rollout.halted alice@operator:rollout.resumed alice@operator:rollout.aborted"
+	want := "alice@operator:rollout.created alice@operator:rollout.wave_started system:rollout.wave_finished system:rollout.wave_started " +
+		"system:rollout.halted alice@operator:rollout.resumed alice@operator:rollout.aborted"
 	if got := strings.Join(actions, " "); got != want {
 		t.Fatalf("audit:\n%s\nwant\n%s", got, want)
 	}
