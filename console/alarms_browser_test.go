@@ -117,7 +117,7 @@ func TestBrowserAlarms(t *testing.T) {
 
 	do("sign in", chromedp.Navigate(ts.URL+"/signin?code="+code), chromedp.WaitVisible(chromedp.ID("code-signin")),
 		chromedp.Click(chromedp.ID("code-signin")), chromedp.WaitVisible(chromedp.CSS("header.topbar")))
-	pollJS("the count of active alarms in the header", `(() => { const c = document.getElementById("alarm-count"); return !c.hidden && c.textContent === "1"; })()`)
+	pollJS("the count of active alarms in the header", `(() => { const c = document.getElementById("alarm-count"); return c.classList.contains("badge") && c.textContent === "1"; })()`)
 
 	do("open the alarms page", chromedp.Navigate(ts.URL+"/alarms"), chromedp.WaitVisible(chromedp.ID("alarm-table")))
 	pollJS("the offline pump in the table", `document.querySelectorAll("#alarm-table tbody tr").length === 1 &&
@@ -139,12 +139,23 @@ func TestBrowserAlarms(t *testing.T) {
 	do("show acknowledged ones", chromedp.Navigate(ts.URL+"/alarms?state=acknowledged"), chromedp.WaitVisible(chromedp.ID("alarm-table")))
 	pollJS("the acknowledged row, without its button", `document.querySelector("#alarm-table tbody tr").dataset.state === "acknowledged" &&
 		!document.querySelector("#alarm-table button.ack")`)
-	pollJS("no active alarm in the header", `document.getElementById("alarm-count").hidden`)
+	pollJS("no active alarm in the header", `document.getElementById("alarm-count").textContent === "" && !document.getElementById("alarm-count").classList.contains("badge")`)
 	shot("alarms-02-acknowledged.png")
 	l, err := alarm.List(ctx, st, alarm.Filter{})
 	if err != nil || len(l) != 1 || l[0].State != alarm.Acknowledged {
 		t.Fatalf("alarms after the button: %+v, %v", l, err)
 	}
+
+	// On a phone: no sideways scrolling, the device and state still shown.
+	do("open the alarms page on a phone", chromedp.EmulateViewport(390, 844), chromedp.Navigate(ts.URL+"/alarms"),
+		chromedp.WaitVisible(chromedp.ID("alarm-table")))
+	pollJS("the alarms fitting 390 px", `(() => {
+		const w = window.innerWidth, row = document.querySelector("#alarm-table tbody tr");
+		return document.getElementById("alarms").getBoundingClientRect().right <= w &&
+			Array.from(row.children).slice(0, 3).every(td => td.getBoundingClientRect().right <= w);
+	})()`)
+	shot("alarms-04-phone.png")
+	do("back to a desktop", chromedp.EmulateViewport(1440, 1000))
 
 	// The device's page lists its alarm; the other device's none.
 	do("open pump-1", chromedp.Navigate(ts.URL+"/devices/pump-1"), chromedp.WaitVisible(chromedp.ID("device-alarms")))

@@ -8,9 +8,10 @@
       .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
       .then(function (html) {
         if (el.dataset.alarmsCount !== undefined) {
+          // A badge only when there are active alarms.
           var n = html.trim();
           el.textContent = n;
-          el.hidden = n === "";
+          el.className = n === "" ? "" : "badge bad";
         } else {
           el.innerHTML = html;
         }
