@@ -315,3 +315,48 @@ func TestAlarmDeadWebhook(t *testing.T) {
 	e.waitAlarm("?state=cleared")
 	wait.For(t, 0, "the good webhook told of both", func() bool { return strings.Join(good.states(), ",") == "active,cleared" })
 }
+
+// A scoped token sees and acknowledges the alarms of the devices in its
+// scope only.
+func TestAlarmScope(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	if err := alarm.Ensure(ctx, e.st); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	for _, d := range []struct{ id, class string }{{"pump-1", "pump"}, {"valve-2", "valve"}, {"", ""}} {
+		if d.id != "" {
+			if _, err := e.st.Table("/shadows/devices").Put(ctx, d.id, []byte(`{"class":"`+d.class+`"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		r := alarm.Record{Alarm: alarm.Alarm{ID: "a-" + d.class, Type: alarm.DeviceOffline, Severity: alarm.Major, State: alarm.Active,
+			Device: d.id, Raised: now, Details: json.RawMessage(`{}`)}, Key: "k/" + d.id, Node: "local", Event: alarm.EventRaised, At: now}
+		b, _ := json.Marshal(r)
+		if _, err := e.st.Table(alarm.AlarmsTable).Put(ctx, r.ID, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pumps := e.scoped(certs.RoleOperator, map[string]string{"class": "pump"})
+	var out AlarmsResponse
+	e.getAs("/api/v1/alarms", pumps, http.StatusOK, &out)
+	if len(out.Alarms) != 1 || out.Alarms[0].Device != "pump-1" {
+		t.Fatalf("scoped list: %+v", out.Alarms)
+	}
+	resp, b := e.do("POST", "/api/v1/alarms/a-valve/ack", pumps, "")
+	problem(t, resp, b, http.StatusNotFound)
+	resp, b = e.do("POST", "/api/v1/alarms/a-pump/ack", pumps, "")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("ack in scope: %d %s", resp.StatusCode, b)
+	}
+	var all AlarmsResponse
+	e.get("/api/v1/alarms?state=active", certs.RoleViewer, http.StatusOK, &all)
+	if len(all.Alarms) != 2 {
+		t.Fatalf("unscoped, active: %+v", all.Alarms)
+	}
+	for _, bad := range []string{"?state=open", "?type=fire"} {
+		resp, b := e.do("GET", "/api/v1/alarms"+bad, e.token(certs.RoleViewer), "")
+		problem(t, resp, b, http.StatusBadRequest)
+	}
+}
