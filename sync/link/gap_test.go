@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/replicate"
@@ -20,6 +21,13 @@ import (
 // a read then reports corrupt, as `weft store quarantine` does; then it
 // appends 10 more messages after the gaps. It returns the gaps.
 func damageUplink(t *testing.T, f *fabric) []store.Gap {
+	t.Helper()
+	damage(t, f)
+	return quarantineAll(t, f)
+}
+
+// damage writes the 40 large batches and damages the value log.
+func damage(t *testing.T, f *fabric) {
 	t.Helper()
 	ctx := context.Background()
 	for i := range 40 {
@@ -55,6 +63,13 @@ func damageUplink(t *testing.T, f *fabric) []store.Gap {
 	}
 	fh.Close()
 	f.edge = openStore(t, dir, "edge1")
+}
+
+// quarantineAll quarantines every range a read of the edge's uplink
+// reports corrupt, then appends 10 messages after the gaps.
+func quarantineAll(t *testing.T, f *fabric) []store.Gap {
+	t.Helper()
+	ctx := context.Background()
 	st := f.edge.Stream(store.UplinkStream)
 	var gaps []store.Gap
 	for from, i := uint64(0), 0; i < 1000; i++ {
@@ -179,4 +194,38 @@ func TestQuarantinedGapOlderCore(t *testing.T) {
 	if gs, _ := f.core.Stream(store.UplinkStream).Gaps(ctx, "edge1", 0); len(gs) != 0 {
 		t.Fatalf("an older core recorded gaps %v", gs)
 	}
+}
+
+// TestDamageShownThenSentAsGap: a damaged range the edge has not
+// quarantined yet waits at the edge, and the core lists it as failed too
+// (the edge's backlog reports carry it); once quarantined it crosses as a
+// gap and the failure clears at both ends.
+func TestDamageShownThenSentAsGap(t *testing.T) {
+	f := newFabric(t, ServerConfig{})
+	damage(t, f)
+	link, _ := f.startLink(ClientConfig{backlogEvery: 100 * time.Millisecond})
+	var failed replicate.Failure
+	waitFor(t, "the core listing the edge's damaged range", func() bool {
+		r := streamStatus(f.srv.Monitor(), "edge1", replicate.DirReceive, store.UplinkStream)
+		s := streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream)
+		if len(r.Failed) == 1 && len(s.Failed) == 1 && r.Failed[0] == s.Failed[0] {
+			failed = r.Failed[0]
+			return true
+		}
+		return false
+	})
+	if failed.Topic != "edge1" || failed.Error == "" {
+		t.Fatalf("failure at the core: %+v", failed)
+	}
+	quarantineAll(t, f)
+	ctx := context.Background()
+	_, edgeNext, _ := f.edge.Stream(store.UplinkStream).Bounds(ctx, "edge1", 0)
+	// The sender tries the range again every 30 s (Session.Recheck, not
+	// set by the client), or at once when news comes.
+	waitFor(t, "the gap across and the failure cleared at both ends", func() bool {
+		_, next, _ := f.core.Stream(store.UplinkStream).Bounds(ctx, "edge1", 0)
+		r := streamStatus(f.srv.Monitor(), "edge1", replicate.DirReceive, store.UplinkStream)
+		s := streamStatus(link.Monitor(), "core1", replicate.DirSend, store.UplinkStream)
+		return next == edgeNext && len(r.Failed) == 0 && len(s.Failed) == 0
+	})
 }

@@ -2,7 +2,7 @@ package replicate
 
 import (
 	"context"
-	"slices"
+	"reflect"
 	"sort"
 	"time"
 
@@ -68,6 +68,13 @@ func (l *LinkStats) backlogs(now time.Time, every time.Duration) (out []wire.Str
 		}
 		f := lag()
 		b := wire.StreamBacklog{Path: s.path, Messages: f.unsent, Sent: s.sentMsg.Load()}
+		s.mu.Lock()
+		for _, fl := range s.failures[:min(len(s.failures), wire.MaxReportedFailures)] {
+			b.Failed = append(b.Failed, wire.FailedRange{Topic: fl.Topic, Part: fl.Partition, From: fl.From, To: fl.To, Error: fl.Error})
+		}
+		s.mu.Unlock()
+		// Damage waiting is a lasting backlog, even of no known messages.
+		lasting = lasting || len(b.Failed) > 0
 		if f.msgs > 0 {
 			b.Bytes = int64(float64(f.bytes) * float64(f.unsent) / float64(f.msgs))
 			if f.oldest != 0 {
@@ -126,7 +133,7 @@ type reporter struct {
 // lasts, and one more when it no longer does (unless it says nothing new).
 func (r *reporter) next(now time.Time) *wire.Backlog {
 	bl, lasting := r.link.backlogs(now, r.every)
-	if !lasting && (!r.reported || slices.Equal(bl, r.last)) {
+	if !lasting && (!r.reported || reflect.DeepEqual(bl, r.last)) {
 		return nil
 	}
 	r.last, r.reported = bl, lasting
@@ -148,5 +155,12 @@ func (l *LinkStats) TakeBacklog(b *wire.Backlog, now time.Time) {
 			rep.oldest = now.Add(-time.Duration(sb.Age) * time.Millisecond).UnixNano()
 		}
 		s.rep.Store(rep)
+		var failed []Failure
+		for _, fl := range sb.Failed {
+			failed = append(failed, Failure{Topic: fl.Topic, Partition: fl.Part, From: fl.From, To: fl.To, Error: fl.Error})
+		}
+		s.mu.Lock()
+		s.failures = failed
+		s.mu.Unlock()
 	}
 }

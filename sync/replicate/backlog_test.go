@@ -1,6 +1,7 @@
 package replicate
 
 import (
+	"reflect"
 	"testing"
 	"time"
 
@@ -33,17 +34,24 @@ func TestReportBacklogOnlyWhenLasting(t *testing.T) {
 			&wire.StreamBacklog{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 10000, Sent: 10}},
 		{"still lasting, unchanged", 11 * time.Second, lagFigures{msgs: 100, unsent: 90, bytes: 10000, oldest: t0.UnixNano()}, 10,
 			&wire.StreamBacklog{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 11000, Sent: 10}},
+		{"a corrupt range waiting", 11500 * time.Millisecond, lagFigures{msgs: 100, unsent: 90, bytes: 10000, oldest: t0.UnixNano()}, 10,
+			&wire.StreamBacklog{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 11500, Sent: 10,
+				Failed: []wire.FailedRange{{Topic: "edge1", From: 19, To: 40, Error: "corrupt"}}}},
 		{"over", 12 * time.Second, lagFigures{}, 100, &wire.StreamBacklog{Path: "/uplink/events", Sent: 100}},
 		{"at rest again", 13 * time.Second, lagFigures{}, 100, nil},
 	}
 	for _, st := range steps {
 		fig = st.fig
+		send.setFailures(nil)
+		if st.want != nil && st.want.Failed != nil {
+			send.setFailures(map[tp]Failure{{"edge1", 0}: {Topic: "edge1", From: 19, To: 40, Error: "corrupt"}})
+		}
 		send.sentMsg.Store(st.sent)
 		b := r.next(t0.Add(st.at))
 		switch {
 		case st.want == nil && b != nil:
 			t.Errorf("%s: sent %+v, want nothing", st.name, b)
-		case st.want != nil && (b == nil || len(b.Streams) != 1 || b.Streams[0] != *st.want):
+		case st.want != nil && (b == nil || len(b.Streams) != 1 || !reflect.DeepEqual(b.Streams[0], *st.want)):
 			t.Errorf("%s: sent %+v, want %+v", st.name, b, *st.want)
 		}
 	}
@@ -52,11 +60,15 @@ func TestReportBacklogOnlyWhenLasting(t *testing.T) {
 	// arrived, is 96 behind; as the other 6 arrive, 90.
 	recv := link.Stream(DirReceive, "/uplink/events")
 	recv.recvMsg.Store(4)
-	link.TakeBacklog(&wire.Backlog{Streams: []wire.StreamBacklog{{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 10000, Sent: 10},
+	link.TakeBacklog(&wire.Backlog{Streams: []wire.StreamBacklog{{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 10000, Sent: 10,
+		Failed: []wire.FailedRange{{Topic: "edge1", From: 19, To: 40, Error: "corrupt"}}},
 		{Path: "/not/received"}}}, t0)
 	st := recv.status(t0.Add(5 * time.Second))
 	if st.LagMessages != 96 || st.BacklogBytes != 9600 || st.LagSeconds != 15 || !st.ReportedAt.Equal(t0) {
 		t.Fatalf("receiver's figures from a report: %+v", st)
+	}
+	if len(st.Failed) != 1 || st.Failed[0] != (Failure{Topic: "edge1", From: 19, To: 40, Error: "corrupt"}) {
+		t.Fatalf("receiver's failures from a report: %+v", st.Failed)
 	}
 	recv.recvMsg.Store(10)
 	if st := recv.status(t0.Add(5 * time.Second)); st.LagMessages != 90 {

@@ -69,6 +69,9 @@ type sender struct {
 	t        *tracker
 	avgSize  float64
 	failures map[tp]Failure
+	// unoffered are partitions whose bounds could not be read for damage,
+	// never offered: the next recheck lists every topic to try them again.
+	unoffered map[tp]bool
 
 	in   chan wire.Message
 	errc chan error
@@ -205,11 +208,13 @@ func (s *sender) run(ctx context.Context) error {
 			s.mu.Lock()
 			failed := len(s.t.failed) > 0
 			s.t.retry()
+			unoffered := len(s.unoffered) > 0
+			clear(s.unoffered)
 			s.mu.Unlock()
-			if len(s.withheld) == 0 && !failed {
+			if len(s.withheld) == 0 && !failed && !unoffered {
 				continue
 			}
-			everything = len(s.withheld) > 0
+			everything = len(s.withheld) > 0 || unoffered
 		case <-s.changed:
 			s.changed = nil
 			// News waits the linger, so that what follows goes with it;
@@ -342,9 +347,12 @@ func (s *sender) look(ctx context.Context, everything bool) error {
 		switch {
 		case !ok:
 		case known:
-			_, end, err := s.log.Bounds(ctx, k.topic, k.part)
+			_, end, ok, err := s.bounds(ctx, k)
 			if err != nil {
-				return fmt.Errorf("replicate: %s %s: %w", s.path, k, err)
+				return err
+			}
+			if !ok {
+				continue
 			}
 			s.mu.Lock()
 			s.t.touch(k, end, since)
@@ -387,9 +395,12 @@ func (s *sender) discover(ctx context.Context, lost bool) error {
 		}
 		s.mu.Unlock()
 		for _, b := range seen {
-			_, end, err := s.log.Bounds(ctx, b.Topic, b.Part)
+			_, end, ok, err := s.bounds(ctx, tp{b.Topic, b.Part})
 			if err != nil {
-				return fmt.Errorf("replicate: %s topic %q: %w", s.path, b.Topic, err)
+				return err
+			}
+			if !ok {
+				continue
 			}
 			s.mu.Lock()
 			s.t.touch(tp{b.Topic, b.Part}, end, at)
@@ -414,14 +425,49 @@ func (s *sender) offerNew(ctx context.Context, offer []wire.Bound) error {
 	if len(offer) == 0 {
 		return nil
 	}
-	for i := range offer {
-		b := &offer[i]
-		var err error
-		if b.Low, b.Next, err = s.log.Bounds(ctx, b.Topic, b.Part); err != nil {
-			return fmt.Errorf("replicate: %s topic %q: %w", s.path, b.Topic, err)
+	sound := offer[:0]
+	for _, b := range offer {
+		low, next, ok, err := s.bounds(ctx, tp{b.Topic, b.Part})
+		if err != nil {
+			return err
+		}
+		if ok {
+			b.Low, b.Next = low, next
+			sound = append(sound, b)
 		}
 	}
-	return s.offer(ctx, offer)
+	if len(sound) == 0 {
+		return nil
+	}
+	return s.offer(ctx, sound)
+}
+
+// bounds reads k's bounds at the source. When they cannot be read for
+// damage (its last batch is corrupt), k is set aside like a damaged range
+// — listed under failed, tried again every recheck — and ok is false: the
+// stream's other partitions and the link go on.
+func (s *sender) bounds(ctx context.Context, k tp) (low, next uint64, ok bool, err error) {
+	low, next, err = s.log.Bounds(ctx, k.topic, k.part)
+	switch {
+	case err == nil:
+		return low, next, true, nil
+	case isDataError(err) && ctx.Err() == nil:
+		s.mu.Lock()
+		known := s.t.known(k) && !s.t.topics[k].refused
+		from := uint64(0)
+		if known {
+			from = s.t.next(k)
+		} else {
+			if s.unoffered == nil {
+				s.unoffered = map[tp]bool{}
+			}
+			s.unoffered[k] = true
+		}
+		s.mu.Unlock()
+		s.failed(k, from, err)
+		return 0, 0, false, nil
+	}
+	return 0, 0, false, fmt.Errorf("replicate: %s %s: %w", s.path, k, err)
 }
 
 // allowed reports whether topic goes to the receiver: a topic already
@@ -487,7 +533,14 @@ func (s *sender) offer(ctx context.Context, offer []wire.Bound) error {
 					s.t.refuse(tp{b.Topic, b.Part})
 					continue
 				}
-				s.t.position(tp{b.Topic, b.Part}, p.Next, b.Next)
+				k := tp{b.Topic, b.Part}
+				s.t.position(k, p.Next, b.Next)
+				if _, ok := s.failures[k]; ok && s.t.topics[k].failed == "" {
+					// Its bounds read again: not failed unless its data fails.
+					delete(s.failures, k)
+					delete(s.unoffered, k)
+					s.stats.setFailures(s.failures)
+				}
 			}
 			return nil
 		case err := <-s.errc:
@@ -725,7 +778,9 @@ func (s *sender) failed(k tp, from uint64, err error) {
 	if _, ok := s.failures[k]; !ok {
 		s.logger.Error("topic partition not replicated: its data cannot be read", "topic", k.topic, "partition", k.part, "from", f.From, "to", f.To, "err", err)
 	}
-	s.t.fail(k, err.Error())
+	if s.t.known(k) {
+		s.t.fail(k, err.Error())
+	}
 	s.failures[k] = f
 	s.stats.setFailures(s.failures)
 	s.publish()

@@ -60,6 +60,23 @@ type StreamBacklog struct {
 	// those it received, knows how many are still on their way, so its
 	// figure is exact whatever the order of this frame and the batches.
 	Sent uint64 `cbor:"5,keyasint,omitempty"`
+	// Failed lists, up to MaxReportedFailures, the topic partitions the
+	// sender cannot read on from (corrupt data not quarantined), so the
+	// receiving side shows them too.
+	Failed []FailedRange `cbor:"6,keyasint,omitempty"`
+}
+
+// MaxReportedFailures bounds StreamBacklog.Failed.
+const MaxReportedFailures = 16
+
+// FailedRange is a topic partition whose range [From, To) the sender
+// cannot read (To 0: not known), and why.
+type FailedRange struct {
+	Topic string `cbor:"1,keyasint"`
+	Part  int    `cbor:"2,keyasint"`
+	From  uint64 `cbor:"3,keyasint"`
+	To    uint64 `cbor:"4,keyasint,omitempty"`
+	Error string `cbor:"5,keyasint,omitempty"`
 }
 
 // Gap tells the receiver of a stream that offsets [From, To) of a topic
