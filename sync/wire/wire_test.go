@@ -45,7 +45,8 @@ func frames(t testing.TB) []Message {
 		&Open{Path: "/training/x", Dir: Up, Partitions: 2, Policy: &Policy{VolumeTTL: int64(time.Hour), Quota: 1 << 30, DropOldest: true, TTL: int64(time.Minute), MaxBytes: 1 << 20, Priority: -1}},
 		&Accept{Partitions: 4},
 		&Accept{Partitions: 1, Policy: &Policy{VolumeTTL: int64(24 * time.Hour)}},
-		&Backlog{Streams: []StreamBacklog{{Path: "/uplink/events", Messages: 27000, Bytes: 5 << 20, Age: 85000}, {Path: "/audit/events"}}},
+		&Backlog{Streams: []StreamBacklog{{Path: "/uplink/events", Messages: 27000, Bytes: 5 << 20, Age: 85000, Sent: 4096,
+			Failed: []FailedRange{{Topic: "e1", Part: 0, From: 3469, To: 4076, Error: "store: corrupt batch"}}}, {Path: "/audit/events"}}},
 		&Gap{Topic: "e1", Part: 0, From: 3469, To: 4076, Reason: "quarantined"},
 		&Offer{Topics: []Bound{{Topic: "e1", Part: 0, Low: 3, Next: 10}, {Topic: "\xff\xfe not utf-8", Part: 2, Next: 1}}},
 		&Positions{Positions: []Position{{Topic: "e1", Part: 0, Next: 7}}},
@@ -332,6 +333,7 @@ func TestReportFramesRefused(t *testing.T) {
 		&Gap{Topic: "t", From: 5, To: 5},
 		&Gap{Topic: "t", Part: -1, From: 1, To: 5},
 		&Backlog{Streams: []StreamBacklog{{Path: "/a/b", Age: -1}}},
+		&Backlog{Streams: []StreamBacklog{{Path: "/a/b", Failed: make([]FailedRange, MaxReportedFailures+1)}}},
 		&Open{Path: "/a/b", Dir: Up, Partitions: 1, Policy: &Policy{Quota: -1}},
 	} {
 		b, err := AppendFrame(nil, m)
