@@ -204,7 +204,9 @@ func TestEngineAnomalies(t *testing.T) {
 		})
 	}
 	detect("edge1", 0.85)
-	one("a minor anomaly alarm", func(a Alarm) bool { return a.State == Active && a.Severity == Minor && a.Device == "pump-1" && a.Edge == "edge1" })
+	one("a minor anomaly alarm", func(a Alarm) bool {
+		return a.State == Active && a.Severity == Minor && a.Device == "pump-1" && a.Edge == "edge1"
+	})
 	detect("edge2", 0.99) // another edge's topic: not this edge's to raise
 	detect("edge1", 0.97)
 	one("the alarm made critical", func(a Alarm) bool { return a.Severity == Critical && a.State == Active })
