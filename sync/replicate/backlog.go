@@ -16,11 +16,12 @@ const DefaultBacklogEvery = time.Second
 // backlogReport is a sender's last Backlog report of one stream, at the
 // receiver.
 type backlogReport struct {
-	unsent uint64 // messages the sender had not sent
-	bytes  int64  // about their bytes
-	sent   uint64 // messages it had sent on this connection
-	oldest int64  // Unix nanoseconds, on this node's clock, of the oldest not acknowledged (0: none)
-	at     int64  // when the report came, Unix nanoseconds
+	unsent       uint64 // messages the sender had not sent
+	bytes        int64  // about their bytes
+	sent         uint64 // messages it had sent on this connection
+	oldest       int64  // Unix nanoseconds, on this node's clock, of the oldest not acknowledged (0: none)
+	unsentOldest int64  // of the oldest not sent (0: none or not known)
+	at           int64  // when the report came, Unix nanoseconds
 }
 
 // reportStatus fills st from the sender's last report: the messages it had
@@ -40,8 +41,13 @@ func (s *StreamStats) reportStatus(st *StreamStatus, rep *backlogReport, now tim
 		per = st.Bytes / st.Messages
 	}
 	st.BacklogBytes = rep.bytes + int64(inFlight)*per
-	if st.LagMessages > 0 && rep.oldest != 0 {
-		st.LagSeconds = max(0, now.Sub(time.Unix(0, rep.oldest)).Seconds())
+	oldest := rep.oldest
+	if inFlight == 0 && rep.unsentOldest != 0 {
+		// All that was sent is here: the lag is the unsent messages.
+		oldest = rep.unsentOldest
+	}
+	if st.LagMessages > 0 && oldest != 0 {
+		st.LagSeconds = max(0, now.Sub(time.Unix(0, oldest)).Seconds())
 	}
 	st.ReportedAt = time.Unix(0, rep.at).UTC()
 }
@@ -81,6 +87,9 @@ func (l *LinkStats) backlogs(now time.Time, every time.Duration) (out []wire.Str
 				age := now.Sub(time.Unix(0, f.oldest))
 				b.Age = max(0, age.Milliseconds())
 				lasting = lasting || age >= every
+			}
+			if f.unsent > 0 && f.unsentOldest != 0 {
+				b.UnsentAge = max(0, now.Sub(time.Unix(0, f.unsentOldest)).Milliseconds())
 			}
 		}
 		out = append(out, b)
@@ -153,6 +162,9 @@ func (l *LinkStats) TakeBacklog(b *wire.Backlog, now time.Time) {
 		rep := &backlogReport{unsent: sb.Messages, bytes: sb.Bytes, sent: sb.Sent, at: now.UnixNano()}
 		if sb.Age > 0 || sb.Messages > 0 {
 			rep.oldest = now.Add(-time.Duration(sb.Age) * time.Millisecond).UnixNano()
+		}
+		if sb.UnsentAge > 0 {
+			rep.unsentOldest = now.Add(-time.Duration(sb.UnsentAge) * time.Millisecond).UnixNano()
 		}
 		s.rep.Store(rep)
 		var failed []Failure

@@ -30,8 +30,8 @@ func TestReportBacklogOnlyWhenLasting(t *testing.T) {
 	}{
 		{"at rest", 0, lagFigures{}, 0, nil},
 		{"acknowledged within the period", 2 * time.Second, lagFigures{msgs: 3, unsent: 0, bytes: 300, oldest: t0.Add(1500 * time.Millisecond).UnixNano()}, 3, nil},
-		{"a lasting backlog", 10 * time.Second, lagFigures{msgs: 100, unsent: 90, bytes: 10000, oldest: t0.UnixNano()}, 10,
-			&wire.StreamBacklog{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 10000, Sent: 10}},
+		{"a lasting backlog", 10 * time.Second, lagFigures{msgs: 100, unsent: 90, bytes: 10000, oldest: t0.UnixNano(), unsentOldest: t0.Add(time.Second).UnixNano()}, 10,
+			&wire.StreamBacklog{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 10000, UnsentAge: 9000, Sent: 10}},
 		{"still lasting, unchanged", 11 * time.Second, lagFigures{msgs: 100, unsent: 90, bytes: 10000, oldest: t0.UnixNano()}, 10,
 			&wire.StreamBacklog{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 11000, Sent: 10}},
 		{"a corrupt range waiting", 11500 * time.Millisecond, lagFigures{msgs: 100, unsent: 90, bytes: 10000, oldest: t0.UnixNano()}, 10,
@@ -74,6 +74,17 @@ func TestReportBacklogOnlyWhenLasting(t *testing.T) {
 	if st := recv.status(t0.Add(5 * time.Second)); st.LagMessages != 90 {
 		t.Fatalf("after the batches in flight arrived: %d behind, want 90", st.LagMessages)
 	}
+	// With the age of the oldest unsent: once all that was sent is here,
+	// the lag's age is theirs.
+	link.TakeBacklog(&wire.Backlog{Streams: []wire.StreamBacklog{{Path: "/uplink/events", Messages: 90, Bytes: 9000, Age: 10000, UnsentAge: 2000, Sent: 10}}}, t0)
+	if st := recv.status(t0.Add(5 * time.Second)); st.LagMessages != 90 || st.LagSeconds != 7 {
+		t.Fatalf("all sent arrived: %d behind for %v s, want 90 for 7 s", st.LagMessages, st.LagSeconds)
+	}
+	recv.recvMsg.Store(4)
+	if st := recv.status(t0.Add(5 * time.Second)); st.LagSeconds != 15 {
+		t.Fatalf("with batches on their way: lag of %v s, want the oldest unacknowledged's 15", st.LagSeconds)
+	}
+	recv.recvMsg.Store(10)
 	// A batch applied after the report is the newer word.
 	recv.backlog.Store(80)
 	recv.reported.Store(t0.Add(time.Second).UnixNano())

@@ -156,6 +156,9 @@ type lagFigures struct {
 	bytes  int64
 	topics int
 	unsent uint64 // of msgs, those not sent yet
+	// unsentOldest is the Unix nanoseconds of the oldest not sent (0: none
+	// or not known).
+	unsentOldest int64
 }
 
 type sample struct {

@@ -790,7 +790,7 @@ func (s *sender) failed(k tp, from uint64, err error) {
 // without waiting for the sender. The caller holds s.mu.
 func (s *sender) publish() {
 	s.stats.fig.Store(&lagFigures{msgs: s.t.lag, oldest: s.t.oldest(), bytes: int64(float64(s.t.lag) * s.avgSize), topics: s.t.live,
-		unsent: s.t.unsent})
+		unsent: s.t.unsent, unsentOldest: s.t.oldestUnsent()})
 }
 
 // figures are the sender's figures for the monitor, as last published.
@@ -866,5 +866,5 @@ func (d *stoppedLag) figures() lagFigures {
 			d.ends[k] = e
 		}
 	}
-	return lagFigures{msgs: d.lag, oldest: d.oldest, bytes: int64(float64(d.lag) * d.avg), topics: d.live, unsent: d.lag}
+	return lagFigures{msgs: d.lag, oldest: d.oldest, bytes: int64(float64(d.lag) * d.avg), topics: d.live, unsent: d.lag, unsentOldest: d.oldest}
 }

@@ -421,6 +421,21 @@ func (t *tracker) oldest() int64 {
 	return o
 }
 
+// oldestUnsent is the Unix nanoseconds of the oldest message not sent yet,
+// as far as the tracker knows (0: none, or not known).
+func (t *tracker) oldestUnsent() int64 {
+	var o int64
+	if len(t.dirty) > 0 && t.dirty[0].due > 0 {
+		o = t.dirty[0].due
+	}
+	for _, s := range t.failed {
+		if s.due > 0 && (o == 0 || s.due < o) {
+			o = s.due
+		}
+	}
+	return o
+}
+
 // ends returns the source's end and the acknowledged position of every
 // partition kept, for the figures of a stopped sender.
 func (t *tracker) ends() map[tp][2]uint64 {

@@ -339,7 +339,7 @@ func validate(m Message) error {
 		return m.Policy.check()
 	case *Backlog:
 		for _, s := range m.Streams {
-			if s.Bytes < 0 || s.Age < 0 || len(s.Failed) > MaxReportedFailures {
+			if s.Bytes < 0 || s.Age < 0 || s.UnsentAge < 0 || len(s.Failed) > MaxReportedFailures {
 				return Errorf(CodeProtocol, "backlog of %s: negative bytes or age, or too many failures", s.Path)
 			}
 		}

@@ -60,6 +60,10 @@ type StreamBacklog struct {
 	// those it received, knows how many are still on their way, so its
 	// figure is exact whatever the order of this frame and the batches.
 	Sent uint64 `cbor:"5,keyasint,omitempty"`
+	// UnsentAge is how old the oldest message not sent yet was, in
+	// milliseconds (0: none, or not known): once the receiver has all that
+	// was sent, its lag is the unsent messages, and this their age.
+	UnsentAge int64 `cbor:"7,keyasint,omitempty"`
 	// Failed lists, up to MaxReportedFailures, the topic partitions the
 	// sender cannot read on from (corrupt data not quarantined), so the
 	// receiving side shows them too.
