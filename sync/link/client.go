@@ -274,7 +274,11 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	g.Go(closeOnEnd(ctx, gctx, conn, shutdown))
 	s.control(gctx, g, fc, welcome.Features)
 	if c.cfg.StallTimeout > 0 {
-		g.Go(func() error { return watchPath(gctx, progress, c.cfg.StallTimeout) })
+		g.Go(func() error {
+			return watchPath(gctx, progress, c.cfg.StallTimeout, func() {
+				c.log.Info("the link's path changed; the connection migrated", "core_addr", conn.RemoteAddr().String())
+			})
+		})
 	}
 	for _, spec := range welcome.Streams {
 		g.Go(func() error { return c.stream(gctx, s, spec) })

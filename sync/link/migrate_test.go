@@ -1,7 +1,10 @@
 package link
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 
@@ -94,7 +97,8 @@ func (r *rebinder) rebind() string {
 // reconnect) and the core shows the edge's new address; and an edge that
 // reconnects from another address is shown there too.
 func TestAddressAfterMigration(t *testing.T) {
-	f := newFabric(t, ServerConfig{})
+	var logs lockedBuffer
+	f := newFabric(t, ServerConfig{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	r := newRebinder(t, f.addr)
 	first := func() string { r.mu.Lock(); defer r.mu.Unlock(); return r.back.LocalAddr().String() }()
 	f.addr = r.front.LocalAddr().String() // the edge dials the relay
@@ -123,6 +127,9 @@ func TestAddressAfterMigration(t *testing.T) {
 	if _, n := addr(); n != 0 {
 		t.Fatalf("%d reconnects: the connection did not migrate", n)
 	}
+	waitFor(t, "the core logging the migration", func() bool {
+		return strings.Contains(logs.String(), "connection migrated") && strings.Contains(logs.String(), "new_addr="+second)
+	})
 	// A reconnect from a third address.
 	stop()
 	third := r.rebind()
@@ -133,4 +140,22 @@ func TestAddressAfterMigration(t *testing.T) {
 		a, n := addr()
 		return a == third && n == 1
 	})
+}
+
+// lockedBuffer is a bytes.Buffer a logger and a test share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -317,7 +317,11 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
 	sess.control(gctx, g, fc, w.Features)
 	if progress != nil {
-		g.Go(func() error { return watchPath(gctx, progress, s.cfg.StallTimeout) })
+		g.Go(func() error {
+			return watchPath(gctx, progress, s.cfg.StallTimeout, func() {
+				log.Info("edge's address changed; the connection migrated", "new_addr", conn.RemoteAddr().String())
+			})
+		})
 	}
 	g.Go(func() error {
 		opened := map[string]bool{}

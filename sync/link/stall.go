@@ -32,6 +32,14 @@ type pathProgress struct {
 	mu          sync.Mutex
 	outstanding []sentPacket // stream-data packets not yet acknowledged, by packet number
 	buckets     []progressBucket
+	moves       int // times the connection moved to a new path (migrated)
+}
+
+// migrations returns how many times the connection moved to a new path.
+func (p *pathProgress) migrations() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.moves
 }
 
 type sentPacket struct {
@@ -70,6 +78,12 @@ func (p *pathProgress) RecordEvent(ev qlogwriter.Event) {
 		b.sent += int64(e.Raw.Length)
 		p.outstanding = append(p.outstanding, sentPacket{pn: int64(e.Header.PacketNumber), size: e.Raw.Length})
 		p.mu.Unlock()
+	case qlog.TupleAssigned:
+		if e.TupleID == "" { // the connection moved to a new path
+			p.mu.Lock()
+			p.moves++
+			p.mu.Unlock()
+		}
 	case qlog.PacketReceived:
 		if e.Header.PacketType != qlog.PacketType1RTT {
 			return
@@ -160,15 +174,22 @@ func stalled(w progressBucket) bool {
 // the connection is timeout old) until ctx ends, and returns an error of
 // code wire.CodePathStalled once its path stalled for timeout, so that
 // the link is re-established.
-func watchPath(ctx context.Context, p *pathProgress, timeout time.Duration) error {
+func watchPath(ctx context.Context, p *pathProgress, timeout time.Duration, moved func()) error {
 	start := p.now()
 	tick := time.NewTicker(min(time.Second, timeout/4))
 	defer tick.Stop()
+	moves := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
+		}
+		if n := p.migrations(); n != moves {
+			moves = n
+			if moved != nil {
+				moved()
+			}
 		}
 		now := p.now()
 		if now.Sub(start) < timeout {
