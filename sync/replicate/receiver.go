@@ -47,6 +47,7 @@ func (r *receiver) run(ctx context.Context) error {
 	r.stats.down.Store(0)
 	r.stats.recvMsg.Store(0)
 	r.stats.rep.Store(nil) // a report of another connection counted other batches
+	r.stats.setFailures(nil)
 	defer func() { r.stats.down.Store(r.now().UnixNano()) }()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
