@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"log/slog"
 	"os"
@@ -141,6 +142,16 @@ type agentState struct {
 	// Trial is the slot being booted for the first time: set before the
 	// reboot, cleared by commit or rollback.
 	Trial *trial `json:"trial,omitempty"`
+	// Partial is the release being downloaded into the inactive slot, so
+	// that a download a restart cut off resumes where the slot ends.
+	Partial *partial `json:"partial,omitempty"`
+}
+
+type partial struct {
+	Slot    string           `json:"slot"`
+	Name    string           `json:"name"`
+	Version firmware.Version `json:"version"`
+	SHA256  string           `json:"sha256"`
 }
 
 type trial struct {
@@ -380,7 +391,15 @@ func (a *Agent) Apply(ctx context.Context, o Offer) Result {
 	st.State = StepDownloading
 	a.report(ctx, st)
 	slot := other(a.st.Active)
-	img, err := a.download(ctx, m, a.slotPath(slot))
+	img, resumed, err := a.download(ctx, m, slot, true)
+	if err == nil && resumed {
+		// What the slot held before a restart may be torn: a resumed image
+		// that does not match is fetched again whole before it is refused.
+		in.Image = &img
+		if v := firmware.Verify(in); v.Reason == firmware.ReasonHashMismatch || v.Reason == firmware.ReasonSizeMismatch {
+			img, _, err = a.download(ctx, m, slot, false)
+		}
+	}
 	if err != nil {
 		return end(StepFailed, "download", "%v", err)
 	}
@@ -389,6 +408,10 @@ func (a *Agent) Apply(ctx context.Context, o Offer) Result {
 	in.Image = &img
 	if v := firmware.Verify(in); !v.OK() {
 		os.Remove(a.slotPath(slot))
+		a.st.Partial = nil
+		if err := a.save(); err != nil {
+			a.log.Warn("state not saved", "err", err)
+		}
 		return end(StepRejected, string(v.Reason), "%s", v.Detail)
 	}
 	st.State = StepVerified
@@ -398,7 +421,7 @@ func (a *Agent) Apply(ctx context.Context, o Offer) Result {
 	st.State = StepInstalled
 	a.report(ctx, st)
 
-	a.st.Trial = &trial{Slot: slot, Rollout: o.Rollout, Manifest: m}
+	a.st.Trial, a.st.Partial = &trial{Slot: slot, Rollout: o.Rollout, Manifest: m}, nil
 	if err := a.save(); err != nil {
 		a.st.Trial = nil
 		return end(StepFailed, "install", "%v", err)
@@ -442,36 +465,72 @@ func (a *Agent) running(m firmware.Manifest) bool {
 	return m.Version == a.st.Version && m.Name == a.st.Name && m.Digest() == a.st.SHA256
 }
 
-// download writes the image to path, hashing it and reading at most one
-// byte past the manifest's size, so that an oversized image is seen
-// without being stored whole.
-func (a *Agent) download(ctx context.Context, m firmware.Manifest, path string) (firmware.Image, error) {
+// download writes the image to the slot, hashing it and reading at most
+// one byte past the manifest's size, so that an oversized image is seen
+// without being stored whole. With resume, a slot that holds the start of
+// the same release (recorded in the state before a download starts) is
+// hashed and the download goes on from its end; resumed says it did.
+func (a *Agent) download(ctx context.Context, m firmware.Manifest, slot string, resume bool) (img firmware.Image, resumed bool, err error) {
+	path := a.slotPath(slot)
 	h := sha256.New()
 	var dst io.Writer = h
+	var off int64
 	var f *os.File
 	if !a.cfg.DigestOnly {
-		var err error
-		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600); err != nil {
-			return firmware.Image{}, err
+		p := partial{Slot: slot, Name: m.Name, Version: m.Version, SHA256: m.Digest()}
+		if resume && a.st.Partial != nil && *a.st.Partial == p {
+			off = hashPrefix(path, m.Size, h)
+		}
+		if a.st.Partial == nil || *a.st.Partial != p {
+			a.st.Partial = &p
+			if err := a.save(); err != nil {
+				return img, false, err
+			}
+		}
+		if f, err = os.OpenFile(path, os.O_WRONLY|os.O_CREATE, 0o600); err != nil {
+			return img, false, err
 		}
 		defer f.Close()
+		if err := f.Truncate(off); err != nil {
+			return img, false, err
+		}
+		if _, err := f.Seek(off, io.SeekStart); err != nil {
+			return img, false, err
+		}
 		dst = io.MultiWriter(f, h)
 	}
-	w := &limitWriter{w: dst, n: m.Size + 1}
-	err := a.cfg.Source.Image(ctx, m.Name, m.Version, 0, w)
+	w := &limitWriter{w: dst, n: m.Size + 1, written: off}
+	err = a.cfg.Source.Image(ctx, m.Name, m.Version, off, w)
 	if err != nil && !errors.Is(err, errLimit) {
-		return firmware.Image{}, err
+		return img, off > 0, err
 	}
-	var img firmware.Image
 	copy(img.SHA256[:], h.Sum(nil))
 	img.Size = w.written
 	if f == nil {
-		return img, writeDurable(path, fmt.Appendf(nil, "sha256 %x size %d\n", img.SHA256, img.Size))
+		return img, false, writeDurable(path, fmt.Appendf(nil, "sha256 %x size %d\n", img.SHA256, img.Size))
 	}
-	if err := f.Sync(); err != nil {
-		return firmware.Image{}, err
+	return img, off > 0, f.Sync()
+}
+
+// hashPrefix hashes the bytes of the file at path into h and returns how
+// many, or 0 (and h untouched) when the file is missing, unreadable or
+// longer than size.
+func hashPrefix(path string, size int64, h hash.Hash) int64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
 	}
-	return img, nil
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || fi.Size() > size {
+		return 0
+	}
+	n, err := io.Copy(h, f)
+	if err != nil || n != fi.Size() {
+		h.Reset()
+		return 0
+	}
+	return n
 }
 
 var errLimit = errors.New("device: image longer than its manifest says")

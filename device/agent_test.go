@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -469,5 +470,68 @@ func TestAgentWaitsForTheRelease(t *testing.T) {
 	a, _ = newTestAgent(t, t.TempDir(), src, func(c *AgentConfig) { c.ReleaseWait = time.Millisecond })
 	if res := a.Apply(ctx, Offer{Name: "sensor-fw", Version: rel.m.Version}); res.State != StepFailed || res.Reason != "download" {
 		t.Fatalf("Apply = %+v, want failed download", res)
+	}
+}
+
+// cutSource serves images, cutting the first transfer after cut bytes,
+// and records the offsets asked for.
+type cutSource struct {
+	*memSource
+	mu   sync.Mutex
+	cut  int
+	offs []int64
+}
+
+func (s *cutSource) Image(ctx context.Context, name string, v firmware.Version, off int64, w io.Writer) error {
+	s.mu.Lock()
+	s.offs = append(s.offs, off)
+	cut := s.cut
+	s.cut = 0
+	s.mu.Unlock()
+	if cut == 0 {
+		return s.memSource.Image(ctx, name, v, off, w)
+	}
+	img := s.images[name+"@"+v.String()]
+	if _, err := w.Write(img[off : off+int64(cut)]); err != nil {
+		return err
+	}
+	return errors.New("link lost")
+}
+
+// TestAgentResumesADownload cuts a download, restarts the agent and
+// offers the release again: the download goes on from where the slot
+// ends. When what the slot held was torn, the resumed image does not
+// match and is fetched again whole, then installed.
+func TestAgentResumesADownload(t *testing.T) {
+	ctx := context.Background()
+	rel := newRelease(t, "1.2.0", fwK1, nil)
+	for _, torn := range []bool{false, true} {
+		dir := t.TempDir()
+		src := &cutSource{memSource: newMemSource(rel), cut: 1000}
+		a, _ := newTestAgent(t, dir, src, nil)
+		offer := Offer{Rollout: "r1", Name: "sensor-fw", Version: rel.m.Version}
+		if res := a.Apply(ctx, offer); res.State != StepFailed || res.Reason != "download" {
+			t.Fatalf("cut download: %+v", res)
+		}
+		slot := filepath.Join(dir, "slot-b")
+		if torn {
+			if err := os.WriteFile(slot, bytes.Repeat([]byte{0}, 1000), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		a, _ = newTestAgent(t, dir, src, nil) // a restart
+		if res := a.Apply(ctx, offer); res.State != StepCommitted {
+			t.Fatalf("torn %v: resumed download: %+v", torn, res)
+		}
+		want := "[0 1000]"
+		if torn {
+			want = "[0 1000 0]"
+		}
+		if got := fmt.Sprint(src.offs); got != want {
+			t.Fatalf("torn %v: offsets asked %s, want %s", torn, got, want)
+		}
+		if b, _ := os.ReadFile(a.ActiveSlot()); !bytes.Equal(b, rel.image) {
+			t.Fatalf("torn %v: the active slot does not hold the image", torn)
+		}
 	}
 }
