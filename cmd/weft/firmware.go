@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -329,6 +331,7 @@ func newFirmwareLsCmd() *cobra.Command {
 func newFirmwareAgentCmd() *cobra.Command {
 	var cfg device.AgentConfig
 	var certsDir, gw, apiURL, token, keys, ver string
+	var mtls bool
 	cmd := &cobra.Command{
 		Use:   "agent --certs DIR --id ID --class CLASS --dir DIR --keys FILE --gateway ADDR --api URL",
 		Short: "Run a device's firmware agent against its edge",
@@ -336,8 +339,10 @@ func newFirmwareAgentCmd() *cobra.Command {
 the directory holds the device CA key) to the gateway, and installs the
 firmware it is sent: it verifies each manifest against the keys it pins
 (--keys on first start, then its own state in --dir), fetches the release
-from the edge's API (--api, with --token) or, without --api, over its MQTT
-connection in 64 KiB chunks from the edge, writes it to the inactive slot
+from the edge's API (--api, with --token), from the edge's device firmware
+listener with its certificate as credential (--api with --mtls), or,
+without --api, over its MQTT connection in 64 KiB chunks from the edge,
+writes it to the inactive slot
 under --dir, boots it on trial and commits. It reports every step to
 devices/<id>/firmware/status and its running version to the shadow. This is
 the reference agent the tests run; a real device does the same on its own
@@ -360,15 +365,23 @@ hardware.`,
 				}
 				cfg.Keys = set
 			}
-			if apiURL != "" {
-				cfg.Source = &device.HTTPSource{Base: apiURL, Token: token}
-			}
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
-			a, err := device.NewAgent(cfg)
+			creds, pool, err := device.Credentials(certsDir, []string{cfg.ID}, cfg.Class)
 			if err != nil {
 				return err
 			}
-			creds, pool, err := device.Credentials(certsDir, []string{cfg.ID}, cfg.Class)
+			if mtls && apiURL == "" {
+				return errors.New("--mtls needs --api: the URL of the edge's device firmware listener")
+			}
+			if apiURL != "" {
+				src := &device.HTTPSource{Base: apiURL, Token: token}
+				if mtls {
+					src.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
+						MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{creds[0]}}}}
+				}
+				cfg.Source = src
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), nil))
+			a, err := device.NewAgent(cfg)
 			if err != nil {
 				return err
 			}
@@ -388,6 +401,7 @@ hardware.`,
 	fl.StringVar(&gw, "gateway", "127.0.0.1:8883", "gateway address")
 	fl.StringVar(&apiURL, "api", "", "URL of the edge's API to fetch releases from (default: over MQTT in chunks)")
 	fl.StringVar(&token, "token", "", "API token to fetch releases with (viewer role)")
+	fl.BoolVar(&mtls, "mtls", false, "fetch from --api with the device's certificate, verifying the server against the device CA (the edge's device firmware listener)")
 	fl.Int64Var(&cfg.MaxImageSize, "max-image", device.DefaultMaxImageSize, "largest image the device takes, in bytes")
 	for _, f := range []string{"certs", "id", "class", "dir"} {
 		cmd.MarkFlagRequired(f)
