@@ -365,18 +365,17 @@ hardware.`,
 				}
 				cfg.Keys = set
 			}
-			creds, pool, err := device.Credentials(certsDir, []string{cfg.ID}, cfg.Class)
-			if err != nil {
-				return err
-			}
 			if mtls && apiURL == "" {
 				return errors.New("--mtls needs --api: the URL of the edge's device firmware listener")
 			}
+			// With --mtls, the device's certificate and the device CA,
+			// loaded below, go into this configuration before any request.
+			var mtlsConfig *tls.Config
 			if apiURL != "" {
 				src := &device.HTTPSource{Base: apiURL, Token: token}
 				if mtls {
-					src.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{
-						MinVersion: tls.VersionTLS12, RootCAs: pool, Certificates: []tls.Certificate{creds[0]}}}}
+					mtlsConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+					src.Client = &http.Client{Transport: &http.Transport{TLSClientConfig: mtlsConfig}}
 				}
 				cfg.Source = src
 			}
@@ -384,6 +383,13 @@ hardware.`,
 			a, err := device.NewAgent(cfg)
 			if err != nil {
 				return err
+			}
+			creds, pool, err := device.Credentials(certsDir, []string{cfg.ID}, cfg.Class)
+			if err != nil {
+				return err
+			}
+			if mtlsConfig != nil {
+				mtlsConfig.RootCAs, mtlsConfig.Certificates = pool, creds[:1]
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
