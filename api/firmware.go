@@ -203,7 +203,7 @@ func (s *Server) firmwareImage(w http.ResponseWriter, r *http.Request) {
 // before anything is written.
 func serveImage(w http.ResponseWriter, r *http.Request, st *store.Store, path string) error {
 	f := st.File(path)
-	rc, info, err := f.Open(r.Context())
+	rc, info, err := f.OpenAt(r.Context(), 0)
 	if err != nil {
 		return err
 	}
@@ -216,12 +216,13 @@ func serveImage(w http.ResponseWriter, r *http.Request, st *store.Store, path st
 	return nil
 }
 
-// fileSeeker gives a store file the io.ReadSeeker http.ServeContent needs.
-// A read from the start goes through the whole-file reader (which checks
-// the file's SHA-256 at the end); a read from elsewhere, a byte range,
-// reopens the file at that offset (store.File.OpenAt), reading only the
-// chunks from there on. The device checks the image it assembles against
-// its signed manifest either way.
+// fileSeeker gives a store file the io.ReadSeeker http.ServeContent needs:
+// a read from an offset opens the file there (store.File.OpenAt), reading
+// only the chunks from there on. It does not hash what it reads: the
+// store's whole-file check (File.Open) compares only past the last byte,
+// which http.ServeContent never asks for, so it cost a SHA-256 of every
+// image served and checked nothing. The device checks the image against
+// its signed manifest.
 type fileSeeker struct {
 	ctx  context.Context
 	f    *store.File
@@ -256,13 +257,7 @@ func (s *fileSeeker) Read(p []byte) (int, error) {
 		if s.rc != nil {
 			s.rc.Close()
 		}
-		var rc io.ReadCloser
-		var err error
-		if s.off == 0 {
-			rc, _, err = s.f.Open(s.ctx)
-		} else {
-			rc, _, err = s.f.OpenAt(s.ctx, s.off)
-		}
+		rc, _, err := s.f.OpenAt(s.ctx, s.off)
 		if err != nil {
 			return 0, err
 		}

@@ -47,3 +47,43 @@ func TestFileOpenAt(t *testing.T) {
 		t.Fatalf("OpenAt of a missing file: %v, want ErrNotFound", err)
 	}
 }
+
+// BenchmarkFileRead reads a 16 MiB file whole, with Open (which hashes
+// every chunk to check the file's SHA-256 at its end) and with OpenAt(0)
+// (which does not), as the firmware image routes do.
+//
+//	go test ./store -run '^$' -bench FileRead -count 5
+func BenchmarkFileRead(b *testing.B) {
+	s := openTest(b)
+	ctx := context.Background()
+	content := make([]byte, 16<<20)
+	for i := range content {
+		content[i] = byte(i * 7)
+	}
+	f := s.File("/models/bench.bin")
+	if _, err := f.Write(ctx, bytes.NewReader(content)); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		open func() (io.ReadCloser, Info, error)
+	}{
+		{"Open", func() (io.ReadCloser, Info, error) { return f.Open(ctx) }},
+		{"OpenAt", func() (io.ReadCloser, Info, error) { return f.OpenAt(ctx, 0) }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(content)))
+			for i := 0; i < b.N; i++ {
+				r, info, err := c.open()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.CopyN(io.Discard, r, info.Size); err != nil {
+					b.Fatal(err)
+				}
+				r.Close()
+			}
+		})
+	}
+}
