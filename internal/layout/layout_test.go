@@ -34,6 +34,7 @@ var tier = map[string]int{
 	"device":         1,
 	"shadow":         1,
 	"console":        1,
+	"alarm":          1,
 
 	"internal/plainmqtt": 1,
 	"internal/apiclient": 1,
@@ -58,8 +59,9 @@ var allowedSameTier = map[string][]string{
 	"sync/history":   {"sync/wire"},
 	"sync/link":      {"sync/wire", "sync/replicate", "sync/mirror", "sync/history"},
 	"sync/bench":     {"sync/wire", "sync/replicate", "sync/mirror", "sync/link"},
-	"api":            {"shadow", "sync/replicate", "anomaly", "firmware"},
-	"console":        {"api", "shadow", "firmware"},
+	"api":            {"shadow", "sync/replicate", "anomaly", "firmware", "alarm"},
+	"console":        {"api", "shadow", "firmware", "alarm"},
+	"alarm":          {"shadow", "anomaly"},
 	"device":         {"firmware"},
 }
 
