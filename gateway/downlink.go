@@ -108,7 +108,10 @@ func newDownlink(s *Server) *downlink {
 // run delivers until ctx ends. A failed pass (a store error, a panic) is
 // retried by the consumer from the durable cursors.
 func (d *downlink) run(ctx context.Context) {
-	c, err := d.st.Consumer(store.ConsumerConfig{Group: d.group, Limit: downlinkBatch, Logger: d.s.log})
+	// Topics of /updates/down that are not for devices (the nodes' own:
+	// alarm settings, revoked tokens, ...) are someone else's to read.
+	notForDevices := func(topic string) bool { return !forDevices(topic) }
+	c, err := d.st.Consumer(store.ConsumerConfig{Group: d.group, Limit: downlinkBatch, Logger: d.s.log, Skip: notForDevices})
 	if err != nil { // the group is a valid name by construction
 		d.s.log.Error("downlink not started", "err", err)
 		return
@@ -162,6 +165,13 @@ func (d *downlink) inject(pk packets.Packet) error {
 	d.s.deliver.Lock()
 	defer d.s.deliver.Unlock()
 	return d.s.mqtt.InjectPacket(d.client, pk)
+}
+
+// forDevices reports whether a topic of /updates/down is meant for
+// devices: all, class/..., device/... or local/device/....
+func forDevices(topic string) bool {
+	return topic == "all" || strings.HasPrefix(topic, "class/") || strings.HasPrefix(topic, "device/") ||
+		strings.HasPrefix(topic, "local/device/")
 }
 
 // DownlinkTopic returns the MQTT topic on which a message of
