@@ -20,10 +20,12 @@ func newLsCmd() *cobra.Command {
 /volume the top of a volume, with /volume/dir a directory. Objects deeper
 down appear as their directory; a path naming an object lists just it.
 
-Text output has the columns PATH, KIND, SIZE and MODIFIED. SIZE is the bytes
-used by a volume, the size of a file, or the partition count of a stream.
-MODIFIED is when a file was last written, or when the object was created
-for kinds that do not record changes. -o json prints a JSON array of
+Text output has the columns PATH, KIND, SIZE, TTL and MODIFIED. SIZE is the
+bytes used by a volume, the size of a file, or the partition count of a
+stream. TTL is the retention of a volume or stream ("-" for none: kept for
+ever); the audit volume keeps 400 days unless set otherwise. MODIFIED is
+when a file was last written, or when the object was created for kinds that
+do not record changes. -o json prints a JSON array of
 objects as the store describes them (sizes in bytes, durations in
 nanoseconds).`,
 		Example: `  weft ls --data /var/lib/weft
@@ -51,7 +53,7 @@ nanoseconds).`,
 				return printJSON(w, infos)
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PATH\tKIND\tSIZE\tMODIFIED")
+			fmt.Fprintln(tw, "PATH\tKIND\tSIZE\tTTL\tMODIFIED")
 			for _, in := range infos {
 				size := "-"
 				switch in.Kind {
@@ -72,7 +74,11 @@ nanoseconds).`,
 				if mod.IsZero() {
 					mod = in.Created
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", in.Path, in.Kind, size, formatTime(mod))
+				ttl := "-"
+				if in.Kind == store.KindVolume || in.Kind == store.KindStream {
+					ttl = formatTTL(in.TTL)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.Path, in.Kind, size, ttl, formatTime(mod))
 			}
 			return tw.Flush()
 		})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"html"
 	"io"
@@ -125,4 +126,29 @@ func TestSigninPageCommand(t *testing.T) {
 	if c, err := srv.Verify(tok); err != nil || c.Role != certs.RoleOperator {
 		t.Fatalf("token of the suggested command: %+v %v", c, err)
 	}
+}
+
+// TestLsShowsAuditRetention: once a node has run on a data directory,
+// weft ls shows the audit volume's retention.
+func TestLsShowsAuditRetention(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.Open(store.Config{Dir: dir, MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, _ := ed25519.GenerateKey(nil)
+	if _, err := api.New(api.Config{Store: st, TokenKey: pub}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	out := must(t, "ls", "--data", dir)
+	for line := range strings.Lines(out) {
+		if strings.HasPrefix(line, "/audit ") {
+			if !strings.Contains(line, "9600h") {
+				t.Fatalf("audit line %q", line)
+			}
+			return
+		}
+	}
+	t.Fatalf("no /audit in\n%s", out)
 }
