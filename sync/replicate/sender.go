@@ -19,6 +19,7 @@ type Log interface {
 	Topics(ctx context.Context, prefix, after string, limit int) ([]string, error)
 	Changed() <-chan struct{}
 	Changes(cursor uint64) (parts []store.TopicPart, next uint64, complete bool)
+	ChangeEnds(cursor uint64) (parts []store.PartEnd, next uint64, complete bool)
 }
 
 var _ Log = (*store.Stream)(nil)
@@ -330,7 +331,7 @@ func (s *sender) handle(m wire.Message) error {
 // since the last look, as the store's change log tells, with their new
 // ends; every topic when it cannot tell or when everything is set.
 func (s *sender) look(ctx context.Context, everything bool) error {
-	parts, next, complete := s.log.Changes(s.cursor)
+	parts, next, complete := s.log.ChangeEnds(s.cursor)
 	s.cursor = next
 	since := s.lastLook.UnixNano() // the news are no older
 	s.lastLook = s.now()
@@ -347,15 +348,10 @@ func (s *sender) look(ctx context.Context, everything bool) error {
 		switch {
 		case !ok:
 		case known:
-			_, end, ok, err := s.bounds(ctx, k)
-			if err != nil {
-				return err
-			}
-			if !ok {
-				continue
-			}
+			// The change log says how far the partition reaches: no
+			// lookup per partition (a damaged one shows on the read).
 			s.mu.Lock()
-			s.t.touch(k, end, since)
+			s.t.touch(k, p.End, since)
 			s.mu.Unlock()
 		default:
 			offer = append(offer, wire.Bound{Topic: k.topic, Part: k.part})
