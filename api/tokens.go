@@ -62,8 +62,27 @@ type TokenInfo struct {
 type TokenRequest struct {
 	Role    certs.Role        `json:"role"`
 	Subject string            `json:"subject"`
-	TTL     string            `json:"ttl,omitempty"` // a Go duration, like 8h; default 24h
+	TTL     TTL               `json:"ttl,omitempty"` // 8h, or seconds; default 24h
 	Scope   map[string]string `json:"scope,omitempty"`
+}
+
+// TTL is a token's life as a request gives it: a duration text ("8h",
+// "90m") or a number of seconds.
+type TTL string
+
+// UnmarshalJSON takes a string as it is and a number as seconds.
+func (t *TTL) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*t = TTL(n.String() + "s")
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("ttl: want a duration like \"8h\" or a number of seconds")
+	}
+	*t = TTL(s)
+	return nil
 }
 
 // TokenIssued is the answer to POST /api/v1/tokens: the only time the
@@ -246,7 +265,7 @@ func (s *Server) IssueToken(ctx context.Context, by string, req TokenRequest) (T
 	}
 	ttl := DefaultTokenTTL
 	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
+		d, err := time.ParseDuration(string(req.TTL))
 		if err != nil || d <= 0 || d > MaxTokenTTL {
 			return TokenIssued{}, fmt.Errorf("%w: ttl %q: want a duration like 8h, at most %s", store.ErrInvalid, req.TTL, MaxTokenTTL)
 		}

@@ -136,6 +136,12 @@ func TestTokensRefused(t *testing.T) {
 		resp, body := e.do("POST", "/api/v1/tokens", admin, c.body)
 		problem(t, resp, body, c.want)
 	}
+	// A ttl in seconds.
+	var iss TokenIssued
+	e.post("/api/v1/tokens", `{"role":"viewer","subject":"bob","ttl":3600}`, http.StatusCreated, &iss)
+	if d := time.Until(iss.Expires); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("ttl 3600: expires %s", iss.Expires)
+	}
 	// Only admins.
 	resp, body := e.do("POST", "/api/v1/tokens", e.token(certs.RoleOperator), `{"role":"viewer","subject":"bob"}`)
 	problem(t, resp, body, http.StatusForbidden)
