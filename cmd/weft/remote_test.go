@@ -639,7 +639,7 @@ func TestRemoteAuditTail(t *testing.T) {
 	w := newLineWaiter()
 	done := make(chan string)
 	go func() {
-		_, errLine := weftCtx(t, ctx, w, "audit", "tail", "-f", "--interval", "10ms", "--token", admin, "-o", "json")
+		_, errLine := weftCtx(t, ctx, w, "audit", "tail", "-f", "--interval", "10ms", "--subject", "alice@operator", "--token", admin, "-o", "json")
 		done <- errLine
 	}()
 	w.wait(t, 1)
