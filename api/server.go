@@ -226,6 +226,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // (Config.DesiredReadOnly): it follows its core's.
 func (s *Server) DesiredReadOnly() bool { return s.cfg.DesiredReadOnly }
 
+// CoreLink is the link of this edge to its core, when the node reports
+// its links (Config.Links) and has such a link; ok is false elsewhere.
+func (s *Server) CoreLink(ctx context.Context) (l LinkStatus, ok bool) {
+	if s.cfg.Links == nil {
+		return LinkStatus{}, false
+	}
+	for _, l := range s.cfg.Links.Links(ctx) {
+		if l.Role == certs.CoreNode {
+			return l, true
+		}
+	}
+	return LinkStatus{}, false
+}
+
 // Handler returns the handler that serves the API.
 func (s *Server) Handler() http.Handler { return s.root }
 

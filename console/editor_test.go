@@ -1,15 +1,20 @@
 package console
 
 import (
+	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/shadow"
+	"github.com/weft-io/weft/store"
 )
 
 // TestEditorErrors: values that are not JSON are refused inline and
@@ -72,3 +77,42 @@ func TestEditorErrors(t *testing.T) {
 
 // htmlAttr is s as html/template writes it in an attribute.
 func htmlAttr(s string) string { return strings.ReplaceAll(s, `"`, "&#34;") }
+
+// coreLink is a node's one link, to its core, in the given state.
+type coreLink struct{ state string }
+
+func (c coreLink) Links(context.Context) []api.LinkStatus {
+	return []api.LinkStatus{{Peer: "core-1", Role: certs.CoreNode, State: c.state, LastContact: time.Now().Add(-time.Hour)}}
+}
+
+// TestEditorOnEdge: an edge linked to its core offers no editor, and
+// says whether the core is away.
+func TestEditorOnEdge(t *testing.T) {
+	for _, state := range []string{"up", "down"} {
+		st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pub, priv, _ := ed25519.GenerateKey(nil)
+		a, err := api.New(api.Config{Store: st, TokenKey: pub, DesiredReadOnly: true, Links: coreLink{state}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		con, err := New(Config{API: a})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts := httptest.NewServer(con)
+		e := &env{t: t, st: st, con: con, url: ts.URL, priv: priv}
+		report(t, st, "pump-1", "pump", `{"setpoint":4}`)
+		b := e.browser()
+		b.signIn(e.token(certs.RoleAdmin, nil))
+		page := b.get("/devices/pump-1", 200)
+		away := strings.Contains(page, "The core is away")
+		if strings.Contains(page, `id="apply"`) || !strings.Contains(page, `id="desired-readonly"`) || away != (state == "down") {
+			t.Fatalf("link %s: %s", state, page)
+		}
+		ts.Close()
+		st.Close()
+	}
+}

@@ -266,9 +266,9 @@ type deviceData struct {
 	EditorKept bool
 	Anomalies  []api.AnomalyRecord
 	Charts     []chart
-	Events       []eventRow
-	Source       string
-	Err          string
+	Events     []eventRow
+	Source     string
+	Err        string
 }
 
 // chartPoints is how many recent messages the telemetry charts draw from.

@@ -128,7 +128,7 @@ func TestBrowserPhone(t *testing.T) {
 		do("open "+path, chromedp.Navigate(ts.URL+path), chromedp.WaitVisible(chromedp.CSS(ready)))
 		var got struct {
 			Inner, Scroll, Body float64
-			Out              []string
+			Out                 []string
 		}
 		sel, _ := json.Marshal(visible)
 		expr := `(() => {

@@ -67,6 +67,10 @@ type sessionView struct {
 	// DesiredReadOnly says the node follows desired state set elsewhere
 	// (an edge linked to its core): the editor is not offered.
 	DesiredReadOnly bool
+	// CoreAway says, on such an edge, that its link to the core is not up
+	// (since CoreSince, if known).
+	CoreAway  bool
+	CoreSince time.Time
 }
 
 // notice is a message shown at the top of a page after a change.
@@ -87,6 +91,11 @@ func (s *Server) view(r *http.Request, title, nav string, data any) *view {
 			Subject: c.Subject, Role: string(c.Role), Scope: strings.Join(scope, ", "), CSRF: sess.csrf,
 			CanOperate: c.Role.Allows(certs.RoleOperator), IsAdmin: c.Role.Allows(certs.RoleAdmin),
 			DesiredReadOnly: s.api.DesiredReadOnly(),
+		}
+		if v.Session.DesiredReadOnly {
+			if l, ok := s.api.CoreLink(r.Context()); ok && l.State != "up" {
+				v.Session.CoreAway, v.Session.CoreSince = true, l.LastContact
+			}
 		}
 	}
 	return v
