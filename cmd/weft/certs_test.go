@@ -43,3 +43,20 @@ func TestCertsIssueServer(t *testing.T) {
 	}
 	fails(t, "required flag", "certs", "issue", "server", "--dir", dir, "--name", "x")
 }
+
+// TestHTTPTLSSettings: the HTTPS settings are flags and config file keys
+// of weft core and weft edge.
+func TestHTTPTLSSettings(t *testing.T) {
+	for _, node := range []string{"core", "edge"} {
+		file := filepath.Join(t.TempDir(), node+".yaml")
+		if err := os.WriteFile(file, []byte("http: 0.0.0.0:8443\nhttp_tls_cert: /etc/weft/https.crt\nhttp_tls_key: /etc/weft/https.key\nhttp_insecure: false\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out := must(t, "config", "print", node, "--config", file)
+		for _, want := range []string{"http-tls-cert: /etc/weft/https.crt", "http-tls-key: /etc/weft/https.key", `http-insecure: "false"`} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: no %q in\n%s", node, want, out)
+			}
+		}
+	}
+}
