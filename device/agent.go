@@ -169,6 +169,9 @@ type Agent struct {
 	log *slog.Logger
 	mu  sync.Mutex // serialises updates and guards st
 	st  agentState
+
+	lastMu sync.Mutex
+	last   []byte // the latest status, sent or not (ReportAgain)
 }
 
 const stateFile = "agent.json"
@@ -300,9 +303,28 @@ func (a *Agent) report(ctx context.Context, s Status) {
 		return
 	}
 	b, _ := json.Marshal(s)
+	a.lastMu.Lock()
+	a.last = b
+	a.lastMu.Unlock()
 	if err := a.cfg.Publish(ctx, "devices/"+a.cfg.ID+"/firmware/status", b); err != nil {
 		a.log.Warn("status not sent", "state", s.State, "err", err)
 	}
+}
+
+// ReportAgain publishes the latest status once more. Call it on every
+// new connection: a device that lost its connection between its last
+// steps (its final report with it) would otherwise stay "in progress" for
+// its rollout until the device timeout. A report that does not move the
+// device forward is ignored, so the repeat is harmless. It does not wait
+// for an update in progress.
+func (a *Agent) ReportAgain(ctx context.Context) error {
+	a.lastMu.Lock()
+	b := a.last
+	a.lastMu.Unlock()
+	if b == nil || a.cfg.Publish == nil {
+		return nil
+	}
+	return a.cfg.Publish(ctx, "devices/"+a.cfg.ID+"/firmware/status", b)
 }
 
 // reportShadow publishes the running version in the shadow's reported

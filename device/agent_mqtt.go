@@ -52,6 +52,9 @@ func (a *Agent) Run(ctx context.Context, dc DialConfig, cert tls.Certificate) er
 	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: subs}); err != nil {
 		return fmt.Errorf("device: agent subscribe: %w", err)
 	}
+	if err := a.ReportAgain(ctx); err != nil {
+		a.log.Warn("status not sent again", "err", err)
+	}
 	a.Boot(ctx)
 	for {
 		select {

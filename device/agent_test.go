@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -533,5 +534,48 @@ func TestAgentResumesADownload(t *testing.T) {
 		if b, _ := os.ReadFile(a.ActiveSlot()); !bytes.Equal(b, rel.image) {
 			t.Fatalf("torn %v: the active slot does not hold the image", torn)
 		}
+	}
+}
+
+// TestAgentReportsAgainAfterALostConnection loses the connection between
+// the verified and committed steps: the statuses after it are lost, and
+// on the next connection ReportAgain sends the final one.
+func TestAgentReportsAgainAfterALostConnection(t *testing.T) {
+	ctx := context.Background()
+	rel := newRelease(t, "1.2.0", fwK1, nil)
+	var mu sync.Mutex
+	online := true
+	out := &sent{}
+	a, _ := newTestAgent(t, t.TempDir(), newMemSource(rel), func(c *AgentConfig) {
+		c.Publish = func(ctx context.Context, topic string, payload []byte) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !online {
+				return errors.New("not connected")
+			}
+			if err := out.publish(ctx, topic, payload); err != nil {
+				return err
+			}
+			if strings.Contains(string(payload), `"state":"verified"`) {
+				online = false
+			}
+			return nil
+		}
+	})
+	if res := a.Apply(ctx, Offer{Rollout: "r1", Name: "sensor-fw", Version: rel.m.Version}); res.State != StepCommitted {
+		t.Fatalf("Apply = %+v", res)
+	}
+	if got := out.states(t); got[len(got)-1] != StepVerified {
+		t.Fatalf("sent before the cut: %v", got)
+	}
+	mu.Lock()
+	online = true
+	mu.Unlock()
+	if err := a.ReportAgain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	last := out.statuses(t)[len(out.statuses(t))-1]
+	if last.State != StepCommitted || last.Rollout != "r1" || last.Running != "1.2.0" {
+		t.Fatalf("reported again: %+v", last)
 	}
 }

@@ -453,6 +453,10 @@ func (d *simDevice) session(ctx context.Context) error {
 			d.mu.Unlock()
 		}()
 		d.once.Do(func() { close(d.connected) })
+		// A status lost with the previous connection reaches the rollout.
+		if err := d.agent.ReportAgain(ctx); err != nil {
+			return err
+		}
 	}
 	if err := d.report(ctx, c, nil); err != nil {
 		return err
