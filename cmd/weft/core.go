@@ -82,7 +82,7 @@ terminates TLS), which is logged as a warning.`,
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8081", "HTTP API listen address")
 	fl.StringArrayVar(&f.Down, "down", nil, "another stream to send to every edge besides /updates/down (repeatable)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent on each link, like 10MiB (default: no cap)")
-	fl.DurationVar(&f.Linger, "linger", 0, "how long small records wait to be batched and compressed with what follows (default 200ms on a rate-limited link, else none; negative: off)")
+	fl.DurationVar(&f.Linger, "linger", 0, "how long small records wait to be batched and compressed with what follows (default 200ms on a rate-limited link, else 50ms; negative: off)")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
 	logFormatFlag(fl)
 	fl.StringArrayVar(&f.MirrorUp, "mirror-up", nil, "a volume edges may mirror up to the core, landing in VOLUME.EDGE (repeatable; the edge adds --mirror up:/VOLUME)")

@@ -120,7 +120,7 @@ refused on any address but loopback unless --http-insecure.`,
 	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
 	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
-	fl.DurationVar(&f.Linger, "linger", 0, "how long small records wait to be batched and compressed with what follows (default 200ms on a rate-limited link, else none; negative: off)")
+	fl.DurationVar(&f.Linger, "linger", 0, "how long small records wait to be batched and compressed with what follows (default 200ms on a rate-limited link, else 50ms; negative: off)")
 	fl.StringVar(&f.Backlog, "backlog-quota", "", "most bytes the uplink volume keeps, dropping its oldest data when full, like 2GiB (default: the volume's own policy)")
 	fl.DurationVar(&f.Gateway.ConnectTimeout, "gateway.connect-timeout", 0, "time a device has from TCP connect to CONNECT (default 10s)")
 	fl.StringVar(&f.Gateway.MaxPacketSize, "gateway.max-packet-size", "", "largest MQTT packet a device may send, like 256KiB (default 256KiB)")

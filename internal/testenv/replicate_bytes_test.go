@@ -84,16 +84,20 @@ func (r *byteRelay) run() {
 // BenchmarkWireBytesPerRecord sends b.N gateway-like records (a small
 // JSON payload and the envelope's headers), one every 5 ms, up an idle
 // edge's link and counts the UDP bytes (with IP and UDP headers) each way
-// per record: the link uncapped (no linger), and capped at 1 MB/s (the
-// default linger of 200 ms). Keepalives are counted too.
+// per record: the link uncapped without a linger and with its default
+// one (50 ms), and capped at 1 MB/s (the default linger of 200 ms).
+// Keepalives are counted too.
 func BenchmarkWireBytesPerRecord(b *testing.B) {
-	for _, capped := range []bool{false, true} {
-		b.Run(fmt.Sprintf("capped=%v", capped), func(b *testing.B) {
+	for _, link := range []string{"uncapped-no-linger", "uncapped", "capped"} {
+		b.Run(link, func(b *testing.B) {
 			f := New(b)
 			c := f.StartCore("core1", core.Config{})
 			relay := newByteRelay(b, c.SyncAddr().String())
 			cfg := edge.Config{Core: relay.ln.LocalAddr().String()}
-			if capped {
+			switch link {
+			case "uncapped-no-linger":
+				cfg.Link.Linger = -1
+			case "capped":
 				cfg.Link.RateLimit = 1 << 20
 			}
 			e := f.StartEdge("edge1", cfg)

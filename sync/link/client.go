@@ -50,8 +50,8 @@ type ClientConfig struct {
 	RateLimit int64
 	// Linger is how long small news waits to be batched and compressed
 	// with what follows (replicate.Session.Linger): default
-	// replicate.DefaultLinger on a rate-limited link, else none; negative
-	// turns it off.
+	// replicate.DefaultLinger on a rate-limited link, else
+	// replicate.UncappedLinger; negative turns it off.
 	Linger time.Duration
 	// Window bounds the bytes sent and not yet acknowledged per stream.
 	// Default 32 MiB.

@@ -59,7 +59,8 @@ func TestSessionLinger(t *testing.T) {
 		path   string
 		want   time.Duration
 	}{
-		{0, nil, store.UplinkStream, 0},
+		{0, nil, store.UplinkStream, UncappedLinger},
+		{0, nil, store.ShadowChanges, 0},
 		{0, capped, store.UplinkStream, DefaultLinger},
 		{0, capped, store.ByDeviceStream, DefaultLinger},
 		{0, capped, store.ShadowChanges, 0},
