@@ -60,6 +60,10 @@ type Config struct {
 	// event streams (docs/api.md#limits); the zero value takes the
 	// defaults.
 	HTTP api.Limits
+	// AuditRetention is how long the audit volume keeps its records
+	// (api.Config.AuditRetention). Zero: 400 days, or the TTL the volume
+	// was given with weft volume set; negative: for ever.
+	AuditRetention time.Duration
 	// Store holds store settings; Dir and Name are set from the above.
 	Store store.Config
 	// QUIC overrides the links' QUIC settings (tests).
@@ -138,8 +142,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
-	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Limits: cfg.HTTP,
+	// The core issues tokens (POST /api/v1/tokens) when its certificate
+	// directory holds token.key.
+	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, TokenSigner: auth.TokenKey, Gatherer: reg, Registerer: reg,
+		Links: api.MonitorLinks(mon), RemoteHistory: edgeHistory{srv}, Limits: cfg.HTTP, AuditRetention: cfg.AuditRetention,
 		FirmwareKeys: filepath.Join(cfg.CertsDir, "firmware-keys.json"), Logger: log.With("component", "api")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
@@ -150,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
-	con, err := console.New(console.Config{API: apiSrv, Logger: log.With("component", "console")})
+	con, err := console.New(console.Config{API: apiSrv, CertsDir: cfg.CertsDir, Logger: log.With("component", "console")})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
