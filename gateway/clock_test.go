@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"crypto/x509"
+	"encoding/json"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -60,4 +61,48 @@ func TestClockCertificateValidity(t *testing.T) {
 		t.Fatal("session of an expired certificate not closed")
 	}
 	waitFor(t, "disconnect counted", func() bool { return m.Disconnects(DisconnectRevoked) > before })
+}
+
+// TestLastSeenMovesWithMessages: a device's telemetry moves last_seen in
+// its shadow, at most once every lastSeenEvery, in the commit of the
+// message that is due.
+func TestLastSeenMovesWithMessages(t *testing.T) {
+	t0 := time.Now().UTC().Truncate(time.Second)
+	clock := newTestClock(t0)
+	e := newEnv(t, func(c *Config) { c.Now = clock.now })
+	d := e.device(t, "seen-1", "pump")
+	c, err := e.paho(t, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lastSeen := func() time.Time {
+		var doc struct {
+			LastSeen time.Time `json:"last_seen"`
+		}
+		if err := json.Unmarshal(e.shadow(t, d.id), &doc); err != nil {
+			t.Fatal(err)
+		}
+		return doc.LastSeen
+	}
+	if got := lastSeen(); !got.Equal(t0) {
+		t.Fatalf("last_seen after connecting %v, want %v", got, t0)
+	}
+	clock.set(t0.Add(10 * time.Second))
+	c.publish(t, "devices/seen-1/telemetry", 1, []byte(`{"t":1}`))
+	if got := lastSeen(); !got.Equal(t0) {
+		t.Fatalf("last_seen moved after 10 s: %v, want %v", got, t0)
+	}
+	for _, step := range []time.Duration{31 * time.Second, 45 * time.Second, 62 * time.Second} {
+		clock.set(t0.Add(step))
+		c.publish(t, "devices/seen-1/telemetry", 1, []byte(`{"t":2}`))
+	}
+	// At 31 s it moved; 45 s is within 30 s of that; 62 s is not.
+	if got, want := lastSeen(), t0.Add(62*time.Second); !got.Equal(want) {
+		t.Fatalf("last_seen %v, want %v", got, want)
+	}
+	clock.set(t0.Add(80 * time.Second))
+	c.publish(t, "devices/seen-1/telemetry", 1, []byte(`{"t":3}`))
+	if got, want := lastSeen(), t0.Add(62*time.Second); !got.Equal(want) {
+		t.Fatalf("last_seen %v 18 s after it moved, want %v", got, want)
+	}
 }

@@ -41,6 +41,10 @@ type session struct {
 	resuming    bool              // likewise, while the session is set up
 
 	queue *publishQueue // telemetry on its way to the store
+
+	// seen is the last_seen time (Unix nanoseconds) last written to the
+	// device's shadow by this connection.
+	seen atomic.Int64
 }
 
 // markClose records why the gateway closes the session; the first
@@ -279,9 +283,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.current, e.dev, e.serial = cl, sess.dev, sess.id.Serial
+	now := h.s.cfg.Now().UTC()
+	sess.seen.Store(now.UnixNano())
 	h.patchShadow(sess.dev, map[string]any{
 		"connected": true,
-		"last_seen": h.s.cfg.Now().UTC().Format(time.RFC3339Nano),
+		"last_seen": now.Format(time.RFC3339Nano),
 		"class":     sess.dev.Class,
 		"edge":      h.s.cfg.Name,
 		"site":      h.s.cfg.Site,
@@ -599,7 +605,7 @@ func (h *hook) storeWillPacket(cl *mqtt.Client, pk packets.Packet) {
 		h.s.metrics.aclRefusals.inc(OpLabelWill, r)
 		return
 	}
-	if err := h.s.ingest(dev, pk, true); err != nil {
+	if err := h.s.ingest(nil, dev, pk, true); err != nil {
 		h.s.log.Warn("will not stored", "device", dev.ID, "err", err)
 	}
 }

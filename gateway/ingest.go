@@ -79,7 +79,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	// Shadow reports and QoS 2 take the direct path, after what is queued.
 	sess.queue.drain()
-	if err := h.s.ingest(sess.dev, pk, false); err != nil {
+	if err := h.s.ingest(sess, sess.dev, pk, false); err != nil {
 		code, reason := storeRefusal(err)
 		h.s.metrics.publishRefusals.inc(reason)
 		h.s.log.Warn("message not stored", "device", sess.dev.ID, "topic", pk.TopicName, "err", err)
@@ -131,12 +131,12 @@ func isJSONObject(b []byte) bool {
 // merged into the device's shadow in that same commit, with the times of
 // the fields it changes (shadow.Report): a crash leaves the report in
 // both the shadow and the history, or in neither.
-func (s *Server) ingest(dev Device, pk packets.Packet, will bool) error {
+func (s *Server) ingest(sess *session, dev Device, pk packets.Packet, will bool) error {
 	now := s.cfg.Now().UTC()
 	payload := pk.Payload
 	msgs := []store.Message{s.envelope(dev, pk, will, now)}
 	if pk.TopicName != devicesTopicPfx+dev.ID+"/"+shadowReported {
-		return s.appendMessages(dev, msgs)
+		return s.appendMessages(sess, dev, msgs)
 	}
 	if !isJSONObject(payload) {
 		return fmt.Errorf("gateway: shadow of %s: %w", dev.ID, store.ErrBadDocument)
@@ -171,18 +171,64 @@ func (s *Server) envelope(dev Device, pk packets.Packet, will bool, now time.Tim
 	return store.Message{Key: []byte(dev.ID), Value: pk.Payload, Headers: headers, Timestamp: now}
 }
 
+// lastSeenEvery is how often a device's messages move last_seen in its
+// shadow: at most once in this time per connection, so that telemetry
+// does not cost a shadow write each.
+const lastSeenEvery = 30 * time.Second
+
 // appendMessages appends a device's messages, in one durable commit, to
 // /telemetry/events (topic: the gateway name, key: the device id) and
-// /telemetry/by_device (topic: the device id).
-func (s *Server) appendMessages(dev Device, msgs []store.Message) error {
+// /telemetry/by_device (topic: the device id). When sess last wrote the
+// device's last_seen lastSeenEvery or more before the last message, the
+// same commit moves it to that message's time. A shadow that cannot take
+// it (a damaged document, say) does not keep the messages out: they are
+// appended alone.
+func (s *Server) appendMessages(sess *session, dev Device, msgs []store.Message) error {
 	start := time.Now()
-	if _, err := s.cfg.Store.AppendMany(s.storeCtx, s.historyRequests(dev, msgs)); err != nil {
-		return fmt.Errorf("gateway: append: %w", err)
+	reqs := s.historyRequests(dev, msgs)
+	at := msgs[len(msgs)-1].Timestamp
+	err := errNotDue
+	if sess != nil && at.UnixNano()-sess.seen.Load() >= int64(lastSeenEvery) {
+		err = s.cfg.Store.Write(s.storeCtx, func(tx *store.Tx) error {
+			if _, err := tx.Append(reqs...); err != nil {
+				return err
+			}
+			return markSeen(tx, dev.ID, at)
+		})
+		if err == nil {
+			sess.seen.Store(at.UnixNano())
+		}
+	}
+	if err != nil {
+		if _, err := s.cfg.Store.AppendMany(s.storeCtx, reqs); err != nil {
+			return fmt.Errorf("gateway: append: %w", err)
+		}
 	}
 	s.metrics.observeAppend(time.Since(start))
 	return nil
 }
 
+var errNotDue = errors.New("last_seen not due")
+
+// markSeen stages last_seen = at in the shadow of device id, unless it
+// holds a later time already (a disconnect written meanwhile).
+func markSeen(tx *store.Tx, id string, at time.Time) error {
+	old, exists, err := tx.Get(store.ShadowsTable, id)
+	if err != nil {
+		return err
+	}
+	if exists {
+		var doc struct {
+			LastSeen time.Time `json:"last_seen"`
+		}
+		if json.Unmarshal(old.Value, &doc) == nil && !doc.LastSeen.Before(at) {
+			return nil
+		}
+	}
+	patch, _ := json.Marshal(map[string]string{"last_seen": at.UTC().Format(time.RFC3339Nano)})
+	_, err = tx.Patch(store.ShadowsTable, id, patch)
+	return err
+}
 // historyRequests are the appends of a device's messages to
 // /telemetry/events and /telemetry/by_device, and of the answers to
 // commands and the firmware status reports among them to /uplink/events

@@ -89,7 +89,7 @@ func (q *publishQueue) append(batch []queued) {
 	for i := range batch {
 		msgs[i] = batch[i].msg
 	}
-	err := s.appendMessages(q.sess.dev, msgs)
+	err := s.appendMessages(q.sess, q.sess.dev, msgs)
 	code := packets.CodeSuccess
 	if err != nil {
 		var reason string

@@ -110,11 +110,21 @@ func (t *Table) Put(ctx context.Context, key string, doc json.RawMessage, conds 
 // Patch applies a JSON merge patch (RFC 7386) to the document at key,
 // creating it from null if absent, and returns the new document.
 func (t *Table) Patch(ctx context.Context, key string, patch json.RawMessage, conds ...Cond) (Doc, error) {
+	apply, err := merger(patch)
+	if err != nil {
+		return Doc{}, err
+	}
+	return t.mutate(ctx, key, "patch", conds, func(_ *wtx, old Doc, exists bool) ([]byte, error) { return apply(old, exists) })
+}
+
+// merger returns the function that applies a JSON merge patch to a
+// document (absent: exists false).
+func merger(patch json.RawMessage) (func(old Doc, exists bool) ([]byte, error), error) {
 	var p any
 	if err := unmarshalJSON(patch, &p); err != nil {
-		return Doc{}, fmt.Errorf("%w: patch: %v", ErrBadDocument, err)
+		return nil, fmt.Errorf("%w: patch: %v", ErrBadDocument, err)
 	}
-	return t.mutate(ctx, key, "patch", conds, func(_ *wtx, old Doc, exists bool) ([]byte, error) {
+	return func(old Doc, exists bool) ([]byte, error) {
 		var target any
 		if exists {
 			if err := unmarshalJSON(old.Value, &target); err != nil {
@@ -122,7 +132,7 @@ func (t *Table) Patch(ctx context.Context, key string, patch json.RawMessage, co
 			}
 		}
 		return json.Marshal(MergePatch(target, p))
-	})
+	}, nil
 }
 
 // Update applies fn to the document at key (exists false if absent) and

@@ -46,6 +46,19 @@ func (tx *Tx) Put(path, key string, doc json.RawMessage, conds ...Cond) (Doc, er
 	return tx.w.mutateRow(path, key, "put", conds, func(Doc, bool) ([]byte, error) { return buf.Bytes(), nil })
 }
 
+// Patch stages a JSON merge patch (RFC 7396) of the document at key of
+// table path, as Table.Patch makes it, and returns the new document.
+func (tx *Tx) Patch(path, key string, patch json.RawMessage, conds ...Cond) (Doc, error) {
+	if err := checkKey(key); err != nil {
+		return Doc{}, err
+	}
+	apply, err := merger(patch)
+	if err != nil {
+		return Doc{}, err
+	}
+	return tx.w.mutateRow(path, key, "patch", conds, apply)
+}
+
 // Delete stages the removal of the document at key of table path.
 func (tx *Tx) Delete(path, key string, conds ...Cond) error {
 	if err := checkKey(key); err != nil {
