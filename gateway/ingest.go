@@ -229,6 +229,7 @@ func markSeen(tx *store.Tx, id string, at time.Time) error {
 	_, err = tx.Patch(store.ShadowsTable, id, patch)
 	return err
 }
+
 // historyRequests are the appends of a device's messages to
 // /telemetry/events and /telemetry/by_device, and of the answers to
 // commands and the firmware status reports among them to /uplink/events
