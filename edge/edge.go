@@ -1,5 +1,6 @@
 // Package edge is the edge node: it opens the node's store, runs the
-// device gateway on it, serves the HTTP API and, when it has a core, keeps
+// device gateway on it, serves the HTTP API and the web console (package
+// console) on one address and, when it has a core, keeps
 // its link to the core (package link), with one Prometheus registry
 // for all of them. `weft edge` builds a Config and calls Run.
 package edge
@@ -18,6 +19,7 @@ import (
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/console"
 	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/store"
@@ -73,6 +75,10 @@ type Config struct {
 	// HTTP bounds the HTTP API's connections, timeouts and event streams
 	// (docs/api.md#limits); the zero value takes the defaults.
 	HTTP api.Limits
+	// AuditRetention is how long the audit volume keeps its records
+	// (api.Config.AuditRetention). Zero: 400 days, or the TTL the volume
+	// was given with weft volume set; negative: for ever.
+	AuditRetention time.Duration
 	// BacklogQuota, if positive, is the most bytes the uplink volume
 	// keeps: past it, the oldest uplink data is dropped (and counted)
 	// rather than new data refused. 0 leaves the volume's policy as it is.
@@ -172,15 +178,24 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	}
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey, Gatherer: reg, Registerer: reg,
-		Links: api.MonitorLinks(mon), DesiredReadOnly: cfg.Core != "", Limits: cfg.HTTP, Logger: log.With("component", "api")})
+		Links: api.MonitorLinks(mon), DesiredReadOnly: cfg.Core != "", Limits: cfg.HTTP, AuditRetention: cfg.AuditRetention, Logger: log.With("component", "api")})
 	if err != nil {
 		gw.Shutdown(context.Background())
 		st.Close()
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
+	// The console, for a crew at the site: its own devices, desired state
+	// read-only while linked to a core.
+	con, err := console.New(console.Config{API: apiSrv, CertsDir: cfg.CertsDir, Logger: log.With("component", "console")})
+	if err != nil {
+		gw.Shutdown(context.Background())
+		st.Close()
+		return nil, fmt.Errorf("edge: %w", err)
+	}
 	reqCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
-	hs, err := node.ServeHTTP(reqCtx, cfg.HTTPAddr, apiSrv.Handler(), cfg.HTTP, reg, log)
+	// The console's pages, and the API under /api/.
+	hs, err := node.ServeHTTP(reqCtx, cfg.HTTPAddr, con, cfg.HTTP, reg, log)
 	if err != nil {
 		stop()
 		gw.Shutdown(context.Background())
