@@ -18,7 +18,13 @@ type coreSettings struct {
 	}
 	Limits   api.Limits
 	MirrorUp []string
+	Audit    struct {
+		Retention time.Duration
+	}
 }
+
+// runCore runs the node weft core built (tests read the Config).
+var runCore = core.Run
 
 func newCoreCmd() *cobra.Command {
 	var f coreSettings
@@ -44,7 +50,11 @@ The API and console are served over HTTPS with --http-tls-cert and
 --http-tls-key (the files are read again when they change; answers carry
 HSTS and the session cookie is Secure). Plain HTTP is refused on any
 address but loopback unless --http-insecure (behind a proxy that
-terminates TLS), which is logged as a warning.`,
+terminates TLS), which is logged as a warning.
+
+The audit volume keeps its records for --audit.retention (audit:
+{retention: 2160h} in the file): 400 days by default, or the TTL weft
+volume set gave it; a negative value keeps them for ever.`,
 		Example: `  weft certs init --dir C
   weft certs issue node --dir C --role core --name core-1 --host 127.0.0.1
   weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081
@@ -56,7 +66,8 @@ terminates TLS), which is logged as a warning.`,
 			if err := loadSettings(cmd, config); err != nil {
 				return err
 			}
-			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP, HTTP: f.Limits, MirrorsUp: f.MirrorUp, Linger: f.Linger}
+			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP, HTTP: f.Limits, MirrorsUp: f.MirrorUp, Linger: f.Linger,
+				AuditRetention: f.Audit.Retention}
 			if len(f.Down) > 0 {
 				cfg.Down = append([]string{"/updates/down"}, f.Down...)
 			}
@@ -70,7 +81,7 @@ terminates TLS), which is logged as a warning.`,
 			); err != nil {
 				return err
 			}
-			return core.Run(cmd.Context(), cfg)
+			return runCore(cmd.Context(), cfg)
 		},
 	}
 	fl := cmd.Flags()
@@ -87,6 +98,7 @@ terminates TLS), which is logged as a warning.`,
 	logFormatFlag(fl)
 	fl.StringArrayVar(&f.MirrorUp, "mirror-up", nil, "a volume edges may mirror up to the core, landing in VOLUME.EDGE (repeatable; the edge adds --mirror up:/VOLUME)")
 	httpFlags(fl, &f.Limits)
+	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }

@@ -34,17 +34,24 @@ type edgeSettings struct {
 	Replicate, Mirrors []string
 	RateLimit, Backlog string
 	Linger             time.Duration
+	Audit              struct {
+		Retention time.Duration
+	}
 }
+
+// runEdge runs the node weft edge built (tests read the Config).
+var runEdge = edge.Run
 
 func newEdgeCmd() *cobra.Command {
 	var f edgeSettings
 	var config string
 	cmd := &cobra.Command{
 		Use:   "edge",
-		Short: "Run an edge node: store, device gateway, HTTP API and link to a core",
+		Short: "Run an edge node: store, device gateway, HTTP API, web console and link to a core",
 		Long: `Run an edge node. It opens the store in --data, serves devices over
 mutual-TLS MQTT on --mqtt with the gateway certificate certs/gateways/NAME.*,
-and serves the HTTP API (bearer tokens from 'weft token create') on --http.
+and serves the HTTP API (bearer tokens from 'weft token create') and the
+web console for its own devices on --http.
 With --core it keeps a QUIC link to that core (UDP host:port) with the node
 certificate certs/nodes/NAME.*: it sends /uplink/events, /shadows/changes,
 /audit/events and each --replicate stream, and receives /updates/down,
@@ -55,17 +62,23 @@ in weft ls and as dropped on /api/v1/links) instead of refusing new data.
 SIGINT or SIGTERM shut it down cleanly.
 
 Settings come from --config (YAML) and flags; flags win. The YAML keys are
-data, certs, name, site, mqtt, http, log_level, core, replicate, mirrors, rate_limit,
+data, certs, name, site, mqtt, http, log_level, core, replicate, mirrors, rate_limit, linger,
 backlog_quota, gateway.connect_timeout, gateway.first_byte_timeout,
 gateway.handshake_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.max_pending, gateway.max_pending_per_ip, gateway.message_rate,
 gateway.byte_rate, gateway.connect_rate, gateway.max_topic_length,
 gateway.max_filter_length, gateway.max_subscriptions, store.min_free,
-http_tls_cert, http_tls_key, http_insecure and the http.* limits.
+audit.retention, http_tls_cert, http_tls_key, http_insecure and the http.*
+limits.
 
-The API is served over HTTPS with --http-tls-cert and --http-tls-key (the
-files are read again when they change; answers carry HSTS). Plain HTTP is
-refused on any address but loopback unless --http-insecure.`,
+The audit volume keeps its records for --audit.retention: 400 days by
+default, or the TTL weft volume set gave it; a negative value keeps them
+for ever.
+
+The API and console are served over HTTPS with --http-tls-cert and
+--http-tls-key (the files are read again when they change; answers carry
+HSTS and the session cookie is Secure). Plain HTTP is refused on any
+address but loopback unless --http-insecure.`,
 		Example: `  weft certs init --dir C
   weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
   weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080
@@ -77,7 +90,7 @@ refused on any address but loopback unless --http-insecure.`,
 				return err
 			}
 			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Site: f.Site, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
-				Core: f.Core, Replicate: f.Replicate, HTTP: f.Limits}
+				Core: f.Core, Replicate: f.Replicate, HTTP: f.Limits, AuditRetention: f.Audit.Retention}
 			for _, m := range f.Mirrors {
 				spec, err := mirror.ParseSpec(m)
 				if err != nil {
@@ -103,7 +116,7 @@ refused on any address but loopback unless --http-insecure.`,
 				return err
 			}
 			cfg.Link.Linger = f.Linger
-			return edge.Run(cmd.Context(), cfg)
+			return runEdge(cmd.Context(), cfg)
 		},
 	}
 	fl := cmd.Flags()
@@ -136,6 +149,7 @@ refused on any address but loopback unless --http-insecure.`,
 	fl.IntVar(&f.Gateway.MaxFilterLength, "gateway.max-filter-length", 0, "longest topic filter a device may subscribe to, in bytes; negative for no limit (default 256)")
 	fl.IntVar(&f.Gateway.MaxSubscriptions, "gateway.max-subscriptions", 0, "most subscriptions a device's session may hold; negative for no limit (default 100)")
 	httpFlags(fl, &f.Limits)
+	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }
