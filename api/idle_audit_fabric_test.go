@@ -49,12 +49,6 @@ func auditCount(t *testing.T, base, token string) int {
 // record on either node while nothing changes: an hour of the default
 // 5s interval is 720 rounds.
 func TestIdleMirrorsWriteNoAudit(t *testing.T) {
-	// sync/mirror's Source takes a snapshot of the volume (audited as
-	// snapshot.create) before it knows whether anything changed, and
-	// deletes it (snapshot.delete) when nothing did: two records per
-	// mirror per round at the core. Remove this skip once it looks for a
-	// change first (issue 19, "An audit trail a person can read").
-	t.Skip("needs sync/mirror to snapshot only a volume that changed")
 	f := testenv.New(t)
 	c := f.StartCore("core-1", core.Config{})
 	cfg := edge.Config{Core: c.SyncAddr().String(), Mirrors: []mirror.Spec{{Volume: "models", Dir: wire.Down}, {Volume: "firmware", Dir: wire.Down}}}
@@ -75,7 +69,23 @@ func TestIdleMirrorsWriteNoAudit(t *testing.T) {
 		_, err := e.Store().Stat(ctx, "/models/readme.txt")
 		return err == nil
 	})
-	// Settled: what the change and its mirroring recorded is there.
+	// Settled: the edge's records of publishing both mirrors have come
+	// up its link to the core (the edge's audit stream is replicated), and
+	// what the change and its mirroring recorded is there.
+	wait.For(t, 30*time.Second, "the edge's mirror records at the core", func() bool {
+		st, b := call(t, "GET", coreURL+"/api/v1/audit?action=mirror.publish&limit=100", admin)
+		var page api.AuditResponse
+		if st != http.StatusOK || json.Unmarshal(b, &page) != nil {
+			t.Fatalf("audit: %d %s", st, b)
+		}
+		seen := map[string]bool{}
+		for _, r := range page.Records {
+			if r.Node == "edge-1" {
+				seen[r.Object] = true
+			}
+		}
+		return seen["/models"] && seen["/firmware"]
+	})
 	var before [2]int
 	wait.For(t, 30*time.Second, "the audit trails to settle", func() bool {
 		now := [2]int{auditCount(t, coreURL, admin), auditCount(t, edgeURL, admin)}

@@ -18,6 +18,8 @@ package mirror
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -85,12 +87,26 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 	if s.Now != nil {
 		now = s.Now
 	}
+	if from != "" {
+		// Look before snapshotting: a snapshot is audited (created, then
+		// deleted when nothing changed), and an idle mirror asks every
+		// few seconds.
+		same, err := s.unchangedSince(ctx, from)
+		if err != nil {
+			return Update{}, false, err
+		}
+		if same {
+			return Update{}, false, nil
+		}
+	}
 	name := snapshotPrefix + strconv.FormatInt(now().UnixNano(), 10)
 	if _, err := s.Store.CreateSnapshot(ctx, s.Volume, name); err != nil {
 		return Update{}, false, fmt.Errorf("mirror: snapshot /%s: %w", s.Volume, err)
 	}
 	u = Update{From: from, To: name}
 	if from != "" {
+		// A volume holding streams or tables is compared here, key by key
+		// (unchangedSince cannot tell).
 		changed := false
 		err := s.Store.Delta(ctx, s.Volume, from, name, func(store.DeltaEntry) error {
 			changed = true
@@ -107,6 +123,96 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 }
 
 var errStop = errors.New("stop")
+
+// maxCompared bounds the objects unchangedSince looks at; a larger volume
+// is compared by snapshot.
+const maxCompared = 100_000
+
+// unchangedSince reports whether the source's volume reads now as it did
+// at snapshot name, without taking a snapshot: its objects' metadata
+// (every file's size, hash and generation, which each write bumps;
+// directories, explicit or implied) are the same at both. Only a volume of
+// files and directories is judged: one holding a stream or a table (whose
+// appends and rows do not show in metadata), or more than maxCompared
+// objects, is reported changed, for Offer to compare by snapshot. What
+// metadata does not show (the sweep of a deleted file's chunks, chunks of
+// a write never finished) is invisible to readers and goes with the next
+// update, whose delta is taken from the destination's snapshot.
+func (s *Source) unchangedSince(ctx context.Context, name string) (bool, error) {
+	then, err := s.Store.At(s.Volume, name)
+	if err != nil {
+		return false, fmt.Errorf("mirror: snapshot %s of /%s: %w", name, s.Volume, err)
+	}
+	a, ok, err := digestTree(ctx, then, "/"+s.Volume)
+	if err != nil || !ok {
+		return false, err
+	}
+	b, ok, err := digestTree(ctx, s.Store, "/"+s.Volume)
+	if err != nil || !ok {
+		return false, err
+	}
+	return a == b, nil
+}
+
+// tree is what digestTree reads: the latest state (*store.Store) or a
+// snapshot (*store.View).
+type tree interface {
+	List(ctx context.Context, path string) ([]store.Info, error)
+	Stat(ctx context.Context, path string) (store.Info, error)
+}
+
+var (
+	_ tree = (*store.Store)(nil)
+	_ tree = (*store.View)(nil)
+)
+
+// digestTree hashes the metadata of every object under dir, depth first in
+// listing order. ok is false when the tree holds a stream or a table, or
+// more than maxCompared objects.
+func digestTree(ctx context.Context, t tree, dir string) (sum [sha256.Size]byte, ok bool, err error) {
+	h := sha256.New()
+	enc := json.NewEncoder(h)
+	n := 0
+	var walk func(dir string) (bool, error)
+	walk = func(dir string) (bool, error) {
+		list, err := t.List(ctx, dir)
+		if err != nil {
+			return false, fmt.Errorf("mirror: list %s: %w", dir, err)
+		}
+		for _, in := range list {
+			if n++; n > maxCompared {
+				return false, nil
+			}
+			switch in.Kind {
+			case store.KindFile:
+				if err := enc.Encode(in); err != nil {
+					return false, err
+				}
+			case store.KindDir:
+				// An explicit directory has metadata of its own; an
+				// implied one only its path.
+				di, err := t.Stat(ctx, in.Path)
+				if err != nil {
+					return false, fmt.Errorf("mirror: stat %s: %w", in.Path, err)
+				}
+				if err := enc.Encode(di); err != nil {
+					return false, err
+				}
+				if ok, err := walk(in.Path); !ok || err != nil {
+					return false, err
+				}
+			default:
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	if ok, err = walk(dir); !ok || err != nil {
+		return sum, false, err
+	}
+	h.Sum(sum[:0])
+	return sum, true, nil
+}
 
 // Send calls fn with the entries of u after key after, in key order, in
 // chunks of about ChunkBytes.
