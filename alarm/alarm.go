@@ -18,10 +18,12 @@ const (
 	DiskLow       = "disk_low"       // free space below Settings.DiskFreeBelow
 	RolloutHalted = "rollout_halted" // a firmware rollout halted on its failures
 	CertExpiring  = "cert_expiring"  // a certificate expires within Settings.CertExpiryWithin
+	CertMissing   = "cert_missing"   // a certificate file of the node cannot be read
+	Clock         = "clock"          // the system clock is behind the store's time floor, or jumped forward unconfirmed
 )
 
 // Types lists every alarm type.
-var Types = []string{DeviceOffline, LinkDown, Anomaly, DiskLow, RolloutHalted, CertExpiring}
+var Types = []string{DeviceOffline, LinkDown, Anomaly, DiskLow, RolloutHalted, CertExpiring, CertMissing, Clock}
 
 // States of an alarm.
 const (

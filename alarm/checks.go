@@ -143,6 +143,47 @@ func (e *Engine) lowDisks(set Settings) ([]Condition, error) {
 	return out, nil
 }
 
+// missingCerts are the node's certificate files that cannot be read
+// (deleted while it runs, say): the node works on with what it loaded,
+// and will not start again without them.
+func (e *Engine) missingCerts() []Condition {
+	var out []Condition
+	for _, f := range e.cfg.CertFiles {
+		if _, err := os.ReadFile(f); err != nil {
+			out = append(out, Condition{Key: keyOf(CertMissing, filepath.Base(f)), Type: CertMissing, Severity: Critical, Edge: e.nodeEdge(),
+				Details: jsonOf(map[string]any{"node": e.name, "file": f, "error": err.Error()})})
+		}
+	}
+	return out
+}
+
+// clockBehind is how far the system clock may lag the store's floor
+// before it is an alarm (the store logs from 2 s); clockJump is the
+// unconfirmed forward jump that is one (the store counts jumps beyond
+// Config.ClockJump, 5 min by default, but keeps small differences left
+// over at a restart unconfirmed too).
+const (
+	clockBehind = 2 * time.Second
+	clockJump   = time.Minute
+)
+
+// clockTrouble is the store's clock trouble: the system clock behind the
+// time floor (records are stamped with the floor meanwhile), or a forward
+// jump that retention discounts until the core's time confirms it.
+func (e *Engine) clockTrouble() []Condition {
+	c := e.st.Clock()
+	var out []Condition
+	if c.Behind > clockBehind {
+		out = append(out, Condition{Key: keyOf(Clock, "behind"), Type: Clock, Severity: Major, Edge: e.nodeEdge(),
+			Details: jsonOf(map[string]any{"node": e.name, "behind": c.Behind.String(), "floor": c.Floor.UTC(), "system": c.System.UTC()})})
+	}
+	if c.Unconfirmed >= clockJump {
+		out = append(out, Condition{Key: keyOf(Clock, "jump"), Type: Clock, Severity: Warning, Edge: e.nodeEdge(),
+			Details: jsonOf(map[string]any{"node": e.name, "unconfirmed_jump": c.Unconfirmed.String(), "system": c.System.UTC()})})
+	}
+	return out
+}
+
 // expiringCerts are the node's certificates that expire within
 // CertExpiryWithin (or have expired).
 func (e *Engine) expiringCerts(set Settings, now time.Time) []Condition {
@@ -150,7 +191,7 @@ func (e *Engine) expiringCerts(set Settings, now time.Time) []Condition {
 	for _, f := range e.cfg.CertFiles {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			continue // a missing file is the certificate watcher's to report
+			continue // missingCerts reports it
 		}
 		blk, _ := pem.Decode(b)
 		if blk == nil {

@@ -265,7 +265,9 @@ func (e *Engine) Check(ctx context.Context) error {
 	add(DiskLow, conds, err)
 	if len(e.cfg.CertFiles) > 0 {
 		add(CertExpiring, e.expiringCerts(set, now), nil)
+		add(CertMissing, e.missingCerts(), nil)
 	}
+	add(Clock, e.clockTrouble(), nil)
 	if e.cfg.Rollouts != "" {
 		conds, err := e.haltedRollouts(ctx)
 		add(RolloutHalted, conds, err)
@@ -369,10 +371,12 @@ func (e *Engine) put(tx *store.Tx, r Record) error {
 }
 
 // sentUp reports whether an edge sends alarms of type typ to its core:
-// those about its devices, disk and certificates. The core raises its own
+// those about its devices, disk, certificates and clock. The core raises its own
 // link_down (it sees the link too) and anomaly alarms (from the
 // detections the edge sends up).
-func sentUp(typ string) bool { return typ == DeviceOffline || typ == DiskLow || typ == CertExpiring }
+func sentUp(typ string) bool {
+	return typ == DeviceOffline || typ == DiskLow || typ == CertExpiring || typ == CertMissing || typ == Clock
+}
 
 func getIn(tx *store.Tx, id string) (Record, bool, error) {
 	d, exists, err := tx.Get(AlarmsTable, id)

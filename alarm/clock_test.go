@@ -1,0 +1,95 @@
+package alarm
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-io/weft/store"
+)
+
+// TestEngineClockAndMissingCerts raises clock when the system clock steps
+// back behind the store's floor (and when it jumps forward unconfirmed),
+// and cert_missing when a certificate file of the node goes; each clears
+// when its condition ends.
+func TestEngineClockAndMissingCerts(t *testing.T) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	wall, mono := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), time.Duration(0)
+	pass := func(d time.Duration, wallToo bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		mono += d
+		if wallToo {
+			wall = wall.Add(d)
+		}
+	}
+	step := func(d time.Duration) { mu.Lock(); wall = wall.Add(d); mu.Unlock() }
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1,
+		Now:       func() time.Time { mu.Lock(); defer mu.Unlock(); return wall },
+		Monotonic: func() time.Duration { mu.Lock(); defer mu.Unlock(); return mono }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	certFile := filepath.Join(t.TempDir(), "edge1.crt")
+	if err := os.WriteFile(certFile, []byte("not read as a certificate, only looked for"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := New(Config{Store: st, Edge: true, CertFiles: []string{certFile}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	open := func() string {
+		t.Helper()
+		st.Now() // the store reads its clock as a node does all the time
+		if err := e.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := List(ctx, st, Filter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, a := range l {
+			if a.Type == Clock || a.Type == CertMissing {
+				out = append(out, a.Type+":"+a.Severity+":"+a.State)
+			}
+		}
+		slices.Sort(out)
+		return strings.Join(out, " ")
+	}
+	if got := open(); got != "" {
+		t.Fatalf("alarms with a good clock and certificates: %s", got)
+	}
+	step(-10 * time.Minute)
+	pass(time.Second, true)
+	if got, want := open(), "clock:major:active"; got != want {
+		t.Fatalf("clock 10 min behind: got %q, want %q", got, want)
+	}
+	step(10 * time.Minute) // back where it was: caught up
+	pass(time.Second, true)
+	if got, want := open(), "clock:major:cleared"; got != want {
+		t.Fatalf("clock caught up: got %q, want %q", got, want)
+	}
+	if err := os.Remove(certFile); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := open(), "cert_missing:critical:active clock:major:cleared"; got != want {
+		t.Fatalf("certificate removed: got %q, want %q", got, want)
+	}
+	if err := os.WriteFile(certFile, []byte("back"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := open(), "cert_missing:critical:cleared clock:major:cleared"; got != want {
+		t.Fatalf("certificate restored: got %q, want %q", got, want)
+	}
+}
