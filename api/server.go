@@ -206,6 +206,7 @@ func (s *Server) routes() {
 	s.firmwareRoutes()
 	s.alarmRoutes()
 	s.tokenRoutes()
+	s.pprofRoutes()
 }
 
 // readyz answers whether the node should be sent traffic: 200
