@@ -60,25 +60,75 @@ func ParseRange(q url.Values, now time.Time) (RangeQuery, error) {
 	return rq, nil
 }
 
+// Gap is a range of offsets of a partition a read stepped over because
+// they were quarantined: given up as damaged at the node, or at the edge
+// the stream is replicated from (store.GapError). From is the first
+// offset, To the one after the last, as recorded.
+type Gap struct {
+	From      uint64 `json:"from"`
+	To        uint64 `json:"to"`
+	Partition int    `json:"partition"`
+}
+
+// gaps collects the gaps a read steps over, each once. A nil *gaps
+// steps over them without keeping them.
+type gaps struct{ list []Gap }
+
+func (g *gaps) add(e *store.GapError) {
+	if g == nil {
+		return
+	}
+	for _, have := range g.list {
+		if have.Partition == e.Partition && have.From == e.From {
+			return
+		}
+	}
+	g.list = append(g.list, Gap{From: e.From, To: e.To, Partition: e.Partition})
+}
+
+// start is the first offset of the gap of partition part that holds
+// offset off, if one does.
+func (g *gaps) start(part int, off uint64) (uint64, bool) {
+	if g == nil {
+		return 0, false
+	}
+	for _, have := range g.list {
+		if have.Partition == part && have.From <= off && off < have.To {
+			return have.From, true
+		}
+	}
+	return 0, false
+}
+
 // ReadRange returns, oldest first, the messages of a stream's topic (all
 // partitions) in the time range q whose match says yes (nil: all). It
 // finds the range's ends by binary search over the offsets (message
 // timestamps grow with offsets), then reads forward from q.From or, with
 // From zero, backward from q.To. It looks at no more than MaxRangeScan
 // messages when match is set. more reports that the range holds matching
-// messages it did not return.
+// messages it did not return. Quarantined offsets are stepped over
+// (ReadRangeGaps says which).
 func ReadRange(ctx context.Context, st *store.Stream, parts int, topic string, q RangeQuery, match func(*store.Message) bool) (msgs []store.Message, more bool, err error) {
+	msgs, _, more, err = ReadRangeGaps(ctx, st, parts, topic, q, match)
+	return msgs, more, err
+}
+
+// ReadRangeGaps is ReadRange that also returns the quarantined ranges
+// (store.GapError) it stepped over, in the order it met them.
+func ReadRangeGaps(ctx context.Context, st *store.Stream, parts int, topic string, q RangeQuery, match func(*store.Message) bool) (msgs []store.Message, skipped []Gap, more bool, err error) {
 	if q.Limit <= 0 {
 		q.Limit = DefaultLimit
 	}
 	budget := MaxRangeScan
+	g := &gaps{}
 	for p := range max(parts, 1) {
-		got, m, err := readPartitionRange(ctx, st, topic, p, q, match, &budget)
+		got, m, err := readPartitionRange(ctx, st, topic, p, q, match, &budget, g)
 		if err != nil {
-			return nil, false, err
+			return nil, nil, false, err
 		}
 		msgs, more = append(msgs, got...), more || m
 	}
+	skipped = g.list
 	msgs = receiveOrder(msgs)
 	if len(msgs) > q.Limit {
 		more = true
@@ -88,10 +138,16 @@ func ReadRange(ctx context.Context, st *store.Stream, parts int, topic string, q
 			msgs = msgs[:q.Limit]
 		}
 	}
-	return msgs, more, nil
+	return msgs, skipped, more, nil
 }
 
-func readPartitionRange(ctx context.Context, st *store.Stream, topic string, part int, q RangeQuery, match func(*store.Message) bool, budget *int) ([]store.Message, bool, error) {
+// readPartitionRange reads the range q of one partition. The gaps it adds
+// to g are those within the offsets its answer covers: from the first
+// offset of the range (or its first message returned, when it stopped
+// short reading backward) to the last (or its last message returned, when
+// it stopped short reading forward), and one that begins where the range
+// ends, whose lost messages may be stamped in it.
+func readPartitionRange(ctx context.Context, st *store.Stream, topic string, part int, q RangeQuery, match func(*store.Message) bool, budget *int, g *gaps) ([]store.Message, bool, error) {
 	low, next, err := st.Bounds(ctx, topic, part)
 	if err != nil {
 		return nil, false, err
@@ -100,45 +156,93 @@ func readPartitionRange(ctx context.Context, st *store.Stream, topic string, par
 	if err != nil {
 		return nil, false, err
 	}
-	const chunk = 500
+	pg := &gaps{}
 	var out []store.Message
+	var more bool
+	coverLo, coverHi := low, end
 	if !q.From.IsZero() {
-		start, err := firstAtOrAfter(ctx, st, topic, part, low, end, q.From)
-		if err != nil {
+		if coverLo, err = firstAtOrAfter(ctx, st, topic, part, low, end, q.From); err != nil {
 			return nil, false, err
 		}
-		for off := start; off < end; {
-			if match != nil && *budget <= 0 {
-				return out, true, nil
-			}
-			msgs, err := st.Read(ctx, topic, part, off, store.ReadOptions{Limit: int(min(uint64(chunk), end-off))})
-			if err != nil || len(msgs) == 0 {
-				return out, false, err
-			}
-			for i := range msgs {
-				m := &msgs[i]
-				if m.Offset >= end {
-					return out, false, nil
-				}
-				*budget--
-				if inRange(m, q) && (match == nil || match(m)) {
-					if len(out) == q.Limit {
-						return out, true, nil
-					}
-					out = append(out, *m)
-				}
-			}
-			off = msgs[len(msgs)-1].Offset + 1
+		out, more, err = readForward(ctx, st, topic, part, coverLo, end, q, match, budget, pg)
+		if more && len(out) > 0 {
+			coverHi = out[len(out)-1].Offset
 		}
-		return out, false, nil
+	} else {
+		out, more, err = readBackward(ctx, st, topic, part, low, end, q, match, budget, pg)
+		if more && len(out) > 0 {
+			coverLo = out[0].Offset
+		}
 	}
-	// Backward from end, a chunk at a time, each read forward.
+	if err != nil {
+		return nil, false, err
+	}
+	if !more && end < next {
+		// A gap that begins where the range ends: the read never met it.
+		_, err := st.Read(ctx, topic, part, end, store.ReadOptions{Limit: 1})
+		var gap *store.GapError
+		if errors.As(err, &gap) {
+			pg.add(gap)
+		}
+	}
+	for _, gp := range pg.list {
+		if gp.To > coverLo && gp.From <= coverHi {
+			g.add(&store.GapError{Partition: gp.Partition, From: gp.From, To: gp.To})
+		}
+	}
+	return out, more, nil
+}
+
+// readForward reads offsets start to end of a partition, oldest first,
+// keeping the messages in q's range that match says yes to, at most
+// q.Limit.
+func readForward(ctx context.Context, st *store.Stream, topic string, part int, start, end uint64, q RangeQuery, match func(*store.Message) bool, budget *int, g *gaps) ([]store.Message, bool, error) {
+	const chunk = 500
+	var out []store.Message
+	for off := start; off < end; {
+		if match != nil && *budget <= 0 {
+			return out, true, nil
+		}
+		msgs, err := st.Read(ctx, topic, part, off, store.ReadOptions{Limit: int(min(uint64(chunk), end-off))})
+		var gap *store.GapError
+		if errors.As(err, &gap) && gap.To > off {
+			g.add(gap)
+			off = gap.To
+			continue
+		}
+		if err != nil || len(msgs) == 0 {
+			return out, false, err
+		}
+		for i := range msgs {
+			m := &msgs[i]
+			if m.Offset >= end {
+				return out, false, nil
+			}
+			*budget--
+			if inRange(m, q) && (match == nil || match(m)) {
+				if len(out) == q.Limit {
+					return out, true, nil
+				}
+				out = append(out, *m)
+			}
+		}
+		off = msgs[len(msgs)-1].Offset + 1
+	}
+	return out, false, nil
+}
+
+// readBackward reads a partition backward from end down to low, a chunk
+// at a time, each read forward, keeping the latest q.Limit messages in
+// q's range that match says yes to.
+func readBackward(ctx context.Context, st *store.Stream, topic string, part int, low, end uint64, q RangeQuery, match func(*store.Message) bool, budget *int, g *gaps) ([]store.Message, bool, error) {
+	const chunk = 500
+	var out []store.Message
 	for hi := end; hi > low; {
 		if match != nil && *budget <= 0 {
 			return out, true, nil
 		}
 		lo := max(low, hi-min(hi-low, chunk))
-		msgs, err := readSpan(ctx, st, topic, part, lo, hi)
+		msgs, err := readSpanGaps(ctx, st, topic, part, lo, hi, g)
 		if err != nil {
 			return nil, false, err
 		}
@@ -155,6 +259,9 @@ func readPartitionRange(ctx context.Context, st *store.Stream, topic string, par
 		}
 		out = append(kept, out...)
 		hi = lo
+		if from, ok := g.start(part, lo); ok && len(msgs) == 0 {
+			hi = max(low, min(hi, from)) // a long gap: past it at once
+		}
 	}
 	return out, false, nil
 }
@@ -215,11 +322,24 @@ func receiveOrder(msgs []store.Message) []store.Message {
 	}
 }
 
-// readSpan reads the offsets lo to hi (exclusive) of a partition.
+// readSpan reads the offsets lo to hi (exclusive) of a partition,
+// stepping over quarantined ones.
 func readSpan(ctx context.Context, st *store.Stream, topic string, part int, lo, hi uint64) ([]store.Message, error) {
+	return readSpanGaps(ctx, st, topic, part, lo, hi, nil)
+}
+
+// readSpanGaps is readSpan that adds the quarantined ranges it steps over
+// to g.
+func readSpanGaps(ctx context.Context, st *store.Stream, topic string, part int, lo, hi uint64, g *gaps) ([]store.Message, error) {
 	var out []store.Message
 	for off := lo; off < hi; {
 		msgs, err := st.Read(ctx, topic, part, off, store.ReadOptions{Limit: int(hi - off)})
+		var gap *store.GapError
+		if errors.As(err, &gap) && gap.To > off {
+			g.add(gap)
+			off = gap.To
+			continue
+		}
 		if errors.Is(err, store.ErrTrimmed) {
 			// Retention moved the low-water mark meanwhile.
 			l, _, berr := st.Bounds(ctx, topic, part)
@@ -246,22 +366,21 @@ func readSpan(ctx context.Context, st *store.Stream, topic string, part int, lo,
 }
 
 // firstAtOrAfter is the first offset in [lo, hi) of a message stamped at
-// or after t, hi if none.
+// or after t, hi if none. An offset it cannot read (quarantined, or
+// trimmed meanwhile) counts as stamped like the first message it can read
+// after it (hi, after the last): the search stays monotonic, and a range
+// that starts in a gap starts at the gap, for the read to step over it.
 func firstAtOrAfter(ctx context.Context, st *store.Stream, topic string, part int, lo, hi uint64, t time.Time) (uint64, error) {
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		msgs, err := st.Read(ctx, topic, part, mid, store.ReadOptions{Limit: 1})
-		if errors.Is(err, store.ErrTrimmed) {
-			lo = mid + 1
-			continue
-		}
+		msgs, _, err := st.ReadPast(ctx, topic, part, mid, store.ReadOptions{Limit: 1})
 		if err != nil {
 			return 0, err
 		}
-		if len(msgs) == 0 || !msgs[0].Timestamp.Before(t) {
+		if len(msgs) == 0 || msgs[0].Offset >= hi || !msgs[0].Timestamp.Before(t) {
 			hi = mid
 		} else {
-			lo = mid + 1
+			lo = max(mid, msgs[0].Offset) + 1
 		}
 	}
 	return lo, nil
@@ -289,11 +408,17 @@ type disconnected interface {
 // Source says where the messages come from: "local" (this node's
 // /telemetry/by_device), or "edge" when the node fetched them from the
 // device's edge (Edge) because it holds none.
+//
+// Gaps are the ranges of offsets of the device's topic the read stepped
+// over because they were quarantined (given up as damaged here, or at the
+// edge and replicated as a gap): their messages are lost, and the answer
+// says so instead of failing.
 type HistoryResponse struct {
 	Device   string    `json:"device"`
 	Source   string    `json:"source"`
 	Edge     string    `json:"edge,omitempty"`
 	Messages []Message `json:"messages"`
+	Gaps     []Gap     `json:"gaps"`
 	More     bool      `json:"more"`
 }
 
@@ -301,7 +426,9 @@ type HistoryResponse struct {
 type History struct {
 	Source, Edge string
 	Messages     []store.Message
-	More         bool
+	// Gaps are the quarantined ranges stepped over (local reads only).
+	Gaps []Gap
+	More bool
 }
 
 // DeviceHistory returns the messages of device id in the time range q,
@@ -313,12 +440,16 @@ func (s *Server) DeviceHistory(ctx context.Context, c *certs.TokenClaims, id str
 	if err != nil {
 		return History{}, err
 	}
-	msgs, more, err := s.readByDevice(ctx, id, q, nil)
+	info, err := s.cfg.Store.Stat(ctx, store.ByDeviceStream)
 	if err != nil {
 		return History{}, err
 	}
-	h := History{Source: "local", Messages: msgs, More: more}
-	if len(msgs) == 0 && s.cfg.RemoteHistory != nil && edge != "" && edge != s.cfg.Store.Name() {
+	msgs, skipped, more, err := ReadRangeGaps(ctx, s.cfg.Store.Stream(store.ByDeviceStream), info.Partitions, id, q, nil)
+	if err != nil {
+		return History{}, err
+	}
+	h := History{Source: "local", Messages: msgs, Gaps: skipped, More: more}
+	if len(msgs) == 0 && len(skipped) == 0 && s.cfg.RemoteHistory != nil && edge != "" && edge != s.cfg.Store.Name() {
 		msgs, more, err := s.cfg.RemoteHistory.History(ctx, edge, id, q)
 		var down disconnected
 		if errors.As(err, &down) {
@@ -397,7 +528,11 @@ func (s *Server) deviceHistory(w http.ResponseWriter, r *http.Request) {
 		s.deviceError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, HistoryResponse{Device: id, Source: h.Source, Edge: h.Edge, Messages: MessagesOf(h.Messages), More: h.More})
+	gaps := h.Gaps
+	if gaps == nil {
+		gaps = []Gap{}
+	}
+	writeJSON(w, http.StatusOK, HistoryResponse{Device: id, Source: h.Source, Edge: h.Edge, Messages: MessagesOf(h.Messages), Gaps: gaps, More: h.More})
 }
 
 // EventsResponse is the answer to GET /api/v1/devices/{id}/events.
