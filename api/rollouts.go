@@ -470,10 +470,12 @@ func (s *Server) saveRollout(tx *store.Tx, subject string, r *firmware.Rollout, 
 }
 
 // RunRollouts carries rollouts out until ctx ends: it feeds them the
-// devices' firmware status reports, as they arrive in
-// /telemetry/by_device (the node's own devices, or replicated from their
-// edges) and /uplink/events (where the gateway is to copy them, as it
-// does command answers), and advances them in time every RolloutTick.
+// devices' firmware status reports, as they arrive in /uplink/events
+// (where every gateway copies them, in the commit that stores them, as it
+// does command answers; the node's own gateway's and its edges'), and
+// advances them in time every RolloutTick. It does not read the devices'
+// telemetry (/telemetry/by_device), which would cost the node a read of
+// every message replicated to it.
 // The node that writes /updates/down (the core, or an edge without one)
 // runs it beside its API. On a node whose updates another writes
 // (Config.DesiredReadOnly) it returns ErrRolloutsReadOnly at once:
@@ -496,25 +498,19 @@ func (s *Server) RunRollouts(ctx context.Context) error {
 	if len(idx) == 0 {
 		start = store.StartNewest
 	}
-	var consumers []*store.Consumer
-	for _, path := range []string{store.ByDeviceStream, store.UplinkStream} {
-		c, err := s.cfg.Store.Stream(path).Consumer(store.ConsumerConfig{Group: rolloutGroup, Start: start,
-			Logger: s.log.With("component", "rollouts", "stream", path)})
-		if err != nil {
-			return err
-		}
-		consumers = append(consumers, c)
+	c, err := s.cfg.Store.Stream(store.UplinkStream).Consumer(store.ConsumerConfig{Group: rolloutGroup, Start: start,
+		Logger: s.log.With("component", "rollouts", "stream", store.UplinkStream)})
+	if err != nil {
+		return err
 	}
-	errs := make(chan error, len(consumers))
-	for _, c := range consumers {
-		go func() { errs <- c.Run(ctx, s.rolloutStatusBatch) }()
-	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx, s.rolloutStatusBatch) }()
 	t := time.NewTicker(RolloutTick)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return errors.Join(<-errs, <-errs)
+			return <-done
 		case <-t.C:
 			if err := s.TickRollouts(ctx, s.now()); err != nil && ctx.Err() == nil {
 				s.log.Error("rollouts not advanced", "err", err)

@@ -104,16 +104,20 @@ func runRollouts(t *testing.T, s *Server) (stop func()) {
 	return stop
 }
 
-// deviceStatus stores a device's firmware status report as its gateway
-// does, in the device's history (or, with edge set, in the edge's uplink).
+// publishStatus stores a device's firmware status report as its gateway
+// does: in the device's history and, in the same commit, in the uplink of
+// the gateway's node (edge; this node when empty).
 func publishStatus(t *testing.T, st *store.Store, edge, device, body string) {
 	t.Helper()
-	path, topic := store.ByDeviceStream, device
-	if edge != "" {
-		path, topic = store.UplinkStream, edge
+	if edge == "" {
+		edge = "node1"
 	}
-	_, err := st.Stream(path).Append(context.Background(), topic, store.Message{Key: []byte(device), Value: []byte(body),
-		Headers: map[string]string{"device": device, headerMQTTTopic: "devices/" + device + "/firmware/status"}})
+	m := store.Message{Key: []byte(device), Value: []byte(body),
+		Headers: map[string]string{"device": device, headerMQTTTopic: "devices/" + device + "/firmware/status"}}
+	_, err := st.AppendMany(context.Background(), []store.AppendRequest{
+		{Path: store.ByDeviceStream, Topic: device, Partition: -1, Messages: []store.Message{m}},
+		{Path: store.UplinkStream, Topic: edge, Partition: -1, Messages: []store.Message{m}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

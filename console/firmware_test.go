@@ -132,8 +132,14 @@ func TestFirmwarePage(t *testing.T) {
 			first = id
 		}
 	}
-	_, err = e.st.Stream(store.ByDeviceStream).Append(ctx, first, store.Message{Value: []byte(`{"rollout":"` + ro.ID + `","state":"rejected","reason":"expired"}`),
-		Headers: map[string]string{"device": first, "mqtt_topic": "devices/" + first + "/firmware/status"}})
+	// The report as the gateway stores it: in the device's history and
+	// the node's uplink, in one commit.
+	report := store.Message{Value: []byte(`{"rollout":"` + ro.ID + `","state":"rejected","reason":"expired"}`),
+		Headers: map[string]string{"device": first, "mqtt_topic": "devices/" + first + "/firmware/status"}}
+	_, err = e.st.AppendMany(ctx, []store.AppendRequest{
+		{Path: store.ByDeviceStream, Topic: first, Partition: -1, Messages: []store.Message{report}},
+		{Path: store.UplinkStream, Topic: "node1", Partition: -1, Messages: []store.Message{report}},
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
