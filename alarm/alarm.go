@@ -20,10 +20,11 @@ const (
 	CertExpiring  = "cert_expiring"  // a certificate expires within Settings.CertExpiryWithin
 	CertMissing   = "cert_missing"   // a certificate file of the node cannot be read
 	Clock         = "clock"          // the system clock is behind the store's time floor, or jumped forward unconfirmed
+	StoreDamaged  = "store_damaged"  // a stream holds ranges quarantined as damaged (or recorded as gaps its source quarantined)
 )
 
 // Types lists every alarm type.
-var Types = []string{DeviceOffline, LinkDown, Anomaly, DiskLow, RolloutHalted, CertExpiring, CertMissing, Clock}
+var Types = []string{DeviceOffline, LinkDown, Anomaly, DiskLow, RolloutHalted, CertExpiring, CertMissing, Clock, StoreDamaged}
 
 // States of an alarm.
 const (

@@ -157,6 +157,34 @@ func (e *Engine) missingCerts() []Condition {
 	return out
 }
 
+// damagedStreams are the streams that gave up records as damaged
+// (quarantined here, or gaps a replicated source quarantined): a fact
+// that stays, so its alarm stays until acknowledged; a new quarantine in
+// the stream updates it.
+func (e *Engine) damagedStreams(ctx context.Context) ([]Condition, error) {
+	var out []Condition
+	var walk func(path string) error
+	walk = func(path string) error {
+		infos, err := e.st.List(ctx, path)
+		if err != nil {
+			return err
+		}
+		for _, in := range infos {
+			switch {
+			case in.Kind == store.KindDir || path == "/":
+				if err := walk(in.Path); err != nil {
+					return err
+				}
+			case in.Kind == store.KindStream && in.Quarantined > 0:
+				out = append(out, Condition{Key: keyOf(StoreDamaged, in.Path), Type: StoreDamaged, Severity: Major, Edge: e.nodeEdge(),
+					Details: jsonOf(map[string]any{"node": e.name, "stream": in.Path, "quarantined": in.Quarantined})})
+			}
+		}
+		return nil
+	}
+	return out, walk("/")
+}
+
 // clockBehind is how far the system clock may lag the store's floor
 // before it is an alarm (the store logs from 2 s); clockJump is the
 // unconfirmed forward jump that is one (the store counts jumps beyond

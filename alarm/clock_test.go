@@ -93,3 +93,54 @@ func TestEngineClockAndMissingCerts(t *testing.T) {
 		t.Fatalf("certificate restored: got %q, want %q", got, want)
 	}
 }
+
+// TestEngineStoreDamaged raises store_damaged for a stream that gave up a
+// range as damaged.
+func TestEngineStoreDamaged(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, err := New(Config{Store: st, Edge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	damaged := func() []Alarm {
+		t.Helper()
+		if err := e.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := List(ctx, st, Filter{Type: StoreDamaged})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	// A replica of an edge's uplink: three records, then the gap the edge
+	// quarantined, as the link brings it.
+	msgs := make([]store.Message, 3)
+	for i := range msgs {
+		msgs[i] = store.Message{Offset: uint64(i), Value: []byte(`{}`), Timestamp: time.Now()}
+	}
+	apply := func(b store.ReplicaBatch) {
+		t.Helper()
+		b.Path, b.Topic = store.UplinkStream, "edge-9"
+		if _, err := st.ApplyReplica(ctx, []store.ReplicaBatch{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(store.ReplicaBatch{Messages: msgs})
+	if l := damaged(); len(l) != 0 {
+		t.Fatalf("alarms before any damage: %+v", l)
+	}
+	apply(store.ReplicaBatch{Gap: &store.Gap{From: 3, To: 5}, Reason: "quarantined at the source"})
+	l := damaged()
+	if len(l) != 1 || l[0].State != Active || !strings.Contains(string(l[0].Details), store.UplinkStream) {
+		t.Fatalf("after a quarantine: %+v", l)
+	}
+}

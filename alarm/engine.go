@@ -268,6 +268,8 @@ func (e *Engine) Check(ctx context.Context) error {
 		add(CertMissing, e.missingCerts(), nil)
 	}
 	add(Clock, e.clockTrouble(), nil)
+	conds, err = e.damagedStreams(ctx)
+	add(StoreDamaged, conds, err)
 	if e.cfg.Rollouts != "" {
 		conds, err := e.haltedRollouts(ctx)
 		add(RolloutHalted, conds, err)
@@ -375,7 +377,8 @@ func (e *Engine) put(tx *store.Tx, r Record) error {
 // link_down (it sees the link too) and anomaly alarms (from the
 // detections the edge sends up).
 func sentUp(typ string) bool {
-	return typ == DeviceOffline || typ == DiskLow || typ == CertExpiring || typ == CertMissing || typ == Clock
+	return typ == DeviceOffline || typ == DiskLow || typ == CertExpiring || typ == CertMissing || typ == Clock ||
+		typ == StoreDamaged
 }
 
 func getIn(tx *store.Tx, id string) (Record, bool, error) {
