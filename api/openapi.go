@@ -131,6 +131,7 @@ func OpenAPI() map[string]any {
 						"properties": map[string]any{
 							"type": map[string]any{"type": "string"}, "title": map[string]any{"type": "string"},
 							"status": map[string]any{"type": "integer"}, "detail": map[string]any{"type": "string"},
+							"request_id": map[string]any{"type": "string", "description": "the request's id, as in its X-Request-Id response header"},
 						},
 					}}},
 				},

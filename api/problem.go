@@ -31,6 +31,9 @@ type ProblemDetails struct {
 	// LowWaterMark is the first offset still readable, when a read asked
 	// for an offset below it (410 Offset trimmed).
 	LowWaterMark *uint64 `json:"low_water_mark,omitempty"`
+	// RequestID is the id of the request answered (X-Request-Id, see
+	// WithRequestID), when it has one.
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // Problem writes a problem document with the given status, title and
@@ -46,12 +49,16 @@ func writeProblem(w http.ResponseWriter, p ProblemDetails) {
 	if p.Type == "" {
 		p.Type = ProblemTypeBase + anchor(p.Title)
 	}
+	h := w.Header()
+	if p.RequestID == "" {
+		// WithRequestID set the header before the handler ran.
+		p.RequestID = h.Get(RequestIDHeader)
+	}
 	b, err := json.Marshal(p)
 	if err != nil { // cannot happen: every field marshals
 		b = []byte(`{"type":"about:blank","title":"Internal error","status":500}`)
 		p.Status = http.StatusInternalServerError
 	}
-	h := w.Header()
 	h.Set("Content-Type", "application/problem+json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("ETag")
@@ -132,7 +139,7 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, ext ProblemDetails) {
 	p := problemFor(r, err)
 	if p.Status >= 500 && r.Context().Err() == nil {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
+		RequestLogger(r.Context(), s.log).Error("request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
 	}
 	p.Reason, p.LowWaterMark = ext.Reason, ext.LowWaterMark
 	writeProblem(w, p)
