@@ -19,11 +19,11 @@ package mirror
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/weft-io/weft/store"
@@ -128,6 +128,12 @@ var errStop = errors.New("stop")
 // is compared by snapshot.
 const maxCompared = 100_000
 
+// latestFor is how long the digest of a volume's latest state serves the
+// Offers of every destination of that volume before it is taken again: a
+// core serving many edges walks each volume at most once a second, and a
+// change reaches the edges at most that much later.
+const latestFor = time.Second
+
 // unchangedSince reports whether the source's volume reads now as it did
 // at snapshot name, without taking a snapshot: its objects' metadata
 // (every file's size, hash and generation, which each write bumps;
@@ -139,19 +145,107 @@ const maxCompared = 100_000
 // a write never finished) is invisible to readers and goes with the next
 // update, whose delta is taken from the destination's snapshot.
 func (s *Source) unchangedSince(ctx context.Context, name string) (bool, error) {
-	then, err := s.Store.At(s.Volume, name)
+	then, ok, err := digests.snapshot(ctx, s.Store, s.Volume, name)
+	if err != nil || !ok {
+		return false, err
+	}
+	now, ok, err := digests.latest(ctx, s.Store, s.Volume, s.now())
+	if err != nil || !ok {
+		return false, err
+	}
+	return then == now, nil
+}
+
+func (s *Source) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// digest is what digestTree says of a volume: the hash of its objects'
+// metadata, or !ok when it cannot judge.
+type digest struct {
+	sum [sha256.Size]byte
+	ok  bool
+}
+
+// digestCache keeps the digests of volumes' snapshots (which never
+// change) and of their latest state (for latestFor), for every Source in
+// the process: a core serves each volume to many edges.
+type digestCache struct {
+	mu    sync.Mutex
+	snaps map[digestKey]digest
+	order []digestKey // of snaps, oldest first
+	now   map[digestKey]latestDigest
+}
+
+type digestKey struct {
+	st       *store.Store
+	vol      string
+	snapshot string
+}
+
+type latestDigest struct {
+	digest
+	at time.Time
+}
+
+// maxSnapshotDigests bounds the snapshots' digests kept.
+const maxSnapshotDigests = 256
+
+var digests = &digestCache{snaps: map[digestKey]digest{}, now: map[digestKey]latestDigest{}}
+
+func (c *digestCache) snapshot(ctx context.Context, st *store.Store, vol, name string) ([sha256.Size]byte, bool, error) {
+	k := digestKey{st, vol, name}
+	c.mu.Lock()
+	d, hit := c.snaps[k]
+	c.mu.Unlock()
+	if hit {
+		return d.sum, d.ok, nil
+	}
+	v, err := st.At(vol, name)
 	if err != nil {
-		return false, fmt.Errorf("mirror: snapshot %s of /%s: %w", name, s.Volume, err)
+		return d.sum, false, fmt.Errorf("mirror: snapshot %s of /%s: %w", name, vol, err)
 	}
-	a, ok, err := digestTree(ctx, then, "/"+s.Volume)
-	if err != nil || !ok {
-		return false, err
+	if d.sum, d.ok, err = digestTree(ctx, v, "/"+vol); err != nil {
+		return d.sum, false, err
 	}
-	b, ok, err := digestTree(ctx, s.Store, "/"+s.Volume)
-	if err != nil || !ok {
-		return false, err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.snaps[k]; !ok {
+		c.snaps[k] = d
+		c.order = append(c.order, k)
+		if len(c.order) > maxSnapshotDigests {
+			delete(c.snaps, c.order[0])
+			c.order = c.order[1:]
+		}
 	}
-	return a == b, nil
+	return d.sum, d.ok, nil
+}
+
+func (c *digestCache) latest(ctx context.Context, st *store.Store, vol string, now time.Time) ([sha256.Size]byte, bool, error) {
+	k := digestKey{st: st, vol: vol}
+	c.mu.Lock()
+	d, hit := c.now[k]
+	c.mu.Unlock()
+	if hit && now.Sub(d.at) >= 0 && now.Sub(d.at) < latestFor {
+		return d.sum, d.ok, nil
+	}
+	sum, ok, err := digestTree(ctx, st, "/"+vol)
+	if err != nil {
+		return sum, false, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k2 := range c.now {
+		// Forget closed stores' volumes now and then.
+		if now.Sub(c.now[k2].at) > time.Minute {
+			delete(c.now, k2)
+		}
+	}
+	c.now[k] = latestDigest{digest{sum, ok}, now}
+	return sum, ok, nil
 }
 
 // tree is what digestTree reads: the latest state (*store.Store) or a
@@ -171,7 +265,13 @@ var (
 // more than maxCompared objects.
 func digestTree(ctx context.Context, t tree, dir string) (sum [sha256.Size]byte, ok bool, err error) {
 	h := sha256.New()
-	enc := json.NewEncoder(h)
+	var buf []byte
+	put := func(in store.Info) {
+		buf = buf[:0]
+		buf = fmt.Appendf(buf, "%q %s %d %s %d %d %d\n", in.Path, in.Kind, in.Size, in.SHA256, in.Gen,
+			in.Created.UnixNano(), in.Modified.UnixNano())
+		h.Write(buf)
+	}
 	n := 0
 	var walk func(dir string) (bool, error)
 	walk = func(dir string) (bool, error) {
@@ -185,9 +285,7 @@ func digestTree(ctx context.Context, t tree, dir string) (sum [sha256.Size]byte,
 			}
 			switch in.Kind {
 			case store.KindFile:
-				if err := enc.Encode(in); err != nil {
-					return false, err
-				}
+				put(in)
 			case store.KindDir:
 				// An explicit directory has metadata of its own; an
 				// implied one only its path.
@@ -195,9 +293,7 @@ func digestTree(ctx context.Context, t tree, dir string) (sum [sha256.Size]byte,
 				if err != nil {
 					return false, fmt.Errorf("mirror: stat %s: %w", in.Path, err)
 				}
-				if err := enc.Encode(di); err != nil {
-					return false, err
-				}
+				put(di)
 				if ok, err := walk(in.Path); !ok || err != nil {
 					return false, err
 				}

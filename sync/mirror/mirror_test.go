@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/weft-io/weft/store"
 )
@@ -67,6 +69,19 @@ func transfer(t *testing.T, src *Source, dst *Dest, cut int) (sent bool, err err
 
 var errCut = errors.New("link cut")
 
+// stepClock is a clock that moves on by more than latestFor at each
+// reading, so that every Offer looks at the volume afresh.
+func stepClock() func() time.Time {
+	var mu sync.Mutex
+	t := time.Now()
+	return func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		t = t.Add(2 * latestFor)
+		return t
+	}
+}
+
 // files returns path -> SHA-256 of every file under /models, reading each
 // whole (a file that fails its own checksum is an error).
 func files(t *testing.T, s *store.Store, dir string) (map[string]string, error) {
@@ -106,7 +121,7 @@ func TestMirror200MiB(t *testing.T) {
 	defer srcStore.Close()
 	dstDir := t.TempDir()
 	dstStore := openStore(t, dstDir)
-	src := &Source{Store: srcStore, Volume: "models"}
+	src := &Source{Store: srcStore, Volume: "models", Now: stepClock()}
 	dst := &Dest{Store: dstStore, Volume: "models"}
 
 	// Update 1: a small first release.
@@ -226,7 +241,7 @@ func TestSourceLostPendingUpdate(t *testing.T) {
 	defer srcStore.Close()
 	dstStore := openStore(t, t.TempDir())
 	defer dstStore.Close()
-	src := &Source{Store: srcStore, Volume: "models"}
+	src := &Source{Store: srcStore, Volume: "models", Now: stepClock()}
 	dst := &Dest{Store: dstStore, Volume: "models"}
 	for i := range 4 {
 		if _, err := srcStore.File(fmt.Sprintf("/models/a%d.bin", i)).Write(ctx, io.LimitReader(rand.Reader, 1<<20)); err != nil {

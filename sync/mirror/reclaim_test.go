@@ -23,7 +23,7 @@ func TestSupersededMirrorDataReclaimed(t *testing.T) {
 	dstDir := t.TempDir()
 	dstStore := openStore(t, dstDir)
 	defer dstStore.Close()
-	src := &Source{Store: srcStore, Volume: "models"}
+	src := &Source{Store: srcStore, Volume: "models", Now: stepClock()}
 	dst := &Dest{Store: dstStore, Volume: "models"}
 	const size = 16 << 20
 	for i := range 6 {
