@@ -92,7 +92,7 @@ func Serve(ctx context.Context, c Conn, st *store.Store, m *wire.Mirror, edge st
 		if !slices.Contains(down, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored to edges", m.Volume))
 		}
-		err = ServeSource(ctx, c, &Source{Store: st, Volume: m.Volume, Budget: budget})
+		err = ServeSource(ctx, c, &Source{Store: st, Volume: m.Volume, Dest: edge, Budget: budget})
 	case wire.Up:
 		if !slices.Contains(up, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored from edges", m.Volume))

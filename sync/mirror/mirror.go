@@ -57,6 +57,12 @@ type State struct {
 type Source struct {
 	Store  *store.Store
 	Volume string
+	// Dest names the destination (the edge, at a core serving several):
+	// its snapshots are its own ("mirror-<dest>-<ns>"), so that one
+	// destination's Published never deletes the snapshot another's next
+	// update starts from (which would make each resend the whole volume
+	// again, round after round). Empty: one destination.
+	Dest string
 	// ChunkBytes bounds the entries handed to Send's callback at once.
 	// Default DefaultChunkBytes.
 	ChunkBytes int
@@ -99,7 +105,7 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 			return Update{}, false, nil
 		}
 	}
-	name := snapshotPrefix + strconv.FormatInt(now().UnixNano(), 10)
+	name := s.prefix() + strconv.FormatInt(now().UnixNano(), 10)
 	if _, err := s.Store.CreateSnapshot(ctx, s.Volume, name); err != nil {
 		return Update{}, false, fmt.Errorf("mirror: snapshot /%s: %w", s.Volume, err)
 	}
@@ -342,10 +348,10 @@ func (s *Source) Send(ctx context.Context, u Update, after []byte, fn func([]sto
 }
 
 // Published tells the source that the destination published the update
-// to snapshot name: the source's older mirror snapshots go (their
-// versions become garbage). A source serving several destinations keeps
-// what any of them may still need: call it with the oldest of their
-// published snapshots.
+// to snapshot name: the destination's older mirror snapshots go (their
+// versions become garbage once no destination holds them). Each
+// destination (Source.Dest) has snapshots of its own, so this never
+// deletes one another destination's next update starts from.
 func (s *Source) Published(ctx context.Context, name string) error {
 	snaps, err := s.Store.Snapshots(ctx, s.Volume)
 	if err != nil {
@@ -361,13 +367,35 @@ func (s *Source) Published(ctx context.Context, name string) error {
 		return nil
 	}
 	for _, sn := range snaps {
-		if strings.HasPrefix(sn.Name, snapshotPrefix) && sn.TS < keepTS {
+		if s.owns(sn.Name) && sn.TS < keepTS {
 			if err := s.Store.DeleteSnapshot(ctx, s.Volume, sn.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// prefix is the name prefix of this destination's snapshots.
+func (s *Source) prefix() string {
+	if s.Dest == "" {
+		return snapshotPrefix
+	}
+	return snapshotPrefix + s.Dest + "-"
+}
+
+// owns reports whether snapshot name is this destination's to delete:
+// one of its own, or one named before snapshots were per destination
+// ("mirror-<ns>"), which nobody else will release.
+func (s *Source) owns(name string) bool {
+	rest, ok := strings.CutPrefix(name, snapshotPrefix)
+	if !ok {
+		return false
+	}
+	if _, err := strconv.ParseUint(rest, 10, 64); err == nil {
+		return true // unnamed destination's, or from before
+	}
+	return s.Dest != "" && strings.HasPrefix(name, s.prefix())
 }
 
 func (s *Source) snapshots(ctx context.Context) (map[string]bool, error) {
