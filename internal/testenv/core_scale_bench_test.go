@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -76,6 +77,12 @@ func coreCatchUp(b *testing.B, kind string, edges, n int) (startup, catchUp time
 	if err := c.Shutdown(ctx); err != nil {
 		b.Fatal(err)
 	}
+	// Hold the core's port while it is away, so that no other test on
+	// the machine takes it meanwhile.
+	hold, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
 	nodes := make([]*edge.Node, edges)
 	var wg sync.WaitGroup
 	for i := range nodes {
@@ -94,6 +101,7 @@ func coreCatchUp(b *testing.B, kind string, edges, n int) (startup, catchUp time
 	}
 	wg.Wait()
 
+	hold.Close()
 	t0 := time.Now()
 	c = f.StartCore("core1", core.Config{Listen: addr})
 	start := time.Now()
