@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -20,6 +21,7 @@ import (
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/console"
+	"github.com/weft-io/weft/firmware"
 	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/store"
@@ -79,6 +81,16 @@ type Config struct {
 	// (api.Config.AuditRetention). Zero: 400 days, or the TTL the volume
 	// was given with weft volume set; negative: for ever.
 	AuditRetention time.Duration
+	// FirmwareAddr, if set, is the TCP address where the edge serves its
+	// devices their firmware over HTTPS (api.DeviceFirmware): the
+	// gateway's certificate, the device's certificate the only credential
+	// (verified against the device CA, revoked ones refused), releases of
+	// the device's class only, with byte ranges.
+	FirmwareAddr string
+	// FirmwareChunks answers the firmware chunk requests of devices that
+	// speak only MQTT (firmware.ChunkServer). It reads every device
+	// message for them.
+	FirmwareChunks bool
 	// BacklogQuota, if positive, is the most bytes the uplink volume
 	// keeps: past it, the oldest uplink data is dropped (and counted)
 	// rather than new data refused. 0 leaves the volume's policy as it is.
@@ -97,6 +109,8 @@ type Node struct {
 	store *store.Store
 	gw    *gateway.Server
 	http  *node.HTTP
+	fw    *http.Server // nil without Config.FirmwareAddr
+	fwLn  net.Listener
 	mon   *replicate.Monitor
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
@@ -229,6 +243,27 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("alarms stopped", "err", err)
 		}
 	})
+	if cfg.FirmwareChunks {
+		n.wg.Go(func() {
+			if err := (&firmware.ChunkServer{Store: st, Logger: log}).Run(reqCtx); err != nil && reqCtx.Err() == nil {
+				log.Error("firmware chunks stopped", "err", err)
+			}
+		})
+	}
+	if cfg.FirmwareAddr != "" {
+		if n.fwLn, err = net.Listen("tcp", cfg.FirmwareAddr); err != nil {
+			n.Shutdown(context.Background())
+			return nil, fmt.Errorf("edge: firmware listener: %w", err)
+		}
+		n.fw = &http.Server{
+			Handler:           api.DeviceFirmware(api.DeviceFirmwareConfig{Store: st, Revocations: rev, Now: st.Now, Logger: log}),
+			TLSConfig:         certs.ServerConfig(pair, pool, certs.KindDevice, rev),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       time.Minute,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		}
+		n.wg.Go(func() { n.fw.ServeTLS(n.fwLn, "", "") })
+	}
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
 	scores.setLimits(cfg.Scoring)
 	reg.MustRegister(scores)
@@ -319,11 +354,23 @@ func (n *Node) MQTTAddr() net.Addr { return n.gw.Addr() }
 // HTTPAddr is the address the HTTP API listens on.
 func (n *Node) HTTPAddr() net.Addr { return n.http.Addr() }
 
+// FirmwareAddr is the address of the devices' firmware listener
+// (Config.FirmwareAddr); nil when there is none.
+func (n *Node) FirmwareAddr() net.Addr {
+	if n.fwLn == nil {
+		return nil
+	}
+	return n.fwLn.Addr()
+}
+
 // Shutdown stops the HTTP API, the gateway and the link to the core, then
 // closes the store.
 func (n *Node) Shutdown(ctx context.Context) error {
 	n.stop() // ends blocking reads and the link to the core
 	herr := n.http.Shutdown(ctx)
+	if n.fw != nil {
+		herr = errors.Join(herr, n.fw.Shutdown(ctx))
+	}
 	gerr := n.gw.Shutdown(ctx)
 	n.wg.Wait()
 	serr := n.store.Close()

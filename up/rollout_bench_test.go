@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -255,7 +254,6 @@ type twoEdges struct {
 	edges  [2]*edge.Node
 	relays [2]*udpRelay
 	fleets [2]*device.Fleet
-	fw     [2]*http.Server
 	key    string
 	keys   firmware.KeySet
 	token  string
@@ -301,15 +299,11 @@ func startTwoEdges(b *testing.B, ctx context.Context, devices int, fail float64,
 		}
 		if f.edges[i], err = edge.Start(ctx, edge.Config{DataDir: filepath.Join(dir, name), CertsDir: certsDir, Name: name,
 			MQTTAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Core: f.relays[i].addr().String(), Mirrors: mirrors,
-			Link: link.ClientConfig{MirrorInterval: 500 * time.Millisecond}}); err != nil {
+			Link: link.ClientConfig{MirrorInterval: 500 * time.Millisecond}, FirmwareAddr: "127.0.0.1:0"}); err != nil {
 			f.stop()
 			b.Fatal(err)
 		}
-		var addr net.Addr
-		if f.fw[i], addr, err = serveDeviceFirmware(auth, f.edges[i], name, slog.New(slog.DiscardHandler)); err != nil {
-			f.stop()
-			b.Fatal(err)
-		}
+		addr := f.edges[i].FirmwareAddr()
 		if f.fleets[i], err = device.StartFleet(ctx, device.SimConfig{
 			Dial: device.DialConfig{Addr: f.edges[i].MQTTAddr().String()}, CertsDir: certsDir,
 			Count: devices / 2, IDPrefix: name, Classes: device.Classes[:1], Interval: time.Minute,
@@ -344,9 +338,6 @@ func (f *twoEdges) stop() {
 	for i := range f.edges {
 		if f.fleets[i] != nil {
 			<-f.fleets[i].Done()
-		}
-		if f.fw[i] != nil {
-			f.fw[i].Shutdown(ctx)
 		}
 		if f.edges[i] != nil {
 			f.edges[i].Shutdown(ctx)

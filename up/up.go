@@ -12,16 +12,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	stdlog "log"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/weft-io/weft/anomaly"
-	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/core"
 	"github.com/weft-io/weft/device"
@@ -80,12 +77,8 @@ type Fabric struct {
 	FirmwareKeyID string
 
 	// DeviceFirmwareAddr is the edge's HTTPS listener serving devices
-	// their firmware by their certificates (api.DeviceFirmware).
+	// their firmware by their certificates (edge.Config.FirmwareAddr).
 	DeviceFirmwareAddr net.Addr
-
-	stopChunks context.CancelFunc
-	chunksDone chan struct{}
-	fwServer   *http.Server
 }
 
 // DemoKeyDir is where, under the data directory, `weft up` keeps its demo
@@ -156,23 +149,15 @@ func Start(ctx context.Context, cfg Config) (*Fabric, error) {
 		// The simulated devices report every few seconds: an epoch of 60
 		// readings makes their anomaly scores start within minutes.
 		Anomaly: anomaly.Config{Epoch: 60},
+		// Devices fetch firmware over HTTPS with their certificates, or in
+		// MQTT chunks (weft firmware agent without --api).
+		FirmwareAddr: "127.0.0.1:0", FirmwareChunks: true,
 	})
 	if err != nil {
 		f.Core.Shutdown(context.WithoutCancel(ctx))
 		return nil, err
 	}
-	// Devices that speak only MQTT fetch firmware from the edge in
-	// chunks (weft firmware agent without --api).
-	chunkCtx, stopChunks := context.WithCancel(context.WithoutCancel(ctx))
-	f.stopChunks, f.chunksDone = stopChunks, make(chan struct{})
-	go func() {
-		defer close(f.chunksDone)
-		(&firmware.ChunkServer{Store: f.Edge.Store(), Logger: cfg.Logger.With("node", EdgeName)}).Run(chunkCtx)
-	}()
-	if f.fwServer, f.DeviceFirmwareAddr, err = serveDeviceFirmware(auth, f.Edge, EdgeName, cfg.Logger.With("node", EdgeName)); err != nil {
-		f.Shutdown(context.WithoutCancel(ctx))
-		return nil, err
-	}
+	f.DeviceFirmwareAddr = f.Edge.FirmwareAddr()
 	f.Fleet, err = device.StartFleet(ctx, device.SimConfig{
 		Dial: device.DialConfig{Addr: f.Edge.MQTTAddr().String()}, CertsDir: certsDir,
 		Count: cfg.Devices, Interval: cfg.Interval, Logger: cfg.Logger,
@@ -209,34 +194,6 @@ func setupCerts(dir string) (*certs.Authority, error) {
 		}
 	}
 	return auth, nil
-}
-
-// serveDeviceFirmware serves an edge's releases to its devices over
-// HTTPS, their certificates the only credential accepted: the gateway's
-// server certificate, client certificates required and verified against
-// the device CA, revoked ones refused (api.DeviceFirmware).
-func serveDeviceFirmware(auth *certs.Authority, e *edge.Node, name string, log *slog.Logger) (*http.Server, net.Addr, error) {
-	pair, pool, err := auth.ServingPair(certs.Identity{Kind: certs.KindGateway, Name: name})
-	if err != nil {
-		return nil, nil, err
-	}
-	rev, err := auth.Revocations(log.With("component", "crl"))
-	if err != nil {
-		return nil, nil, err
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, nil, fmt.Errorf("up: %w", err)
-	}
-	srv := &http.Server{
-		Handler:           api.DeviceFirmware(api.DeviceFirmwareConfig{Store: e.Store(), Revocations: rev, Now: e.Store().Now, Logger: log}),
-		TLSConfig:         certs.ServerConfig(pair, pool, certs.KindDevice, rev),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       time.Minute,
-		ErrorLog:          stdlog.New(io.Discard, "", 0),
-	}
-	go srv.ServeTLS(ln, "", "")
-	return srv, ln.Addr(), nil
 }
 
 // setupFirmwareKey makes the demo firmware signing key on first start
@@ -276,13 +233,6 @@ func setupFirmwareKey(dataDir, certsDir string) (string, firmware.KeySet, error)
 // context it was started with) so that devices do not retry meanwhile.
 func (f *Fabric) Shutdown(ctx context.Context) error {
 	var errs []error
-	if f.fwServer != nil {
-		errs = append(errs, f.fwServer.Shutdown(ctx))
-	}
-	if f.stopChunks != nil {
-		f.stopChunks()
-		<-f.chunksDone
-	}
 	if f.Edge != nil {
 		errs = append(errs, f.Edge.Shutdown(ctx))
 	}

@@ -37,6 +37,10 @@ type edgeSettings struct {
 	Audit              struct {
 		Retention time.Duration
 	}
+	Firmware struct {
+		Addr   string
+		Chunks bool
+	}
 }
 
 // runEdge runs the node weft edge built (tests read the Config).
@@ -68,8 +72,12 @@ gateway.handshake_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.max_pending, gateway.max_pending_per_ip, gateway.message_rate,
 gateway.byte_rate, gateway.connect_rate, gateway.max_topic_length,
 gateway.max_filter_length, gateway.max_subscriptions, store.min_free,
-audit.retention, http_tls_cert, http_tls_key, http_insecure and the http.*
-limits.
+audit.retention, firmware.addr, firmware.chunks, http_tls_cert,
+http_tls_key, http_insecure and the http.* limits.
+
+Devices fetch firmware from the edge over HTTPS on --firmware.addr (the
+gateway's certificate; their own certificate is the only credential) or,
+with --firmware.chunks, in MQTT chunks.
 
 The audit volume keeps its records for --audit.retention: 400 days by
 default, or the TTL weft volume set gave it; a negative value keeps them
@@ -90,7 +98,8 @@ address but loopback unless --http-insecure.`,
 				return err
 			}
 			cfg := edge.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Site: f.Site, MQTTAddr: f.MQTT, HTTPAddr: f.HTTP,
-				Core: f.Core, Replicate: f.Replicate, HTTP: f.Limits, AuditRetention: f.Audit.Retention}
+				Core: f.Core, Replicate: f.Replicate, HTTP: f.Limits, AuditRetention: f.Audit.Retention,
+				FirmwareAddr: f.Firmware.Addr, FirmwareChunks: f.Firmware.Chunks}
 			for _, m := range f.Mirrors {
 				spec, err := mirror.ParseSpec(m)
 				if err != nil {
@@ -149,6 +158,8 @@ address but loopback unless --http-insecure.`,
 	fl.IntVar(&f.Gateway.MaxFilterLength, "gateway.max-filter-length", 0, "longest topic filter a device may subscribe to, in bytes; negative for no limit (default 256)")
 	fl.IntVar(&f.Gateway.MaxSubscriptions, "gateway.max-subscriptions", 0, "most subscriptions a device's session may hold; negative for no limit (default 100)")
 	httpFlags(fl, &f.Limits)
+	fl.StringVar(&f.Firmware.Addr, "firmware.addr", "", "HTTPS address where devices fetch their firmware with their certificates (default: not served)")
+	fl.BoolVar(&f.Firmware.Chunks, "firmware.chunks", false, "answer the firmware chunk requests of devices that speak only MQTT")
 	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
