@@ -18,20 +18,22 @@ import (
 // DeviceOfflineAfter: last seen (connect, disconnect, report) that long
 // ago and, for a device still connected, no message in its by_device
 // history since either.
-func (e *Engine) offlineDevices(ctx context.Context, set Settings, now time.Time) ([]Condition, error) {
+func (e *Engine) offlineDevices(ctx context.Context, set Settings, now time.Time) (out, expiring []Condition, err error) {
 	after := time.Duration(set.DeviceOfflineAfter)
-	var out []Condition
 	var parts int
 	cursor := ""
 	for {
 		docs, next, err := e.st.Table(store.ShadowsTable).Scan(ctx, "", cursor, 1000)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, doc := range docs {
 			d, err := shadow.Parse(doc)
 			if err != nil || d.LastSeen.IsZero() || (d.Edge != "" && d.Edge != e.name) {
 				continue
+			}
+			if c, ok := deviceCertExpiring(d, set, now, e.name); ok {
+				expiring = append(expiring, c)
 			}
 			last := d.LastSeen
 			if now.Sub(last) < after {
@@ -41,12 +43,12 @@ func (e *Engine) offlineDevices(ctx context.Context, set Settings, now time.Time
 				if parts == 0 {
 					info, err := e.st.Stat(ctx, store.ByDeviceStream)
 					if err != nil {
-						return nil, err
+						return nil, nil, err
 					}
 					parts = max(info.Partitions, 1)
 				}
 				if t, err := e.lastMessage(ctx, d.ID, parts); err != nil {
-					return nil, err
+					return nil, nil, err
 				} else if t.After(last) {
 					last = t
 				}
@@ -58,10 +60,32 @@ func (e *Engine) offlineDevices(ctx context.Context, set Settings, now time.Time
 				Details: jsonOf(map[string]any{"last_seen": last, "connected": d.Connected, "class": d.Class, "after": set.DeviceOfflineAfter})})
 		}
 		if next == "" {
-			return out, nil
+			return out, expiring, nil
 		}
 		cursor = next
 	}
+}
+
+// deviceCertExpiring is the cert_expiring condition of a device whose
+// certificate (as it last connected with it) expires within
+// CertExpiryWithin, or has expired.
+func deviceCertExpiring(d shadow.Doc, set Settings, now time.Time, edge string) (Condition, bool) {
+	if d.CertExpires.IsZero() {
+		return Condition{}, false
+	}
+	left := d.CertExpires.Sub(now)
+	if left > time.Duration(set.CertExpiryWithin) {
+		return Condition{}, false
+	}
+	sev := Warning
+	switch {
+	case left <= 0:
+		sev = Critical
+	case left < 7*24*time.Hour:
+		sev = Major
+	}
+	return Condition{Key: keyOf(CertExpiring, "device", d.ID), Type: CertExpiring, Severity: sev, Device: d.ID, Edge: edge,
+		Details: jsonOf(map[string]any{"device": d.ID, "class": d.Class, "not_after": d.CertExpires.UTC()})}, true
 }
 
 // lastMessage is the time of the device's latest message in by_device.

@@ -2,6 +2,7 @@ package alarm
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -142,5 +143,54 @@ func TestEngineStoreDamaged(t *testing.T) {
 	l := damaged()
 	if len(l) != 1 || l[0].State != Active || !strings.Contains(string(l[0].Details), store.UplinkStream) {
 		t.Fatalf("after a quarantine: %+v", l)
+	}
+}
+
+// TestEngineDeviceCertExpiring raises cert_expiring at an edge for a
+// device whose certificate, as it last connected (cert_expires in its
+// shadow, written by the gateway), expires within CertExpiryWithin, and
+// clears it once the device connects with a new one.
+func TestEngineDeviceCertExpiring(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	e, err := New(Config{Store: st, Edge: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	now := st.Now().UTC()
+	connect := func(expires time.Time) {
+		t.Helper()
+		doc := fmt.Sprintf(`{"edge":"edge1","class":"pump","connected":true,"last_seen":%q,"cert_expires":%q}`,
+			now.Format(time.RFC3339Nano), expires.UTC().Format(time.RFC3339Nano))
+		if _, err := st.Table(store.ShadowsTable).Patch(ctx, "pump-1", []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expiring := func() []Alarm {
+		t.Helper()
+		if err := e.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := List(ctx, st, Filter{Type: CertExpiring})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	connect(now.Add(3 * 24 * time.Hour))
+	l := expiring()
+	if len(l) != 1 || l[0].Device != "pump-1" || l[0].Severity != Major || l[0].State != Active {
+		t.Fatalf("a device certificate expiring in 3 days: %+v", l)
+	}
+	connect(now.Add(365 * 24 * time.Hour))
+	if l := expiring(); len(l) != 1 || l[0].State != Cleared {
+		t.Fatalf("after connecting with a new certificate: %+v", l)
 	}
 }

@@ -254,17 +254,22 @@ func (e *Engine) Check(ctx context.Context) error {
 		checked = append(checked, typ)
 		held = append(held, conds...)
 	}
+	var devCerts []Condition
+	var devErr error
 	if e.cfg.Edge {
-		conds, err := e.offlineDevices(ctx, set, now)
-		add(DeviceOffline, conds, err)
+		var conds []Condition
+		conds, devCerts, devErr = e.offlineDevices(ctx, set, now)
+		add(DeviceOffline, conds, devErr)
 	}
 	if e.cfg.Links != nil {
 		add(LinkDown, e.downLinks(set, now), nil)
 	}
 	conds, err := e.lowDisks(set)
 	add(DiskLow, conds, err)
-	if len(e.cfg.CertFiles) > 0 {
-		add(CertExpiring, e.expiringCerts(set, now), nil)
+	if len(e.cfg.CertFiles) > 0 || e.cfg.Edge {
+		// The node's certificates and, at an edge, its devices' (as they
+		// last connected).
+		add(CertExpiring, append(e.expiringCerts(set, now), devCerts...), devErr)
 		add(CertMissing, e.missingCerts(), nil)
 	}
 	add(Clock, e.clockTrouble(), nil)

@@ -87,6 +87,17 @@ func TestLastSeenMovesWithMessages(t *testing.T) {
 	if got := lastSeen(); !got.Equal(t0) {
 		t.Fatalf("last_seen after connecting %v, want %v", got, t0)
 	}
+	// The certificate's end, for the edge's cert_expiring alarm.
+	leaf, err := x509.ParseCertificate(d.cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		CertExpires time.Time `json:"cert_expires"`
+	}
+	if err := json.Unmarshal(e.shadow(t, d.id), &doc); err != nil || !doc.CertExpires.Equal(leaf.NotAfter) {
+		t.Fatalf("cert_expires %v (%v), want %v", doc.CertExpires, err, leaf.NotAfter)
+	}
 	clock.set(t0.Add(10 * time.Second))
 	c.publish(t, "devices/seen-1/telemetry", 1, []byte(`{"t":1}`))
 	if got := lastSeen(); !got.Equal(t0) {

@@ -13,6 +13,7 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
 
@@ -288,9 +289,11 @@ func (h *hook) OnSessionEstablish(cl *mqtt.Client, _ packets.Packet) {
 	h.patchShadow(sess.dev, map[string]any{
 		"connected": true,
 		"last_seen": now.Format(time.RFC3339Nano),
-		"class":     sess.dev.Class,
-		"edge":      h.s.cfg.Name,
-		"site":      h.s.cfg.Site,
+		// For the cert_expiring alarm of the device's edge.
+		shadow.FieldCertExpires: sess.id.NotAfter.UTC().Format(time.RFC3339Nano),
+		"class":                 sess.dev.Class,
+		"edge":                  h.s.cfg.Name,
+		"site":                  h.s.cfg.Site,
 	})
 }
 

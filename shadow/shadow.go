@@ -26,6 +26,9 @@ const (
 	FieldSite       = "site"
 	FieldFirmware   = "firmware"
 	FieldScore      = "score"
+	// FieldCertExpires is when the certificate the device last connected
+	// with expires (RFC 3339), written by its gateway at connect.
+	FieldCertExpires = "cert_expires"
 )
 
 // DefaultAnomalyThreshold is the score from which a device counts as
@@ -36,22 +39,25 @@ const DefaultAnomalyThreshold = 0.8
 // afresh from desired and reported. Its JSON form is what the API answers
 // for a device.
 type Doc struct {
-	ID         string               `json:"id"`
-	Version    uint64               `json:"version"`
-	Updated    time.Time            `json:"updated"`
-	Class      string               `json:"class,omitempty"`
-	Edge       string               `json:"edge,omitempty"`
-	Site       string               `json:"site,omitempty"`
-	Connected  bool                 `json:"connected"`
-	LastSeen   time.Time            `json:"last_seen,omitzero"`
-	Firmware   string               `json:"firmware,omitempty"`
-	Score      *float64             `json:"score,omitempty"`
-	InSync     bool                 `json:"in_sync"`
-	Reported   map[string]any       `json:"reported"`
-	Desired    map[string]any       `json:"desired"`
-	Delta      map[string]any       `json:"delta"`
-	ReportedTS map[string]time.Time `json:"reported_ts"`
-	DesiredTS  map[string]time.Time `json:"desired_ts"`
+	ID        string    `json:"id"`
+	Version   uint64    `json:"version"`
+	Updated   time.Time `json:"updated"`
+	Class     string    `json:"class,omitempty"`
+	Edge      string    `json:"edge,omitempty"`
+	Site      string    `json:"site,omitempty"`
+	Connected bool      `json:"connected"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
+	// CertExpires is when the certificate the device last connected with
+	// expires.
+	CertExpires time.Time            `json:"cert_expires,omitzero"`
+	Firmware    string               `json:"firmware,omitempty"`
+	Score       *float64             `json:"score,omitempty"`
+	InSync      bool                 `json:"in_sync"`
+	Reported    map[string]any       `json:"reported"`
+	Desired     map[string]any       `json:"desired"`
+	Delta       map[string]any       `json:"delta"`
+	ReportedTS  map[string]time.Time `json:"reported_ts"`
+	DesiredTS   map[string]time.Time `json:"desired_ts"`
 }
 
 // Anomalous reports whether the device's latest score is at or above
@@ -96,6 +102,9 @@ func fromMap(id string, version uint64, updated time.Time, m map[string]any) Doc
 	}
 	if s, ok := m[FieldLastSeen].(string); ok {
 		doc.LastSeen, _ = time.Parse(time.RFC3339Nano, s)
+	}
+	if s, ok := m[FieldCertExpires].(string); ok {
+		doc.CertExpires, _ = time.Parse(time.RFC3339Nano, s)
 	}
 	if f, ok := float(m[FieldScore]); ok {
 		doc.Score = &f
