@@ -32,7 +32,7 @@ import (
 // (s-core-start).
 // Edges, core and this loop share one process and the machine's cores.
 //
-//	go test ./internal/testenv -run '^$' -bench CoreScale -benchtime 1x -count 3
+//	go test ./internal/testenv -run '^$' -bench CoreScale -benchtime 1x -count 2
 func BenchmarkCoreScale(b *testing.B) {
 	// The same totals however many edges send them, so that the rows
 	// compare: 1.6M records, 40,000 devices.
