@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"log/slog"
 	"net/http"
+	"time"
 )
 
 // RequestIDHeader carries a request's id, in the request (the client's,
@@ -71,3 +72,55 @@ func ValidRequestID(id string) bool {
 	}
 	return true
 }
+
+// WithRequestLog is WithRequestID with a line logged at debug level when
+// each request ends: "request" with method, path, status, bytes written,
+// duration and request_id. A nil log logs nothing.
+func WithRequestLog(h http.Handler, log *slog.Logger) http.Handler {
+	if log == nil {
+		return WithRequestID(h)
+	}
+	return WithRequestID(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !log.Enabled(r.Context(), slog.LevelDebug) {
+			h.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		rw := &countingWriter{ResponseWriter: w}
+		h.ServeHTTP(rw, r)
+		if rw.status == 0 {
+			rw.status = http.StatusOK
+		}
+		RequestLogger(r.Context(), log).LogAttrs(r.Context(), slog.LevelDebug, "request",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rw.status), slog.Int64("bytes", rw.bytes),
+			slog.Duration("duration", time.Since(start)))
+	}))
+}
+
+// countingWriter notes the status and the body bytes of a response.
+// Flush, hijacking and deadlines reach the writer beneath through Unwrap
+// (http.ResponseController).
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 && code >= 200 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(b)
+	c.bytes += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

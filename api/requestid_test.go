@@ -194,3 +194,50 @@ func FuzzRequestID(f *testing.F) {
 		}
 	})
 }
+
+// TestRequestLog: the request's line names its id, method, path and
+// status, and a streaming handler can still flush through the wrapper.
+func TestRequestLog(t *testing.T) {
+	var logs syncBuffer
+	log := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h := WithRequestLog(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			if err := http.NewResponseController(w).Flush(); err != nil {
+				t.Errorf("flush through the request log: %v", err)
+			}
+			io.WriteString(w, "data: x\n\n")
+			return
+		}
+		Problem(w, http.StatusNotFound, "Not found", "")
+	}), log)
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	for _, path := range []string{"/stream", "/missing"} {
+		req, err := http.NewRequestWithContext(context.Background(), "GET", ts.URL+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set(RequestIDHeader, "log-"+strings.TrimPrefix(path, "/"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	want := map[string]float64{"log-stream": 200, "log-missing": 404}
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		id, _ := rec["request_id"].(string)
+		if st, ok := want[id]; !ok || rec["msg"] != "request" || rec["status"] != st || rec["method"] != "GET" {
+			t.Errorf("unexpected log line %s", line)
+		}
+		delete(want, id)
+	}
+	if len(want) > 0 {
+		t.Errorf("no log line for %v:\n%s", want, logs.String())
+	}
+}

@@ -30,8 +30,9 @@ type HTTP struct {
 // the gateway needs), until Shutdown. Requests' contexts derive from ctx.
 // reg, if not nil, receives weft_http_connections_open and
 // weft_http_connections_shed_total. Every request gets an id
-// (api.WithRequestID): the client's X-Request-Id when sane, else a new one,
-// echoed in the answer's X-Request-Id header.
+// (api.WithRequestLog): the client's X-Request-Id when sane, else a new one,
+// echoed in the answer's X-Request-Id header and logged with the request's
+// line at debug level.
 //
 // With lim.TLS's certificate and key it serves HTTPS (TLS 1.2 and up),
 // reading the files again when they change, and every answer carries
@@ -75,7 +76,7 @@ func ServeHTTP(ctx context.Context, addr string, h http.Handler, lim api.Limits,
 			return nil, fmt.Errorf("http: %w", err)
 		}
 	}
-	srv := lim.HTTPServer(api.WithRequestID(h))
+	srv := lim.HTTPServer(api.WithRequestLog(h, log.With("component", "http")))
 	srv.ConnState = ll.connState
 	srv.BaseContext = func(net.Listener) context.Context { return ctx }
 	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelDebug)
