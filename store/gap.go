@@ -36,6 +36,7 @@ func (w *wtx) replicaGap(path, topic string, part int, gap Gap, reason string) e
 	// Messages staged before the gap in this commit are flushed as they
 	// are; those after it start a batch of their own at gap.To.
 	delete(w.pending, id)
+	w.s.gapsMaybe.Store(true)
 	if err := w.put(vol, binary.BigEndian.AppendUint64(gapPrefix(vol, name, topic, part), gap.From), binary.BigEndian.AppendUint64(nil, gap.To)); err != nil {
 		return err
 	}

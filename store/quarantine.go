@@ -124,7 +124,8 @@ func (st *Stream) Quarantine(ctx context.Context, topic string, part int, from u
 		}); err != nil {
 			return err
 		}
-		if err := w.put(vol, binary.BigEndian.AppendUint64(gapPrefix(vol, name, topic, part), gap.From), binary.BigEndian.AppendUint64(nil, gap.To)); err != nil {
+		w.s.gapsMaybe.Store(true)
+	if err := w.put(vol, binary.BigEndian.AppendUint64(gapPrefix(vol, name, topic, part), gap.From), binary.BigEndian.AppendUint64(nil, gap.To)); err != nil {
 			return err
 		}
 		h, err := w.head(st.path, vol, name, topic, part)

@@ -155,6 +155,10 @@ type Store struct {
 	sysNow func() time.Time // the system clock; cfg.Now reads it through the floor
 	saved  atomic.Int64     // floor last persisted, Unix nanoseconds
 
+	// gapsMaybe is set once some partition may hold a quarantined range
+	// (at open, or when one is recorded): until then no read looks for
+	// one.
+	gapsMaybe atomic.Bool
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
 	heads      map[string]*partState
@@ -327,6 +331,16 @@ func (s *Store) load() error {
 				}
 				s.snapTS[k] = sn.TS
 			}
+		}
+	}
+	// Whether any partition holds a quarantined range: reads that find
+	// nothing look for one only then.
+	for vol := range s.volumes {
+		pfx := append([]byte{'v'}, vol...)
+		pfx = append(pfx, 0, kindGap)
+		if it.Seek(pfx); it.ValidForPrefix(pfx) {
+			s.gapsMaybe.Store(true)
+			break
 		}
 	}
 	s.updateDiscard(time.Now())

@@ -225,7 +225,7 @@ func (w *wtx) head(path, vol, name, topic string, part int) (*partState, error) 
 	}
 	h := &partState{}
 	if !w.newPartition(vol, name, topic, part) {
-		low, next, exists, err := bounds(w.txn, vol, name, topic, part, true)
+		low, next, exists, err := bounds(w.txn, vol, name, topic, part, true, w.s.gapsMaybe.Load())
 		if err != nil {
 			return nil, err
 		}
@@ -279,7 +279,7 @@ func (w *wtx) flushPart(p *pendingPart) error {
 // batch's header and the last quarantined range; verify also checks that
 // batch's checksum (the writer does, before numbering new messages after
 // it; readers check each batch they decode).
-func bounds(txn *badger.Txn, vol, name, topic string, part int, verify bool) (low, next uint64, exists bool, err error) {
+func bounds(txn *badger.Txn, vol, name, topic string, part int, verify, gaps bool) (low, next uint64, exists bool, err error) {
 	prefix := partPrefix(vol, name, topic, part)
 	rit := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 	rit.Seek(batchKey(prefix, ^uint64(0)))
@@ -304,7 +304,7 @@ func bounds(txn *badger.Txn, vol, name, topic string, part int, verify bool) (lo
 		next = base + uint64(info.count)
 	}
 	rit.Close()
-	if _, to, ok := lastGap(txn, vol, name, topic, part); ok {
+	if _, to, ok := lastGap(txn, vol, name, topic, part); gaps && ok {
 		exists = true
 		next = max(next, to)
 	}
@@ -363,7 +363,7 @@ func (st *Stream) Bounds(ctx context.Context, topic string, part int) (low, next
 	if part < 0 || part >= m.Partitions {
 		return 0, 0, fmt.Errorf("%w: %s has %d partitions", ErrBadPartition, st.path, m.Partitions)
 	}
-	low, next, _, err = bounds(txn, vol, name, topic, part, false)
+	low, next, _, err = bounds(txn, vol, name, topic, part, false, st.v.s.gapsMaybe.Load())
 	return low, next, err
 }
 
@@ -481,7 +481,7 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 			return nil, err
 		}
 	}
-	if len(out) == 0 {
+	if len(out) == 0 && st.v.s.gapsMaybe.Load() {
 		// Past the last batch: a quarantine may reach further.
 		rt := st.v.s.readTxn(0)
 		defer rt.Discard()
