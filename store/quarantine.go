@@ -125,7 +125,7 @@ func (st *Stream) Quarantine(ctx context.Context, topic string, part int, from u
 			return err
 		}
 		w.s.gapsMaybe.Store(true)
-	if err := w.put(vol, binary.BigEndian.AppendUint64(gapPrefix(vol, name, topic, part), gap.From), binary.BigEndian.AppendUint64(nil, gap.To)); err != nil {
+		if err := w.put(vol, binary.BigEndian.AppendUint64(gapPrefix(vol, name, topic, part), gap.From), binary.BigEndian.AppendUint64(nil, gap.To)); err != nil {
 			return err
 		}
 		h, err := w.head(st.path, vol, name, topic, part)
