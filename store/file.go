@@ -222,6 +222,12 @@ func (s *Store) reclaimWrites(ctx context.Context) ([]Unfinished, error) {
 // snapshot). It reads one chunk at a time and fails with ErrCorrupt at the
 // end if the content does not match the recorded size and SHA-256.
 func (f *File) Open(ctx context.Context) (io.ReadCloser, Info, error) {
+	return f.open(ctx, 0, true)
+}
+
+// open opens a reader from byte off; whole (off 0) checks the content's
+// SHA-256 at the end, a ranged one each chunk's size.
+func (f *File) open(ctx context.Context, off int64, whole bool) (io.ReadCloser, Info, error) {
 	ts := f.v.ts
 	if ts == 0 {
 		ts = f.v.s.ts.Load()
@@ -233,17 +239,28 @@ func (f *File) Open(ctx context.Context) (io.ReadCloser, Info, error) {
 	if err != nil {
 		return nil, Info{}, err
 	}
-	return &fileReader{ctx: ctx, v: view, m: *m, vol: vol, name: name, sum: sha256.New()}, *m, nil
+	r := &fileReader{ctx: ctx, v: view, m: *m, vol: vol, name: name}
+	if whole {
+		r.sum = sha256.New()
+	} else {
+		off = min(off, m.Size)
+		r.idx, r.read, r.skip = uint64(off/ChunkSize), off/ChunkSize*ChunkSize, int(off%ChunkSize)
+	}
+	return r, *m, nil
 }
 
+// fileReader reads a file's chunks from idx on, dropping skip bytes of
+// the first. With sum it checks the whole content's SHA-256 at the end;
+// without, each chunk's size.
 type fileReader struct {
 	ctx       context.Context
 	v         *View
 	m         Info
 	vol, name string
 	idx       uint64
+	read      int64 // bytes of the file up to the end of chunk idx-1
+	skip      int
 	buf       []byte
-	read      int64
 	sum       hash.Hash
 	err       error
 }
@@ -265,6 +282,9 @@ func (r *fileReader) next() error {
 		return err
 	}
 	if r.read >= r.m.Size {
+		if r.sum == nil {
+			return io.EOF
+		}
 		if got := hex.EncodeToString(r.sum.Sum(nil)); r.read != r.m.Size || got != r.m.SHA256 {
 			return fmt.Errorf("%w: file %s has sha256 %s, recorded %s", ErrCorrupt, r.m.Path, got, r.m.SHA256)
 		}
@@ -282,9 +302,18 @@ func (r *fileReader) next() error {
 	if r.buf, err = item.ValueCopy(r.buf[:0]); err != nil {
 		return err
 	}
+	n := int64(len(r.buf))
+	if r.sum != nil {
+		r.sum.Write(r.buf)
+	} else if r.read+n > r.m.Size || n != ChunkSize && r.read+n != r.m.Size {
+		// Every chunk but the last is whole, and the last ends at the size.
+		return fmt.Errorf("%w: file %s chunk %d has %d bytes", ErrCorrupt, r.m.Path, r.idx, n)
+	}
 	r.idx++
-	r.read += int64(len(r.buf))
-	r.sum.Write(r.buf)
+	r.read += n
+	if r.skip > 0 {
+		r.buf, r.skip = r.buf[min(r.skip, len(r.buf)):], 0
+	}
 	return nil
 }
 
