@@ -19,7 +19,6 @@ import (
 // and cert_missing when a certificate file of the node goes; each clears
 // when its condition ends.
 func TestEngineClockAndMissingCerts(t *testing.T) {
-	ctx := context.Background()
 	var mu sync.Mutex
 	wall, mono := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC), time.Duration(0)
 	pass := func(d time.Duration, wallToo bool) {
@@ -31,36 +30,18 @@ func TestEngineClockAndMissingCerts(t *testing.T) {
 		}
 	}
 	step := func(d time.Duration) { mu.Lock(); wall = wall.Add(d); mu.Unlock() }
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1,
-		Now:       func() time.Time { mu.Lock(); defer mu.Unlock(); return wall },
-		Monotonic: func() time.Duration { mu.Lock(); defer mu.Unlock(); return mono }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
 	certFile := filepath.Join(t.TempDir(), "edge1.crt")
 	if err := os.WriteFile(certFile, []byte("not read as a certificate, only looked for"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(Config{Store: st, Edge: true, CertFiles: []string{certFile}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Ensure(ctx, st); err != nil {
-		t.Fatal(err)
-	}
+	st, e := edgeEngine(t, store.Config{
+		Now:       func() time.Time { mu.Lock(); defer mu.Unlock(); return wall },
+		Monotonic: func() time.Duration { mu.Lock(); defer mu.Unlock(); return mono }}, certFile)
 	open := func() string {
 		t.Helper()
 		st.Now() // the store reads its clock as a node does all the time
-		if err := e.Check(ctx); err != nil {
-			t.Fatal(err)
-		}
-		l, err := List(ctx, st, Filter{})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var out []string
-		for _, a := range l {
+		for _, a := range checkAndList(t, e, st, Filter{}) {
 			if a.Type == Clock || a.Type == CertMissing {
 				out = append(out, a.Type+":"+a.Severity+":"+a.State)
 			}
@@ -99,29 +80,8 @@ func TestEngineClockAndMissingCerts(t *testing.T) {
 // range as damaged.
 func TestEngineStoreDamaged(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e, err := New(Config{Store: st, Edge: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Ensure(ctx, st); err != nil {
-		t.Fatal(err)
-	}
-	damaged := func() []Alarm {
-		t.Helper()
-		if err := e.Check(ctx); err != nil {
-			t.Fatal(err)
-		}
-		l, err := List(ctx, st, Filter{Type: StoreDamaged})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	st, e := edgeEngine(t, store.Config{})
+	damaged := func() []Alarm { t.Helper(); return checkAndList(t, e, st, Filter{Type: StoreDamaged}) }
 	// A replica of an edge's uplink: three records, then the gap the edge
 	// quarantined, as the link brings it.
 	msgs := make([]store.Message, 3)
@@ -152,18 +112,7 @@ func TestEngineStoreDamaged(t *testing.T) {
 // clears it once the device connects with a new one.
 func TestEngineDeviceCertExpiring(t *testing.T) {
 	ctx := context.Background()
-	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	e, err := New(Config{Store: st, Edge: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Ensure(ctx, st); err != nil {
-		t.Fatal(err)
-	}
+	st, e := edgeEngine(t, store.Config{})
 	now := st.Now().UTC()
 	connect := func(expires time.Time) {
 		t.Helper()
@@ -173,17 +122,7 @@ func TestEngineDeviceCertExpiring(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	expiring := func() []Alarm {
-		t.Helper()
-		if err := e.Check(ctx); err != nil {
-			t.Fatal(err)
-		}
-		l, err := List(ctx, st, Filter{Type: CertExpiring})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
+	expiring := func() []Alarm { t.Helper(); return checkAndList(t, e, st, Filter{Type: CertExpiring}) }
 	connect(now.Add(3 * 24 * time.Hour))
 	l := expiring()
 	if len(l) != 1 || l[0].Device != "pump-1" || l[0].Severity != Major || l[0].State != Active {
@@ -193,4 +132,37 @@ func TestEngineDeviceCertExpiring(t *testing.T) {
 	if l := expiring(); len(l) != 1 || l[0].State != Cleared {
 		t.Fatalf("after connecting with a new certificate: %+v", l)
 	}
+}
+
+// edgeEngine opens an edge's store (sc's clock, if any) and its alarm
+// engine with the certificate files certFiles.
+func edgeEngine(t *testing.T, sc store.Config, certFiles ...string) (*store.Store, *Engine) {
+	t.Helper()
+	sc.Dir, sc.Name, sc.MinFreeBytes, sc.RetentionInterval = t.TempDir(), "edge1", -1, -1
+	st, err := store.Open(sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e, err := New(Config{Store: st, Edge: true, CertFiles: certFiles})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(context.Background(), st); err != nil {
+		t.Fatal(err)
+	}
+	return st, e
+}
+
+// checkAndList runs one check of e and lists the alarms f selects.
+func checkAndList(t *testing.T, e *Engine, st *store.Store, f Filter) []Alarm {
+	t.Helper()
+	if err := e.Check(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := List(context.Background(), st, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }
