@@ -186,20 +186,7 @@ const lastSeenEvery = 30 * time.Second
 func (s *Server) appendMessages(sess *session, dev Device, msgs []store.Message) error {
 	start := time.Now()
 	reqs := s.historyRequests(dev, msgs)
-	at := msgs[len(msgs)-1].Timestamp
-	err := errNotDue
-	if sess != nil && at.UnixNano()-sess.seen.Load() >= int64(lastSeenEvery) {
-		err = s.cfg.Store.Write(s.storeCtx, func(tx *store.Tx) error {
-			if _, err := tx.Append(reqs...); err != nil {
-				return err
-			}
-			return markSeen(tx, dev.ID, at)
-		})
-		if err == nil {
-			sess.seen.Store(at.UnixNano())
-		}
-	}
-	if err != nil {
+	if !s.appendSeen(sess, dev.ID, reqs, msgs[len(msgs)-1].Timestamp) {
 		if _, err := s.cfg.Store.AppendMany(s.storeCtx, reqs); err != nil {
 			return fmt.Errorf("gateway: append: %w", err)
 		}
@@ -208,7 +195,25 @@ func (s *Server) appendMessages(sess *session, dev Device, msgs []store.Message)
 	return nil
 }
 
-var errNotDue = errors.New("last_seen not due")
+// appendSeen makes reqs durable in one commit with last_seen = at in the
+// device's shadow, when sess last wrote it lastSeenEvery or more before
+// at; it reports whether it did.
+func (s *Server) appendSeen(sess *session, id string, reqs []store.AppendRequest, at time.Time) bool {
+	if sess == nil || at.UnixNano()-sess.seen.Load() < int64(lastSeenEvery) {
+		return false
+	}
+	err := s.cfg.Store.Write(s.storeCtx, func(tx *store.Tx) error {
+		if _, err := tx.Append(reqs...); err != nil {
+			return err
+		}
+		return markSeen(tx, id, at)
+	})
+	if err != nil {
+		return false
+	}
+	sess.seen.Store(at.UnixNano())
+	return true
+}
 
 // markSeen stages last_seen = at in the shadow of device id, unless it
 // holds a later time already (a disconnect written meanwhile).
