@@ -44,6 +44,18 @@ func addDaysFlag(cmd *cobra.Command) func() (time.Duration, error) {
 // issueWith adds --days to cmd and makes it issue a certificate with
 // issue and save it.
 func issueWith(cmd *cobra.Command, issue func(a *certs.Authority, validity time.Duration) (*certs.Issued, error)) {
+	withAuthority(cmd, func(a *certs.Authority, v time.Duration) error {
+		iss, err := issue(a, v)
+		if err != nil {
+			return err
+		}
+		return saveIssued(cmd, a, iss)
+	})
+}
+
+// withAuthority adds --days to cmd and makes it run with the loaded
+// authority and the validity asked for.
+func withAuthority(cmd *cobra.Command, run func(a *certs.Authority, validity time.Duration) error) {
 	validity := addDaysFlag(cmd)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := validity()
@@ -54,11 +66,7 @@ func issueWith(cmd *cobra.Command, issue func(a *certs.Authority, validity time.
 		if err != nil {
 			return err
 		}
-		iss, err := issue(a, v)
-		if err != nil {
-			return err
-		}
-		return saveIssued(cmd, a, iss)
+		return run(a, v)
 	}
 }
 
@@ -210,16 +218,7 @@ files again when they change, so reissuing needs no restart.`,
 	hosts := cmd.Flags().StringSlice("host", nil, "DNS name or IP address clients reach the node at; repeat or separate with commas (required)")
 	cmd.MarkFlagRequired("name")
 	cmd.MarkFlagRequired("host")
-	validity := addDaysFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		v, err := validity()
-		if err != nil {
-			return err
-		}
-		a, err := loadCerts(cmd)
-		if err != nil {
-			return err
-		}
+	withAuthority(cmd, func(a *certs.Authority, v time.Duration) error {
 		certPEM, keyPEM, err := node.IssueHTTPS(a.FabricCA, *name, *hosts, v, time.Now())
 		if err != nil {
 			return err
@@ -239,7 +238,7 @@ files again when they change, so reissuing needs no restart.`,
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "issued HTTPS certificate %s for %s\n  %s\n  %s\n", *name, strings.Join(*hosts, ", "), certFile, keyFile)
 		return nil
-	}
+	})
 	return cmd
 }
 
