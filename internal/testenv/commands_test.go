@@ -67,6 +67,17 @@ func waitConnected(tb testing.TB, st *store.Store, id string) {
 	})
 }
 
+// waitReady waits until the shadow of simulated device id in st holds a
+// report while it is connected: the simulator reports once it has
+// subscribed to its commands, so a command sent now reaches it.
+func waitReady(tb testing.TB, st *store.Store, id string) {
+	tb.Helper()
+	WaitFor(tb, 30*time.Second, id+" subscribed and reporting in "+st.Name()+"'s shadow", func() bool {
+		d, err := shadow.Get(context.Background(), st, id)
+		return err == nil && d.Connected && len(d.Reported) > 0
+	})
+}
+
 // commandFabric is a core and an edge with its default streams: the
 // devices' history stays at the edge, and the core finds their answers in
 // the edge's uplink.
@@ -83,7 +94,7 @@ func commandFabric(tb testing.TB) (*Fabric, *core.Node, *edge.Node) {
 func TestCommandThroughCore(t *testing.T) {
 	f, c, e := commandFabric(t)
 	id := startSim(t, f, e.MQTTAddr().String(), "cmd")
-	waitConnected(t, c.Store(), id)
+	waitReady(t, c.Store(), id)
 	operator := f.token(certs.RoleOperator)
 
 	status, b := postCommand(t, c.HTTPAddr().String(), operator, id, `{"name":"ping","timeout":"30s"}`)
@@ -159,7 +170,7 @@ func TestCommandThroughEdge(t *testing.T) {
 		f := New(t)
 		e := f.StartEdge("edge1", edge.Config{})
 		id := startSim(t, f, e.MQTTAddr().String(), "solo")
-		waitConnected(t, e.Store(), id)
+		waitReady(t, e.Store(), id)
 		status, b := postCommand(t, e.HTTPAddr().String(), f.token(certs.RoleOperator), id, `{"name":"ping","timeout":"30s"}`)
 		if status != 200 || !bytes.Contains(b, []byte(`"pong":true`)) {
 			t.Fatalf("ping: %d %s", status, b)
@@ -173,7 +184,7 @@ func TestCommandThroughEdge(t *testing.T) {
 		}
 		f, c, e := commandFabric(t)
 		id := startSim(t, f, e.MQTTAddr().String(), "cmd")
-		waitConnected(t, e.Store(), id)
+		waitReady(t, e.Store(), id)
 		status, b := postCommand(t, e.HTTPAddr().String(), f.token(certs.RoleOperator), id, `{"name":"ping","timeout":"30s"}`)
 		if status != 200 || !bytes.Contains(b, []byte(`"pong":true`)) {
 			t.Fatalf("ping: %d %s", status, b)
@@ -194,7 +205,7 @@ func TestCommandThroughEdge(t *testing.T) {
 func BenchmarkCommandRoundTrip(b *testing.B) {
 	f, c, e := commandFabric(b)
 	id := startSim(b, f, e.MQTTAddr().String(), "bench")
-	waitConnected(b, c.Store(), id)
+	waitReady(b, c.Store(), id)
 	operator := f.token(certs.RoleOperator)
 	addr := c.HTTPAddr().String()
 	lat := make([]time.Duration, 0, b.N)
