@@ -3,34 +3,23 @@ package firmware
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+
+	sig "github.com/weft-io/weft/internal/signed"
 )
 
 // KeyID names a public key: the first 8 bytes of the SHA-256 of the raw
 // Ed25519 public key, in hex (16 characters).
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return hex.EncodeToString(sum[:8])
-}
+func KeyID(pub ed25519.PublicKey) string { return sig.KeyID(pub) }
 
-// Key is one trusted firmware signing key.
-type Key struct {
-	// ID is KeyID(Public); a key whose id does not match is refused.
-	ID string `json:"id" cbor:"id"`
-	// Public is the raw 32-byte Ed25519 public key (base64 in JSON).
-	Public ed25519.PublicKey `json:"public_key" cbor:"public_key"`
-}
+// Key is one trusted firmware signing key: its id and raw public key
+// (sig.Key).
+type Key = sig.Key
 
 // KeySet is the set of keys a device (or the core) trusts to sign firmware,
 // with the version of the set and the number of its keys that must sign the
@@ -86,13 +75,13 @@ func (s *KeySet) Lookup(id string) (Key, bool) {
 }
 
 // NewKey returns the Key for a public key.
-func NewKey(pub ed25519.PublicKey) Key { return Key{ID: KeyID(pub), Public: pub} }
+func NewKey(pub ed25519.PublicKey) Key { return sig.NewKey(pub) }
 
 // GenerateKey makes a new Ed25519 signing key.
 func GenerateKey() (ed25519.PrivateKey, error) {
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	priv, err := sig.GenerateKey()
 	if err != nil {
-		return nil, fmt.Errorf("firmware: generate key: %w", err)
+		return nil, fmt.Errorf("firmware: %w", err)
 	}
 	return priv, nil
 }
@@ -109,20 +98,8 @@ func WriteKeyPair(dir string, priv ed25519.PrivateKey) (Key, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return Key{}, fmt.Errorf("firmware: %w", err)
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		return Key{}, fmt.Errorf("firmware: encode key: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(dir, PrivateKeyFile), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := sig.WritePrivateKey(filepath.Join(dir, PrivateKeyFile), priv); err != nil {
 		return Key{}, fmt.Errorf("firmware: %w", err)
-	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		return Key{}, fmt.Errorf("firmware: write key: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return Key{}, fmt.Errorf("firmware: write key: %w", err)
 	}
 	k := NewKey(priv.Public().(ed25519.PublicKey))
 	b, _ := json.MarshalIndent(k, "", "  ")
@@ -134,21 +111,9 @@ func WriteKeyPair(dir string, priv ed25519.PrivateKey) (Key, error) {
 
 // ReadPrivateKey reads a PKCS#8 PEM Ed25519 private key.
 func ReadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	priv, err := sig.ReadPrivateKey(path)
 	if err != nil {
 		return nil, fmt.Errorf("firmware: %w", err)
-	}
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, fmt.Errorf("firmware: %s: no PRIVATE KEY block", path)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("firmware: %s: %w", path, err)
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("firmware: %s: not an Ed25519 key", path)
 	}
 	return priv, nil
 }
@@ -296,29 +261,4 @@ func VerifyKeySet(doc []byte, current KeySet) (KeySet, error) {
 		return refuse("signed by %d of its own keys, threshold %d", n, next.Threshold)
 	}
 	return next, nil
-}
-
-// MarshalJSON writes the public key in base64.
-func (k Key) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		ID     string `json:"id"`
-		Public string `json:"public_key"`
-	}{k.ID, base64.StdEncoding.EncodeToString(k.Public)})
-}
-
-// UnmarshalJSON reads what MarshalJSON writes.
-func (k *Key) UnmarshalJSON(b []byte) error {
-	var j struct {
-		ID     string `json:"id"`
-		Public string `json:"public_key"`
-	}
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
-	}
-	pub, err := base64.StdEncoding.DecodeString(j.Public)
-	if err != nil {
-		return fmt.Errorf("firmware: key %q: %w", j.ID, err)
-	}
-	*k = Key{ID: j.ID, Public: pub}
-	return nil
 }

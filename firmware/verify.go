@@ -2,12 +2,12 @@ package firmware
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/veraison/go-cose"
+	sig "github.com/weft-io/weft/internal/signed"
 )
 
 // Content types in the COSE protected header, so that a key-set document
@@ -18,20 +18,11 @@ const (
 )
 
 // sign1 makes a tagged COSE_Sign1 over payload with EdDSA, the key id and
-// the content type in the protected header.
+// the content type in the protected header (sig.Sign1).
 func sign1(payload []byte, priv ed25519.PrivateKey, contentType string) ([]byte, error) {
-	signer, err := cose.NewSigner(cose.AlgorithmEdDSA, priv)
+	b, err := sig.Sign1(payload, priv, contentType)
 	if err != nil {
-		return nil, fmt.Errorf("firmware: signer: %w", err)
-	}
-	hdr := cose.Headers{Protected: cose.ProtectedHeader{
-		cose.HeaderLabelAlgorithm:   cose.AlgorithmEdDSA,
-		cose.HeaderLabelKeyID:       []byte(KeyID(priv.Public().(ed25519.PublicKey))),
-		cose.HeaderLabelContentType: contentType,
-	}}
-	b, err := cose.Sign1(rand.Reader, signer, hdr, payload, nil)
-	if err != nil {
-		return nil, fmt.Errorf("firmware: sign: %w", err)
+		return nil, fmt.Errorf("firmware: %w", err)
 	}
 	return b, nil
 }
@@ -43,36 +34,17 @@ type signed struct {
 }
 
 // parseSign1 decodes a tagged COSE_Sign1 and checks its protected header:
-// EdDSA, a key id, the expected content type.
+// EdDSA, a key id, the expected content type (sig.Parse).
 func parseSign1(b []byte, contentType string) (*signed, error) {
-	var s signed
-	if err := s.msg.UnmarshalCBOR(b); err != nil {
-		return nil, fmt.Errorf("not a COSE_Sign1: %w", err)
+	m, err := sig.Parse(b, contentType)
+	if err != nil {
+		return nil, err
 	}
-	alg, err := s.msg.Headers.Protected.Algorithm()
-	if err != nil || alg != cose.AlgorithmEdDSA {
-		return nil, fmt.Errorf("algorithm %v, want EdDSA", alg)
-	}
-	kid, ok := s.msg.Headers.Protected[cose.HeaderLabelKeyID].([]byte)
-	if !ok || len(kid) == 0 || len(kid) > MaxNameLen {
-		return nil, fmt.Errorf("no key id in the protected header")
-	}
-	if ct, _ := s.msg.Headers.Protected[cose.HeaderLabelContentType].(string); ct != contentType {
-		return nil, fmt.Errorf("content type %q, want %q", ct, contentType)
-	}
-	if len(s.msg.Payload) == 0 {
-		return nil, fmt.Errorf("no payload")
-	}
-	s.kid = string(kid)
-	return &s, nil
+	return &signed{msg: m.Sign1, kid: m.KeyID}, nil
 }
 
 func (s *signed) verify(pub ed25519.PublicKey) error {
-	v, err := cose.NewVerifier(cose.AlgorithmEdDSA, pub)
-	if err != nil {
-		return err
-	}
-	return s.msg.Verify(nil, v)
+	return (&sig.Message{Sign1: s.msg, KeyID: s.kid}).Verify(pub)
 }
 
 // Sign makes a signed manifest: it sets m.KeyID from priv, checks m and
