@@ -19,6 +19,7 @@ var tier = map[string]int{
 	"certs": 0,
 
 	"internal/testenv/wait": 0,
+	"internal/signed":       0,
 
 	"gateway":        1,
 	"api":            1,
@@ -59,7 +60,8 @@ var allowedSameTier = map[string][]string{
 	"sync/history":   {"sync/wire"},
 	"sync/link":      {"sync/wire", "sync/replicate", "sync/mirror", "sync/history"},
 	"sync/bench":     {"sync/wire", "sync/replicate", "sync/mirror", "sync/link"},
-	"api":            {"shadow", "sync/replicate", "anomaly", "firmware", "alarm"},
+	"api":            {"shadow", "sync/replicate", "anomaly", "firmware", "alarm", "models"},
+	"models":         {"anomaly"},
 	"console":        {"api", "shadow", "firmware", "alarm"},
 	"alarm":          {"shadow", "anomaly"},
 	"device":         {"firmware"},
