@@ -62,6 +62,9 @@ type ClientConfig struct {
 	Backoff replicate.Backoff
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
+	// Transport, if set, carries the link instead of the host's UDP
+	// sockets; Addr is then an address on its network. Default: UDP.
+	Transport Transport
 	// StallTimeout is how long the path may lose nearly everything the
 	// edge sends while packets still come from the core (a path MTU that
 	// fell: keepalives pass, data does not) before the link is
@@ -184,6 +187,20 @@ func (c *Client) Run(ctx context.Context) error {
 	return ctx.Err()
 }
 
+// dial opens a connection to the core, over the transport if there is
+// one.
+func (c *Client) dial(ctx context.Context, qc *quic.Config) (*quic.Conn, error) {
+	tc := wire.ClientTLS(c.cfg.TLS)
+	if c.cfg.Transport == nil {
+		return wire.Dial(ctx, c.cfg.Addr, tc, qc)
+	}
+	pc, raddr, err := c.cfg.Transport.DialPacket(ctx, c.cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("link: dial %s: %w", c.cfg.Addr, err)
+	}
+	return wire.DialPacket(ctx, pc, c.cfg.Addr, raddr, tc, qc)
+}
+
 // session runs one connection. established reports whether the handshake
 // went through.
 func (c *Client) session(ctx context.Context, again bool) (established bool, err error) {
@@ -203,7 +220,7 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 		qc.Tracer = progress.tracer
 	}
 	dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
-	conn, err := wire.Dial(dctx, c.cfg.Addr, wire.ClientTLS(c.cfg.TLS), qc)
+	conn, err := c.dial(dctx, qc)
 	cancel()
 	if err != nil {
 		return false, err

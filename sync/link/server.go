@@ -68,6 +68,9 @@ type ServerConfig struct {
 	MirrorInterval time.Duration
 	// QUIC overrides wire.QUICConfig.
 	QUIC *quic.Config
+	// Transport, if set, carries the links instead of the host's UDP
+	// sockets: Listen's address is then read in its terms. Default: UDP.
+	Transport Transport
 	// StallTimeout is how long the path to an edge may lose nearly
 	// everything the core sends while packets still come from the edge (a
 	// path MTU that fell) before the connection is closed with code
@@ -155,6 +158,12 @@ func NodeTopics(edge, path, topic string) error {
 // restart. Connections from a host whose path stalled lately keep to
 // small packets (wire.SmallPackets).
 func (s *Server) Listen(addr string) (*wire.Listener, error) {
+	return s.ListenContext(context.Background(), addr)
+}
+
+// ListenContext is Listen, with ctx bounding what the server's Transport
+// does before it can listen (a tailnet node waits to join its tailnet).
+func (s *Server) ListenContext(ctx context.Context, addr string) (*wire.Listener, error) {
 	key, err := wire.ResetKey(s.cfg.TLS.Certificate)
 	if err != nil {
 		return nil, err
@@ -181,7 +190,14 @@ func (s *Server) Listen(addr string) (*wire.Listener, error) {
 			return c, nil
 		}
 	}
-	return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), qc, key)
+	if s.cfg.Transport == nil {
+		return wire.Listen(addr, wire.ServerTLS(s.cfg.TLS), qc, key)
+	}
+	pc, err := s.cfg.Transport.ListenPacket(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("link: listen %s: %w", addr, err)
+	}
+	return wire.ListenPacket(pc, wire.ServerTLS(s.cfg.TLS), qc, key)
 }
 
 // Serve accepts edges' connections on ln until ctx ends or ln is closed,

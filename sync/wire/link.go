@@ -124,18 +124,18 @@ func SmallPackets(qc *quic.Config) *quic.Config {
 	return qc
 }
 
-// Listener accepts links. Close closes its UDP socket too.
+// Listener accepts links. Close closes its socket too.
 type Listener struct {
 	*quic.Listener
 	tr *quic.Transport
-	uc *net.UDPConn
+	pc net.PacketConn
 }
 
 // Close stops accepting and closes the socket and every connection.
 func (l *Listener) Close() error {
 	err := l.Listener.Close()
 	l.tr.Close()
-	l.uc.Close() // a Transport does not close a socket it was given
+	l.pc.Close() // a Transport does not close a socket it was given
 	return err
 }
 
@@ -145,9 +145,6 @@ func (l *Listener) Close() error {
 // reset, so that peers notice at once rather than after the idle timeout;
 // it must stay the same across restarts (see ResetKey).
 func Listen(addr string, tc *tls.Config, qc *quic.Config, resetKey *quic.StatelessResetKey) (*Listener, error) {
-	if qc == nil {
-		qc = QUICConfig()
-	}
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
@@ -156,14 +153,24 @@ func Listen(addr string, tc *tls.Config, qc *quic.Config, resetKey *quic.Statele
 	if err != nil {
 		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
 	}
-	tr := &quic.Transport{Conn: uc, StatelessResetKey: resetKey}
+	return ListenPacket(uc, tc, qc, resetKey)
+}
+
+// ListenPacket is Listen on a socket of the caller's, such as one of a
+// tailnet's (package tailnet); the listener closes pc when it closes, or
+// at once if it cannot listen.
+func ListenPacket(pc net.PacketConn, tc *tls.Config, qc *quic.Config, resetKey *quic.StatelessResetKey) (*Listener, error) {
+	if qc == nil {
+		qc = QUICConfig()
+	}
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: resetKey}
 	ln, err := tr.Listen(tc, qc)
 	if err != nil {
 		tr.Close()
-		uc.Close()
-		return nil, fmt.Errorf("wire: listen %s: %w", addr, err)
+		pc.Close()
+		return nil, fmt.Errorf("wire: listen %s: %w", pc.LocalAddr(), err)
 	}
-	return &Listener{Listener: ln, tr: tr, uc: uc}, nil
+	return &Listener{Listener: ln, tr: tr, pc: pc}, nil
 }
 
 // ResetKey derives a stateless reset key from the node's private key: the
@@ -189,19 +196,56 @@ func Dial(ctx context.Context, addr string, tc *tls.Config, qc *quic.Config) (*q
 	if qc == nil {
 		qc = QUICConfig()
 	}
-	if tc.ServerName == "" {
-		host, _, err := net.SplitHostPort(addr)
-		if err != nil {
-			return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
-		}
-		tc = tc.Clone()
-		tc.ServerName = host
+	tc, err := serverName(addr, tc)
+	if err != nil {
+		return nil, err
 	}
 	c, err := quic.DialAddr(ctx, addr, tc, qc)
 	if err != nil {
 		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
 	}
 	return c, nil
+}
+
+// DialPacket is Dial over a socket of the caller's, such as one of a
+// tailnet's (package tailnet): addr is the core's address as named (its
+// host the name the core's certificate must carry, unless tc sets
+// ServerName), raddr where packets go. pc is closed when the connection
+// ends, or at once if it cannot be made.
+func DialPacket(ctx context.Context, pc net.PacketConn, addr string, raddr net.Addr, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+	if qc == nil {
+		qc = QUICConfig()
+	}
+	tc, err := serverName(addr, tc)
+	if err != nil {
+		pc.Close()
+		return nil, err
+	}
+	c, err := quic.Dial(ctx, pc, raddr, tc, qc)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("wire: dial %s (%s): %w", addr, raddr, err)
+	}
+	go func() {
+		<-c.Context().Done()
+		pc.Close()
+	}()
+	return c, nil
+}
+
+// serverName returns tc, or a copy of it whose ServerName is the host of
+// addr if it had none.
+func serverName(addr string, tc *tls.Config) (*tls.Config, error) {
+	if tc.ServerName != "" {
+		return tc, nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("wire: dial %s: %w", addr, err)
+	}
+	tc = tc.Clone()
+	tc.ServerName = host
+	return tc, nil
 }
 
 // Peer returns the identity of the node at the other end of c, read from
