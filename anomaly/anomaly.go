@@ -26,44 +26,46 @@ import (
 	"github.com/caio/go-tdigest/v4"
 )
 
-// Config tunes a channel's detectors. Zero values take the defaults.
+// Config tunes a channel's detectors. Zero values take the defaults. It
+// is also a model's parameters for a channel (package models), in JSON
+// with the field names of its tags.
 type Config struct {
 	// Epoch is the number of readings per epoch. Default 288 (a day of
 	// readings every 5 minutes).
-	Epoch int
+	Epoch int `json:"epoch,omitempty"`
 	// Epochs is about how many completed epochs make the reference.
 	// Default 6.
-	Epochs int
+	Epochs int `json:"epochs,omitempty"`
 	// Warmup is the number of readings before any score: a reference
 	// needs history. The first epoch ends after it, so the first bands
 	// are taken then. Default 150 (half a day of readings every 5
 	// minutes), or Epoch if that is shorter.
-	Warmup int
+	Warmup int `json:"warmup,omitempty"`
 	// Tail is the probability left out of the band at each end: the band
 	// of normal values runs from the Tail quantile to the 1-Tail quantile
 	// of the reference. Default 0.001.
-	Tail float64
+	Tail float64 `json:"tail,omitempty"`
 	// Margin is how far beyond the band, in interquartile spreads of the
 	// reference, a reading scores 1; the score grows linearly from the
 	// band's edge. Default 3.
-	Margin float64
+	Margin float64 `json:"margin,omitempty"`
 	// Threshold is the score of a detection. Default 0.8.
-	Threshold float64
+	Threshold float64 `json:"threshold,omitempty"`
 	// Memory is about how many epochs the most extreme values are
 	// remembered for: the band reaches out to them, so that an excursion
 	// the channel already made (a recurring spike) is no anomaly the next
 	// time. Default 10.
-	Memory int
+	Memory int `json:"memory,omitempty"`
 	// Cooldown is the number of readings after a detection during which
 	// no other is reported. Default 50.
-	Cooldown int
+	Cooldown int `json:"cooldown,omitempty"`
 	// Short is the number of readings the surprise detector averages
 	// (an exponential average). Default 10.
-	Short int
+	Short int `json:"short,omitempty"`
 	// SurpriseMargin is how far beyond the band of recent averages, in
 	// their interquartile spreads, the surprise detector scores 1.
 	// Default 0.2.
-	SurpriseMargin float64
+	SurpriseMargin float64 `json:"surprise_margin,omitempty"`
 }
 
 func (c Config) withDefaults() Config {
@@ -347,3 +349,7 @@ func (r *reference) ratio(v float64) float64 {
 	}
 	return v / r.q99
 }
+
+// WithDefaults returns c with every zero field set to its default: the
+// configuration a channel made with c runs.
+func (c Config) WithDefaults() Config { return c.withDefaults() }

@@ -1,7 +1,9 @@
 package anomaly
 
 import (
+	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -37,6 +39,67 @@ func NewVector(cfg Config, dims int) *Vector {
 	v := &Vector{cfg: cfg, dims: dims, mean: make([]float64, dims), vari: make([]float64, dims), z: make([]float64, dims),
 		dist: newReference(cfg, &rng{s: 0x2545f4914f6cdd1d}, false)}
 	return v
+}
+
+// VectorParams is what a Vector learnt: each channel's running mean and
+// variance and the k-means centres in units of deviation, with how many
+// readings each centre took. A trained model carries them (package
+// models) so that a Vector starts from them instead of from nothing.
+type VectorParams struct {
+	Mean    []float64   `json:"mean"`
+	Var     []float64   `json:"var"`
+	Centres [][]float64 `json:"centres"`
+	Counts  []float64   `json:"counts"`
+	// Readings is how many readings it learnt from.
+	Readings int `json:"readings"`
+}
+
+// Check reports whether p fits a vector of dims channels.
+func (p VectorParams) Check(dims int) error {
+	if dims <= 0 || len(p.Mean) != dims || len(p.Var) != dims {
+		return fmt.Errorf("anomaly: vector parameters: %d means and %d variances for %d channels", len(p.Mean), len(p.Var), dims)
+	}
+	if len(p.Centres) > vectorCentres || len(p.Counts) != len(p.Centres) {
+		return fmt.Errorf("anomaly: vector parameters: %d centres and %d counts, at most %d", len(p.Centres), len(p.Counts), vectorCentres)
+	}
+	for _, c := range p.Centres {
+		if len(c) != dims {
+			return fmt.Errorf("anomaly: vector parameters: a centre of %d channels for %d", len(c), dims)
+		}
+	}
+	for _, f := range slices.Concat(p.Mean, p.Var, p.Counts, slices.Concat(p.Centres...)) {
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return fmt.Errorf("anomaly: vector parameters: %v", f)
+		}
+	}
+	return nil
+}
+
+// NewVectorFrom returns a vector that starts from what p holds, as if
+// it had learnt p.Readings readings; its band of distances is learnt
+// anew, over its first epoch, before it scores.
+func NewVectorFrom(cfg Config, p VectorParams) (*Vector, error) {
+	if err := p.Check(len(p.Mean)); err != nil {
+		return nil, err
+	}
+	v := NewVector(cfg, len(p.Mean))
+	copy(v.mean, p.Mean)
+	copy(v.vari, p.Var)
+	for i, c := range p.Centres {
+		v.centres = append(v.centres, slices.Clone(c))
+		v.counts = append(v.counts, max(p.Counts[i], 1))
+	}
+	v.n = max(p.Readings, 0)
+	return v, nil
+}
+
+// Params returns what v learnt so far.
+func (v *Vector) Params() VectorParams {
+	p := VectorParams{Mean: slices.Clone(v.mean), Var: slices.Clone(v.vari), Counts: slices.Clone(v.counts), Readings: v.n}
+	for _, c := range v.centres {
+		p.Centres = append(p.Centres, slices.Clone(c))
+	}
+	return p
 }
 
 // Dims is the number of channels of the vector.
