@@ -92,7 +92,16 @@ func Serve(ctx context.Context, c Conn, st *store.Store, m *wire.Mirror, edge st
 		if !slices.Contains(down, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored to edges", m.Volume))
 		}
-		err = ServeSource(ctx, c, &Source{Store: st, Volume: m.Volume, Dest: edge, Budget: budget})
+		src := &Source{Store: st, Volume: m.Volume, Dest: edge, Budget: budget}
+		p := policyFrom(ctx)
+		if p.Filter != nil {
+			src.Filter = p.Filter(m.Volume, edge)
+		}
+		if p.Sent != nil {
+			vol := m.Volume
+			src.Sent = func(n int) { p.Sent(vol, edge, n) }
+		}
+		err = ServeSource(ctx, c, src)
 	case wire.Up:
 		if !slices.Contains(up, m.Volume) {
 			return refuse(wire.Errorf(wire.CodeStream, "volume /%s is not mirrored from edges", m.Volume))

@@ -14,6 +14,13 @@
 // opens it again when it fails) and the core answers with Serve, which
 // decides the volumes it lets edges mirror. Spec names a mirror, and Add,
 // List and Remove keep the ones `weft mirror add` records in Table.
+//
+// A source may send each destination part of the volume: its Filter
+// decides per object, what it withholds is recorded with the update's
+// snapshot (WithheldTable), and an object withheld that the filter keeps
+// later is sent whole by the next update. A core sets the filter of each
+// (volume, edge) and counts the bytes sent with a Policy on the context
+// its link server serves under (WithPolicy).
 package mirror
 
 import (
@@ -71,6 +78,15 @@ type Source struct {
 	// Budget, if set, is the link's bandwidth budget: each chunk's bytes
 	// are taken from it before the chunk is sent (ServeSource).
 	Budget Budget
+	// Filter, if set, decides what goes to this destination (see Filter):
+	// an object it refuses is withheld, recorded with the update's
+	// snapshot in WithheldTable, and sent whole once the filter keeps it,
+	// by an update offered for that alone if nothing else changed. Nil:
+	// everything.
+	Filter Filter
+	// Sent, if set, is told the bytes of each chunk Send handed over
+	// (keys, values and 16 bytes per entry).
+	Sent func(n int)
 }
 
 // Offer decides the update to send to a destination in state st: the one
@@ -87,11 +103,28 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 		from = "" // the source no longer has it: send everything
 	}
 	if st.Pending != "" && snaps[st.Pending] {
-		return Update{From: from, To: st.Pending}, true, nil
+		if s.Filter == nil {
+			return Update{From: from, To: st.Pending}, true, nil
+		}
+		// Resume only the update as it was decided: from the same
+		// snapshot, with its record (made before it was first offered).
+		w, ok, err := s.record(ctx, st.Pending)
+		if err != nil {
+			return Update{}, false, err
+		}
+		if ok && w.From == from {
+			return Update{From: from, To: st.Pending}, true, nil
+		}
 	}
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
+	}
+	var held withheld // what the destination lacks at from
+	if s.Filter != nil && from != "" {
+		if held, _, err = s.record(ctx, from); err != nil {
+			return Update{}, false, err
+		}
 	}
 	if from != "" {
 		// Look before snapshotting: a snapshot is audited (created, then
@@ -100,6 +133,15 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 		same, err := s.unchangedSince(ctx, from)
 		if err != nil {
 			return Update{}, false, err
+		}
+		if same && len(held.Withheld) > 0 {
+			// Something withheld may be kept now (the destination gained
+			// a device of a firmware's class, say).
+			kept, err := s.keptNow(ctx, held.Withheld)
+			if err != nil {
+				return Update{}, false, err
+			}
+			same = len(kept) == 0
 		}
 		if same {
 			return Update{}, false, nil
@@ -110,7 +152,16 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 		return Update{}, false, fmt.Errorf("mirror: snapshot /%s: %w", s.Volume, err)
 	}
 	u = Update{From: from, To: name}
-	if from != "" {
+	var w withheld
+	if s.Filter != nil {
+		if w, err = s.decide(ctx, from, held, name); err == nil {
+			err = s.saveRecord(ctx, name, w)
+		}
+		if err != nil {
+			return Update{}, false, errors.Join(err, s.Store.DeleteSnapshot(ctx, s.Volume, name))
+		}
+	}
+	if from != "" && len(w.Resend) == 0 {
 		// A volume holding streams or tables is compared here, key by key
 		// (unchangedSince cannot tell).
 		changed := false
@@ -122,7 +173,11 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 			return Update{}, false, err
 		}
 		if !changed {
-			return Update{}, false, s.Store.DeleteSnapshot(ctx, s.Volume, name)
+			err := s.Store.DeleteSnapshot(ctx, s.Volume, name)
+			if s.Filter != nil {
+				err = errors.Join(err, s.dropRecord(ctx, name))
+			}
+			return Update{}, false, err
 		}
 	}
 	return u, true, nil
@@ -317,7 +372,9 @@ func digestTree(ctx context.Context, t tree, dir string) (sum [sha256.Size]byte,
 }
 
 // Send calls fn with the entries of u after key after, in key order, in
-// chunks of about ChunkBytes.
+// chunks of about ChunkBytes. With a Filter, they are those the update's
+// record lets through: the delta's, but of objects withheld, and every
+// entry of the objects it resends.
 func (s *Source) Send(ctx context.Context, u Update, after []byte, fn func([]store.DeltaEntry) error) error {
 	limit := s.ChunkBytes
 	if limit <= 0 {
@@ -325,16 +382,35 @@ func (s *Source) Send(ctx context.Context, u Update, after []byte, fn func([]sto
 	}
 	var chunk []store.DeltaEntry
 	size := 0
-	err := s.Store.Delta(ctx, s.Volume, u.From, u.To, func(e store.DeltaEntry) error {
+	flush := func() error {
+		err := fn(chunk)
+		if err == nil && s.Sent != nil {
+			s.Sent(size)
+		}
+		chunk, size = nil, 0
+		return err
+	}
+	entries := func(fn func(store.DeltaEntry) error) error {
+		return s.Store.Delta(ctx, s.Volume, u.From, u.To, fn)
+	}
+	if s.Filter != nil {
+		w, ok, err := s.record(ctx, u.To)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("mirror: /%s update %s has no record of what it withholds", s.Volume, u.To)
+		}
+		entries = func(fn func(store.DeltaEntry) error) error { return s.filtered(ctx, u, w, fn) }
+	}
+	err := entries(func(e store.DeltaEntry) error {
 		if after != nil && string(e.Key) <= string(after) {
 			return nil
 		}
 		chunk = append(chunk, e)
 		size += len(e.Key) + len(e.Value) + 16
 		if size >= limit {
-			err := fn(chunk)
-			chunk, size = nil, 0
-			return err
+			return flush()
 		}
 		return nil
 	})
@@ -342,7 +418,7 @@ func (s *Source) Send(ctx context.Context, u Update, after []byte, fn func([]sto
 		return err
 	}
 	if len(chunk) > 0 {
-		return fn(chunk)
+		return flush()
 	}
 	return nil
 }
@@ -370,6 +446,11 @@ func (s *Source) Published(ctx context.Context, name string) error {
 		if s.owns(sn.Name) && sn.TS < keepTS {
 			if err := s.Store.DeleteSnapshot(ctx, s.Volume, sn.Name); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
+			}
+			if s.Filter != nil {
+				if err := s.dropRecord(ctx, sn.Name); err != nil {
+					return err
+				}
 			}
 		}
 	}
