@@ -18,4 +18,8 @@
 // reason out. It does no I/O and reads no clock. The core runs it before
 // storing a release (Registry); the device agent runs it before and after
 // fetching the image.
+//
+// Delivery decides which edges the core's mirror of /firmware sends each
+// release's image to: those with a device of the release's class
+// (SendsImage); manifests go to every edge.
 package firmware

@@ -1,0 +1,83 @@
+package firmware
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+)
+
+func TestSendsImage(t *testing.T) {
+	pumps := map[string]bool{"pump": true}
+	for _, tc := range []struct {
+		obj, class string
+		known      bool
+		edge       map[string]bool
+		want       bool
+	}{
+		{"sensor-fw/1.2.0/image", "pump", true, pumps, true},
+		{"sensor-fw/1.2.0/image", "thermo", true, pumps, false},
+		{"sensor-fw/1.2.0/image", "pump", true, nil, false},            // an edge without devices
+		{"sensor-fw/1.2.0/image", "", false, pumps, false},             // no manifest yet
+		{"sensor-fw/1.2.0/manifest.cose", "thermo", true, pumps, true}, // manifests go everywhere
+		{"sensor-fw/1.2.0/manifest.cose", "", false, nil, true},        // also before the class is known
+		{"sensor-fw/not-a-version/image", "thermo", true, pumps, true}, // not a release's file
+		{"image", "thermo", true, pumps, true},                         // nor this
+		{"a/1.0.0/b/image", "thermo", true, pumps, true},               // nor this
+		{"sensor-fw/1.2.0/image.sig", "thermo", true, pumps, true},     // another file of the release
+	} {
+		if got := SendsImage(tc.obj, tc.class, tc.known, tc.edge); got != tc.want {
+			t.Errorf("SendsImage(%q, %q, %v, %v) = %v, want %v", tc.obj, tc.class, tc.known, tc.edge, got, tc.want)
+		}
+	}
+}
+
+// TestDeliveryKeep: a release's image goes to the edges with a device of
+// its class, read from the stored manifest; its manifest to all; the
+// edges' classes are read once per Fresh.
+func TestDeliveryKeep(t *testing.T) {
+	ctx := context.Background()
+	r := testRegistry(t)
+	m := baseManifest() // class thermo
+	if _, err := r.Publish(ctx, mustSign(t, m, k1), bytes.NewReader(image)); err != nil {
+		t.Fatal(err)
+	}
+	clock := now
+	reads := 0
+	classes := map[string]map[string]bool{"edge-1": {m.Class: true}, "edge-2": {"pump": true}}
+	d := &Delivery{Store: r.Store, Fresh: time.Second, Now: func() time.Time { return clock },
+		EdgeClasses: func(context.Context) (map[string]map[string]bool, error) {
+			reads++
+			return classes, nil
+		}}
+	dir := m.Name + "/" + m.Version.String() + "/"
+	keep := func(edge, obj string) bool {
+		t.Helper()
+		ok, err := d.Keep(ctx, edge, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	if !keep("edge-1", dir+ImageFile) || keep("edge-2", dir+ImageFile) || keep("edge-3", dir+ImageFile) {
+		t.Fatal("the image goes to other edges than edge-1")
+	}
+	if !keep("edge-2", dir+ManifestFile) || !keep("edge-3", dir+ManifestFile) {
+		t.Fatal("the manifest does not go to every edge")
+	}
+	if keep("edge-1", "other-fw/1.0.0/"+ImageFile) {
+		t.Fatal("an image without a manifest goes out")
+	}
+	// edge-2 gains a device of the class: seen once the answer is stale.
+	classes = map[string]map[string]bool{"edge-1": {m.Class: true}, "edge-2": {"pump": true, m.Class: true}}
+	if keep("edge-2", dir+ImageFile) {
+		t.Fatal("the edges' classes were read again within Fresh")
+	}
+	clock = clock.Add(time.Second)
+	if !keep("edge-2", dir+ImageFile) {
+		t.Fatal("edge-2 does not get the image after gaining a device of its class")
+	}
+	if reads != 2 {
+		t.Fatalf("the edges' classes were read %d times, want 2", reads)
+	}
+}
