@@ -433,7 +433,7 @@ func (r *Registry) Change(ctx context.Context, name, action string, v uint64) (M
 	if err != nil {
 		return Model{}, err
 	}
-	if _, err := r.Store.File("/" + Volume + "/" + name + "/" + StagesFile).Write(ctx, bytes.NewReader(append(b, '\n'))); err != nil {
+	if _, err := r.Store.File("/"+Volume+"/"+name+"/"+StagesFile).Write(ctx, bytes.NewReader(append(b, '\n'))); err != nil {
 		return Model{}, fmt.Errorf("models: write stages: %w", err)
 	}
 	return r.Get(ctx, name)
