@@ -3,6 +3,7 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/quic-go/quic-go"
 )
@@ -27,6 +28,7 @@ const (
 	CodeInternal    Code = 10 // anything else
 	CodeFrameLimit  Code = 11 // a frame larger than MaxFrameSize
 	CodePathStalled Code = 12 // data lost on the path while small packets pass (path MTU fell)
+	CodeRedirect    Code = 13 // another core serves this edge: the message is its sync address (Redirect)
 )
 
 var codeNames = map[Code]string{
@@ -43,6 +45,7 @@ var codeNames = map[Code]string{
 	CodeInternal:    "internal error",
 	CodeFrameLimit:  "frame too large",
 	CodePathStalled: "path stalled",
+	CodeRedirect:    "served by another core",
 }
 
 // String names the code.
@@ -97,6 +100,7 @@ var (
 	ErrInternal    = &Error{Code: CodeInternal}
 	ErrFrameLimit  = &Error{Code: CodeFrameLimit}
 	ErrPathStalled = &Error{Code: CodePathStalled}
+	ErrRedirect    = &Error{Code: CodeRedirect}
 )
 
 // Errorf returns an *Error of code c with a formatted message.
@@ -140,4 +144,31 @@ func FromQUIC(err error) error {
 		return &Error{Code: Code(se.ErrorCode), Message: "stream closed by the peer", Remote: true}
 	}
 	return err
+}
+
+// Redirect is the error a core of a cluster answers an edge it does not
+// serve with (in the handshake, or closing a link whose edge moved): its
+// message is the sync address (host:port) of the core to go to.
+func Redirect(addr string) *Error { return &Error{Code: CodeRedirect, Message: addr} }
+
+// RedirectTo returns the address err redirects to, if err is (or wraps) a
+// redirect, or a QUIC close with CodeRedirect, naming one.
+func RedirectTo(err error) (string, bool) {
+	msg := ""
+	var we *Error
+	var ae *quic.ApplicationError
+	switch {
+	case errors.As(err, &we) && we.Code == CodeRedirect:
+		msg = we.Message
+	case errors.As(err, &ae) && Code(ae.ErrorCode) == CodeRedirect:
+		msg = ae.ErrorMessage
+	default:
+		return "", false
+	}
+	// A connection closed with the error carries its text
+	// ("wire: served by another core: host:port"): the address is last.
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	return msg, msg != ""
 }

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"reflect"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/store"
 )
 
@@ -342,6 +344,27 @@ func TestReportFramesRefused(t *testing.T) {
 		}
 		if _, err := Decode(b); !errors.Is(err, ErrProtocol) {
 			t.Errorf("%T %+v: %v, want a protocol error", m, m, err)
+		}
+	}
+}
+
+func TestRedirectTo(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+		ok   bool
+	}{
+		{Redirect("10.0.0.2:7443"), "10.0.0.2:7443", true},
+		{fmt.Errorf("handshake: %w", &Error{Code: CodeRedirect, Message: "10.0.0.2:7443", Remote: true}), "10.0.0.2:7443", true},
+		{&Error{Code: CodeRedirect, Message: Redirect("[::1]:7443").Error(), Remote: true}, "[::1]:7443", true},
+		{&quic.ApplicationError{ErrorCode: quic.ApplicationErrorCode(CodeRedirect), ErrorMessage: Redirect("h:1").Error(), Remote: true}, "h:1", true},
+		{&Error{Code: CodeRedirect}, "", false},
+		{Errorf(CodeShutdown, "x: y"), "", false},
+		{errors.New("other"), "", false},
+	} {
+		got, ok := RedirectTo(tc.err)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("RedirectTo(%v) = %q %v, want %q %v", tc.err, got, ok, tc.want, tc.ok)
 		}
 	}
 }
