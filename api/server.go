@@ -204,6 +204,7 @@ func (s *Server) routes() {
 	s.Handle("GET /api/v1/volumes", certs.RoleViewer, http.HandlerFunc(s.volumes))
 	s.deviceRoutes()
 	s.firmwareRoutes()
+	s.modelRoutes()
 	s.alarmRoutes()
 	s.tokenRoutes()
 	s.pprofRoutes()

@@ -1,0 +1,52 @@
+package models
+
+import "time"
+
+// An edge reports what it does with each model in records appended to its
+// /uplink/events (topic: the edge's name, key: the model's name), which
+// reach the core like its detections; the core reads each edge's latest.
+const (
+	// RecordStatus is the value of the record header "type"
+	// (anomaly.RecordHeader) of a StatusRecord.
+	RecordStatus = "model_status"
+)
+
+// Edge states of a version.
+const (
+	// StateRunning: the edge verified the version and scores with it.
+	StateRunning = "running"
+	// StateRefused: the edge refused it (Reason says why).
+	StateRefused = "refused"
+	// StateStopped: the edge verified it but does not run it (retired,
+	// or no device of its class).
+	StateStopped = "stopped"
+)
+
+// EdgeState is what one edge does with one version of a model.
+type EdgeState struct {
+	State string `json:"state"`
+	// Scored counts the readings it scored.
+	Scored int64 `json:"scored"`
+	// Agreement is the share of readings on which the version's detection
+	// agreed with the built-in defaults' (the canary); 0 before any.
+	Agreement float64 `json:"agreement"`
+	// Drift is the largest distance between a channel's recent readings
+	// and its training summary: how far the median moved, in units of the
+	// training's 1st-99th percentile range (0: none).
+	Drift float64 `json:"drift"`
+	// Reason is why it was refused (a Reason), empty otherwise.
+	Reason string `json:"reason,omitempty"`
+	// Detail explains the reason for a person.
+	Detail string `json:"detail,omitempty"`
+}
+
+// StatusRecord is an edge's report on one model.
+type StatusRecord struct {
+	Type  string    `json:"type"` // RecordStatus
+	Edge  string    `json:"edge"`
+	Model string    `json:"model"`
+	Class string    `json:"class,omitempty"`
+	At    time.Time `json:"at"`
+	// Versions maps a version (decimal) to the edge's state of it.
+	Versions map[string]EdgeState `json:"versions"`
+}
