@@ -418,4 +418,3 @@ func (s *Server) classReadings(ctx context.Context, c *certs.TokenClaims, class 
 		after = page.Next
 	}
 }
-
