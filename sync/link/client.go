@@ -28,6 +28,11 @@ type ClientConfig struct {
 	Store *store.Store
 	// Addr is the core's UDP address, host:port.
 	Addr string
+	// Addrs are the other cores of a cluster, tried in turn after Addr:
+	// a link that ends or does not come up goes on at the next address,
+	// and a core's redirect (wire.CodeRedirect) is followed at once.
+	// Default: none.
+	Addrs []string
 	// TLS holds the edge's node certificate and the fabric CA. Its Now
 	// defaults to the link's.
 	TLS wire.TLSConfig
@@ -89,6 +94,7 @@ type ClientConfig struct {
 type Client struct {
 	mu    sync.Mutex
 	peer  string    // the core's name, from its certificate
+	addr  string    // the address dialled now: Addr, one of Addrs, or a redirect's
 	small time.Time // until when connections keep to small packets
 	cfg   ClientConfig
 	self  certs.Identity
@@ -127,7 +133,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	limit := replicate.NewLinkLimiter(cfg.RateLimit, cfg.Now)
 	return &Client{cfg: cfg, self: self, log: cfg.Logger.With("component", "sync", "core", cfg.Addr),
-		limit: limit, mirrors: mirrorBudget(limit)}, nil
+		limit: limit, mirrors: mirrorBudget(limit), addr: cfg.Addr}, nil
 }
 
 // Monitor returns the link's figures.
@@ -139,7 +145,7 @@ func (c *Client) peerName() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.peer == "" {
-		return c.cfg.Addr
+		return c.addr
 	}
 	return c.peer
 }
@@ -150,8 +156,33 @@ func (c *Client) Run(ctx context.Context) error {
 	bo := c.cfg.Backoff
 	sessions := 0
 	var last error
+	addrs := append([]string{c.cfg.Addr}, c.cfg.Addrs...)
+	at, redirects := 0, 0
 	for ctx.Err() == nil {
 		established, err := c.session(ctx, sessions > 0)
+		if to, ok := wire.RedirectTo(err); ok && redirects <= len(addrs) && ctx.Err() == nil {
+			// A core of the cluster sends this edge to the one that
+			// serves it: go there at once (a few times in a row at most,
+			// in case views disagree for a moment).
+			redirects++
+			if established {
+				sessions++
+			}
+			c.log.Info("redirected", "to", to, "err", err)
+			c.mu.Lock()
+			c.addr = to
+			c.mu.Unlock()
+			continue
+		}
+		redirects = 0
+		if len(addrs) > 1 {
+			// The next connection tries the next core: this one is
+			// gone, refused or its path failed.
+			at = (at + 1) % len(addrs)
+			c.mu.Lock()
+			c.addr = addrs[at]
+			c.mu.Unlock()
+		}
 		if established {
 			sessions++
 			bo.Reset()
@@ -191,15 +222,21 @@ func (c *Client) Run(ctx context.Context) error {
 // one.
 func (c *Client) dial(ctx context.Context, qc *quic.Config) (*quic.Conn, error) {
 	tc := wire.ClientTLS(c.cfg.TLS)
+	c.mu.Lock()
+	addr := c.addr
+	c.mu.Unlock()
 	if c.cfg.Transport == nil {
-		return wire.Dial(ctx, c.cfg.Addr, tc, qc)
+		return wire.Dial(ctx, addr, tc, qc)
 	}
-	pc, raddr, err := c.cfg.Transport.DialPacket(ctx, c.cfg.Addr)
+	pc, raddr, err := c.cfg.Transport.DialPacket(ctx, addr)
 	if err != nil {
-		return nil, fmt.Errorf("link: dial %s: %w", c.cfg.Addr, err)
+		return nil, fmt.Errorf("link: dial %s: %w", addr, err)
 	}
-	return wire.DialPacket(ctx, pc, c.cfg.Addr, raddr, tc, qc)
+	return wire.DialPacket(ctx, pc, addr, raddr, tc, qc)
 }
+
+// clusterDialTimeout bounds dialling one core of several (ClientConfig.Addrs).
+const clusterDialTimeout = 3 * time.Second
 
 // session runs one connection. established reports whether the handshake
 // went through.
@@ -219,7 +256,12 @@ func (c *Client) session(ctx context.Context, again bool) (established bool, err
 	if c.cfg.StallTimeout > 0 && qc.Tracer == nil {
 		qc.Tracer = progress.tracer
 	}
-	dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+	dial := handshakeTimeout
+	if len(c.cfg.Addrs) > 0 {
+		// Other cores wait: a core that is gone costs little.
+		dial = clusterDialTimeout
+	}
+	dctx, cancel := context.WithTimeout(ctx, dial)
 	conn, err := c.dial(dctx, qc)
 	cancel()
 	if err != nil {

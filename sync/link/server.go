@@ -80,6 +80,17 @@ type ServerConfig struct {
 	StallTimeout time.Duration
 	// Monitor receives the links' figures. Default: a new one.
 	Monitor *replicate.Monitor
+	// Owner, if set, is asked at each edge's hello whether this core
+	// serves the edge (a core of a cluster): nil accepts the link; an
+	// error refuses it, sent to the edge when it is a *wire.Error (a
+	// wire.Redirect names the core to go to), else as a shutdown.
+	// Default: every edge is served.
+	Owner func(ctx context.Context, edge string) error
+	// Fence, if set, is asked before each batch and gap an edge sends is
+	// taken in, and before its positions are told: an error refuses them
+	// and ends the link (a core of a cluster whose lease may have
+	// expired). Default: none.
+	Fence func() error
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Logger receives the server's logs. Nil discards them.
@@ -285,7 +296,20 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	ctrl.SetPriority(replicate.Urgency(""), false)
 	fc := wire.NewConn(ctrl, ctrl)
 	ctrl.SetDeadline(time.Now().Add(handshakeTimeout)) // QUIC's deadlines are on the wall clock
-	hello, err := wire.ServerHandshake(fc, peer.URI(), s.accept)
+	accept := s.accept
+	if s.cfg.Owner != nil {
+		accept = func(h *wire.Hello) (*wire.Welcome, error) {
+			if err := s.cfg.Owner(ctx, peer.Name); err != nil {
+				var we *wire.Error
+				if !errors.As(err, &we) {
+					we = wire.Errorf(wire.CodeShutdown, "core %s cannot serve edge %s now: %v", s.self.Name, peer.Name, err)
+				}
+				return nil, we
+			}
+			return s.accept(h)
+		}
+	}
+	hello, err := wire.ServerHandshake(fc, peer.URI(), accept)
 	if err != nil {
 		log.Warn("handshake refused", "err", err)
 		return err
@@ -332,6 +356,9 @@ func (s *Server) handle(ctx context.Context, conn *quic.Conn) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(closeOnEnd(ctx, gctx, conn, func() error { return wire.Errorf(wire.CodeShutdown, "core %s stopping", s.self.Name) }))
 	sess.control(gctx, g, fc, w.Features)
+	if s.cfg.Fence != nil {
+		g.Go(func() error { return s.watchFence(gctx) })
+	}
 	if progress != nil {
 		g.Go(func() error {
 			return watchPath(gctx, progress, s.cfg.StallTimeout, func() {
@@ -438,12 +465,75 @@ func (s *Server) stream(ctx context.Context, sess *session, qs *quic.Stream, acc
 	edge := sess.Link.Peer()
 	var allow func(string) error
 	switch {
+	case open.Dir == wire.Up && s.cfg.Fence != nil:
+		allow = func(topic string) error {
+			if err := s.cfg.Fence(); err != nil {
+				return wire.Errorf(wire.CodeShutdown, "core %s: %v", s.self.Name, err)
+			}
+			return s.cfg.Topics(edge, open.Path, topic)
+		}
 	case open.Dir == wire.Up:
 		allow = func(topic string) error { return s.cfg.Topics(edge, open.Path, topic) }
 	case s.cfg.Sends != nil:
 		allow = func(topic string) error { return s.cfg.Sends(edge, open.Path, topic) }
 	}
 	return sess.run(ctx, qs, fc, open.Path, open.Dir == wire.Down, parts, allow)
+}
+
+// fenceEvery is how often a link checks the server's Fence between
+// batches, so that a link with nothing to apply ends too.
+const fenceEvery = 100 * time.Millisecond
+
+// watchFence ends a link once the server's Fence fails.
+func (s *Server) watchFence(ctx context.Context) error {
+	t := time.NewTicker(fenceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := s.cfg.Fence(); err != nil {
+				return wire.Errorf(wire.CodeShutdown, "core %s: %v", s.self.Name, err)
+			}
+		}
+	}
+}
+
+// Drop closes edge's link, if it has one, with err (a wire.Redirect
+// sends the edge to another core).
+func (s *Server) Drop(edge string, err error) {
+	s.mu.Lock()
+	sc := s.sessions[edge]
+	s.mu.Unlock()
+	if sc != nil {
+		wire.Close(sc.conn, err)
+	}
+}
+
+// DropAll closes every edge's link with err.
+func (s *Server) DropAll(err error) {
+	s.mu.Lock()
+	var conns []*quic.Conn
+	for _, sc := range s.sessions {
+		conns = append(conns, sc.conn)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		wire.Close(c, err)
+	}
+}
+
+// Edges returns the names of the edges linked now.
+func (s *Server) Edges() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.sessions))
+	for e := range s.sessions {
+		out = append(out, e)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // History asks the connected edge for a device's messages the core does
