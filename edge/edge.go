@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -56,7 +57,9 @@ type Config struct {
 	Gateway gateway.Config
 	// Core is the UDP address (host:port) of the core this edge replicates
 	// with, using its node certificate nodes/<Name>.crt and .key and the
-	// fabric CA from CertsDir. Empty: the edge runs alone.
+	// fabric CA from CertsDir; for a core cluster, several addresses
+	// separated by commas, tried in turn (a core that does not serve the
+	// edge redirects it). Empty: the edge runs alone.
 	Core string
 	// Replicate are streams sent to the core besides
 	// replicate.DefaultUp() (/uplink/events, /shadows/changes,
@@ -285,7 +288,17 @@ func newLink(cfg Config, auth *certs.Authority, st *store.Store, mon *replicate.
 		return nil, fmt.Errorf("edge: link to the core: %w", err)
 	}
 	lc := cfg.Link
-	lc.Store, lc.Addr, lc.Monitor = st, cfg.Core, mon
+	lc.Store, lc.Monitor = st, mon
+	for _, a := range strings.Split(cfg.Core, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
+		}
+		if lc.Addr == "" {
+			lc.Addr = a
+		} else {
+			lc.Addrs = append(lc.Addrs, a)
+		}
+	}
 	if lc.Now == nil {
 		lc.Now = st.Now
 	}

@@ -59,7 +59,10 @@ web console for its own devices on --http.
 With --core it keeps a QUIC link to that core (UDP host:port) with the node
 certificate certs/nodes/NAME.*: it sends /uplink/events, /shadows/changes,
 /audit/events and each --replicate stream, and receives /updates/down,
-resuming where it stopped after any outage. With --backlog-quota the uplink
+resuming where it stopped after any outage. For a core cluster, --core
+takes several addresses separated by commas: the edge tries them in turn,
+and a core that does not serve it sends it to the one that does.
+With --backlog-quota the uplink
 volume holds at most that much: when the core is out of reach long enough to
 fill it, the oldest uplink data is dropped to make room (counted per stream
 in weft ls and as dropped on /api/v1/links) instead of refusing new data.
@@ -138,7 +141,7 @@ address but loopback unless --http-insecure.`,
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
 	logFormatFlag(fl)
-	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with (default: none)")
+	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with, or of a cluster's cores separated by commas (default: none)")
 	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
 	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
