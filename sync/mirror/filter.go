@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
 	"slices"
 
 	"github.com/weft-io/weft/store"
@@ -122,40 +123,43 @@ func (s *Source) keptNow(ctx context.Context, names []string) ([]string, error) 
 }
 
 // decide makes the record of the update from snapshot from (whose record
-// is held) to snapshot to. The destination holds the objects at from
-// not withheld there; of the others at to, the filter decides which it
-// gets: a kept one withheld before is sent whole (Resend), one it refuses
-// is withheld.
-func (s *Source) decide(ctx context.Context, from string, held withheld, to string) (withheld, error) {
+// is held) to snapshot to, and reports whether the delta between them
+// holds anything. The destination holds the objects at from not withheld
+// there, and gets their changes; of the other objects the delta writes,
+// and of those withheld at from still there, the filter decides which it
+// gets: a kept one withheld before is sent whole (Resend), one it
+// refuses is withheld. Objects are judged by the delta's keys, not by
+// their metadata, so that a file being written when to was taken (its
+// chunks without metadata yet) is decided as well.
+func (s *Source) decide(ctx context.Context, from string, held withheld, to string) (withheld, bool, error) {
 	w := withheld{From: from}
-	has := map[string]bool{}
-	if from != "" {
-		names, err := objects(ctx, s.Store, s.Volume, from)
-		if err != nil {
-			return w, err
+	puts, dels := map[string]bool{}, map[string]bool{}
+	err := s.Store.Delta(ctx, s.Volume, from, to, func(e store.DeltaEntry) error {
+		if e.Delete {
+			dels[objectName(e.Key)] = true
+		} else {
+			puts[objectName(e.Key)] = true
 		}
-		for _, n := range names {
-			has[n] = true
-		}
-		for _, n := range held.Withheld {
-			delete(has, n)
-		}
+		return nil
+	})
+	if err != nil {
+		return w, false, fmt.Errorf("mirror: delta of /%s: %w", s.Volume, err)
 	}
+	changed := len(puts) > 0 || len(dels) > 0
 	before := map[string]bool{}
 	for _, n := range held.Withheld {
 		before[n] = true
 	}
-	names, err := objects(ctx, s.Store, s.Volume, to)
-	if err != nil {
-		return w, err
-	}
-	for _, n := range names {
-		if has[n] {
-			continue
+	var at *store.View
+	if from != "" {
+		if at, err = s.Store.At(s.Volume, from); err != nil {
+			return w, false, fmt.Errorf("mirror: snapshot %s of /%s: %w", from, s.Volume, err)
 		}
+	}
+	judge := func(n string) error {
 		ok, err := s.Filter(ctx, n)
 		if err != nil {
-			return w, fmt.Errorf("mirror: filter of /%s for %s: %w", s.Volume, s.Dest, err)
+			return fmt.Errorf("mirror: filter of /%s for %s: %w", s.Volume, s.Dest, err)
 		}
 		switch {
 		case !ok:
@@ -163,41 +167,33 @@ func (s *Source) decide(ctx context.Context, from string, held withheld, to stri
 		case before[n]:
 			w.Resend = append(w.Resend, n)
 		}
-	}
-	return w, nil
-}
-
-// objects lists the names (inside the volume) of the objects other than
-// directories at snapshot name, sorted.
-func objects(ctx context.Context, st *store.Store, vol, name string) ([]string, error) {
-	v, err := st.At(vol, name)
-	if err != nil {
-		return nil, fmt.Errorf("mirror: snapshot %s of /%s: %w", name, vol, err)
-	}
-	root := "/" + vol + "/"
-	var out []string
-	var walk func(dir string) error
-	walk = func(dir string) error {
-		list, err := v.List(ctx, dir)
-		if err != nil {
-			return fmt.Errorf("mirror: list %s: %w", dir, err)
-		}
-		for _, in := range list {
-			if in.Kind == store.KindDir {
-				if err := walk(in.Path); err != nil {
-					return err
-				}
-				continue
-			}
-			out = append(out, in.Path[len(root):])
-		}
 		return nil
 	}
-	if err := walk("/" + vol); err != nil {
-		return nil, err
+	for _, n := range slices.Sorted(maps.Keys(puts)) {
+		if !before[n] && at != nil {
+			_, err := at.Stat(ctx, "/"+s.Volume+"/"+n)
+			if err == nil {
+				continue // the destination holds it: it gets the change
+			}
+			if !errors.Is(err, store.ErrNotFound) {
+				return w, false, fmt.Errorf("mirror: stat %s at %s: %w", n, from, err)
+			}
+		}
+		if err := judge(n); err != nil {
+			return w, false, err
+		}
 	}
-	slices.Sort(out)
-	return out, nil
+	for _, n := range held.Withheld {
+		if puts[n] || dels[n] {
+			continue // judged above, or gone
+		}
+		if err := judge(n); err != nil {
+			return w, false, err
+		}
+	}
+	slices.Sort(w.Withheld)
+	slices.Sort(w.Resend)
+	return w, changed, nil
 }
 
 // objectName is the name of the object a delta key belongs to: the store

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -170,5 +171,99 @@ func TestObjectName(t *testing.T) {
 	}
 	if len(seen) != 2 || seen["a/b.bin"] < 4 || seen["reg"] < 2 {
 		t.Fatalf("objects of the delta's keys: %v", seen)
+	}
+}
+
+// TestFilterFileBeingWritten: a snapshot taken while a file is being
+// written holds its first chunks without its metadata; the filter decides
+// them too. A destination whose filter refuses the file gets none of it
+// and, once the filter keeps it, all of it; one whose filter keeps it
+// gets the first chunks, then the rest, and holds it whole.
+func TestFilterFileBeingWritten(t *testing.T) {
+	ctx := context.Background()
+	srcStore := openStore(t, t.TempDir())
+	defer srcStore.Close()
+	var keepImages atomic.Bool
+	clock := stepClock()
+	var sent [2]int64
+	var srcs [2]*Source
+	var dsts [2]*Dest
+	for i := range 2 {
+		dstStore := openStore(t, t.TempDir())
+		defer dstStore.Close()
+		srcs[i] = &Source{Store: srcStore, Volume: "firmware", Dest: fmt.Sprint("edge-", i), Now: clock,
+			Sent: func(n int) { sent[i] += int64(n) }}
+		dsts[i] = &Dest{Store: dstStore, Volume: "firmware"}
+	}
+	srcs[0].Filter = func(context.Context, string) (bool, error) { return true, nil }
+	srcs[1].Filter = func(_ context.Context, obj string) (bool, error) { return keepImages.Load(), nil }
+
+	// A write of 3 MiB stopped after its first MiB, which the store
+	// holds as chunks of no file yet.
+	pr, pw := io.Pipe()
+	body := make([]byte, 3<<20)
+	rand.Read(body)
+	done := make(chan error, 1)
+	go func() {
+		_, err := srcStore.File("/firmware/fw/1.0.0/image").Write(ctx, pr)
+		done <- err
+	}()
+	if _, err := pw.Write(body[:1<<20+1]); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; ; i++ {
+		probe := fmt.Sprint("probe-", i)
+		if _, err := srcStore.CreateSnapshot(ctx, "firmware", probe); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		srcStore.Delta(ctx, "firmware", "", probe, func(store.DeltaEntry) error { n++; return nil })
+		srcStore.DeleteSnapshot(ctx, "firmware", probe)
+		if n > 0 {
+			break
+		}
+		if i > 10000 {
+			t.Fatal("the write's first chunks never showed")
+		}
+	}
+	carry := func() {
+		t.Helper()
+		for i := range 2 {
+			if ok, err := transfer(t, srcs[i], dsts[i], 0); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				st, _ := dsts[i].State(ctx)
+				if err := srcs[i].Published(ctx, st.Have); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	carry()
+	if sent[0] < 1<<20 || sent[1] > 0 {
+		t.Fatalf("during the write: sent %v bytes, want the first MiB to edge-0 only", sent)
+	}
+	if _, err := pw.Write(body[1<<20+1:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	carry()
+	if sent[1] > 0 {
+		t.Fatalf("edge-1's filter refuses the file; it was sent %d bytes", sent[1])
+	}
+	keepImages.Store(true)
+	carry()
+	want, _ := files(t, srcStore, "/firmware/fw/1.0.0")
+	for i := range 2 {
+		got, err := files(t, dsts[i].Store, "/firmware/fw/1.0.0")
+		if err != nil || len(got) != 1 || got["/firmware/fw/1.0.0/image"] != want["/firmware/fw/1.0.0/image"] {
+			t.Fatalf("edge-%d holds %v, %v; want %v", i, got, err, want)
+		}
+		if sent[i] < 3<<20 || sent[i] > 3<<20+3<<20/10 {
+			t.Fatalf("edge-%d was sent %d bytes for a 3 MiB file", i, sent[i])
+		}
 	}
 }

@@ -152,16 +152,20 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 		return Update{}, false, fmt.Errorf("mirror: snapshot /%s: %w", s.Volume, err)
 	}
 	u = Update{From: from, To: name}
-	var w withheld
 	if s.Filter != nil {
-		if w, err = s.decide(ctx, from, held, name); err == nil {
+		w, changed, err := s.decide(ctx, from, held, name)
+		if err == nil && from != "" && !changed && len(w.Resend) == 0 {
+			return Update{}, false, s.Store.DeleteSnapshot(ctx, s.Volume, name)
+		}
+		if err == nil {
 			err = s.saveRecord(ctx, name, w)
 		}
 		if err != nil {
 			return Update{}, false, errors.Join(err, s.Store.DeleteSnapshot(ctx, s.Volume, name))
 		}
+		return u, true, nil
 	}
-	if from != "" && len(w.Resend) == 0 {
+	if from != "" {
 		// A volume holding streams or tables is compared here, key by key
 		// (unchangedSince cannot tell).
 		changed := false
@@ -173,11 +177,7 @@ func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err er
 			return Update{}, false, err
 		}
 		if !changed {
-			err := s.Store.DeleteSnapshot(ctx, s.Volume, name)
-			if s.Filter != nil {
-				err = errors.Join(err, s.dropRecord(ctx, name))
-			}
-			return Update{}, false, err
+			return Update{}, false, s.Store.DeleteSnapshot(ctx, s.Volume, name)
 		}
 	}
 	return u, true, nil
