@@ -187,7 +187,7 @@ func (s *Server) SendCommand(ctx context.Context, c *certs.TokenClaims, id strin
 	outcome := func(action string, detail map[string]any) {
 		detail["id"], detail["name"] = rid, cmd.Name
 		if err := s.cfg.Store.Audit(context.WithoutCancel(ctx), c.Subject, action, object, detail); err != nil {
-			s.log.Error("audit record not written", "device", id, "action", action, "err", err)
+			RequestLogger(ctx, s.log).Error("audit record not written", "device", id, "action", action, "err", err)
 		}
 	}
 	if !d.Connected && !cmd.Queue {

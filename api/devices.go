@@ -228,7 +228,7 @@ func (s *Server) SetDesired(ctx context.Context, c *certs.TokenClaims, id string
 		detail := desiredDetail(patch, doc.Version)
 		detail["delta_sent"] = false
 		if aerr := s.cfg.Store.Audit(context.WithoutCancel(ctx), c.Subject, "shadow.desired", store.ShadowsTable+"/"+id, detail); aerr != nil {
-			s.log.Error("audit record not written", "device", id, "err", aerr)
+			RequestLogger(ctx, s.log).Error("audit record not written", "device", id, "err", aerr)
 		}
 	}
 	return doc, err
@@ -270,7 +270,7 @@ func (s *Server) deviceError(w http.ResponseWriter, r *http.Request, err error) 
 	case errors.Is(err, ErrDesiredReadOnly):
 		Problem(w, http.StatusConflict, "Desired state owned elsewhere", "this node follows the desired state its core sets; set it there")
 	case errors.Is(err, shadow.ErrDeltaNotSent):
-		s.log.Error("delta not sent", "path", r.URL.Path, "err", err)
+		RequestLogger(r.Context(), s.log).Error("delta not sent", "path", r.URL.Path, "err", err)
 		Problem(w, http.StatusServiceUnavailable, "Delta not sent", err.Error()+"; the desired state is saved: PATCH {} to send the delta again")
 	default:
 		s.Error(w, r, err)

@@ -51,7 +51,7 @@ func (s *Server) firmwareError(w http.ResponseWriter, r *http.Request, err error
 		writeProblem(w, ProblemDetails{Status: http.StatusUnprocessableEntity, Title: "Firmware refused",
 			Detail: refused.Verdict.String(), Reason: string(refused.Verdict.Reason)})
 	case errors.Is(err, firmware.ErrNoKeys):
-		s.log.Warn("firmware publish without trusted keys", "err", err)
+		RequestLogger(r.Context(), s.log).Warn("firmware publish without trusted keys", "err", err)
 		Problem(w, http.StatusServiceUnavailable, "Firmware keys not configured", err.Error())
 	case errors.Is(err, firmware.ErrExists):
 		Problem(w, http.StatusConflict, "Already exists", err.Error())
@@ -113,9 +113,9 @@ func (s *Server) firmwarePublish(w http.ResponseWriter, r *http.Request) {
 	if err := s.Audit(r, "firmware.publish", rel.ManifestPath, map[string]any{
 		"name": rel.Name, "version": rel.Version.String(), "class": rel.Class, "sha256": rel.Digest(), "key_id": rel.KeyID,
 	}); err != nil {
-		s.log.Warn("audit record not written", "err", err)
+		RequestLogger(r.Context(), s.log).Warn("audit record not written", "err", err)
 	}
-	s.log.Info("firmware published", "name", rel.Name, "version", rel.Version.String(), "class", rel.Class, "key_id", rel.KeyID)
+	RequestLogger(r.Context(), s.log).Info("firmware published", "name", rel.Name, "version", rel.Version.String(), "class", rel.Class, "key_id", rel.KeyID)
 	writeJSON(w, http.StatusCreated, rel)
 }
 
@@ -300,6 +300,8 @@ type DeviceFirmwareConfig struct {
 // the device's id and class come from its verified certificate. A device
 // gets only releases of its class whose device list, if any, names it;
 // any other is "not found", as is a release whose manifest is not stored.
+// Each answer carries an X-Request-Id (WithRequestID), and the handler's
+// log lines its request_id.
 func DeviceFirmware(cfg DeviceFirmwareConfig) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -331,7 +333,7 @@ func DeviceFirmware(cfg DeviceFirmwareConfig) http.Handler {
 		}
 		if err != nil {
 			if !errors.Is(err, firmware.ErrNotFound) {
-				log.Warn("release not read", "release", name+"@"+v.String(), "device", id.Name, "err", err)
+				RequestLogger(r.Context(), log).Warn("release not read", "release", name+"@"+v.String(), "device", id.Name, "err", err)
 			}
 			Problem(w, http.StatusNotFound, "Not found", fmt.Sprintf("no release %s@%s for %s", name, v, id.Name))
 			return firmware.Release{}, false
@@ -358,12 +360,12 @@ func DeviceFirmware(cfg DeviceFirmwareConfig) http.Handler {
 			return
 		}
 		if err := serveImage(w, r, cfg.Store, rel.ImagePath); err != nil {
-			log.Warn("image not served", "path", rel.ImagePath, "err", err)
+			RequestLogger(r.Context(), log).Warn("image not served", "path", rel.ImagePath, "err", err)
 			Problem(w, http.StatusNotFound, "Not found", "image not readable")
 		}
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		Problem(w, http.StatusNotFound, "Not found", "devices may read firmware manifests and images only")
 	})
-	return mux
+	return WithRequestID(mux)
 }

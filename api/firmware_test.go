@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -189,5 +191,41 @@ func TestFirmwarePublishWithoutKeys(t *testing.T) {
 	}
 	if resp, body := e.do("GET", "/api/v1/firmware/releases", e.token(certs.RoleViewer), ""); resp.StatusCode != 200 || !strings.Contains(string(body), `"releases":[]`) {
 		t.Fatalf("empty list: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestHandlerLogRequestID: a handler's own log line (here the warning of
+// a firmware publish refused for want of trusted keys) carries the
+// request's id, as the request log and "request failed" lines do.
+func TestHandlerLogRequestID(t *testing.T) {
+	var logs syncBuffer
+	e := newEnv(t, func(c *Config) { c.Logger = slog.New(slog.NewJSONHandler(&logs, nil)) })
+	ts := httptest.NewServer(WithRequestID(e.srv.Handler()))
+	defer ts.Close()
+	_, signer, _ := ed25519.GenerateKey(nil)
+	image := []byte("img")
+	signed, _ := firmware.Sign(firmware.Manifest{Name: "fw", Version: firmware.MustVersion("1.0.0"), Class: "c", SHA256: sha256.Sum256(image), Size: 3}, signer)
+	ct, body := publishBody(t, signed, image)
+	req, _ := http.NewRequestWithContext(context.Background(), "POST", ts.URL+"/api/v1/firmware/releases", body)
+	req.Header.Set("Content-Type", ct)
+	req.Header.Set("Authorization", "Bearer "+e.token(certs.RoleAdmin))
+	req.Header.Set(RequestIDHeader, "trace-fw-1")
+	resp, b := doReq(t, req)
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("publish without keys: %d %s", resp.StatusCode, b)
+	}
+	found := false
+	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "firmware publish without trusted keys" {
+			continue
+		}
+		found = true
+		if rec["request_id"] != "trace-fw-1" {
+			t.Errorf("log line %s: request_id %v, want trace-fw-1", line, rec["request_id"])
+		}
+	}
+	if !found {
+		t.Errorf("no \"firmware publish without trusted keys\" line in the log:\n%s", logs.String())
 	}
 }
