@@ -136,7 +136,7 @@ func (s *Server) modelError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, models.ErrNotFound):
 		Problem(w, http.StatusNotFound, "Not found", err.Error())
 	case errors.Is(err, models.ErrStage), errors.Is(err, models.ErrClass):
-		Problem(w, http.StatusConflict, "Conflict", err.Error())
+		Problem(w, http.StatusConflict, "Model stage conflict", err.Error())
 	case errors.Is(err, models.ErrNoData):
 		Problem(w, http.StatusUnprocessableEntity, "No training data", "the class has no numeric telemetry in the window")
 	case errors.Is(err, models.ErrMalformed):

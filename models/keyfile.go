@@ -32,6 +32,9 @@ func LoadOrCreateKey(dir string) (ed25519.PrivateKey, error) {
 	if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("models: %w", err)
 	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("models: %w", err)
+	}
 	if priv, err = sig.GenerateKey(); err != nil {
 		return nil, fmt.Errorf("models: %w", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/csv"
-	"errors"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,15 +72,5 @@ func TestAnomalyScoreMatchesNAB(t *testing.T) {
 	}
 	if len(want) == 0 || !slices.Equal(got, want) {
 		t.Fatalf("detections at %v, want %v", got, want)
-	}
-}
-
-func TestAnomalyScoreModelNotSupported(t *testing.T) {
-	root := newRootCmd()
-	root.SetOut(&bytes.Buffer{})
-	root.SetErr(&bytes.Buffer{})
-	root.SetArgs([]string{"anomaly", "score", "--model", "pump@1", "x.csv"})
-	if err := root.Execute(); !errors.Is(err, errNoModels) {
-		t.Fatalf("--model: %v, want %v", err, errNoModels)
 	}
 }

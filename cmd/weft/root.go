@@ -25,6 +25,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newAnomalyCmd())
 	root.AddCommand(newConfigCmd())
 	root.AddCommand(newFirmwareCmd())
+	root.AddCommand(newModelCmd())
 	addRemoteCmds(root)
 	needSubcommand(root)
 	// A command that only groups others shows no usage line of its own.
