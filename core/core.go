@@ -7,6 +7,7 @@ package core
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,15 +16,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/weft-io/weft/alarm"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/console"
+	"github.com/weft-io/weft/firmware"
 	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 	"github.com/weft-io/weft/sync/link"
+	"github.com/weft-io/weft/sync/mirror"
 	"github.com/weft-io/weft/sync/replicate"
 	"github.com/weft-io/weft/sync/wire"
 )
@@ -135,6 +139,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	reg.MustRegister(node.ClockMetrics(st), certWatch)
 	mon := replicate.NewMonitor(cfg.Name, nil)
 	reg.MustRegister(mon)
+	mirrorSent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "weft_mirror_sent_bytes_total",
+		Help: "Bytes of volume mirror entries the core sent each edge (keys, values, 16 bytes per entry)."}, []string{"volume", "edge"})
+	reg.MustRegister(mirrorSent)
 	tc.Now = st.Now
 	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
@@ -192,9 +199,22 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		certWatch.Run(runCtx, 0)
 	}()
+	// The mirrors down: a release's image goes only to the edges with a
+	// device of its class (firmware.Delivery), and the bytes sent each
+	// edge are counted.
+	delivery := &firmware.Delivery{Store: st, EdgeClasses: edgeClasses(st), Now: st.Now}
+	policy := mirror.Policy{
+		Filter: func(vol, edge string) mirror.Filter {
+			if vol != firmware.Volume {
+				return nil
+			}
+			return func(ctx context.Context, obj string) (bool, error) { return delivery.Keep(ctx, edge, obj) }
+		},
+		Sent: func(vol, edge string, n int) { mirrorSent.WithLabelValues(vol, edge).Add(float64(n)) },
+	}
 	go func() {
 		defer n.wg.Done()
-		if err := srv.Serve(runCtx, ln); err != nil {
+		if err := srv.Serve(mirror.WithPolicy(runCtx, policy), ln); err != nil {
 			log.Error("sync server stopped", "err", err)
 		}
 	}()
@@ -266,5 +286,44 @@ func alarmLinks(mon *replicate.Monitor) func() []alarm.Link {
 			out = append(out, alarm.Link{Peer: l.Peer, Up: l.Connected, Since: l.Since})
 		}
 		return out
+	}
+}
+
+// edgeClasses reads, from the core's shadows, the classes of the devices
+// behind each edge: one scan of every shadow (firmware.Delivery keeps the
+// answer a few seconds for all edges).
+func edgeClasses(st *store.Store) func(ctx context.Context) (map[string]map[string]bool, error) {
+	return func(ctx context.Context) (map[string]map[string]bool, error) {
+		out := map[string]map[string]bool{}
+		t := st.Table(store.ShadowsTable)
+		after := ""
+		for {
+			docs, next, err := t.Scan(ctx, "", after, 1000)
+			if errors.Is(err, store.ErrNotFound) {
+				return out, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			for _, d := range docs {
+				var m map[string]json.RawMessage
+				if json.Unmarshal(d.Value, &m) != nil {
+					continue
+				}
+				var class, edge string
+				if json.Unmarshal(m[shadow.FieldClass], &class) != nil || json.Unmarshal(m[shadow.FieldEdge], &edge) != nil ||
+					class == "" || edge == "" {
+					continue
+				}
+				if out[edge] == nil {
+					out[edge] = map[string]bool{}
+				}
+				out[edge][class] = true
+			}
+			if next == "" {
+				return out, nil
+			}
+			after = next
+		}
 	}
 }
