@@ -1,0 +1,287 @@
+package models
+
+import (
+	"crypto/sha256"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/weft-io/weft/anomaly"
+	sig "github.com/weft-io/weft/internal/signed"
+)
+
+// Artifact is one version as an edge finds it in its mirror of /models.
+type Artifact struct {
+	Name    string
+	Version uint64
+	// Stage is the version's stage in the name's stages file.
+	Stage string
+	// Manifest and Params are the files as stored (nil when missing).
+	Manifest, Params []byte
+}
+
+// Limits of a Runner.
+const (
+	// MaxRunDevices bounds the devices one running version keeps a scorer
+	// for; readings of more devices are not scored by it.
+	MaxRunDevices = 10_000
+	// driftWindow is how many recent readings per channel drift is
+	// measured on.
+	driftWindow = 512
+)
+
+// Runner is what an edge does with models, as a pure type: it verifies
+// the artifacts it is given (Sync), scores readings with every running
+// version of the reading's class beside the built-in defaults (Observe),
+// and says how each version does (Status). It keeps no clock and does no
+// I/O. It is not safe for concurrent use.
+type Runner struct {
+	// Keys are the pinned model keys.
+	Keys []sig.Key
+
+	// accepted remembers, per name, the parameters' digest of every
+	// version verified once: such a version may run again (a rollback)
+	// even when a newer one was accepted since; any other version below
+	// the newest accepted is refused as not newer.
+	accepted map[string]map[uint64][32]byte
+	newest   map[string]uint64
+	versions map[Ref]*running
+	// byClass lists the running versions of each class.
+	byClass map[string][]*running
+}
+
+// running is one version the runner knows of.
+type running struct {
+	m      Manifest
+	params ParamsFile
+	state  EdgeState
+	stage  string
+	// per device: the model's scorer and the defaults' (the canary).
+	devices map[string]*[2]*Scorer
+	agree   int64
+	recent  map[string]*ring
+}
+
+type ring struct {
+	v [driftWindow]float64
+	n int
+}
+
+func (r *ring) add(v float64) {
+	r.v[r.n%driftWindow] = v
+	r.n++
+}
+
+func (r *ring) median() float64 {
+	s := slices.Clone(r.v[:min(r.n, driftWindow)])
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// Sync takes the artifacts of the mirror and the classes of the edge's
+// devices: every candidate or live version of one of those classes is
+// verified (once per content) and runs if it holds; the others stop. A
+// version that ran and goes keeps its counters while it stays listed.
+func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
+	if r.accepted == nil {
+		r.accepted, r.newest, r.versions = map[string]map[uint64][32]byte{}, map[string]uint64{}, map[Ref]*running{}
+	}
+	seen := map[Ref]bool{}
+	slices.SortFunc(arts, func(a, b Artifact) int { return cmpUint(a.Version, b.Version) })
+	for _, a := range arts {
+		ref := Ref{a.Name, a.Version}
+		seen[ref] = true
+		v := r.versions[ref]
+		if a.Stage != StageCandidate && a.Stage != StageLive {
+			if v != nil {
+				v.stage, v.state.State = a.Stage, StateStopped
+				v.devices = nil
+			}
+			continue
+		}
+		if v != nil && v.state.State == StateRunning {
+			v.stage = a.Stage
+			continue
+		}
+		out := r.verify(a, classes)
+		if out == nil {
+			continue // not of the edge's classes: not reported
+		}
+		if v != nil && v.state.State == StateRefused && out.state.State == StateRefused && v.state.Reason == out.state.Reason {
+			continue
+		}
+		r.versions[ref] = out
+	}
+	for ref, v := range r.versions {
+		if !seen[ref] {
+			delete(r.versions, ref)
+			continue
+		}
+		if v.state.State == StateRunning && !classes[v.m.Class] {
+			v.state.State, v.devices = StateStopped, nil
+		}
+	}
+	r.byClass = map[string][]*running{}
+	for _, v := range r.versions {
+		if v.state.State == StateRunning {
+			r.byClass[v.m.Class] = append(r.byClass[v.m.Class], v)
+		}
+	}
+}
+
+// verify checks one artifact; nil when it is for no class of the edge.
+func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
+	refused := func(v Verdict) *running {
+		return &running{m: v.Manifest, stage: a.Stage, state: EdgeState{State: StateRefused, Reason: string(v.Reason), Detail: v.Detail}}
+	}
+	if a.Manifest == nil || a.Params == nil {
+		return nil // not mirrored whole yet
+	}
+	m, err := Parse(a.Manifest)
+	if err != nil {
+		return refused(Verify(Input{Manifest: a.Manifest, Keys: r.Keys}))
+	}
+	if !classes[m.Class] {
+		return nil
+	}
+	sum := sha256.Sum256(a.Params)
+	in := Input{Manifest: a.Manifest, Keys: r.Keys, Class: m.Class, Params: &Params{SHA256: sum, Size: int64(len(a.Params))}}
+	if d, ok := r.accepted[m.Name][m.Version]; ok && d == sum {
+		in.Newest, in.AllowSame = m.Version, true
+	} else {
+		in.Newest = r.newest[m.Name]
+	}
+	v := Verify(in)
+	if !v.OK() {
+		return refused(v)
+	}
+	if v.Manifest.Name != a.Name || v.Manifest.Version != a.Version {
+		return refused(Verdict{Reason: ReasonMalformed, Manifest: v.Manifest, Detail: "stored as " + Ref{a.Name, a.Version}.String()})
+	}
+	p, err := DecodeParams(a.Params, v.Manifest)
+	if err != nil {
+		return refused(Verdict{Reason: ReasonMalformed, Manifest: v.Manifest, Detail: err.Error()})
+	}
+	if r.accepted[m.Name] == nil {
+		r.accepted[m.Name] = map[uint64][32]byte{}
+	}
+	r.accepted[m.Name][m.Version] = sum
+	r.newest[m.Name] = max(r.newest[m.Name], m.Version)
+	return &running{m: v.Manifest, params: p, stage: a.Stage, state: EdgeState{State: StateRunning},
+		devices: map[string]*[2]*Scorer{}, recent: map[string]*ring{}}
+}
+
+// Observe scores a reading of a device of class with every running
+// version of that class and the defaults beside each.
+func (r *Runner) Observe(device, class string, at time.Time, values map[string]float64) {
+	for _, v := range r.byClass[class] {
+		pair := v.devices[device]
+		if pair == nil {
+			if len(v.devices) >= MaxRunDevices {
+				continue
+			}
+			model, err := NewScorer(v.m, v.params)
+			if err != nil {
+				continue
+			}
+			canary, err := NewScorer(v.m, defaultsOf(v.m, v.params))
+			if err != nil {
+				continue
+			}
+			pair = &[2]*Scorer{model, canary}
+			v.devices[device] = pair
+		}
+		got, ok := pair[0].Observe(at, values)
+		if !ok {
+			continue
+		}
+		base, _ := pair[1].Observe(at, values)
+		v.state.Scored++
+		if got.Detected == base.Detected {
+			v.agree++
+		}
+		for _, c := range v.m.Channels {
+			if x, ok := values[c]; ok {
+				rg := v.recent[c]
+				if rg == nil {
+					rg = &ring{}
+					v.recent[c] = rg
+				}
+				rg.add(x)
+			}
+		}
+	}
+}
+
+// defaultsOf is the parameters of the built-in defaults for m's kind and
+// channels: the canary a version is compared with.
+func defaultsOf(m Manifest, p ParamsFile) ParamsFile {
+	if m.Kind == KindVector {
+		n := len(m.Channels)
+		vp := VectorParams{Params: anomaly.VectorParams{Mean: make([]float64, n), Var: make([]float64, n)}}
+		return ParamsFile{Kind: KindVector, Vector: &vp}
+	}
+	out := ParamsFile{Kind: KindChannel, Channels: map[string]anomaly.Config{}}
+	for _, c := range m.Channels {
+		out.Channels[c] = anomaly.Config{}
+	}
+	return out
+}
+
+// Status returns one record per model name the runner knows a version of,
+// by name, stamped at.
+func (r *Runner) Status(edge string, at time.Time) []StatusRecord {
+	recs := map[string]*StatusRecord{}
+	for ref, v := range r.versions {
+		rec := recs[ref.Name]
+		if rec == nil {
+			rec = &StatusRecord{Type: RecordStatus, Edge: edge, Model: ref.Name, Class: v.m.Class, At: at, Versions: map[string]EdgeState{}}
+			recs[ref.Name] = rec
+		}
+		st := v.state
+		if st.Scored > 0 {
+			st.Agreement = float64(v.agree) / float64(st.Scored)
+		}
+		st.Drift = v.drift()
+		rec.Versions[strconv.FormatUint(ref.Version, 10)] = st
+	}
+	out := make([]StatusRecord, 0, len(recs))
+	for _, rec := range recs {
+		out = append(out, *rec)
+	}
+	slices.SortFunc(out, func(a, b StatusRecord) int {
+		switch {
+		case a.Model < b.Model:
+			return -1
+		case a.Model > b.Model:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// drift is the largest move of a channel's recent median from its
+// training median, in training 1st-99th percentile ranges.
+func (v *running) drift() float64 {
+	out := 0.0
+	for _, s := range v.m.Training.Summary {
+		rg := v.recent[s.Channel]
+		if rg == nil || rg.n < 50 {
+			continue
+		}
+		spread := s.P99 - s.P01
+		if spread <= 0 {
+			spread = max(abs(s.P50)*1e-3, 1e-9)
+		}
+		out = max(out, abs(rg.median()-s.P50)/spread)
+	}
+	return float64(int(out*1000+0.5)) / 1000
+}
+
+func abs(x float64) float64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
