@@ -277,6 +277,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("anomaly scores stopped", "err", err)
 		}
 	}()
+	mods := &Models{Store: st, Edge: cfg.Name, KeyFile: ModelKeyFile(cfg.CertsDir), Logger: log.With("component", "models")}
+	reg.MustRegister(mods)
+	n.wg.Go(func() {
+		if err := mods.Run(reqCtx); err != nil && reqCtx.Err() == nil {
+			log.Error("models stopped", "err", err)
+		}
+	})
 	log.Info("edge started", "mqtt", gw.Addr().String(), "http", hs.Addr().String(), "data", cfg.DataDir, "core", cfg.Core)
 	return n, nil
 }

@@ -1,0 +1,290 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/weft-io/weft/anomaly"
+	sig "github.com/weft-io/weft/internal/signed"
+	"github.com/weft-io/weft/models"
+	"github.com/weft-io/weft/shadow"
+	"github.com/weft-io/weft/store"
+)
+
+// modelsGroup is the consumer group under which the model runner follows
+// the edge's events.
+const modelsGroup = "models"
+
+// Models is the shell of the edge's model runner (models.Runner): every
+// Every it reads the edge's mirror of /models and the classes of its
+// devices, has the runner verify what is new, and appends the runner's
+// status records to /uplink/events (topic: the edge's name, key: the
+// model's name) when they changed or ReportEvery passed; meanwhile it
+// feeds the runner the devices' telemetry from /telemetry/events, from
+// its end on (a model warms up like the defaults do). Refusals are
+// logged with their reason and counted (weft_models_versions).
+type Models struct {
+	// Store is the edge's store. Required.
+	Store *store.Store
+	// Edge is the edge's name: its topic in /telemetry/events and
+	// /uplink/events. Required.
+	Edge string
+	// KeyFile is the pinned model key, the core's model.pub.json (read at
+	// each check). Missing: every model is refused as unknown_key.
+	KeyFile string
+	// Every is how often the mirror is checked. Default 30s.
+	Every time.Duration
+	// ReportEvery is the longest between two reports of an unchanged
+	// state. Default 5m.
+	ReportEvery time.Duration
+	// Now is the clock. Default time.Now.
+	Now func() time.Time
+	// Logger receives the runner's logs. Nil discards them.
+	Logger *slog.Logger
+
+	mu       sync.Mutex
+	runner   models.Runner
+	reported map[string]string // model -> last reported versions (JSON)
+	last     time.Time
+	logged   map[string]string // name@version -> reason logged
+	keyErr   string
+}
+
+var _ prometheus.Collector = (*Models)(nil)
+
+func (m *Models) defaults() {
+	if m.Every <= 0 {
+		m.Every = 30 * time.Second
+	}
+	if m.ReportEvery <= 0 {
+		m.ReportEvery = 5 * time.Minute
+	}
+	if m.Now == nil {
+		m.Now = time.Now
+	}
+	if m.Logger == nil {
+		m.Logger = slog.New(slog.DiscardHandler)
+	}
+	if m.reported == nil {
+		m.reported, m.logged = map[string]string{}, map[string]string{}
+	}
+}
+
+// Run checks the mirror and scores telemetry until ctx ends.
+func (m *Models) Run(ctx context.Context) error {
+	m.mu.Lock()
+	m.defaults()
+	m.mu.Unlock()
+	events := m.Store.Stream(store.EventsStream)
+	c, err := events.Consumer(store.ConsumerConfig{Group: modelsGroup, Start: store.StartNewest,
+		Skip: func(topic string) bool { return topic != m.Edge }, Limit: batchSize, Logger: m.Logger})
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := c.Run(ctx, m.handle); err != nil && ctx.Err() == nil {
+			m.Logger.Error("model scoring stopped", "err", err)
+		}
+	})
+	t := time.NewTicker(m.Every)
+	defer t.Stop()
+	for {
+		if err := m.Check(ctx); err != nil && ctx.Err() == nil {
+			m.Logger.Warn("models not checked", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// handle feeds a batch of events to the runner; it commits nothing of
+// its own.
+func (m *Models) handle(_ context.Context, b store.Batch) (func(tx *store.Tx) error, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, msg := range b.Messages {
+		t := telemetry(msg)
+		if vals := models.Values(t.Device, t.Topic, t.Payload); len(vals) > 0 {
+			m.runner.Observe(t.Device, t.Class, t.At, vals)
+		}
+	}
+	return nil, nil
+}
+
+// Check reads the mirror and the devices' classes, syncs the runner and
+// reports what changed.
+func (m *Models) Check(ctx context.Context) error {
+	m.mu.Lock()
+	m.defaults()
+	m.mu.Unlock()
+	arts, err := m.artifacts(ctx)
+	if err != nil {
+		return err
+	}
+	sum, err := shadow.Summarize(ctx, m.Store, shadow.Filter{}, m.Now())
+	if err != nil {
+		return err
+	}
+	classes := map[string]bool{}
+	for _, c := range sum.Classes {
+		if c.Devices > 0 {
+			classes[c.Name] = true
+		}
+	}
+	var keys []sig.Key
+	keyErr := ""
+	if k, err := models.ReadPublicKey(m.KeyFile); err == nil {
+		keys = []sig.Key{k}
+	} else if len(arts) > 0 {
+		keyErr = err.Error()
+	}
+	m.mu.Lock()
+	if keyErr != "" && keyErr != m.keyErr {
+		m.Logger.Warn("no model key pinned: every model is refused", "file", m.KeyFile, "err", keyErr)
+	}
+	m.keyErr = keyErr
+	m.runner.Keys = keys
+	m.runner.Sync(arts, classes)
+	now := m.Now()
+	recs := m.runner.Status(m.Edge, now)
+	var out []store.Message
+	due := now.Sub(m.last) >= m.ReportEvery
+	for _, r := range recs {
+		for v, st := range r.Versions {
+			ref := r.Model + "@" + v
+			if st.State == models.StateRefused && m.logged[ref] != st.Reason {
+				m.Logger.Warn("model refused", "model", ref, "class", r.Class, "reason", st.Reason, "detail", st.Detail)
+			}
+			if st.State == models.StateRunning && m.logged[ref] != models.StateRunning {
+				m.Logger.Info("model running", "model", ref, "class", r.Class)
+			}
+			m.logged[ref] = st.Reason
+			if st.State == models.StateRunning {
+				m.logged[ref] = models.StateRunning
+			}
+		}
+		vb, _ := json.Marshal(r.Versions)
+		if !due && m.reported[r.Model] == string(vb) {
+			continue
+		}
+		b, err := json.Marshal(r)
+		if err != nil {
+			m.mu.Unlock()
+			return err
+		}
+		out = append(out, store.Message{Key: []byte(r.Model), Value: b, Timestamp: now,
+			Headers: map[string]string{anomaly.RecordHeader: models.RecordStatus}})
+		m.reported[r.Model] = string(vb)
+	}
+	if due {
+		m.last = now
+	}
+	m.mu.Unlock()
+	if len(out) == 0 {
+		return nil
+	}
+	if _, err := m.Store.Stream(store.UplinkStream).Append(ctx, m.Edge, out...); err != nil {
+		return fmt.Errorf("edge: model status to the uplink: %w", err)
+	}
+	return nil
+}
+
+// artifacts reads every version under /models with its stage; a file
+// not (yet) there is nil.
+func (m *Models) artifacts(ctx context.Context) ([]models.Artifact, error) {
+	names, err := m.Store.List(ctx, "/"+models.Volume)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	reg := &models.Registry{Store: m.Store}
+	var out []models.Artifact
+	for _, n := range names {
+		name := path.Base(n.Path)
+		if n.Kind != store.KindDir || !models.ValidName(name) {
+			continue
+		}
+		stages, err := reg.Stages(ctx, name)
+		if err != nil {
+			m.Logger.Warn("model stages unreadable", "model", name, "err", err)
+			continue
+		}
+		vers, err := m.Store.List(ctx, n.Path)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range vers {
+			v, err := models.ParseVersion(path.Base(d.Path))
+			if err != nil || d.Kind != store.KindDir {
+				continue
+			}
+			a := models.Artifact{Name: name, Version: v, Stage: stages.Stage(v)}
+			if a.Stage != models.StageCandidate && a.Stage != models.StageLive {
+				out = append(out, a)
+				continue
+			}
+			if a.Manifest, err = readLimited(ctx, m.Store, d.Path+"/"+models.ManifestFile, models.MaxManifestSize); err != nil {
+				return nil, err
+			}
+			if a.Params, err = readLimited(ctx, m.Store, d.Path+"/"+models.ParamsName, models.MaxParamsSize); err != nil {
+				return nil, err
+			}
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// readLimited reads a file of at most limit bytes (one more is read, so
+// that a larger file fails verification); nil when it does not exist.
+func readLimited(ctx context.Context, st *store.Store, p string, limit int64) ([]byte, error) {
+	rc, _, err := st.File(p).Open(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(io.LimitReader(rc, limit+1))
+}
+
+// ModelKeyFile is where an edge finds the pinned model key in its
+// certificate directory.
+func ModelKeyFile(certsDir string) string { return filepath.Join(certsDir, models.PublicKeyFile) }
+
+var modelVersionsDesc = prometheus.NewDesc("weft_models_versions",
+	"Model versions of the edge's device classes by state (running, refused, stopped) and refusal reason.", []string{"state", "reason"}, nil)
+
+func (m *Models) Describe(ch chan<- *prometheus.Desc) { ch <- modelVersionsDesc }
+
+func (m *Models) Collect(ch chan<- prometheus.Metric) {
+	m.mu.Lock()
+	recs := m.runner.Status(m.Edge, time.Time{})
+	m.mu.Unlock()
+	n := map[[2]string]int{}
+	for _, r := range recs {
+		for _, st := range r.Versions {
+			n[[2]string{st.State, st.Reason}]++
+		}
+	}
+	for k, c := range n {
+		ch <- prometheus.MustNewConstMetric(modelVersionsDesc, prometheus.GaugeValue, float64(c), k[0], k[1])
+	}
+}
