@@ -54,8 +54,8 @@ type Delivery struct {
 	// Store holds /firmware. Required.
 	Store *store.Store
 	// EdgeClasses returns, for every edge, the classes of the devices
-	// behind it (at the core: from the shadows its edges replicate up).
-	// Required.
+	// behind it (at the core: Places.EdgeClasses, kept from the shadows
+	// its edges replicate up). Required.
 	EdgeClasses func(ctx context.Context) (map[string]map[string]bool, error)
 	// Fresh is how long one answer of EdgeClasses serves every edge.
 	// Default DefaultClassesFresh.
@@ -142,4 +142,61 @@ func (d *Delivery) edgeClasses(ctx context.Context) (map[string]map[string]bool,
 	}
 	d.classes, d.taken = c, now()
 	return c, nil
+}
+
+// Places is where each device is, by edge and class: what Delivery needs
+// of the fleet, kept as the core's shadows change (Set on every change of
+// a device's shadow, Delete when it goes) rather than read from every
+// shadow again. The zero value is empty and ready; it is safe for
+// concurrent use.
+type Places struct {
+	mu     sync.Mutex
+	device map[string]place
+	count  map[place]int
+}
+
+type place struct{ edge, class string }
+
+// Set records that device is behind edge and of class; an empty edge or
+// class forgets it.
+func (p *Places) Set(device, edge, class string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.device == nil {
+		p.device, p.count = map[string]place{}, map[place]int{}
+	}
+	now := place{edge, class}
+	old, had := p.device[device]
+	if had && old == now {
+		return
+	}
+	if had {
+		if p.count[old]--; p.count[old] == 0 {
+			delete(p.count, old)
+		}
+		delete(p.device, device)
+	}
+	if edge == "" || class == "" {
+		return
+	}
+	p.device[device] = now
+	p.count[now]++
+}
+
+// Delete forgets device.
+func (p *Places) Delete(device string) { p.Set(device, "", "") }
+
+// EdgeClasses returns, for every edge, the classes of its devices: what
+// Delivery.EdgeClasses asks.
+func (p *Places) EdgeClasses(context.Context) (map[string]map[string]bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string]map[string]bool{}
+	for pl := range p.count {
+		if out[pl.edge] == nil {
+			out[pl.edge] = map[string]bool{}
+		}
+		out[pl.edge][pl.class] = true
+	}
+	return out, nil
 }

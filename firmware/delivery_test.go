@@ -3,6 +3,8 @@ package firmware
 import (
 	"bytes"
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,5 +81,40 @@ func TestDeliveryKeep(t *testing.T) {
 	}
 	if reads != 2 {
 		t.Fatalf("the edges' classes were read %d times, want 2", reads)
+	}
+}
+
+// TestPlaces: devices coming, moving between edges, changing class and
+// going; an edge keeps a class while any of its devices has it.
+func TestPlaces(t *testing.T) {
+	var p Places
+	steps := []struct {
+		do   func()
+		want string
+	}{
+		{func() { p.Set("d1", "e1", "pump") }, "e1:pump"},
+		{func() { p.Set("d2", "e1", "pump") }, "e1:pump"},
+		{func() { p.Set("d2", "e1", "pump") }, "e1:pump"}, // again: no change
+		{func() { p.Set("d3", "e2", "thermo") }, "e1:pump e2:thermo"},
+		{func() { p.Set("d1", "e2", "pump") }, "e1:pump e2:pump e2:thermo"}, // d2 keeps e1's pumps
+		{func() { p.Delete("d2") }, "e2:pump e2:thermo"},
+		{func() { p.Set("d3", "e2", "") }, "e2:pump"},    // no class: forgotten
+		{func() { p.Set("d3", "", "meter") }, "e2:pump"}, // no edge: forgotten
+		{func() { p.Delete("d9") }, "e2:pump"},
+		{func() { p.Delete("d1") }, ""},
+	}
+	for i, s := range steps {
+		s.do()
+		got, _ := p.EdgeClasses(context.Background())
+		var pairs []string
+		for e, cs := range got {
+			for c := range cs {
+				pairs = append(pairs, e+":"+c)
+			}
+		}
+		slices.Sort(pairs)
+		if g := strings.Join(pairs, " "); g != s.want {
+			t.Fatalf("step %d: %q, want %q", i, g, s.want)
+		}
 	}
 }
