@@ -24,7 +24,7 @@ type Artifact struct {
 const (
 	// MaxRunDevices bounds the devices one running version keeps a scorer
 	// for; readings of more devices are not scored by it.
-	MaxRunDevices = 10_000
+	MaxRunDevices = 1000
 	// driftWindow is how many recent readings per channel drift is
 	// measured on.
 	driftWindow = 512

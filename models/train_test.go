@@ -133,3 +133,27 @@ func TestValues(t *testing.T) {
 		t.Fatal("values of another topic")
 	}
 }
+
+func FuzzDecodeParams(f *testing.F) {
+	m := Manifest{Kind: KindChannel, Channels: []string{"temp"}}
+	f.Add([]byte(`{"kind":"channel","channels":{"temp":{"epoch":144,"threshold":0.9}}}`), false)
+	f.Add([]byte(`{"kind":"vector","vector":{"config":{},"params":{"mean":[0],"var":[1],"centres":[[0]],"counts":[1],"readings":10}}}`), true)
+	f.Add([]byte(`{"kind":"vector","vector":{"params":{"mean":[0],"var":[1],"centres":[[0,1]],"counts":[1]}}}`), true)
+	f.Fuzz(func(t *testing.T, b []byte, vector bool) {
+		mm := m
+		if vector {
+			mm.Kind = KindVector
+		}
+		p, err := DecodeParams(b, mm)
+		if err != nil {
+			return
+		}
+		s, err := NewScorer(mm, p)
+		if err != nil {
+			t.Fatalf("decoded parameters make no scorer: %v", err)
+		}
+		for i := range 3 {
+			s.Observe(time.Unix(int64(i), 0), map[string]float64{"temp": float64(i)})
+		}
+	})
+}
