@@ -11,7 +11,7 @@ import (
 
 // artifact signs a channel model of class over temp with the given
 // parameters and key.
-func artifact(t *testing.T, name string, v uint64, class, stage string, cfg anomaly.Config, key []byte) Artifact {
+func artifact(t testing.TB, name string, v uint64, class, stage string, cfg anomaly.Config, key []byte) Artifact {
 	t.Helper()
 	params, _ := json.Marshal(ParamsFile{Kind: KindChannel, Channels: map[string]anomaly.Config{"temp": cfg}})
 	m := Manifest{Name: name, Version: v, Kind: KindChannel, Class: class, Channels: []string{"temp"},
