@@ -56,12 +56,18 @@ func (s *Server) modelRoutes() {
 // key.
 var modelKeyMu sync.Mutex
 
-// modelRegistry is the registry over the node's store. Its key is the
-// model key of the node's certificate directory (the directory of
-// Config.FirmwareKeys, which only a core sets): <certs>/model.key, made on
-// first use. Nodes without it read models but train none.
+// modelRegistry is the registry over the node's store, for reads and
+// stage changes.
 func (s *Server) modelRegistry() (*models.Registry, error) {
-	r := &models.Registry{Store: s.cfg.Store, Now: s.cfg.Now}
+	return &models.Registry{Store: s.cfg.Store, Now: s.cfg.Now}, nil
+}
+
+// modelTrainer is the registry with the model key of the node's
+// certificate directory (the directory of Config.FirmwareKeys, which only
+// a core sets): <certs>/model.key, made on first use. Nodes without it
+// read models but train none.
+func (s *Server) modelTrainer() (*models.Registry, error) {
+	r, _ := s.modelRegistry()
 	if s.cfg.FirmwareKeys == "" {
 		return r, nil
 	}
@@ -350,7 +356,7 @@ func (s *Server) modelTrain(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "want a name and a class (no '/' or '@') and from before to")
 		return
 	}
-	reg, err := s.modelRegistry()
+	reg, err := s.modelTrainer()
 	if err != nil {
 		s.modelError(w, r, err)
 		return
