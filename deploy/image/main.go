@@ -9,7 +9,7 @@
 //
 // Each image has one layer: /weft (root-owned, 0755), /etc/passwd and
 // /etc/group with root and nonroot (65532), the CA certificates of the
-// build host for OIDC discovery (--ca-certs), /home/nonroot, /tmp and the
+// build host for outbound HTTPS such as OIDC keys (--ca-certs), /home/nonroot, /tmp and the
 // data directory /var/lib/weft owned by nonroot. Its config runs /weft as
 // 65532:65532 in /var/lib/weft, which is also a volume. There is no shell.
 // File times are SOURCE_DATE_EPOCH (default 0), so the same binaries give
@@ -52,7 +52,7 @@ func main() {
 		platforms = flag.String("platform", "linux/amd64,linux/arm64", "comma-separated os/arch list")
 		version   = flag.String("version", "dev", "version the binary reports (weft version), set with -X main.version")
 		tag       = flag.String("tag", "", "name of the images in the layout: each manifest's org.opencontainers.image.ref.name is TAG-ARCH (default: --version)")
-		caCerts   = flag.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle copied to /etc/ssl/certs/ca-certificates.crt for OIDC discovery; empty: none")
+		caCerts   = flag.String("ca-certs", "/etc/ssl/certs/ca-certificates.crt", "CA bundle copied to /etc/ssl/certs/ca-certificates.crt, for outbound HTTPS such as an OIDC provider's keys; empty: none")
 		pkg       = flag.String("pkg", "github.com/weft-io/weft/cmd/weft", "main package to build")
 	)
 	flag.Usage = func() {
