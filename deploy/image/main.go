@@ -9,8 +9,9 @@
 //
 // Each image has one layer: /weft (root-owned, 0755), /etc/passwd and
 // /etc/group with root and nonroot (65532), the CA certificates of the
-// build host for outbound HTTPS such as OIDC keys (--ca-certs), /home/nonroot, /tmp and the
-// data directory /var/lib/weft owned by nonroot. Its config runs /weft as
+// build host for outbound HTTPS such as OIDC keys (--ca-certs),
+// /home/nonroot, /tmp and the data directory /var/lib/weft owned by
+// nonroot. Its config runs /weft as
 // 65532:65532 in /var/lib/weft, which is also a volume. There is no shell.
 // File times are SOURCE_DATE_EPOCH (default 0), so the same binaries give
 // the same digests. docs/deploy.md#the-image says how to load or push it.
