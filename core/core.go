@@ -202,7 +202,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// The mirrors down: a release's image goes only to the edges with a
 	// device of its class (firmware.Delivery), and the bytes sent each
 	// edge are counted.
-	delivery := &firmware.Delivery{Store: st, EdgeClasses: edgeClasses(st), Now: st.Now}
+	places := &firmware.Places{}
+	delivery := &firmware.Delivery{Store: st, EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}
+	n.wg.Go(func() {
+		if err := followPlaces(runCtx, st, places, log.With("component", "firmware")); err != nil && runCtx.Err() == nil {
+			log.Error("device places stopped", "err", err)
+		}
+	})
 	policy := mirror.Policy{
 		Filter: func(vol, edge string) mirror.Filter {
 			if vol != firmware.Volume {
@@ -289,41 +295,92 @@ func alarmLinks(mon *replicate.Monitor) func() []alarm.Link {
 	}
 }
 
-// edgeClasses reads, from the core's shadows, the classes of the devices
-// behind each edge: one scan of every shadow (firmware.Delivery keeps the
-// answer a few seconds for all edges).
-func edgeClasses(st *store.Store) func(ctx context.Context) (map[string]map[string]bool, error) {
-	return func(ctx context.Context) (map[string]map[string]bool, error) {
-		out := map[string]map[string]bool{}
+// placesGroup is the consumer group under which the core follows its
+// own shadows' changes into the places of its devices.
+const placesGroup = "core-device-places"
+
+// followPlaces keeps in places the edge and class of every device the
+// core's shadows hold, for firmware.Delivery: one scan of the shadows at
+// start, then every change of the core's shadows table (its own topic of
+// /shadows/changes, each change with the whole document). After a
+// restart the changes since the group's cursor come again after the scan:
+// each carries the whole document, in order, so the places end as the
+// shadows are.
+func followPlaces(ctx context.Context, st *store.Store, places *firmware.Places, log *slog.Logger) error {
+	scan := func(ctx context.Context) error {
 		t := st.Table(store.ShadowsTable)
 		after := ""
 		for {
 			docs, next, err := t.Scan(ctx, "", after, 1000)
 			if errors.Is(err, store.ErrNotFound) {
-				return out, nil
+				return nil
 			}
 			if err != nil {
-				return nil, err
+				return err
 			}
 			for _, d := range docs {
-				var m map[string]json.RawMessage
-				if json.Unmarshal(d.Value, &m) != nil {
-					continue
-				}
-				var class, edge string
-				if json.Unmarshal(m[shadow.FieldClass], &class) != nil || json.Unmarshal(m[shadow.FieldEdge], &edge) != nil ||
-					class == "" || edge == "" {
-					continue
-				}
-				if out[edge] == nil {
-					out[edge] = map[string]bool{}
-				}
-				out[edge][class] = true
+				edge, class := placeOf(d.Value)
+				places.Set(d.Key, edge, class)
 			}
 			if next == "" {
-				return out, nil
+				return nil
 			}
 			after = next
 		}
 	}
+	if err := scan(ctx); err != nil {
+		return err
+	}
+	self := st.Name()
+	c, err := st.Stream(store.ShadowChanges).Consumer(store.ConsumerConfig{
+		Group: placesGroup, Start: store.StartNewest, Fresh: scan,
+		Skip: func(topic string) bool { return topic != self }, Logger: log})
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx, func(_ context.Context, b store.Batch) (func(*store.Tx) error, error) {
+		for _, m := range b.Messages {
+			var ch placeChange
+			if json.Unmarshal(m.Value, &ch) != nil || ch.Key == "" {
+				continue
+			}
+			if ch.Op == "delete" {
+				places.Delete(ch.Key)
+				continue
+			}
+			edge, class := ch.Doc.place()
+			places.Set(ch.Key, edge, class)
+		}
+		return nil, nil
+	})
+}
+
+// placeChange is what followPlaces reads of a store.Change of a shadow.
+type placeChange struct {
+	Key string   `json:"key"`
+	Op  string   `json:"op"`
+	Doc placeDoc `json:"doc"`
+}
+
+// placeDoc is what followPlaces reads of a shadow document: its edge and
+// class only, so the rest is skipped, not decoded.
+type placeDoc struct {
+	Edge  json.RawMessage `json:"edge"`
+	Class json.RawMessage `json:"class"`
+}
+
+// place returns the edge and class, empty when absent or not strings.
+func (d placeDoc) place() (edge, class string) {
+	json.Unmarshal(d.Edge, &edge)
+	json.Unmarshal(d.Class, &class)
+	return edge, class
+}
+
+// placeOf reads a shadow document's edge and class.
+func placeOf(doc []byte) (edge, class string) {
+	var d placeDoc
+	if json.Unmarshal(doc, &d) != nil {
+		return "", ""
+	}
+	return d.place()
 }
