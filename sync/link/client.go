@@ -177,9 +177,13 @@ func (c *Client) Run(ctx context.Context) error {
 		redirects = 0
 		if len(addrs) > 1 {
 			// The next connection tries the next core: this one is
-			// gone, refused or its path failed.
-			at = (at + 1) % len(addrs)
+			// gone, refused or its path failed (a core the edge was
+			// redirected to may be next in the list: skip it).
 			c.mu.Lock()
+			at = (at + 1) % len(addrs)
+			if addrs[at] == c.addr {
+				at = (at + 1) % len(addrs)
+			}
 			c.addr = addrs[at]
 			c.mu.Unlock()
 		}
