@@ -92,7 +92,9 @@ type Source struct {
 // Offer decides the update to send to a destination in state st: the one
 // it has pending if the source still holds its snapshot (it resumes), else
 // a new snapshot, unless nothing changed since st.Have. ok is false when
-// there is nothing to send.
+// there is nothing to send. With a Filter, an update is also offered when
+// nothing changed but the filter now keeps something withheld, and a
+// pending one is resumed only as it was decided (its record).
 func (s *Source) Offer(ctx context.Context, st State) (u Update, ok bool, err error) {
 	snaps, err := s.snapshots(ctx)
 	if err != nil {
