@@ -234,30 +234,19 @@ func fitChannel(c string, readings []Reading, falseAlarms float64) (anomaly.Conf
 		conf.Epoch = min(max(int(math.Round(86400/median)), 24), 8640)
 	}
 	def := anomaly.Config{}.WithDefaults()
-	// Scores do not depend on the threshold; detections (with their
-	// cooldown) do, so each threshold is run again.
 	budget := 0.0
 	for _, s := range ss {
 		week := float64(7 * conf.WithDefaults().Epoch)
 		budget += max(1, math.Floor(float64(len(s))/week)) * falseAlarms
 	}
-	run := func(cfg anomaly.Config) (det int64, scores []float64) {
-		for _, s := range ss {
-			for _, r := range anomaly.ScoreSeries(cfg, s) {
-				scores = append(scores, r.Score)
-				if r.Detected {
-					det++
-				}
-			}
-		}
-		return det, scores
-	}
-	defaults, _ := run(anomaly.Config{})
+	defaults, _ := detections(anomaly.Config{}, ss)
+	// Scores do not depend on the threshold, only detections do (through
+	// the cooldown): one run gives the scores, and each threshold's
+	// detections are counted from them.
+	_, results := detections(conf, ss)
 	conf.Threshold = Thresholds[len(Thresholds)-1]
 	for _, th := range Thresholds {
-		try := conf
-		try.Threshold = th
-		if det, _ := run(try); float64(det) <= budget {
+		if float64(countDetections(results, th, def.Cooldown)) <= budget {
 			conf.Threshold = th
 			break
 		}
@@ -265,11 +254,53 @@ func fitChannel(c string, readings []Reading, falseAlarms float64) (anomaly.Conf
 	if conf.Threshold == def.Threshold {
 		conf.Threshold = 0 // the default
 	}
-	det, scores := run(conf)
+	det := countDetections(results, conf.WithDefaults().Threshold, def.Cooldown)
+	var scores []float64
+	for _, rs := range results {
+		for _, r := range rs {
+			scores = append(scores, r.Score)
+		}
+	}
 	cr := ChannelReport{Channel: c, Detections: det, Defaults: defaults, Epoch: conf.Epoch, Threshold: conf.WithDefaults().Threshold}
 	cr.Readings = int64(len(scores))
 	cr.ScoreP50, cr.ScoreP99, cr.ScoreMax = quantiles(scores)
 	return conf, cr
+}
+
+// detections runs cfg over each series and counts its detections.
+func detections(cfg anomaly.Config, ss [][]anomaly.Point) (int64, [][]anomaly.Result) {
+	var n int64
+	out := make([][]anomaly.Result, len(ss))
+	for i, s := range ss {
+		out[i] = anomaly.ScoreSeries(cfg, s)
+		for _, r := range out[i] {
+			if r.Detected {
+				n++
+			}
+		}
+	}
+	return n, out
+}
+
+// countDetections counts what a channel would detect from these scores
+// at threshold: a score at or above it, outside the cooldown of the
+// previous detection (as anomaly.Channel decides).
+func countDetections(results [][]anomaly.Result, threshold float64, cooldown int) int64 {
+	var n int64
+	for _, rs := range results {
+		cool := 0
+		for _, r := range rs {
+			if cool > 0 {
+				cool--
+			}
+			if r.Score < threshold || cool > 0 {
+				continue
+			}
+			cool = cooldown
+			n++
+		}
+	}
+	return n
 }
 
 func quantiles(scores []float64) (p50, p99, top float64) {

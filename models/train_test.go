@@ -157,3 +157,33 @@ func FuzzDecodeParams(f *testing.F) {
 		}
 	})
 }
+
+// countDetections counts from the scores what a channel run with each
+// threshold detects.
+func TestCountDetectionsMatchesChannel(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var pts []anomaly.Point
+	for i := range 2000 {
+		v := 20 + 5*math.Sin(float64(i)/40) + math.Sin(float64(i)*12.9898)*0.3
+		if i%170 == 0 && i > 300 {
+			v += float64(i%7) * 4 // spikes of several sizes
+		}
+		pts = append(pts, anomaly.Point{At: t0.Add(time.Duration(i) * time.Minute), Value: v})
+	}
+	ss := [][]anomaly.Point{pts, pts[:900]}
+	cfg := anomaly.Config{Epoch: 200}
+	_, results := detections(cfg, ss)
+	some := false
+	for _, th := range Thresholds {
+		c := cfg
+		c.Threshold = th
+		want, _ := detections(c, ss)
+		if got := countDetections(results, th, cfg.WithDefaults().Cooldown); got != want {
+			t.Errorf("threshold %v: counted %d, the channel detects %d", th, got, want)
+		}
+		some = some || want > 0
+	}
+	if !some {
+		t.Fatal("the series raises nothing at any threshold: the test shows nothing")
+	}
+}

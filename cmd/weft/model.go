@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -274,8 +276,8 @@ func printModelEdges(cmd *cobra.Command, m map[string]any, only uint64) error {
 				continue
 			}
 			em, _ := vm["edges"].(map[string]any)
-			for edge, st := range em {
-				s, _ := st.(map[string]any)
+			for _, edge := range slices.Sorted(maps.Keys(em)) {
+				s, _ := em[edge].(map[string]any)
 				edges = append(edges, map[string]any{"version": vm["version"], "edge": edge, "state": s["state"], "scored": s["scored"],
 					"agreement": s["agreement"], "drift": s["drift"], "reason": s["reason"]})
 			}
