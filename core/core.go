@@ -72,6 +72,9 @@ type Config struct {
 	Store store.Config
 	// QUIC overrides the links' QUIC settings (tests).
 	QUIC *quic.Config
+	// Transport, if set, carries the edges' links instead of UDP (a
+	// tailnet: package tailnet); Listen is then read in its terms.
+	Transport link.Transport
 	// Logger receives the node's logs. Nil discards them.
 	Logger *slog.Logger
 }
@@ -145,7 +148,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	tc.Now = st.Now
 	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
-		QUIC: cfg.QUIC, Monitor: mon, Logger: log})
+		QUIC: cfg.QUIC, Transport: cfg.Transport, Monitor: mon, Logger: log})
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
@@ -171,7 +174,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
-	ln, err := srv.Listen(cfg.Listen)
+	ln, err := srv.ListenContext(ctx, cfg.Listen)
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
