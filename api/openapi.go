@@ -65,6 +65,7 @@ var operations = []op{
 	{"DELETE", "/api/v1/tokens/{id}", "admin", "Revoke a token by id (issued here or by weft token create)", nil, false},
 	{"POST", "/api/v1/signin-links", "admin", "A fresh one-time console sign-in link: {url}", nil, false},
 	{"GET", "/api/v1/links", "viewer", "The node's sync links and their streams (on nodes that run links)", nil, false},
+	{"GET", "/api/v1/cluster", "viewer", "The core nodes, up or down, their API addresses and the edges each serves (on core nodes)", nil, false},
 }
 
 // pathParam matches a path parameter of an OpenAPI path template.

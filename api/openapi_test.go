@@ -16,6 +16,8 @@ func TestOpenAPI(t *testing.T) {
 	e := newEnv(t)
 	// Nodes that run sync links add this one (core and edge).
 	e.srv.Handle("GET /api/v1/links", certs.RoleViewer, http.NotFoundHandler())
+	// Core nodes add this one.
+	e.srv.Handle("GET /api/v1/cluster", certs.RoleViewer, http.NotFoundHandler())
 
 	hit := map[string]bool{}
 	for _, o := range operations {

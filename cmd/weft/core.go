@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
+	"time"
+
 	"github.com/spf13/cobra"
 	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/cluster"
 	"github.com/weft-io/weft/core"
-	"time"
 )
 
 // coreSettings are the core's settings, one per flag (see settings.go).
@@ -21,6 +24,7 @@ type coreSettings struct {
 	Audit    struct {
 		Retention time.Duration
 	}
+	ClusterName, Peers, PeerListen string
 }
 
 // runCore runs the node weft core built (tests read the Config).
@@ -54,13 +58,26 @@ terminates TLS), which is logged as a warning.
 
 The audit volume keeps its records for --audit.retention (audit:
 {retention: 2160h} in the file): 400 days by default, or the TTL weft
-volume set gave it; a negative value keeps them for ever.`,
+volume set gave it; a negative value keeps them for ever.
+
+A core cluster (docs/scale.md): --cluster-name N and --peers
+name=http://host:port,... (the etcd peer URLs of the cluster's 3 or 5
+nodes, this one among them, named by --name) make the node a member of
+cluster N, with an embedded etcd in DATA/etcd listening on its peer URL
+(or --peer-listen). Each edge is served by one node, chosen by hashing
+over the nodes up; a node that does not serve an edge redirects it, a
+node that stops (or is killed) has its edges taken by the others, and a
+node that joins takes its share. GET /api/v1/cluster lists the nodes.
+The --listen and --http addresses are told to the other nodes and to
+edges: give addresses they reach.`,
 		Example: `  weft certs init --dir C
   weft certs issue node --dir C --role core --name core-1 --host 127.0.0.1
   weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081
   weft certs issue server --dir C --name core-1 --host core-1.example.com
   weft core --data D --certs C --name core-1 --http 0.0.0.0:8443 \
-    --http-tls-cert C/servers/core-1.crt --http-tls-key C/servers/core-1.key`,
+    --http-tls-cert C/servers/core-1.crt --http-tls-key C/servers/core-1.key
+  weft core --data D1 --certs C --name core-1 --listen 10.0.0.1:7443 --http 10.0.0.1:8081 \
+    --cluster-name prod --peers core-1=http://10.0.0.1:2380,core-2=http://10.0.0.2:2380,core-3=http://10.0.0.3:2380`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadSettings(cmd, config); err != nil {
@@ -68,6 +85,16 @@ volume set gave it; a negative value keeps them for ever.`,
 			}
 			cfg := core.Config{DataDir: f.Data, CertsDir: f.Certs, Name: f.Name, Listen: f.Listen, HTTPAddr: f.HTTP, HTTP: f.Limits, MirrorsUp: f.MirrorUp, Linger: f.Linger,
 				AuditRetention: f.Audit.Retention}
+			if f.ClusterName != "" || f.Peers != "" {
+				if f.ClusterName == "" || f.Peers == "" {
+					return errors.New("core: --cluster-name and --peers go together")
+				}
+				peers, err := cluster.ParsePeers(f.Peers)
+				if err != nil {
+					return err
+				}
+				cfg.Cluster = core.ClusterConfig{Name: f.ClusterName, Peers: peers, PeerListen: f.PeerListen}
+			}
 			if len(f.Down) > 0 {
 				cfg.Down = append([]string{"/updates/down"}, f.Down...)
 			}
@@ -99,6 +126,9 @@ volume set gave it; a negative value keeps them for ever.`,
 	fl.StringArrayVar(&f.MirrorUp, "mirror-up", nil, "a volume edges may mirror up to the core, landing in VOLUME.EDGE (repeatable; the edge adds --mirror up:/VOLUME)")
 	httpFlags(fl, &f.Limits)
 	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
+	fl.StringVar(&f.ClusterName, "cluster-name", "", "the core cluster this node is a member of (with --peers; default: a single core node)")
+	fl.StringVar(&f.Peers, "peers", "", "the cluster's voting nodes and their etcd peer URLs, this node among them: core-1=http://10.0.0.1:2380,core-2=...")
+	fl.StringVar(&f.PeerListen, "peer-listen", "", "URL the embedded etcd's peer listener binds (default: this node's URL in --peers)")
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }
