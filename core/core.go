@@ -14,6 +14,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,6 +73,9 @@ type Config struct {
 	Store store.Config
 	// QUIC overrides the links' QUIC settings (tests).
 	QUIC *quic.Config
+	// Cluster makes the node one of a core cluster (docs/core.md#a-core-cluster).
+	// The zero value: a single core node.
+	Cluster ClusterConfig
 	// Transport, if set, carries the edges' links instead of UDP (a
 	// tailnet: package tailnet); Listen is then read in its terms.
 	Transport link.Transport
@@ -91,6 +95,7 @@ type Node struct {
 	wg    sync.WaitGroup
 
 	console *console.Server
+	member  *member // nil: a single node
 }
 
 // Console is the node's web console, served on its HTTP address with the
@@ -146,9 +151,15 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		Help: "Bytes of volume mirror entries the core sent each edge (keys, values, 16 bytes per entry)."}, []string{"volume", "edge"})
 	reg.MustRegister(mirrorSent)
 	tc.Now = st.Now
-	srv, err := link.NewServer(link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,
+	var cm *member
+	if cfg.Cluster.Name != "" {
+		cm = &member{cfg: cfg.Cluster}
+	}
+	sc := link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
-		QUIC: cfg.QUIC, Transport: cfg.Transport, Monitor: mon, Logger: log})
+		QUIC: cfg.QUIC, Transport: cfg.Transport, Monitor: mon, Logger: log}
+	cm.hooks(&sc)
+	srv, err := link.NewServer(sc)
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
@@ -161,6 +172,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return fail(fmt.Errorf("core: %w", err))
 	}
 	apiSrv.Handle("GET /api/v1/links", certs.RoleViewer, mon.Handler())
+	var httpAddr atomic.Value // the HTTP listener's address, once open
+	httpAddr.Store(cfg.HTTPAddr)
+	apiSrv.Handle("GET /api/v1/cluster", certs.RoleViewer, clusterHandler(cm, cfg.Name, func() string { return httpAddr.Load().(string) }, srv))
 	alarms, err := alarm.New(alarm.Config{Store: st, Links: alarmLinks(mon), CertFiles: certFiles, DataDir: cfg.DataDir,
 		Rollouts: api.RolloutsTable, Registerer: reg, Logger: log})
 	if err != nil {
@@ -186,7 +200,18 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		ln.Close()
 		return fail(fmt.Errorf("core: %w", err))
 	}
-	n := &Node{cfg: cfg, log: log, store: st, sync: srv, ln: ln, http: hs, stop: stop, console: con}
+	httpAddr.Store(hs.Addr().String())
+	n := &Node{cfg: cfg, log: log, store: st, sync: srv, ln: ln, http: hs, stop: stop, console: con, member: cm}
+	if cm != nil {
+		// The cluster learns the addresses the listeners got.
+		if err := cm.start(ctx, runCtx, cfg.DataDir, cfg.Name, ln.Addr().String(), hs.Addr().String(), srv, &n.wg, log); err != nil {
+			stop()
+			hs.Shutdown(context.WithoutCancel(ctx))
+			ln.Close()
+			n.wg.Wait()
+			return fail(fmt.Errorf("core: %w", err))
+		}
+	}
 	n.wg.Go(func() {
 		if err := apiSrv.RunRollouts(runCtx); err != nil && runCtx.Err() == nil {
 			log.Error("rollout runner stopped", "err", err)
@@ -269,10 +294,14 @@ func (n *Node) Links() []replicate.LinkStatus { return n.sync.Monitor().Links() 
 // Shutdown stops the HTTP API, closes the edges' links, then closes the
 // store.
 func (n *Node) Shutdown(ctx context.Context) error {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	n.member.drain(dctx, n.log)
+	cancel()
 	n.stop()
 	herr := n.http.Shutdown(ctx)
 	n.ln.Close()
 	n.wg.Wait()
+	n.member.close()
 	serr := n.store.Close()
 	n.log.Info("core stopped")
 	return errors.Join(herr, serr)
