@@ -2,6 +2,7 @@ package models
 
 import (
 	"crypto/sha256"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -52,7 +53,10 @@ type Runner struct {
 
 // running is one version the runner knows of.
 type running struct {
-	m      Manifest
+	// content is the SHA-256 of the manifest and parameters it was made
+	// from: other bytes are verified anew.
+	content [32]byte
+	m       Manifest
 	params ParamsFile
 	state  EdgeState
 	stage  string
@@ -80,8 +84,9 @@ func (r *ring) median() float64 {
 
 // Sync takes the artifacts of the mirror and the classes of the edge's
 // devices: every candidate or live version of one of those classes is
-// verified (once per content) and runs if it holds; the others stop. A
-// version that ran and goes keeps its counters while it stays listed.
+// verified and runs if it holds; the others stop. A running version is
+// verified again only when its files' bytes change; a refused one at
+// every Sync (the pinned keys may have changed).
 func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 	if r.accepted == nil {
 		r.accepted, r.newest, r.versions = map[string]map[uint64][32]byte{}, map[string]uint64{}, map[Ref]*running{}
@@ -99,17 +104,17 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 			}
 			continue
 		}
-		if v != nil && v.state.State == StateRunning {
+		content := contentOf(a)
+		if v != nil && v.content == content && (v.state.State == StateRunning || v.state.State == StateStopped && !classes[v.m.Class]) {
 			v.stage = a.Stage
 			continue
 		}
 		out := r.verify(a, classes)
 		if out == nil {
-			continue // not of the edge's classes: not reported
-		}
-		if v != nil && v.state.State == StateRefused && out.state.State == StateRefused && v.state.Reason == out.state.Reason {
+			delete(r.versions, ref) // not (or no longer) of the edge's classes
 			continue
 		}
+		out.content = content
 		r.versions[ref] = out
 	}
 	for ref, v := range r.versions {
@@ -129,6 +134,16 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 	}
 }
 
+func contentOf(a Artifact) [32]byte {
+	h := sha256.New()
+	h.Write(a.Manifest)
+	h.Write([]byte{0})
+	h.Write(a.Params)
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
 // verify checks one artifact; nil when it is for no class of the edge.
 func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	refused := func(v Verdict) *running {
@@ -146,7 +161,8 @@ func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	}
 	sum := sha256.Sum256(a.Params)
 	in := Input{Manifest: a.Manifest, Keys: r.Keys, Class: m.Class, Params: &Params{SHA256: sum, Size: int64(len(a.Params))}}
-	if d, ok := r.accepted[m.Name][m.Version]; ok && d == sum {
+	before, seen := r.accepted[m.Name][m.Version]
+	if seen {
 		in.Newest, in.AllowSame = m.Version, true
 	} else {
 		in.Newest = r.newest[m.Name]
@@ -154,6 +170,10 @@ func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	v := Verify(in)
 	if !v.OK() {
 		return refused(v)
+	}
+	if seen && before != sum {
+		return refused(Verdict{Reason: ReasonNotNewer, Manifest: v.Manifest,
+			Detail: fmt.Sprintf("version %d was accepted before with other parameters", m.Version)})
 	}
 	if v.Manifest.Name != a.Name || v.Manifest.Version != a.Version {
 		return refused(Verdict{Reason: ReasonMalformed, Manifest: v.Manifest, Detail: "stored as " + Ref{a.Name, a.Version}.String()})

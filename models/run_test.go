@@ -101,6 +101,31 @@ func TestRunner(t *testing.T) {
 	if got := stateOf(t, r.Status("e", t0), "bands", "1"); got.State != StateRunning {
 		t.Fatalf("rolled back to the version 1 accepted before: %+v", got)
 	}
+	// Parameters changed under a running version are refused; the same
+	// artifact refused for want of a pinned key runs once the key is.
+	changed := fixed
+	changed.Params = []byte(`{"kind":"channel","channels":{"temp":{"threshold":0.95}}}`)
+	r.Sync([]Artifact{live, changed}, classes)
+	if got := stateOf(t, r.Status("e", t0), "bands", "2"); got.State != StateRefused || got.Reason != string(ReasonSizeMismatch) {
+		t.Fatalf("parameters changed under a running version: %+v", got)
+	}
+	// The same version signed again over other parameters.
+	resigned := artifact(t, "bands", 2, "thermo", StageCandidate, anomaly.Config{Threshold: 0.85}, nil)
+	r.Sync([]Artifact{live, resigned}, classes)
+	if got := stateOf(t, r.Status("e", t0), "bands", "2"); got.State != StateRefused || got.Reason != string(ReasonNotNewer) {
+		t.Fatalf("version 2 signed again over other parameters: %+v", got)
+	}
+	keyless := &Runner{}
+	keyless.Sync([]Artifact{live}, classes)
+	if got := stateOf(t, keyless.Status("e", t0), "bands", "1"); got.Reason != string(ReasonUnknownKey) {
+		t.Fatalf("without keys: %+v", got)
+	}
+	keyless.Keys = pinnedKeys
+	keyless.Sync([]Artifact{live}, classes)
+	if got := stateOf(t, keyless.Status("e", t0), "bands", "1"); got.State != StateRunning {
+		t.Fatalf("once the key is pinned: %+v", got)
+	}
+	r.Sync([]Artifact{live, fixed}, classes)
 	// A class the edge no longer has stops its versions.
 	r.Sync([]Artifact{live, fixed}, map[string]bool{})
 	if got := stateOf(t, r.Status("e", t0), "bands", "2"); got.State != StateStopped {
