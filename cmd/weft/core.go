@@ -24,6 +24,7 @@ type coreSettings struct {
 	Audit    struct {
 		Retention time.Duration
 	}
+	Tailnet                        tailnetSettings
 	ClusterName, Peers, PeerListen string
 }
 
@@ -59,6 +60,13 @@ terminates TLS), which is logged as a warning.
 The audit volume keeps its records for --audit.retention (audit:
 {retention: 2160h} in the file): 400 days by default, or the TTL weft
 volume set gave it; a negative value keeps them for ever.
+
+With --tailnet HOSTNAME the core joins a tailnet as HOSTNAME (state in
+DATA/tailnet, auth key from --tailnet.authkey-file or
+$WEFT_TAILNET_AUTHKEY) and takes its edges' links there, on its tailnet
+address at the port of --listen, instead of on UDP: edges behind NAT
+reach it with no open port. Its node certificate must carry HOSTNAME
+(--host HOSTNAME), the name edges dial.
 
 A core cluster (docs/scale.md): --cluster-name N and --peers
 name=http://host:port,... (the etcd peer URLs of the cluster's 3 or 5
@@ -108,6 +116,14 @@ edges: give addresses they reach.`,
 			); err != nil {
 				return err
 			}
+			tn, err := f.Tailnet.node(f.Data, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if tn != nil {
+				defer tn.Close()
+				cfg.Transport = tn
+			}
 			return runCore(cmd.Context(), cfg)
 		},
 	}
@@ -129,6 +145,7 @@ edges: give addresses they reach.`,
 	fl.StringVar(&f.ClusterName, "cluster-name", "", "the core cluster this node is a member of (with --peers; default: a single core node)")
 	fl.StringVar(&f.Peers, "peers", "", "the cluster's voting nodes and their etcd peer URLs, this node among them: core-1=http://10.0.0.1:2380,core-2=...")
 	fl.StringVar(&f.PeerListen, "peer-listen", "", "URL the embedded etcd's peer listener binds (default: this node's URL in --peers)")
+	tailnetFlags(fl, &f.Tailnet)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }

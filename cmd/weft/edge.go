@@ -41,6 +41,7 @@ type edgeSettings struct {
 		Addr   string
 		Chunks bool
 	}
+	Tailnet tailnetSettings
 }
 
 // runEdge runs the node weft edge built (tests read the Config).
@@ -75,8 +76,15 @@ gateway.handshake_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.max_pending, gateway.max_pending_per_ip, gateway.message_rate,
 gateway.byte_rate, gateway.connect_rate, gateway.max_topic_length,
 gateway.max_filter_length, gateway.max_subscriptions, store.min_free,
-audit.retention, firmware.addr, firmware.chunks, http_tls_cert,
-http_tls_key, http_insecure and the http.* limits.
+audit.retention, firmware.addr, firmware.chunks, tailnet,
+tailnet.authkey_file, tailnet.control_url, http_tls_cert, http_tls_key,
+http_insecure and the http.* limits.
+
+With --tailnet HOSTNAME the link to the core runs over a tailnet: the edge
+joins it as HOSTNAME (state in DATA/tailnet, auth key from
+--tailnet.authkey-file or $WEFT_TAILNET_AUTHKEY) and --core is the core's
+tailnet name and port, like weft-core:7443 (its certificate must carry that
+name). The edge needs no open port and may sit behind NAT.
 
 Devices fetch firmware from the edge over HTTPS on --firmware.addr (the
 gateway's certificate; their own certificate is the only credential) or,
@@ -94,7 +102,9 @@ address but loopback unless --http-insecure.`,
   weft certs issue gateway --dir C --name truck-7 --host 127.0.0.1
   weft edge --data D --certs C --name truck-7 --mqtt 127.0.0.1:8883 --http 127.0.0.1:8080
   weft certs issue node --dir C --role edge --name truck-7 --host 127.0.0.1
-  weft edge --data D --certs C --name truck-7 --core 127.0.0.1:7443 --replicate /telemetry/by_device`,
+  weft edge --data D --certs C --name truck-7 --core 127.0.0.1:7443 --replicate /telemetry/by_device
+  weft edge --data D --certs C --name truck-7 --core weft-core:7443 \
+    --tailnet truck-7 --tailnet.authkey-file /etc/weft/tailnet.key`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := loadSettings(cmd, config); err != nil {
@@ -128,6 +138,14 @@ address but loopback unless --http-insecure.`,
 				return err
 			}
 			cfg.Link.Linger = f.Linger
+			tn, err := f.Tailnet.node(f.Data, cfg.Logger)
+			if err != nil {
+				return err
+			}
+			if tn != nil {
+				defer tn.Close()
+				cfg.Link.Transport = tn
+			}
 			return runEdge(cmd.Context(), cfg)
 		},
 	}
@@ -141,7 +159,7 @@ address but loopback unless --http-insecure.`,
 	fl.StringVar(&f.HTTP, "http", "127.0.0.1:8080", "HTTP API listen address")
 	fl.StringVar(&f.Log, "log-level", "info", "log level: debug, info, warn, error")
 	logFormatFlag(fl)
-	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with, or of a cluster's cores separated by commas (default: none)")
+	fl.StringVar(&f.Core, "core", "", "UDP address of the core to replicate with, or of a cluster's cores separated by commas; with --tailnet, tailnet names and ports (default: none)")
 	fl.StringArrayVar(&f.Replicate, "replicate", nil, "another stream to send to the core, like /telemetry/by_device (repeatable)")
 	fl.StringArrayVar(&f.Mirrors, "mirror", nil, "a volume mirror over the link: core:/models (down) or up:/training (repeatable; see weft mirror add)")
 	fl.StringVar(&f.RateLimit, "rate-limit", "", "bytes per second sent to the core, like 1MiB (default: no cap)")
@@ -164,6 +182,7 @@ address but loopback unless --http-insecure.`,
 	fl.StringVar(&f.Firmware.Addr, "firmware.addr", "", "HTTPS address where devices fetch their firmware with their certificates (default: not served)")
 	fl.BoolVar(&f.Firmware.Chunks, "firmware.chunks", false, "answer the firmware chunk requests of devices that speak only MQTT")
 	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
+	tailnetFlags(fl, &f.Tailnet)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
 	return cmd
 }

@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/sync/tailnet"
 )
 
 // What weft edge, weft core and weft up share besides their settings
@@ -74,4 +76,26 @@ func httpFlags(fl *pflag.FlagSet, l *api.Limits) {
 	fl.StringVar(&l.TLS.CertFile, "http-tls-cert", "", "PEM certificate (chain) to serve the API and console over HTTPS with, reloaded when the file changes (see weft certs issue server)")
 	fl.StringVar(&l.TLS.KeyFile, "http-tls-key", "", "PEM private key of --http-tls-cert")
 	fl.BoolVar(&l.TLS.Insecure, "http-insecure", false, "allow plain HTTP on an address other than loopback, as behind a proxy that terminates TLS (logged as a warning)")
+}
+
+// tailnetSettings are the --tailnet flags of weft core and weft edge: the
+// sync link over a tailnet (package tailnet, docs/sync.md#tailnet).
+type tailnetSettings struct {
+	Hostname, AuthKeyFile, ControlURL string
+}
+
+func tailnetFlags(fl *pflag.FlagSet, t *tailnetSettings) {
+	fl.StringVar(&t.Hostname, "tailnet", "", "run the sync link over a tailnet, this node joining it with this hostname; its state is kept in DATA/tailnet (default: the link over UDP)")
+	fl.StringVar(&t.AuthKeyFile, "tailnet.authkey-file", "", "file holding the auth key with which the node first joins the tailnet (default: $WEFT_TAILNET_AUTHKEY, else $TS_AUTHKEY, else a login URL in the log)")
+	fl.StringVar(&t.ControlURL, "tailnet.control-url", "", "the tailnet's coordination server, such as a Headscale server's URL (default: Tailscale's)")
+}
+
+// node returns the node's presence on the tailnet, its state in
+// data/tailnet, or nil without --tailnet.
+func (t tailnetSettings) node(data string, log *slog.Logger) (*tailnet.Node, error) {
+	if t.Hostname == "" {
+		return nil, nil
+	}
+	return tailnet.New(tailnet.Config{Dir: filepath.Join(data, "tailnet"), Hostname: t.Hostname, AuthKeyFile: t.AuthKeyFile,
+		ControlURL: t.ControlURL, Logger: log})
 }
