@@ -377,12 +377,26 @@ func (n *Node) Hello(ctx context.Context, edge string) (Decision, error) {
 		owner = string(r.Kvs[0].Value)
 	}
 	d := Decide(n.cfg.Name, edge, owner, up)
-	if d.Verdict != Claim {
-		return d, nil
-	}
 	n.mu.Lock()
 	lease := n.lease
 	n.mu.Unlock()
+	if d.Verdict == Serve {
+		// The key may be this node's from before a restart, attached to
+		// a lease it no longer renews: attach it to the current one, or
+		// it would expire under a link this node serves.
+		tr, err := n.cli.Txn(ctx).If(clientv3.Compare(clientv3.Value(key), "=", n.cfg.Name)).
+			Then(clientv3.OpPut(key, n.cfg.Name, clientv3.WithLease(lease))).Commit()
+		if err != nil {
+			return Decision{Verdict: Refuse}, fmt.Errorf("cluster: keep %s: %w", edge, err)
+		}
+		if !tr.Succeeded {
+			return Decision{Verdict: Refuse}, nil
+		}
+		return d, nil
+	}
+	if d.Verdict != Claim {
+		return d, nil
+	}
 	tr, err := n.cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
 		Then(clientv3.OpPut(key, n.cfg.Name, clientv3.WithLease(lease))).

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // freePort returns a loopback TCP port free at the time of the call.
@@ -81,6 +83,21 @@ func TestClusterOwnership(t *testing.T) {
 	}
 	if d, err := owner.Hello(ctx, "edge-a"); err != nil || d.Verdict != Serve {
 		t.Fatalf("owner again: %+v %v", d, err)
+	}
+	// An owner's key left under a lease it no longer renews (a restart)
+	// is attached to its current lease when the edge comes back.
+	stale, err := owner.cli.Grant(ctx, 30)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := owner.cli.Put(ctx, owner.root+"edges/edge-a", pref, clientv3.WithLease(stale.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := owner.Hello(ctx, "edge-a"); err != nil || d.Verdict != Serve {
+		t.Fatalf("owner with a stale lease on the key: %+v %v", d, err)
+	}
+	if r, err := owner.cli.Get(ctx, owner.root+"edges/edge-a"); err != nil || len(r.Kvs) != 1 || clientv3.LeaseID(r.Kvs[0].Lease) != owner.lease {
+		t.Fatalf("edge key after the hello: %v %v, want the owner's lease %x", r, err, owner.lease)
 	}
 	var other *Node
 	for _, n := range nodes {
