@@ -1,8 +1,10 @@
 package models
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"time"
@@ -39,6 +41,22 @@ const (
 type Runner struct {
 	// Keys are the pinned model keys.
 	Keys []sig.Key
+	// Clock times each version's answer (its latency) and its isolation.
+	// Nil: latencies are not measured and isolation runs on the readings'
+	// times.
+	Clock func() time.Time
+	// Deadline is how long a live version has to answer. Default
+	// DefaultDeadline.
+	Deadline time.Duration
+	// Isolation is how long a faulty version is not asked. Default
+	// DefaultIsolation.
+	Isolation time.Duration
+
+	// newScorer makes a device's scorer of a version (NewScorer; tests
+	// replace it).
+	newScorer func(Manifest, ParamsFile) (scorer, error)
+	results   []Result
+	schedules map[string]Schedule
 
 	// accepted remembers, per name, the parameters' digest of every
 	// version verified once: such a version may run again (a rollback)
@@ -57,13 +75,28 @@ type running struct {
 	// from: other bytes are verified anew.
 	content [32]byte
 	m       Manifest
-	params ParamsFile
-	state  EdgeState
-	stage  string
+	params  ParamsFile
+	state   EdgeState
+	stage   string
 	// per device: the model's scorer and the defaults' (the canary).
-	devices map[string]*[2]*Scorer
+	devices map[string]*[2]scorer
 	agree   int64
 	recent  map[string]*ring
+	scores  *ring // the version's recent scores, for drift
+
+	// The rendezvous: answers used, agreement with the answer used
+	// (candidates), detections, latency, faults and isolation.
+	used, compared, agreeUsed int64
+	detections                int64
+	first, last               time.Time
+	latency                   time.Duration
+	faults                    map[string]int64
+	isolated                  time.Time
+}
+
+// scorer is what a version scores one device's readings with.
+type scorer interface {
+	Observe(t time.Time, values map[string]float64) (anomaly.Result, bool)
 }
 
 type ring struct {
@@ -127,12 +160,35 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 		}
 	}
 	r.byClass = map[string][]*running{}
+	live := map[string][]Ref{}
 	for _, v := range r.versions {
 		if v.state.State == StateRunning {
 			r.byClass[v.m.Class] = append(r.byClass[v.m.Class], v)
+			if v.stage == StageLive {
+				live[v.m.Class] = append(live[v.m.Class], Ref{v.m.Name, v.m.Version})
+			}
 		}
 	}
+	r.schedules = map[string]Schedule{}
+	for c, refs := range live {
+		r.schedules[c] = ScheduleOf(refs, r.Deadline)
+	}
+	for _, vs := range r.byClass {
+		slices.SortFunc(vs, func(a, b *running) int {
+			if a.m.Name != b.m.Name {
+				if a.m.Name < b.m.Name {
+					return -1
+				}
+				return 1
+			}
+			return cmpUint(a.m.Version, b.m.Version)
+		})
+	}
 }
+
+// Schedule returns the schedule of class: its live versions in the order
+// they are asked.
+func (r *Runner) Schedule(class string) Schedule { return r.schedules[class] }
 
 func contentOf(a Artifact) [32]byte {
 	h := sha256.New()
@@ -188,31 +244,77 @@ func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	r.accepted[m.Name][m.Version] = sum
 	r.newest[m.Name] = max(r.newest[m.Name], m.Version)
 	return &running{m: v.Manifest, params: p, stage: a.Stage, state: EdgeState{State: StateRunning},
-		devices: map[string]*[2]*Scorer{}, recent: map[string]*ring{}}
+		devices: map[string]*[2]scorer{}, recent: map[string]*ring{}, scores: &ring{}, faults: map[string]int64{}}
+}
+
+// Answer is what the running versions of a class made of one reading.
+type Answer struct {
+	// Used is the answer of the schedule (Schedule.Pick); OK is false when
+	// no live version answered in time and the canary answers.
+	Used Result
+	OK   bool
+	// Results has one entry per version asked, valid until the next
+	// Observe.
+	Results []Result
 }
 
 // Observe scores a reading of a device of class with every running
-// version of that class and the defaults beside each.
-func (r *Runner) Observe(device, class string, at time.Time, values map[string]float64) {
-	for _, v := range r.byClass[class] {
+// version of that class (the canary, the defaults, beside each) and picks
+// the answer used with the class's schedule. A version that faults is
+// counted and isolated; the others go on.
+func (r *Runner) Observe(device, class string, at time.Time, values map[string]float64) Answer {
+	r.results = r.results[:0]
+	vs := r.byClass[class]
+	if len(vs) == 0 {
+		return Answer{}
+	}
+	now := at
+	if r.Clock != nil {
+		now = r.Clock()
+	}
+	deadline := r.Deadline
+	if deadline <= 0 {
+		deadline = DefaultDeadline
+	}
+	for _, v := range vs {
+		if now.Before(v.isolated) {
+			continue
+		}
 		pair := v.devices[device]
 		if pair == nil {
 			if len(v.devices) >= MaxRunDevices {
 				continue
 			}
-			model, err := NewScorer(v.m, v.params)
-			if err != nil {
+			pair = r.pair(v)
+			if pair == nil {
 				continue
 			}
-			canary, err := NewScorer(v.m, defaultsOf(v.m, v.params))
-			if err != nil {
-				continue
-			}
-			pair = &[2]*Scorer{model, canary}
 			v.devices[device] = pair
 		}
-		got, ok := pair[0].Observe(at, values)
-		if !ok {
+		start := now
+		if r.Clock != nil {
+			start = r.Clock()
+		}
+		got, ok, panicked := observe(pair[0], at, values)
+		res := Result{Model: Ref{v.m.Name, v.m.Version}, Stage: v.stage, Score: got.Score, Detected: got.Detected, Detector: got.Detector}
+		if r.Clock != nil {
+			res.Latency = r.Clock().Sub(start)
+		}
+		switch {
+		case panicked:
+			res.Fault = FaultPanic
+			delete(v.devices, device) // its state may be half written
+		case !ok:
+			continue
+		case garbage(got.Score):
+			res.Fault = FaultGarbage
+		case res.Latency > deadline:
+			res.Fault = FaultSlow
+		}
+		if res.Fault != "" {
+			v.faults[res.Fault]++
+			v.isolated = now.Add(cmp.Or(r.Isolation, DefaultIsolation))
+			r.results = append(r.results, res)
 			continue
 		}
 		base, _ := pair[1].Observe(at, values)
@@ -220,6 +322,17 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 		if got.Detected == base.Detected {
 			v.agree++
 		}
+		if got.Detected {
+			v.detections++
+		}
+		if v.first.IsZero() || at.Before(v.first) {
+			v.first = at
+		}
+		if at.After(v.last) {
+			v.last = at
+		}
+		v.latency += res.Latency
+		v.scores.add(got.Score)
 		for _, c := range v.m.Channels {
 			if x, ok := values[c]; ok {
 				rg := v.recent[c]
@@ -230,7 +343,56 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 				rg.add(x)
 			}
 		}
+		r.results = append(r.results, res)
 	}
+	used, ok := r.schedules[class].Pick(r.results)
+	if ok {
+		for _, v := range vs {
+			ref := Ref{v.m.Name, v.m.Version}
+			for _, res := range r.results {
+				if res.Model != ref || res.Fault != "" {
+					continue
+				}
+				if ref == used.Model {
+					v.used++
+				} else {
+					v.compared++
+					if res.Detected == used.Detected {
+						v.agreeUsed++
+					}
+				}
+			}
+		}
+	}
+	return Answer{Used: used, OK: ok, Results: r.results}
+}
+
+// pair makes a device's scorers of v: the model's and the canary's.
+func (r *Runner) pair(v *running) *[2]scorer {
+	mk := r.newScorer
+	if mk == nil {
+		mk = func(m Manifest, p ParamsFile) (scorer, error) { return NewScorer(m, p) }
+	}
+	model, err := mk(v.m, v.params)
+	if err != nil {
+		return nil
+	}
+	canary, err := NewScorer(v.m, defaultsOf(v.m, v.params))
+	if err != nil {
+		return nil
+	}
+	return &[2]scorer{model, canary}
+}
+
+// observe runs a scorer, recovering a panic.
+func observe(s scorer, at time.Time, values map[string]float64) (res anomaly.Result, ok, panicked bool) {
+	defer func() {
+		if recover() != nil {
+			res, ok, panicked = anomaly.Result{}, false, true
+		}
+	}()
+	res, ok = s.Observe(at, values)
+	return res, ok, false
 }
 
 // defaultsOf is the parameters of the built-in defaults for m's kind and
@@ -263,6 +425,20 @@ func (r *Runner) Status(edge string, at time.Time) []StatusRecord {
 			st.Agreement = float64(v.agree) / float64(st.Scored)
 		}
 		st.Drift = v.drift()
+		if v.compared > 0 {
+			st.AgreementLive = round3(float64(v.agreeUsed) / float64(v.compared))
+		}
+		st.Used = v.used
+		if h := v.last.Sub(v.first).Hours(); h > 0 {
+			st.DetectionsPerHour = round3(float64(v.detections) / h)
+		}
+		if st.Scored > 0 {
+			st.LatencyMicros = round3(float64(v.latency.Nanoseconds()) / float64(st.Scored) / 1e3)
+		}
+		for _, n := range v.faults {
+			st.Faults += n
+		}
+		st.Isolated = at.Before(v.isolated)
 		rec.Versions[strconv.FormatUint(ref.Version, 10)] = st
 	}
 	out := make([]StatusRecord, 0, len(recs))
@@ -304,4 +480,18 @@ func abs(x float64) float64 {
 		return -x
 	}
 	return x
+}
+
+func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+// Faults returns, per running version, its faults by kind (FaultSlow,
+// FaultPanic, FaultGarbage).
+func (r *Runner) Faults() map[Ref]map[string]int64 {
+	out := map[Ref]map[string]int64{}
+	for ref, v := range r.versions {
+		if len(v.faults) > 0 {
+			out[ref] = maps.Clone(v.faults)
+		}
+	}
+	return out
 }

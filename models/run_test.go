@@ -54,7 +54,7 @@ func TestRunner(t *testing.T) {
 	}
 	recs := r.Status("edge-a", t0)
 	want := map[string]EdgeState{
-		"bands/1": {State: StateRunning, Scored: 400, Agreement: 1},
+		"bands/1": {State: StateRunning, Scored: 400, Agreement: 1, Used: 400},
 		"bands/2": {State: StateRefused, Reason: string(ReasonSizeMismatch)},
 		"other/1": {State: StateRefused, Reason: string(ReasonUnknownKey)},
 		"naked/1": {State: StateRefused, Reason: string(ReasonUnsigned)},

@@ -34,6 +34,21 @@ type EdgeState struct {
 	// and its training summary: how far the median moved, in units of the
 	// training's 1st-99th percentile range (0: none).
 	Drift float64 `json:"drift"`
+	// AgreementLive is, for a version not used, the share of readings on
+	// which its detection agreed with the answer used (the schedule's
+	// pick, a live version); 0 before any.
+	AgreementLive float64 `json:"agreement_live"`
+	// Used counts the readings whose answer was this version's.
+	Used int64 `json:"used"`
+	// DetectionsPerHour is its detections per hour of readings' time.
+	DetectionsPerHour float64 `json:"detections_per_hour"`
+	// LatencyMicros is its mean time to answer a reading, in microseconds.
+	LatencyMicros float64 `json:"latency_us"`
+	// Faults counts its answers that were slow, panicked or garbage (each
+	// isolated it).
+	Faults int64 `json:"faults"`
+	// Isolated is set while it is not asked after a fault.
+	Isolated bool `json:"isolated,omitempty"`
 	// Reason is why it was refused (a Reason), empty otherwise.
 	Reason string `json:"reason,omitempty"`
 	// Detail explains the reason for a person.
