@@ -267,8 +267,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.wg.Go(func() { n.fw.ServeTLS(n.fwLn, "", "") })
 	}
+	mods := &Models{Store: st, Edge: cfg.Name, KeyFile: ModelKeyFile(cfg.CertsDir), Logger: log.With("component", "models"), routed: true}
+	reg.MustRegister(mods)
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
 	scores.setLimits(cfg.Scoring)
+	scores.models = mods
 	reg.MustRegister(scores)
 	n.wg.Add(1)
 	go func() {
@@ -277,8 +280,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 			log.Error("anomaly scores stopped", "err", err)
 		}
 	}()
-	mods := &Models{Store: st, Edge: cfg.Name, KeyFile: ModelKeyFile(cfg.CertsDir), Logger: log.With("component", "models")}
-	reg.MustRegister(mods)
 	n.wg.Go(func() {
 		if err := mods.Run(reqCtx); err != nil && reqCtx.Err() == nil {
 			log.Error("models stopped", "err", err)

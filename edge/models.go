@@ -43,6 +43,10 @@ type Models struct {
 	KeyFile string
 	// Every is how often the mirror is checked. Default 30s.
 	Every time.Duration
+	// Deadline is how long a live model has to answer a reading before
+	// the next in its class's schedule, or the defaults, answer. Default
+	// models.DefaultDeadline (10ms).
+	Deadline time.Duration
 	// ReportEvery is the longest between two reports of an unchanged
 	// state. Default 5m.
 	ReportEvery time.Duration
@@ -57,6 +61,10 @@ type Models struct {
 	last     time.Time
 	logged   map[string]string // name@version -> reason logged
 	keyErr   string
+	// routed is set when the edge's scorer runs the rendezvous on its
+	// batches (route); Run then follows no stream of its own.
+	routed  bool
+	minutes map[models.Ref]*minute
 }
 
 var _ prometheus.Collector = (*Models)(nil)
@@ -77,13 +85,24 @@ func (m *Models) defaults() {
 	if m.reported == nil {
 		m.reported, m.logged = map[string]string{}, map[string]string{}
 	}
+	if m.runner.Clock == nil {
+		m.runner.Clock = time.Now
+	}
+	m.runner.Deadline = m.Deadline
 }
 
 // Run checks the mirror and scores telemetry until ctx ends.
 func (m *Models) Run(ctx context.Context) error {
 	m.mu.Lock()
 	m.defaults()
+	routed := m.routed
 	m.mu.Unlock()
+	if err := ensureScores(ctx, m.Store); err != nil {
+		return fmt.Errorf("edge: %s: %w", models.ScoresStream, err)
+	}
+	if routed {
+		return m.check(ctx)
+	}
 	events := m.Store.Stream(store.EventsStream)
 	c, err := events.Consumer(store.ConsumerConfig{Group: modelsGroup, Start: store.StartNewest,
 		Skip: func(topic string) bool { return topic != m.Edge }, Limit: batchSize, Logger: m.Logger})
@@ -96,6 +115,12 @@ func (m *Models) Run(ctx context.Context) error {
 			m.Logger.Error("model scoring stopped", "err", err)
 		}
 	})
+	defer wg.Wait()
+	return m.check(ctx)
+}
+
+// check runs Check every Every until ctx ends.
+func (m *Models) check(ctx context.Context) error {
 	t := time.NewTicker(m.Every)
 	defer t.Stop()
 	for {
@@ -104,7 +129,6 @@ func (m *Models) Run(ctx context.Context) error {
 		}
 		select {
 		case <-ctx.Done():
-			wg.Wait()
 			return nil
 		case <-t.C:
 		}
@@ -272,12 +296,24 @@ func ModelKeyFile(certsDir string) string { return filepath.Join(certsDir, model
 var modelVersionsDesc = prometheus.NewDesc("weft_models_versions",
 	"Model versions of the edge's device classes by state (running, refused, stopped) and refusal reason.", []string{"state", "reason"}, nil)
 
-func (m *Models) Describe(ch chan<- *prometheus.Desc) { ch <- modelVersionsDesc }
+var modelFaultsDesc = prometheus.NewDesc("weft_models_faults_total",
+	"Answers of a running model version not used because it was slow, panicked or returned garbage (each isolates the version for a while).", []string{"model", "fault"}, nil)
+
+func (m *Models) Describe(ch chan<- *prometheus.Desc) {
+	ch <- modelVersionsDesc
+	ch <- modelFaultsDesc
+}
 
 func (m *Models) Collect(ch chan<- prometheus.Metric) {
 	m.mu.Lock()
 	recs := m.runner.Status(m.Edge, time.Time{})
+	faults := m.runner.Faults()
 	m.mu.Unlock()
+	for ref, f := range faults {
+		for kind, n := range f {
+			ch <- prometheus.MustNewConstMetric(modelFaultsDesc, prometheus.CounterValue, float64(n), ref.String(), kind)
+		}
+	}
 	n := map[[2]string]int{}
 	for _, r := range recs {
 		for _, st := range r.Versions {

@@ -78,7 +78,7 @@ func TestEdgeModels(t *testing.T) {
 		}
 	}
 	// Version 2's parameters changed after signing.
-	if _, err := st.File(models.VersionDir("bands", 2) + "/" + models.ParamsName).Write(ctx, jsonReader(`{"kind":"channel","channels":{"temp":{"threshold":1}}}`)); err != nil {
+	if _, err := st.File(models.VersionDir("bands", 2)+"/"+models.ParamsName).Write(ctx, jsonReader(`{"kind":"channel","channels":{"temp":{"threshold":1}}}`)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := shadow.Report(ctx, st, "th-1", json.RawMessage(`{}`), shadow.Source{Class: "thermo", Edge: "edge-a"}, t0, nil); err != nil {
@@ -155,4 +155,3 @@ func TestEdgeModelsWithoutKey(t *testing.T) {
 }
 
 func jsonReader(s string) *strings.Reader { return strings.NewReader(s) }
-

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/gateway"
+	"github.com/weft-io/weft/models"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -56,6 +57,9 @@ type scorer struct {
 	filter *anomaly.Filter
 	log    *slog.Logger
 
+	// models, when set, runs the rendezvous on each batch (Models.route).
+	models *Models
+
 	pending map[store.TopicPart]*scored
 	logged  time.Time // when skipped readings were last logged
 	skipped int64     // how many were then
@@ -83,6 +87,11 @@ func (s *scorer) setLimits(l ScoreLimits) {
 // ends.
 func (s *scorer) run(ctx context.Context) error {
 	events := s.st.Stream(store.EventsStream)
+	if s.models != nil {
+		if err := ensureScores(ctx, s.st); err != nil {
+			return fmt.Errorf("edge: %s: %w", models.ScoresStream, err)
+		}
+	}
 	if err := s.warm(ctx, events); err != nil {
 		return err
 	}
@@ -144,6 +153,7 @@ type scored struct {
 	from, next uint64 // the offsets fed to the filter
 	up         []store.Message
 	scores     []anomaly.Score
+	results    []store.Message // the rendezvous's, to models.ScoresStream
 }
 
 // handle scores a batch and returns the stage that commits its records
@@ -167,6 +177,11 @@ func (s *scorer) handle(_ context.Context, b store.Batch) (func(tx *store.Tx) er
 	}
 	if len(in) > 0 {
 		up, scores := s.filter.Batch(in)
+		if s.models != nil {
+			var results []store.Message
+			up, scores, results = s.models.route(in, up, scores)
+			p.results = append(p.results, results...)
+		}
 		for _, r := range up {
 			p.up = append(p.up, s.uplink(r))
 		}
@@ -174,11 +189,18 @@ func (s *scorer) handle(_ context.Context, b store.Batch) (func(tx *store.Tx) er
 		p.next = last + 1
 	}
 	s.logSkipped()
-	up, scores := p.up, p.scores
-	if len(up) == 0 && len(scores) == 0 {
+	up, scores, results := p.up, p.scores, p.results
+	if len(up) == 0 && len(scores) == 0 && len(results) == 0 {
 		return nil, nil
 	}
-	return func(tx *store.Tx) error { return s.stage(tx, up, scores) }, nil
+	return func(tx *store.Tx) error {
+		if len(results) > 0 {
+			if _, err := tx.Append(store.AppendRequest{Path: models.ScoresStream, Topic: s.topic, Partition: -1, Messages: results}); err != nil {
+				return fmt.Errorf("edge: model scores: %w", err)
+			}
+		}
+		return s.stage(tx, up, scores)
+	}, nil
 }
 
 // stage appends the uplink records and writes the scores into the

@@ -65,3 +65,52 @@ type StatusRecord struct {
 	// Versions maps a version (decimal) to the edge's state of it.
 	Versions map[string]EdgeState `json:"versions"`
 }
+
+// The rendezvous's records. Every result of every version is a
+// ScoreRecord in the edge's ScoresStream (local: it is the size of the
+// telemetry times the versions); what goes up in /uplink/events is the
+// detections of the answer used (anomaly.RecordAnomaly, detector
+// "<name>@<version>/<detector>") and one SummaryRecord per version and
+// minute.
+const (
+	// ScoresStream holds every result on the edge (topic: the edge's
+	// name, key: the device).
+	ScoresStream = "/telemetry/scores"
+	// RecordScore is the header "type" of a ScoreRecord.
+	RecordScore = "model_score"
+	// RecordSummary is the header "type" of a SummaryRecord.
+	RecordSummary = "model_summary"
+)
+
+// ScoreRecord is one version's result for one reading.
+type ScoreRecord struct {
+	Type     string    `json:"type"` // RecordScore
+	Device   string    `json:"device"`
+	Class    string    `json:"class"`
+	Model    string    `json:"model"`
+	Version  uint64    `json:"version"`
+	Stage    string    `json:"stage"`
+	Score    float64   `json:"score"`
+	Detected bool      `json:"detected,omitempty"`
+	Latency  float64   `json:"latency_us"`
+	Fault    string    `json:"fault,omitempty"`
+	Used     bool      `json:"used,omitempty"` // the answer used
+	At       time.Time `json:"at"`
+}
+
+// SummaryRecord is one version's results over one minute of readings.
+type SummaryRecord struct {
+	Type       string    `json:"type"` // RecordSummary
+	Edge       string    `json:"edge"`
+	Class      string    `json:"class"`
+	Model      string    `json:"model"`
+	Version    uint64    `json:"version"`
+	Stage      string    `json:"stage"`
+	From       time.Time `json:"from"` // the minute
+	Scored     int64     `json:"scored"`
+	Used       int64     `json:"used"`
+	Detections int64     `json:"detections"`
+	Faults     int64     `json:"faults"`
+	MaxScore   float64   `json:"max_score"`
+	Latency    float64   `json:"latency_us"` // mean
+}
