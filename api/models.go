@@ -219,20 +219,7 @@ func (s *Server) edgeModelStates(ctx context.Context, name string) (map[string]m
 	if err != nil {
 		return nil, err
 	}
-	names := map[string]bool{s.cfg.Store.Name(): true}
-	sum, err := s.Fleet(ctx, nil)
-	if err == nil {
-		for _, e := range sum.Edges {
-			names[e.Name] = true
-		}
-	}
-	if s.cfg.Links != nil {
-		for _, l := range s.cfg.Links.Links(ctx) {
-			if l.Role == "" || l.Role == certs.EdgeNode {
-				names[l.Peer] = true
-			}
-		}
-	}
+	names := s.edgeTopics(ctx)
 	out := map[string]models.StatusRecord{}
 	q := RangeQuery{Latest: true, Limit: 1, To: s.now().Add(24 * time.Hour)}
 	for edge := range names {
@@ -254,6 +241,26 @@ func (s *Server) edgeModelStates(ctx context.Context, name string) (map[string]m
 		}
 	}
 	return out, nil
+}
+
+// edgeTopics are the names of the edges whose /uplink/events topics this
+// node may hold: its own, its fleet's edges and its linked edges.
+func (s *Server) edgeTopics(ctx context.Context) map[string]bool {
+	names := map[string]bool{s.cfg.Store.Name(): true}
+	sum, err := s.Fleet(ctx, nil)
+	if err == nil {
+		for _, e := range sum.Edges {
+			names[e.Name] = true
+		}
+	}
+	if s.cfg.Links != nil {
+		for _, l := range s.cfg.Links.Links(ctx) {
+			if l.Role == "" || l.Role == certs.EdgeNode {
+				names[l.Peer] = true
+			}
+		}
+	}
+	return names
 }
 
 // modelList serves GET /api/v1/models.
@@ -388,6 +395,77 @@ func (s *Server) modelTrain(w http.ResponseWriter, r *http.Request) {
 // [from, to), at most MaxTrainDevices devices and MaxTrainReadings
 // readings (truncated says some were left).
 func (s *Server) classReadings(ctx context.Context, c *certs.TokenClaims, class string, from, to time.Time) (out []models.Reading, truncated bool, err error) {
+	out, truncated, err = s.classHistory(ctx, c, class, from, to)
+	if err != nil || truncated {
+		return out, truncated, err
+	}
+	return s.decoyReadings(ctx, c, class, from, to, out)
+}
+
+// decoyReadings adds to out the readings of the class's devices the edges'
+// decoys archived in /uplink/events (models.InputRecord) in [from, to),
+// but those already in out (the same device and time).
+func (s *Server) decoyReadings(ctx context.Context, c *certs.TokenClaims, class string, from, to time.Time, out []models.Reading) ([]models.Reading, bool, error) {
+	info, err := s.cfg.Store.Stat(ctx, store.UplinkStream)
+	if errors.Is(err, store.ErrNotFound) {
+		return out, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	type key struct {
+		device string
+		at     int64
+	}
+	seen := make(map[key]bool, len(out))
+	for _, r := range out {
+		seen[key{r.Device, r.At.UnixNano()}] = true
+	}
+	allowed := map[string]bool{}
+	may := func(device string) bool {
+		ok, known := allowed[device]
+		if !known {
+			_, err := s.Device(ctx, c, device)
+			ok = err == nil
+			allowed[device] = ok
+		}
+		return ok
+	}
+	for edge := range s.edgeTopics(ctx) {
+		q := RangeQuery{From: from, To: to, Limit: MaxLimit}
+		for {
+			msgs, more, err := ReadRange(ctx, s.cfg.Store.Stream(store.UplinkStream), info.Partitions, edge, q, func(m *store.Message) bool {
+				return m.Headers[anomaly.RecordHeader] == models.RecordInput
+			})
+			if err != nil {
+				return nil, false, err
+			}
+			for _, m := range msgs {
+				var in models.InputRecord
+				if json.Unmarshal(m.Value, &in) != nil || in.Class != class || len(in.Values) == 0 || !may(in.Device) {
+					continue
+				}
+				k := key{in.Device, in.At.UnixNano()}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+				out = append(out, models.Reading{Device: in.Device, At: in.At, Values: in.Values})
+				if len(out) >= MaxTrainReadings {
+					return out, true, nil
+				}
+			}
+			if !more || len(msgs) == 0 {
+				break
+			}
+			q.From = msgs[len(msgs)-1].Timestamp.Add(time.Nanosecond)
+		}
+	}
+	return out, false, nil
+}
+
+// classHistory reads the class's devices' histories (classReadings).
+func (s *Server) classHistory(ctx context.Context, c *certs.TokenClaims, class string, from, to time.Time) (out []models.Reading, truncated bool, err error) {
 	after := ""
 	devices := 0
 	for {

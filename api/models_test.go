@@ -127,3 +127,39 @@ func TestModelsTrainWithoutKey(t *testing.T) {
 	resp, b := e.do("POST", "/api/v1/models/train", e.token(certs.RoleOperator), `{"name":"m","class":"c","from":"2026-01-01T00:00:00Z"}`)
 	problem(t, resp, b, http.StatusServiceUnavailable)
 }
+
+// TestModelsTrainReadsDecoy: training reads, beside the class's
+// histories, the readings the edges' decoys archived in /uplink/events,
+// once each, of the class only.
+func TestModelsTrainReadsDecoy(t *testing.T) {
+	e, _, t0 := modelEnv(t)
+	ctx := context.Background()
+	if _, err := e.st.Table(store.ShadowsTable).Put(ctx, "th-3", json.RawMessage(`{"class":"thermo","edge":"edge-a"}`)); err != nil {
+		t.Fatal(err)
+	}
+	input := func(dev, class string, at time.Time) store.Message {
+		b, _ := json.Marshal(models.InputRecord{Type: models.RecordInput, Device: dev, Class: class, At: at, Values: map[string]float64{"temp": 21}})
+		return store.Message{Key: []byte(dev), Value: b, Timestamp: at, Headers: map[string]string{anomaly.RecordHeader: models.RecordInput}}
+	}
+	var msgs []store.Message
+	for i := range 10 {
+		msgs = append(msgs, input("th-3", "thermo", t0.Add(time.Duration(i)*time.Hour)))
+	}
+	msgs = append(msgs, input("th-1", "thermo", t0), // already in th-1's history
+		input("p-1", "pump", t0.Add(time.Minute)))
+	if _, err := e.st.Stream(store.UplinkStream).Append(ctx, "edge-a", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"name":"thermo-bands","class":"thermo","from":%q,"to":%q}`, t0.Format(time.RFC3339), t0.Add(48*time.Hour).Format(time.RFC3339))
+	resp, b := e.do("POST", "/api/v1/models/train", e.token(certs.RoleOperator), body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("train: %d %s", resp.StatusCode, b)
+	}
+	var tr ModelTrainResponse
+	if err := json.Unmarshal(b, &tr); err != nil {
+		t.Fatal(err)
+	}
+	if tr.Manifest.Training.Readings != 2*2*144+10 || tr.Manifest.Training.Devices != 3 {
+		t.Fatalf("trained on %d readings of %d devices", tr.Manifest.Training.Readings, tr.Manifest.Training.Devices)
+	}
+}

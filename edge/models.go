@@ -47,6 +47,9 @@ type Models struct {
 	// the next in its class's schedule, or the defaults, answer. Default
 	// models.DefaultDeadline (10ms).
 	Deadline time.Duration
+	// Decoy samples the readings archived for training (models.Decoy: one
+	// in 100 of a class, at most 60 a minute, by default).
+	Decoy models.Decoy
 	// ReportEvery is the longest between two reports of an unchanged
 	// state. Default 5m.
 	ReportEvery time.Duration

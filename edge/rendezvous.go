@@ -54,6 +54,10 @@ func (m *Models) route(in []anomaly.Telemetry, up []anomaly.Record, scores []ano
 		if len(vals) == 0 {
 			continue
 		}
+		if t.Class != "" && m.Decoy.Sample(t.Class, t.At) {
+			detections = append(detections, anomaly.Record{Kind: models.RecordInput, Device: t.Device, At: t.At,
+				Value: models.InputRecord{Type: models.RecordInput, Device: t.Device, Class: t.Class, At: t.At, Values: vals}})
+		}
 		ans := m.runner.Observe(t.Device, t.Class, t.At, vals)
 		for _, res := range ans.Results {
 			used := ans.OK && res.Model == ans.Used.Model

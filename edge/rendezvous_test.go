@@ -44,7 +44,7 @@ func liveModel(t *testing.T, st *store.Store, name string) string {
 // TestEdgeRendezvous: with a live model of the class, the edge's scorer
 // uses the model's answer (its detection goes up instead of the
 // defaults'), records every result in the scores stream and sends a
-// summary per minute up.
+// summary per minute up, and archives one reading in 100 (the decoy).
 func TestEdgeRendezvous(t *testing.T) {
 	ctx := context.Background()
 	st := openStore(t, store.Config{})
@@ -65,9 +65,9 @@ func TestEdgeRendezvous(t *testing.T) {
 	if _, err := st.Stream(store.EventsStream).Append(ctx, "edge1", pumpMsgs("p-1")...); err != nil {
 		t.Fatal(err)
 	}
-	var used, summaries, modelDet, canaryDet int
+	var used, summaries, modelDet, canaryDet, inputs int
 	waitUntil(t, "the scores and summaries of the model", func() bool {
-		used, summaries, modelDet, canaryDet = 0, 0, 0, 0
+		used, summaries, modelDet, canaryDet, inputs = 0, 0, 0, 0, 0
 		scores, err := st.Stream(models.ScoresStream).Read(ctx, "edge1", 0, 0, store.ReadOptions{Limit: 10000})
 		if err != nil {
 			return false
@@ -83,6 +83,8 @@ func TestEdgeRendezvous(t *testing.T) {
 			switch msg.Headers[anomaly.RecordHeader] {
 			case models.RecordSummary:
 				summaries++
+			case models.RecordInput:
+				inputs++
 			case anomaly.RecordAnomaly:
 				var d anomaly.Detection
 				json.Unmarshal(msg.Value, &d)
@@ -93,7 +95,7 @@ func TestEdgeRendezvous(t *testing.T) {
 				}
 			}
 		}
-		return used == 215 && summaries >= 17 && modelDet > 0
+		return used == 215 && summaries >= 17 && modelDet > 0 && inputs == 3
 	})
 	if canaryDet != 0 {
 		t.Errorf("%d detections of the defaults went up beside the model's", canaryDet)
