@@ -19,6 +19,7 @@ import (
 
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/cluster"
 	"github.com/weft-io/weft/store"
 )
 
@@ -52,6 +53,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
+	// Cluster, if set (a node of a core cluster), lists the cluster's
+	// nodes for the edges page: their addresses, state and edges.
+	Cluster func(ctx context.Context) ([]cluster.NodeState, error)
 }
 
 // Server is the console: an http.Handler.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/cluster"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -552,4 +553,29 @@ func TestLiveDevice(t *testing.T) {
 	want("telemetry", func() {
 		e.st.Stream(store.ByDeviceStream).Append(ctx, "sim-pump-0", store.Message{Value: []byte(`{"x":1}`)})
 	})
+}
+
+// TestClusterPanel: on a node of a core cluster the edges page lists the
+// core nodes, their addresses, state and edges.
+func TestClusterPanel(t *testing.T) {
+	e := newEnv(t)
+	e.con.cfg.Cluster = func(context.Context) ([]cluster.NodeState, error) {
+		return []cluster.NodeState{
+			{Name: "core-1", Address: "10.0.0.1:8081", State: "up", Edges: []string{"edge-a", "edge-b"}},
+			{Name: "core-2", Address: "10.0.0.2:8081", State: "down", Edges: []string{}},
+		}, nil
+	}
+	b := e.browser()
+	b.signIn(e.token(certs.RoleViewer, nil))
+	page := b.get("/edges", 200)
+	for _, want := range []string{"Core nodes", "<td>core-1</td>", "<code>10.0.0.1:8081</code>", `<span class="badge ok">up</span>`,
+		`<span class="badge bad">down</span>`, `<a href="/devices?edge=edge-a">edge-a</a>, <a href="/devices?edge=edge-b">edge-b</a>`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("edges page lacks %q", want)
+		}
+	}
+	e.con.cfg.Cluster = nil
+	if page := b.get("/edges", 200); strings.Contains(page, "Core nodes") {
+		t.Error("a single node shows a cluster panel")
+	}
 }

@@ -9,7 +9,8 @@
 //	/devices         device list: search by id, filters, paging that stays fast at any size
 //	/devices/{id}    one device: state (reported, desired, delta), the desired-state
 //	                 editor, telemetry charts (inline SVG drawn on the server), events
-//	/edges           edges: their devices and, where the node has them, sync links
+//	/edges           edges: their devices and, where the node has them, sync links;
+//	                 on a node of a core cluster, the core nodes and their edges first
 //	/audit           the audit trail (admin)
 //	/signin          sign-in with an API token or a one-time code
 //

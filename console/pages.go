@@ -17,6 +17,7 @@ import (
 
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/cluster"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -654,14 +655,22 @@ func eventOf(id string, m *store.Message) eventRow {
 func (s *Server) edgesPage(w http.ResponseWriter, r *http.Request) {
 	sess := sessionOf(r.Context())
 	type data struct {
-		Edges    []api.EdgeStatus
-		HasLinks bool
-		Err      string
+		Edges      []api.EdgeStatus
+		HasLinks   bool
+		Err        string
+		HasCluster bool
+		Nodes      []cluster.NodeState
+		ClusterErr string
 	}
-	d := data{HasLinks: s.api.HasLinks()}
+	d := data{HasLinks: s.api.HasLinks(), HasCluster: s.cfg.Cluster != nil}
 	var err error
 	if d.Edges, err = s.api.Edges(r.Context(), sess.claims); err != nil {
 		d.Err = problemText(err)
+	}
+	if d.HasCluster {
+		if d.Nodes, err = s.cfg.Cluster(r.Context()); err != nil {
+			d.ClusterErr = err.Error()
+		}
 	}
 	v := s.view(r, "Edges", "edges", d)
 	v.Events = "/live/fleet"

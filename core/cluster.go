@@ -118,6 +118,15 @@ func (m *member) close() {
 	}
 }
 
+// nodes lists the cluster's nodes, for the console.
+func (m *member) nodes(ctx context.Context) ([]cluster.NodeState, error) {
+	n := m.node.Load()
+	if n == nil {
+		return nil, errJoining
+	}
+	return n.Nodes(ctx)
+}
+
 // clusterView is the body of GET /api/v1/cluster.
 type clusterView struct {
 	Nodes []cluster.NodeState `json:"nodes"`

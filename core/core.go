@@ -180,7 +180,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
-	con, err := console.New(console.Config{API: apiSrv, CertsDir: cfg.CertsDir, Logger: log.With("component", "console")})
+	cc := console.Config{API: apiSrv, CertsDir: cfg.CertsDir, Logger: log.With("component", "console")}
+	if cm != nil {
+		cc.Cluster = cm.nodes
+	}
+	con, err := console.New(cc)
 	if err != nil {
 		return fail(fmt.Errorf("core: %w", err))
 	}
