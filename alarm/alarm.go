@@ -21,10 +21,11 @@ const (
 	CertMissing   = "cert_missing"   // a certificate file of the node cannot be read
 	Clock         = "clock"          // the system clock is behind the store's time floor, or jumped forward unconfirmed
 	StoreDamaged  = "store_damaged"  // a stream holds ranges quarantined as damaged (or recorded as gaps its source quarantined)
+	ModelDrift    = "model_drift"    // a running model's drift past Config.ModelDriftAbove
 )
 
 // Types lists every alarm type.
-var Types = []string{DeviceOffline, LinkDown, Anomaly, DiskLow, RolloutHalted, CertExpiring, CertMissing, Clock, StoreDamaged}
+var Types = []string{DeviceOffline, LinkDown, Anomaly, DiskLow, RolloutHalted, CertExpiring, CertMissing, Clock, StoreDamaged, ModelDrift}
 
 // States of an alarm.
 const (

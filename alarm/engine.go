@@ -44,6 +44,13 @@ type Config struct {
 	// Rollouts is the table of rollout summaries checked for
 	// rollout_halted (the core's /updates/rollouts); empty: not checked.
 	Rollouts string
+	// ModelDrift reports the drift of each model version the node runs
+	// (NAME@VERSION -> drift, a Kolmogorov–Smirnov statistic in [0, 1]);
+	// nil: model_drift is not checked.
+	ModelDrift func() map[string]float64
+	// ModelDriftAbove is the drift past which model_drift is raised.
+	// Default 0.3.
+	ModelDriftAbove float64
 	// Tick is how often conditions are checked. Default 10s.
 	Tick time.Duration
 	// AnomalyQuiet is how long without a new detection clears a device's
@@ -107,6 +114,9 @@ func New(cfg Config) (*Engine, error) {
 	}
 	if cfg.Tick <= 0 {
 		cfg.Tick = 10 * time.Second
+	}
+	if cfg.ModelDriftAbove <= 0 {
+		cfg.ModelDriftAbove = 0.3
 	}
 	if cfg.AnomalyQuiet <= 0 {
 		cfg.AnomalyQuiet = 15 * time.Minute
@@ -280,6 +290,9 @@ func (e *Engine) Check(ctx context.Context) error {
 		add(RolloutHalted, conds, err)
 	}
 	add(Anomaly, e.anomaliesGoingOn(now), nil)
+	if e.cfg.ModelDrift != nil {
+		add(ModelDrift, e.driftingModels(), nil)
+	}
 
 	open := make([]Record, 0, len(e.open))
 	for _, r := range e.open {
@@ -632,6 +645,20 @@ func (e *Engine) nodeEdge() string {
 func jsonOf(v any) json.RawMessage {
 	b, _ := json.Marshal(v)
 	return b
+}
+
+// driftingModels are the model versions whose drift is past
+// ModelDriftAbove.
+func (e *Engine) driftingModels() []Condition {
+	var out []Condition
+	for ref, d := range e.cfg.ModelDrift() {
+		if d > e.cfg.ModelDriftAbove {
+			out = append(out, Condition{Key: keyOf(ModelDrift, ref), Type: ModelDrift, Severity: Warning, Edge: e.nodeEdge(),
+				Details: jsonOf(map[string]any{"model": ref, "drift": d, "above": e.cfg.ModelDriftAbove, "node": e.name})})
+		}
+	}
+	slices.SortFunc(out, func(a, b Condition) int { return compare(a.Key, b.Key) })
+	return out
 }
 
 func keyOf(parts ...string) string { return strings.Join(parts, "/") }

@@ -213,3 +213,41 @@ func TestEngineAnomalies(t *testing.T) {
 	now.Add(int64(16 * time.Minute))
 	one("the alarm cleared after a quiet quarter of an hour", func(a Alarm) bool { return a.State == Cleared })
 }
+
+// TestEngineModelDrift raises model_drift for a model version whose drift
+// is past the threshold and clears it when it comes back.
+func TestEngineModelDrift(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.Open(store.Config{Dir: t.TempDir(), Name: "core1", MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	drift := map[string]float64{"bands@1": 0.45, "bands@2": 0.1}
+	e, err := New(Config{Store: st, ModelDrift: func() map[string]float64 { return drift }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	drifting := func() []Alarm {
+		t.Helper()
+		if err := e.Check(ctx); err != nil {
+			t.Fatal(err)
+		}
+		l, err := List(ctx, st, Filter{Type: ModelDrift})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	l := drifting()
+	if len(l) != 1 || l[0].State != Active || l[0].Severity != Warning || !strings.Contains(string(l[0].Details), `"model":"bands@1"`) {
+		t.Fatalf("alarms %+v", l)
+	}
+	drift["bands@1"] = 0.2
+	if l := drifting(); len(l) != 1 || l[0].State != Cleared {
+		t.Fatalf("after the drift went down: %+v", l)
+	}
+}

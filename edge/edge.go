@@ -232,7 +232,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		certWatch.Run(reqCtx, 0)
 	}()
-	ac := alarm.Config{Store: st, Edge: true, Uplink: cfg.Core != "", CertFiles: certFiles, DataDir: cfg.DataDir, Registerer: reg, Logger: log}
+	mods := &Models{Store: st, Edge: cfg.Name, KeyFile: ModelKeyFile(cfg.CertsDir), Logger: log.With("component", "models"), routed: true}
+	ac := alarm.Config{Store: st, Edge: true, Uplink: cfg.Core != "", CertFiles: certFiles, DataDir: cfg.DataDir, Registerer: reg, Logger: log,
+		ModelDrift: mods.Drifts}
 	if cfg.Core != "" {
 		ac.Links = alarmLinks(mon, st.Now())
 	}
@@ -267,7 +269,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		n.wg.Go(func() { n.fw.ServeTLS(n.fwLn, "", "") })
 	}
-	mods := &Models{Store: st, Edge: cfg.Name, KeyFile: ModelKeyFile(cfg.CertsDir), Logger: log.With("component", "models"), routed: true}
 	reg.MustRegister(mods)
 	scores := newScorer(st, cfg.Name, cfg.Anomaly, cfg.Uplink, log.With("component", "anomaly"))
 	scores.setLimits(cfg.Scoring)

@@ -299,12 +299,32 @@ func ModelKeyFile(certsDir string) string { return filepath.Join(certsDir, model
 var modelVersionsDesc = prometheus.NewDesc("weft_models_versions",
 	"Model versions of the edge's device classes by state (running, refused, stopped) and refusal reason.", []string{"state", "reason"}, nil)
 
+var modelDriftDesc = prometheus.NewDesc("weft_models_drift",
+	"Drift of a running model version: the largest Kolmogorov-Smirnov statistic of its recent scores against its training scores and of its channels' recent readings against their training summary (0 to 1).", []string{"model"}, nil)
+
+// Drifts returns the drift of each running version, by NAME@VERSION.
+func (m *Models) Drifts() map[string]float64 {
+	m.mu.Lock()
+	recs := m.runner.Status(m.Edge, time.Time{})
+	m.mu.Unlock()
+	out := map[string]float64{}
+	for _, r := range recs {
+		for v, st := range r.Versions {
+			if st.State == models.StateRunning {
+				out[r.Model+"@"+v] = st.Drift
+			}
+		}
+	}
+	return out
+}
+
 var modelFaultsDesc = prometheus.NewDesc("weft_models_faults_total",
 	"Answers of a running model version not used because it was slow, panicked or returned garbage (each isolates the version for a while).", []string{"model", "fault"}, nil)
 
 func (m *Models) Describe(ch chan<- *prometheus.Desc) {
 	ch <- modelVersionsDesc
 	ch <- modelFaultsDesc
+	ch <- modelDriftDesc
 }
 
 func (m *Models) Collect(ch chan<- prometheus.Metric) {
@@ -319,8 +339,11 @@ func (m *Models) Collect(ch chan<- prometheus.Metric) {
 	}
 	n := map[[2]string]int{}
 	for _, r := range recs {
-		for _, st := range r.Versions {
+		for v, st := range r.Versions {
 			n[[2]string{st.State, st.Reason}]++
+			if st.State == models.StateRunning {
+				ch <- prometheus.MustNewConstMetric(modelDriftDesc, prometheus.GaugeValue, st.Drift, r.Model+"@"+v)
+			}
 		}
 	}
 	for k, c := range n {

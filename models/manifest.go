@@ -59,6 +59,10 @@ type Training struct {
 	Readings int64 `json:"readings"`
 	// Summary has one entry per input channel.
 	Summary []Summary `json:"summary,omitempty"`
+	// Scores are the quantiles of the model's scores over the training
+	// window, at 0, 5, ..., 100% (ScoreQuantiles): what the drift of its
+	// scores is measured against. Empty in models made before.
+	Scores []float64 `json:"scores,omitempty"`
 }
 
 // Manifest describes one version of a model. It is the payload of a
@@ -106,6 +110,7 @@ type wireManifest struct {
 	Devices   int       `cbor:"train_devices"`
 	Readings  int64     `cbor:"train_readings"`
 	Summary   []Summary `cbor:"train_summary,omitempty"`
+	Scores    []float64 `cbor:"train_scores,omitempty"`
 	CreatedAt int64     `cbor:"created_at"`
 	KeyID     string    `cbor:"key_id"`
 }
@@ -178,6 +183,14 @@ func (m *Manifest) Check() error {
 	if len(m.Training.Summary) > MaxChannels {
 		return bad("%d channel summaries", len(m.Training.Summary))
 	}
+	if n := len(m.Training.Scores); n != 0 && n != ScoreQuantiles {
+		return bad("%d score quantiles, want %d", n, ScoreQuantiles)
+	}
+	for i, q := range m.Training.Scores {
+		if garbage(q) || i > 0 && q < m.Training.Scores[i-1] {
+			return bad("score quantiles not rising within [0, 1]")
+		}
+	}
 	return nil
 }
 
@@ -186,7 +199,7 @@ func (m Manifest) MarshalCBOR() ([]byte, error) {
 	return encMode.Marshal(wireManifest{
 		Name: m.Name, Version: m.Version, Kind: m.Kind, Class: m.Class, Channels: m.Channels,
 		SHA256: m.SHA256[:], Size: m.Size, From: unix(m.Training.From), To: unix(m.Training.To),
-		Devices: m.Training.Devices, Readings: m.Training.Readings, Summary: m.Training.Summary,
+		Devices: m.Training.Devices, Readings: m.Training.Readings, Summary: m.Training.Summary, Scores: m.Training.Scores,
 		CreatedAt: unix(m.Created), KeyID: m.KeyID,
 	})
 }
@@ -203,7 +216,7 @@ func (m *Manifest) UnmarshalCBOR(b []byte) error {
 	}
 	*m = Manifest{Name: w.Name, Version: w.Version, Kind: w.Kind, Class: w.Class, Channels: w.Channels,
 		Size: w.Size, Training: Training{From: fromUnix(w.From), To: fromUnix(w.To), Devices: w.Devices,
-			Readings: w.Readings, Summary: w.Summary}, Created: fromUnix(w.CreatedAt), KeyID: w.KeyID}
+			Readings: w.Readings, Summary: w.Summary, Scores: w.Scores}, Created: fromUnix(w.CreatedAt), KeyID: w.KeyID}
 	copy(m.SHA256[:], w.SHA256)
 	return nil
 }

@@ -109,11 +109,7 @@ func (r *ring) add(v float64) {
 	r.n++
 }
 
-func (r *ring) median() float64 {
-	s := slices.Clone(r.v[:min(r.n, driftWindow)])
-	slices.Sort(s)
-	return s[len(s)/2]
-}
+func (r *ring) values() []float64 { return r.v[:min(r.n, driftWindow)] }
 
 // Sync takes the artifacts of the mirror and the classes of the edge's
 // devices: every candidate or live version of one of those classes is
@@ -457,22 +453,23 @@ func (r *Runner) Status(edge string, at time.Time) []StatusRecord {
 	return out
 }
 
-// drift is the largest move of a channel's recent median from its
-// training median, in training 1st-99th percentile ranges.
+// drift is the largest Kolmogorov–Smirnov statistic between the
+// version's recent scores and its training scores (Training.Scores), and
+// between each channel's recent readings and its training summary; 0
+// until minDriftSample of them.
 func (v *running) drift() float64 {
 	out := 0.0
+	if len(v.m.Training.Scores) == ScoreQuantiles && v.scores != nil && v.scores.n >= minDriftSample {
+		out = ks(v.scores.values(), scoreRef(v.m.Training.Scores))
+	}
 	for _, s := range v.m.Training.Summary {
 		rg := v.recent[s.Channel]
-		if rg == nil || rg.n < 50 {
+		if rg == nil || rg.n < minDriftSample {
 			continue
 		}
-		spread := s.P99 - s.P01
-		if spread <= 0 {
-			spread = max(abs(s.P50)*1e-3, 1e-9)
-		}
-		out = max(out, abs(rg.median()-s.P50)/spread)
+		out = max(out, ks(rg.values(), inputRef(s)))
 	}
-	return float64(int(out*1000+0.5)) / 1000
+	return round3(out)
 }
 
 func abs(x float64) float64 {

@@ -146,6 +146,7 @@ func Train(readings []Reading, cfg TrainConfig) (Trained, error) {
 		pf = ParamsFile{Kind: KindVector, Vector: &vp}
 		rep.Channels = append(rep.Channels, cr)
 	}
+	m.Training.Scores = scoreQuantiles(trainingScores(m, pf, readings))
 	b, err := json.Marshal(pf)
 	if err != nil {
 		return Trained{}, fmt.Errorf("models: encode parameters: %w", err)
@@ -389,3 +390,24 @@ func fitVector(channels []string, readings []Reading) (VectorParams, ChannelRepo
 }
 
 func joinChannels(cs []string) string { return strings.Join(cs, "+") }
+
+// trainingScores scores the readings (sorted by device, then time) with
+// the fitted model, each device from a fresh scorer, as an edge would.
+func trainingScores(m Manifest, pf ParamsFile, readings []Reading) []float64 {
+	var out []float64
+	var sc *Scorer
+	dev := ""
+	for i, r := range readings {
+		if i == 0 || r.Device != dev {
+			s, err := NewScorer(m, pf)
+			if err != nil {
+				return nil
+			}
+			sc, dev = s, r.Device
+		}
+		if res, ok := sc.Observe(r.At, r.Values); ok {
+			out = append(out, res.Score)
+		}
+	}
+	return out
+}
