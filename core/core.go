@@ -24,6 +24,7 @@ import (
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/console"
 	"github.com/weft-io/weft/firmware"
+	"github.com/weft-io/weft/models"
 	"github.com/weft-io/weft/internal/node"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
@@ -231,11 +232,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		defer n.wg.Done()
 		certWatch.Run(runCtx, 0)
 	}()
-	// The mirrors down: a release's image goes only to the edges with a
-	// device of its class (firmware.Delivery), and the bytes sent each
-	// edge are counted.
+	// The mirrors down: a release's image, and a model version's files,
+	// go only to the edges with a device of its class (firmware.Delivery,
+	// models.Delivery), and the bytes sent each edge are counted.
 	places := &firmware.Places{}
 	delivery := &firmware.Delivery{Store: st, EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}
+	modelDelivery := &models.Delivery{Store: st, EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}
 	n.wg.Go(func() {
 		if err := followPlaces(runCtx, st, places, log.With("component", "firmware")); err != nil && runCtx.Err() == nil {
 			log.Error("device places stopped", "err", err)
@@ -243,10 +245,13 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	})
 	policy := mirror.Policy{
 		Filter: func(vol, edge string) mirror.Filter {
-			if vol != firmware.Volume {
-				return nil
+			switch vol {
+			case firmware.Volume:
+				return func(ctx context.Context, obj string) (bool, error) { return delivery.Keep(ctx, edge, obj) }
+			case models.Volume:
+				return func(ctx context.Context, obj string) (bool, error) { return modelDelivery.Keep(ctx, edge, obj) }
 			}
-			return func(ctx context.Context, obj string) (bool, error) { return delivery.Keep(ctx, edge, obj) }
+			return nil
 		},
 		Sent: func(vol, edge string, n int) { mirrorSent.WithLabelValues(vol, edge).Add(float64(n)) },
 	}
