@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -320,28 +321,47 @@ func (s *Server) modelChange(action string) func(http.ResponseWriter, *http.Requ
 				return
 			}
 		}
-		reg, err := s.modelRegistry()
-		if err != nil {
-			s.modelError(w, r, err)
-			return
-		}
-		m, err := reg.Change(r.Context(), name, action, v)
-		if err != nil {
-			s.modelError(w, r, err)
-			return
-		}
-		detail := map[string]any{"version": v}
-		if err := s.Audit(r, "model."+action, "/"+models.Volume+"/"+name, detail); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		mr, err := s.modelResponse(r.Context(), m)
+		mr, err := s.ChangeModel(r.Context(), Claims(r.Context()), name, action, v)
 		if err != nil {
 			s.modelError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, mr)
 	}
+}
+
+// Errors of ChangeModel, for callers that do not import package models.
+var (
+	// ErrModelStage: the version's stage does not allow the change.
+	ErrModelStage = models.ErrStage
+	// ErrModelNotFound: no such model or version.
+	ErrModelNotFound = models.ErrNotFound
+)
+
+// ChangeModel changes the stage of version v of model name (action one of
+// models.ActionPublish, ActionPromote, ActionRetire, ActionRollback, which
+// takes no version) for token c, an operator, and audits it.
+func (s *Server) ChangeModel(ctx context.Context, c *certs.TokenClaims, name, action string, v uint64) (ModelResponse, error) {
+	if c == nil || !c.Role.Allows(certs.RoleOperator) {
+		return ModelResponse{}, fmt.Errorf("%w: changing a model's stage needs the operator role", errNoRole)
+	}
+	switch action {
+	case models.ActionPublish, models.ActionPromote, models.ActionRetire, models.ActionRollback:
+	default:
+		return ModelResponse{}, fmt.Errorf("%w: unknown action %q", models.ErrStage, action)
+	}
+	reg, err := s.modelRegistry()
+	if err != nil {
+		return ModelResponse{}, err
+	}
+	m, err := reg.Change(ctx, name, action, v)
+	if err != nil {
+		return ModelResponse{}, err
+	}
+	if err := s.cfg.Store.Audit(ctx, c.Subject, "model."+action, "/"+models.Volume+"/"+name, map[string]any{"version": v}); err != nil {
+		return ModelResponse{}, err
+	}
+	return s.modelResponse(ctx, m)
 }
 
 // modelTrain serves POST /api/v1/models/train: it reads the telemetry of

@@ -150,6 +150,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /anomalies", s.session(certs.RoleViewer, s.anomaliesPage))
 	s.mux.Handle("GET /audit", s.session(certs.RoleViewer, s.auditPage))
 	s.firmwareRoutes()
+	s.modelRoutes()
 	s.alarmRoutes()
 	s.mux.Handle("GET /live/fleet", s.session(certs.RoleViewer, s.liveFleet))
 	s.mux.Handle("GET /live/devices/{id}", s.session(certs.RoleViewer, s.liveDevice))

@@ -1,0 +1,120 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weft-io/weft/anomaly"
+	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/models"
+	"github.com/weft-io/weft/store"
+)
+
+// seedModels trains thermo-bands 1 (live) and 2 (candidate) into st, and
+// appends edge1's status of both as its model runner would.
+func seedModels(t *testing.T, st *store.Store) {
+	t.Helper()
+	ctx := context.Background()
+	key, err := models.LoadOrCreateKey(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var rs []models.Reading
+	for i := range 300 {
+		rs = append(rs, models.Reading{Device: "th-1", At: t0.Add(time.Duration(i) * 5 * time.Minute), Values: map[string]float64{"temp": 20 + math.Sin(float64(i)/10)}})
+	}
+	reg := &models.Registry{Store: st, Key: key}
+	for range 2 {
+		if _, _, err := reg.Train(ctx, models.TrainRequest{Name: "thermo-bands", Class: "thermo"}, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		action string
+		v      uint64
+	}{{models.ActionPublish, 1}, {models.ActionPromote, 1}, {models.ActionPublish, 2}} {
+		if _, err := reg.Change(ctx, "thermo-bands", c.action, c.v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec, _ := json.Marshal(models.StatusRecord{Type: models.RecordStatus, Edge: st.Name(), Model: "thermo-bands", Class: "thermo", At: t0,
+		Versions: map[string]models.EdgeState{
+			"1": {State: models.StateRunning, Scored: 1000, Used: 1000, Agreement: 0.99, LatencyMicros: 12, DetectionsPerHour: 0.5, Drift: 0.05},
+			"2": {State: models.StateRunning, Scored: 1000, Agreement: 0.97, AgreementLive: 0.95, LatencyMicros: 14, DetectionsPerHour: 0.7, Drift: 0.42, Faults: 3},
+		}})
+	if _, err := st.Stream(store.UplinkStream).Append(ctx, st.Name(), store.Message{Key: []byte("thermo-bands"), Value: rec,
+		Headers: map[string]string{anomaly.RecordHeader: models.RecordStatus}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestModelsPage(t *testing.T) {
+	e := newEnv(t)
+	seedModels(t, e.st)
+
+	// A viewer sees the class, its live model, candidate and canary, and
+	// their figures, without buttons.
+	viewer := e.browser()
+	viewer.signIn(e.token(certs.RoleViewer, nil))
+	page := viewer.get("/models", 200)
+	for _, want := range []string{`id="class-thermo"`, `data-model="thermo-bands@1"`, `data-role="live"`, `data-role="candidate"`, `data-role="canary"`,
+		"99.0%", "95.0%", "12.0 µs", `<span class="badge bad">0.420</span>`, "1/1"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("viewer page: no %q", want)
+		}
+	}
+	if strings.Contains(page, "/promote") || strings.Contains(page, "style=") {
+		t.Error("viewer page has a button, or an inline style the CSP would block")
+	}
+	resp, _ := viewer.do("POST", "/models/thermo-bands/promote", url.Values{"csrf": {csrfOf(t, page)}, "version": {"2"}}, nil)
+	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || !strings.Contains(loc, "notice=forbidden") {
+		t.Fatalf("viewer promote: %d %s", resp.StatusCode, loc)
+	}
+	if page := viewer.get("/models?class=pump", 200); !strings.Contains(page, "No published models of class pump") {
+		t.Error("a class without models")
+	}
+
+	// An operator promotes the candidate, then rolls back.
+	op := e.browser()
+	op.signIn(e.token(certs.RoleOperator, nil))
+	page = op.get("/models", 200)
+	if !strings.Contains(page, `action="/models/thermo-bands/promote"`) || !strings.Contains(page, `action="/models/thermo-bands/retire"`) ||
+		strings.Contains(page, "/rollback") {
+		t.Fatal("operator page: want promote and retire, no rollback yet")
+	}
+	resp, _ = op.do("POST", "/models/thermo-bands/promote", url.Values{"csrf": {"forged"}, "version": {"2"}}, nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("promote without the CSRF token: %d", resp.StatusCode)
+	}
+	resp, _ = op.do("POST", "/models/thermo-bands/promote", url.Values{"csrf": {csrfOf(t, page)}, "version": {"2"}}, nil)
+	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, "/models?notice=promote") {
+		t.Fatalf("promote: %d %s", resp.StatusCode, loc)
+	}
+	page = op.get("/models?notice=promote", 200)
+	if !strings.Contains(page, "Version promoted") || !strings.Contains(page, "Roll back thermo-bands to version 1") {
+		t.Fatal("after promote: want the notice and a rollback button")
+	}
+	resp, _ = op.do("POST", "/models/thermo-bands/promote", url.Values{"csrf": {csrfOf(t, page)}, "version": {"2"}}, nil)
+	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "notice=stage") {
+		t.Fatalf("promote twice: %s", loc)
+	}
+	resp, _ = op.do("POST", "/models/thermo-bands/rollback", url.Values{"csrf": {csrfOf(t, page)}}, nil)
+	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "notice=rollback") {
+		t.Fatalf("rollback: %s", loc)
+	}
+	m, err := e.con.api.Model(context.Background(), "thermo-bands")
+	if err != nil || len(m.Versions) != 2 || m.Versions[0].Stage != models.StageLive || m.Versions[1].Stage != models.StageRetired {
+		t.Fatalf("after rollback: %+v %v", m.Versions, err)
+	}
+	resp, _ = op.do("POST", "/models/nothing/retire", url.Values{"csrf": {csrfOf(t, page)}, "version": {"1"}}, nil)
+	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "notice=notfound") {
+		t.Fatalf("retire of no model: %s", loc)
+	}
+}
