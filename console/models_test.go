@@ -16,9 +16,9 @@ import (
 	"github.com/weft-io/weft/store"
 )
 
-// seedModels trains thermo-bands 1 (live) and 2 (candidate) into st, and
+// SeedModels (exported for the browser test, package console_test) trains thermo-bands 1 (live) and 2 (candidate) into st, and
 // appends edge1's status of both as its model runner would.
-func seedModels(t *testing.T, st *store.Store) {
+func SeedModels(t *testing.T, st *store.Store) {
 	t.Helper()
 	ctx := context.Background()
 	key, err := models.LoadOrCreateKey(t.TempDir())
@@ -57,7 +57,7 @@ func seedModels(t *testing.T, st *store.Store) {
 
 func TestModelsPage(t *testing.T) {
 	e := newEnv(t)
-	seedModels(t, e.st)
+	SeedModels(t, e.st)
 
 	// A viewer sees the class, its live model, candidate and canary, and
 	// their figures, without buttons.
