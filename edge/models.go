@@ -48,7 +48,7 @@ type Models struct {
 	// models.DefaultDeadline (10ms).
 	Deadline time.Duration
 	// Decoy samples the readings archived for training (models.Decoy: one
-	// in 100 of a class, at most 60 a minute, by default).
+	// in 1,000 of a class, at most 10 a minute, by default).
 	Decoy models.Decoy
 	// ReportEvery is the longest between two reports of an unchanged
 	// state. Default 5m.

@@ -13,11 +13,15 @@ const RecordInput = "model_input"
 
 // Decoy defaults.
 const (
-	// DefaultDecoyEvery: one reading of a class in this many is archived.
-	DefaultDecoyEvery = 100
+	// DefaultDecoyEvery: one reading of a class in this many is archived
+	// (the last of each run of that many). An archived reading is a record
+	// of about 200 bytes: at 1 in 1,000 the decoy adds about 0.2 bytes per
+	// reading to the uplink, which stays a small share of what the uplink
+	// filter sends.
+	DefaultDecoyEvery = 1000
 	// DefaultDecoyPerMinute: at most this many readings of a class are
 	// archived per minute of readings' time.
-	DefaultDecoyPerMinute = 60
+	DefaultDecoyPerMinute = 10
 )
 
 // InputRecord is a reading the decoy archived.
@@ -74,7 +78,7 @@ func (d *Decoy) Sample(class string, at time.Time) bool {
 		d.classes[class] = c
 	}
 	c.seen++
-	if (c.seen-1)%int64(every) != 0 {
+	if c.seen%int64(every) != 0 {
 		return false
 	}
 	if m := at.Truncate(time.Minute); !m.Equal(c.minute) {

@@ -25,7 +25,8 @@ func TestDecoy(t *testing.T) {
 		step time.Duration
 		want int // per class
 	}{
-		{"one in a hundred", Decoy{}, 1000, time.Second, 10},
+		{"defaults: one in a thousand", Decoy{}, 3000, time.Second, 3},
+		{"one in a hundred", Decoy{Every: 100}, 1000, time.Second, 10},
 		{"every reading, capped per minute", Decoy{Every: 1, PerMinute: 5}, 600, time.Second, 50},
 		{"one in ten, per minute cap not reached", Decoy{Every: 10}, 600, time.Second, 60},
 		{"off", Decoy{PerMinute: -1}, 600, time.Second, 0},
