@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ import (
 
 // liveModel trains, publishes and promotes a channel model of class pump
 // on pressure_bar, as the core does, into st (the edge's mirror).
-func liveModel(t *testing.T, st *store.Store, name string) string {
+func liveModel(t testing.TB, st *store.Store, name string) string {
 	t.Helper()
 	ctx := context.Background()
 	certsDir := t.TempDir()
@@ -100,4 +101,80 @@ func TestEdgeRendezvous(t *testing.T) {
 	if canaryDet != 0 {
 		t.Errorf("%d detections of the defaults went up beside the model's", canaryDet)
 	}
+}
+
+// BenchmarkRendezvous is the cost per reading of the edge's scoring with
+// a class that has a live model and a candidate (the defaults' filter,
+// then the rendezvous: both models, each beside its canary, the schedule,
+// the score records, summaries and decoy), beside the defaults alone, on
+// batches of 1,000 readings of 10 devices.
+//
+//	go test ./edge -run '^$' -bench Rendezvous -benchmem -count 3
+func BenchmarkRendezvous(b *testing.B) {
+	ctx := context.Background()
+	st, err := store.Open(store.Config{Dir: b.TempDir(), Name: "edge1", MinFreeBytes: -1, RetentionInterval: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	certsDir := liveModel(b, st, "pumpbands")
+	key, err := models.LoadOrCreateKey(certsDir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	reg := &models.Registry{Store: st, Key: key}
+	var rs []models.Reading
+	for i := range 400 {
+		rs = append(rs, models.Reading{Device: "p-0", At: t0.Add(time.Duration(i) * 5 * time.Second),
+			Values: map[string]float64{"pressure_bar": 3 + 0.3*math.Sin(float64(i)/10)}})
+	}
+	if _, _, err := reg.Train(ctx, models.TrainRequest{Name: "pumpbands", Class: "pump"}, rs); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := reg.Change(ctx, "pumpbands", models.ActionPublish, 2); err != nil {
+		b.Fatal(err)
+	}
+	for d := range 10 {
+		if _, err := shadow.Report(ctx, st, fmt.Sprintf("p-%d", d), json.RawMessage(`{}`), shadow.Source{Class: "pump", Edge: "edge1"}, t0, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	batch := func(i int) []anomaly.Telemetry {
+		out := make([]anomaly.Telemetry, 1000)
+		for j := range out {
+			k := i*1000 + j
+			dev := fmt.Sprintf("p-%d", j%10)
+			out[j] = anomaly.Telemetry{Device: dev, Class: "pump", Topic: "devices/" + dev + "/telemetry", At: t0.Add(time.Duration(k/10) * 5 * time.Second),
+				Payload: fmt.Appendf(nil, `{"pressure_bar":%.3f}`, 3+0.2*math.Sin(float64(k)/100))}
+		}
+		return out
+	}
+	batches := make([][]anomaly.Telemetry, 50)
+	for i := range batches {
+		batches[i] = batch(i)
+	}
+	run := func(b *testing.B, m *Models) {
+		f := anomaly.NewFilter(anomaly.FilterConfig{})
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			in := batches[i%len(batches)]
+			up, scores := f.Batch(in)
+			if m != nil {
+				m.route(in, up, scores)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/reading")
+	}
+	b.Run("defaults", func(b *testing.B) { run(b, nil) })
+	b.Run("defaults+rendezvous", func(b *testing.B) {
+		m := &Models{Store: st, Edge: "edge1", KeyFile: ModelKeyFile(certsDir), routed: true}
+		if err := m.Check(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if s := m.runner.Status("edge1", t0); len(s) != 1 || len(s[0].Versions) != 2 {
+			b.Fatalf("status %+v", s)
+		}
+		run(b, m)
+	})
 }
