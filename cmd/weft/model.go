@@ -279,7 +279,8 @@ func printModelEdges(cmd *cobra.Command, m map[string]any, only uint64) error {
 			for _, edge := range slices.Sorted(maps.Keys(em)) {
 				s, _ := em[edge].(map[string]any)
 				edges = append(edges, map[string]any{"version": vm["version"], "edge": edge, "state": s["state"], "scored": s["scored"],
-					"agreement": s["agreement"], "drift": s["drift"], "reason": s["reason"]})
+					"agreement": s["agreement"], "agreement_live": s["agreement_live"], "used": s["used"], "latency_us": s["latency_us"],
+					"faults": s["faults"], "drift": s["drift"], "reason": s["reason"]})
 			}
 		}
 	}
@@ -289,7 +290,8 @@ func printModelEdges(cmd *cobra.Command, m map[string]any, only uint64) error {
 	fmt.Fprintln(cmd.OutOrStdout())
 	return printItems(cmd.OutOrStdout(), "table", edges, []column{
 		field("VERSION", "version"), field("EDGE", "edge"), field("STATE", "state"), field("SCORED", "scored"),
-		field("AGREEMENT", "agreement"), field("DRIFT", "drift"), field("REASON", "reason"),
+		field("USED", "used"), field("AGREEMENT", "agreement"), field("VS-LIVE", "agreement_live"), field("LATENCY-US", "latency_us"),
+		field("FAULTS", "faults"), field("DRIFT", "drift"), field("REASON", "reason"),
 	})
 }
 
