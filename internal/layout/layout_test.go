@@ -29,6 +29,8 @@ var tier = map[string]int{
 	"sync/history":   1,
 	"sync/link":      1,
 	"sync/bench":     1,
+	"sync/tailnet":   1,
+	"cluster":        1,
 	"anomaly":        1,
 	"firmware":       1,
 	"models":         1,
@@ -49,6 +51,7 @@ var tier = map[string]int{
 	"internal/layout":  3,
 	"deploy":           3,
 	"cmd/weft":         4,
+	"deploy/image":     4,
 }
 
 // allowedSameTier lists imports between packages of the same tier.
