@@ -65,7 +65,7 @@ var allowedSameTier = map[string][]string{
 	"sync/bench":     {"sync/wire", "sync/replicate", "sync/mirror", "sync/link"},
 	"api":            {"shadow", "sync/replicate", "anomaly", "firmware", "alarm", "models"},
 	"models":         {"anomaly"},
-	"console":        {"api", "shadow", "firmware", "alarm"},
+	"console":        {"api", "shadow", "firmware", "alarm", "cluster"},
 	"alarm":          {"shadow", "anomaly"},
 	"device":         {"firmware"},
 }
