@@ -55,6 +55,19 @@ type Config struct {
 	// blocks and of table indexes and bloom filters. Default 64 MiB and
 	// 32 MiB.
 	BlockCacheSize, IndexCacheSize int64
+	// NumMemtables is how many memtables Badger keeps (the one written
+	// and those waiting to be flushed) before writes stall. Default 5.
+	NumMemtables int
+	// NumCompactors is how many compactions Badger runs at once, each
+	// building its tables in memory. Default 4; at least 2.
+	NumCompactors int
+	// NumLevelZeroTables is how many memtable-sized tables level 0 holds
+	// before compaction starts, and NumLevelZeroTablesStall how many
+	// before writes stall. Default 5 and 15.
+	NumLevelZeroTables, NumLevelZeroTablesStall int
+	// BaseTableSize is the size of a table below level 0 (each level
+	// deeper twice that). Default 2 MiB.
+	BaseTableSize int64
 	// RetentionInterval is how often retention runs. Default 1 minute;
 	// negative disables the background loop (EnforceRetention still works).
 	RetentionInterval time.Duration
@@ -240,6 +253,21 @@ func Open(cfg Config) (*Store, error) {
 		// missing and say so.)
 		WithChecksumVerificationMode(options.OnBlockRead).
 		WithVerifyValueChecksum(true)
+	if cfg.NumMemtables > 0 {
+		opts = opts.WithNumMemtables(cfg.NumMemtables)
+	}
+	if cfg.NumCompactors > 0 {
+		opts = opts.WithNumCompactors(max(2, cfg.NumCompactors))
+	}
+	if cfg.NumLevelZeroTables > 0 {
+		opts = opts.WithNumLevelZeroTables(cfg.NumLevelZeroTables)
+	}
+	if cfg.NumLevelZeroTablesStall > 0 {
+		opts = opts.WithNumLevelZeroTablesStall(max(cfg.NumLevelZeroTablesStall, opts.NumLevelZeroTables+1))
+	}
+	if cfg.BaseTableSize > 0 {
+		opts = opts.WithBaseTableSize(cfg.BaseTableSize)
+	}
 	if cfg.tune != nil {
 		cfg.tune(&opts)
 	}
