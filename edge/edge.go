@@ -51,6 +51,8 @@ type Config struct {
 	// HTTPAddr is the HTTP API's listen address. Default 127.0.0.1:8080.
 	HTTPAddr string
 	// Store holds store settings; Dir and Name are set from the above.
+	// Its zero fields get a small box's figures (SmallStore), not the
+	// store's own defaults.
 	Store store.Config
 	// Gateway holds gateway settings (limits); the store, name, address
 	// and certificates are set from the above.
@@ -141,7 +143,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("edge: %w", err)
 	}
 
-	st, err := node.OpenStore("edge", cfg.Store, cfg.DataDir, cfg.Name, log)
+	st, err := node.OpenStore("edge", SmallStore(cfg.Store), cfg.DataDir, cfg.Name, log)
 	if err != nil {
 		return nil, err
 	}
@@ -425,4 +427,28 @@ func alarmLinks(mon *replicate.Monitor, start time.Time) func() []alarm.Link {
 		}
 		return out
 	}
+}
+
+// SmallStore returns c with each zero memory setting given an edge's
+// figure: a small box's memory bounds Badger's memtables, caches and
+// compactions, where the store's defaults suit a core (docs/edge.md#memory).
+func SmallStore(c store.Config) store.Config {
+	set := func(p *int64, v int64) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	seti := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	set(&c.MemTableSize, 16<<20)
+	set(&c.BlockCacheSize, 16<<20)
+	set(&c.IndexCacheSize, 8<<20)
+	seti(&c.NumMemtables, 3)
+	seti(&c.NumCompactors, 2)
+	seti(&c.NumLevelZeroTables, 4)
+	seti(&c.NumLevelZeroTablesStall, 12)
+	return c
 }
