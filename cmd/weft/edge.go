@@ -27,8 +27,9 @@ type edgeSettings struct {
 		MaxSubscriptions        int
 	}
 	Store struct {
-		MinFree string
+		MinFree, MemTable, Cache, IndexCache string
 	}
+	MemoryLimit        string
 	Limits             api.Limits
 	Core               string
 	Replicate, Mirrors []string
@@ -46,6 +47,11 @@ type edgeSettings struct {
 
 // runEdge runs the node weft edge built (tests read the Config).
 var runEdge = edge.Run
+
+// edgeMemoryLimit is the edge's soft memory limit unless --memory-limit
+// or GOMEMLIMIT says otherwise: about twice the live heap measured
+// with 1,000 devices (docs/benchmarks.md#edge-footprint-under-load).
+const edgeMemoryLimit = 192 << 20
 
 func newEdgeCmd() *cobra.Command {
 	var f edgeSettings
@@ -76,6 +82,7 @@ gateway.handshake_timeout, gateway.max_packet_size, gateway.max_connections,
 gateway.max_pending, gateway.max_pending_per_ip, gateway.message_rate,
 gateway.byte_rate, gateway.connect_rate, gateway.max_topic_length,
 gateway.max_filter_length, gateway.max_subscriptions, store.min_free,
+store.memtable, store.cache, store.index_cache, memory_limit,
 audit.retention, firmware.addr, firmware.chunks, tailnet,
 tailnet.authkey_file, tailnet.control_url, http_tls_cert, http_tls_key,
 http_insecure and the http.* limits.
@@ -93,6 +100,12 @@ with --firmware.chunks, in MQTT chunks.
 The audit volume keeps its records for --audit.retention: 400 days by
 default, or the TTL weft volume set gave it; a negative value keeps them
 for ever.
+
+Memory is bounded for a small box: the store's memtables (--store.memtable,
+three of them), its block cache (--store.cache) and index cache
+(--store.index-cache) default to 16, 16 and 8 MiB, and the Go runtime's
+soft memory limit (--memory-limit) to 192MiB; GOMEMLIMIT in the
+environment wins over --memory-limit.
 
 The API and console are served over HTTPS with --http-tls-cert and
 --http-tls-key (the files are read again when they change; answers carry
@@ -132,9 +145,15 @@ address but loopback unless --http-insecure.`,
 				sizeSetting{f.Gateway.MaxPacketSize, func(n int64) { g.MaxPacketSize = int(n) }},
 				sizeSetting{f.Gateway.ByteRate, func(n int64) { g.ByteRate = float64(n) }},
 				sizeSetting{f.Store.MinFree, func(n int64) { cfg.Store.MinFreeBytes = n }},
+				sizeSetting{f.Store.MemTable, func(n int64) { cfg.Store.MemTableSize = n }},
+				sizeSetting{f.Store.Cache, func(n int64) { cfg.Store.BlockCacheSize = n }},
+				sizeSetting{f.Store.IndexCache, func(n int64) { cfg.Store.IndexCacheSize = n }},
 				sizeSetting{f.RateLimit, func(n int64) { cfg.Link.RateLimit = n }},
 				sizeSetting{f.Backlog, func(n int64) { cfg.BacklogQuota = n }},
 			); err != nil {
+				return err
+			}
+			if err := memoryLimit(f.MemoryLimit, edgeMemoryLimit, cfg.Logger); err != nil {
 				return err
 			}
 			cfg.Link.Linger = f.Linger
@@ -184,5 +203,9 @@ address but loopback unless --http-insecure.`,
 	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
 	tailnetFlags(fl, &f.Tailnet)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
+	fl.StringVar(&f.Store.MemTable, "store.memtable", "", "size of each of the store's three memtables, like 64MiB (default 16MiB)")
+	fl.StringVar(&f.Store.Cache, "store.cache", "", "the store's cache of data blocks, like 64MiB (default 16MiB)")
+	fl.StringVar(&f.Store.IndexCache, "store.index-cache", "", "the store's cache of table indexes and bloom filters, like 32MiB (default 8MiB)")
+	memoryLimitFlag(fl, &f.MemoryLimit, "192MiB")
 	return cmd
 }

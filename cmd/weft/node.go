@@ -3,7 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"math"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -60,6 +63,38 @@ func applySizes(settings ...sizeSetting) error {
 		}
 		sz.dst(n)
 	}
+	return nil
+}
+
+// setMemoryLimit is debug.SetMemoryLimit (tests put their own here).
+var setMemoryLimit = debug.SetMemoryLimit
+
+// memoryLimitFlag adds --memory-limit, which memoryLimit reads.
+func memoryLimitFlag(fl *pflag.FlagSet, dst *string, def string) {
+	fl.StringVar(dst, "memory-limit", "", "soft limit on the Go runtime's memory, like 256MiB, above which it collects garbage harder; 0 for none; GOMEMLIMIT in the environment wins (default "+def+")")
+}
+
+// memoryLimit sets the Go runtime's soft memory limit (runtime/debug) to
+// text, a size ("0": no limit), or to def when text is empty. GOMEMLIMIT
+// in the environment wins: the runtime has read it already.
+func memoryLimit(text string, def int64, log *slog.Logger) error {
+	if env := os.Getenv("GOMEMLIMIT"); env != "" {
+		log.Info("memory limit", "bytes", setMemoryLimit(-1), "from", "GOMEMLIMIT")
+		return nil
+	}
+	n := def
+	if text != "" {
+		var err error
+		if n, err = parseSize(text); err != nil {
+			return fmt.Errorf("--memory-limit: %w", err)
+		}
+	}
+	if n <= 0 {
+		setMemoryLimit(math.MaxInt64)
+		return nil
+	}
+	setMemoryLimit(n)
+	log.Info("memory limit", "bytes", n)
 	return nil
 }
 
