@@ -33,7 +33,7 @@ type Config struct {
 	// API is the node's API server. The console verifies tokens with it,
 	// reads and changes devices through it (so roles, scopes and audit
 	// are the API's), and hands it the requests under /api/, /healthz,
-	// /readyz and /metrics. Required.
+	// /readyz, /metrics and /debug/pprof/. Required.
 	API *api.Server
 	// Title is the product name in the header. Default "Weft".
 	Title string
@@ -136,6 +136,7 @@ func (s *Server) routes() {
 	s.mux.Handle("GET /healthz", apiHandler)
 	s.mux.Handle("GET /readyz", apiHandler)
 	s.mux.Handle("GET /metrics", apiHandler)
+	s.mux.Handle("GET /debug/pprof/", apiHandler)
 
 	s.mux.Handle("GET /static/", s.static)
 	s.mux.HandleFunc("GET /signin", s.signinPage)
