@@ -57,6 +57,10 @@ func TestLinkOverTailnet(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a tailnet")
 	}
+	// Every wait is bounded: joining the tailnet here, then the
+	// replication (testenv.WaitEqual).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	url := startControl(t)
 	f := testenv.New(t)
 	// The edge dials the core by its tailnet name: the core's certificate
@@ -74,11 +78,13 @@ func TestLinkOverTailnet(t *testing.T) {
 	}
 	coreNet := newNode(t, tailnet.Config{Dir: filepath.Join(f.DataDir("core1"), "tailnet"), Hostname: "weft-core",
 		AuthKeyFile: keyFile, ControlURL: url, Logger: f.Logger})
-	c := f.StartCore("core1", core.Config{Transport: coreNet})
-	coreIP, err := coreNet.Addr(context.Background())
+	// Up before the core starts, so that its wait for the tailnet (with
+	// testenv's unbounded context) returns at once.
+	coreIP, err := coreNet.Addr(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := f.StartCore("core1", core.Config{Transport: coreNet})
 	sync := netip.MustParseAddrPort(c.SyncAddr().String())
 	if sync.Addr() != coreIP {
 		t.Fatalf("the core listens on %s, not on its tailnet address %s", sync, coreIP)
@@ -87,10 +93,11 @@ func TestLinkOverTailnet(t *testing.T) {
 	t.Setenv(tailnet.AuthKeyEnv, authKey)
 	edgeNet := newNode(t, tailnet.Config{Dir: filepath.Join(f.DataDir("edge1"), "tailnet"), Hostname: "weft-edge",
 		ControlURL: url, Logger: f.Logger})
+	if _, err := edgeNet.Up(ctx); err != nil {
+		t.Fatal(err)
+	}
 	e := f.StartEdge("edge1", edge.Config{Core: "weft-core:" + strconv.Itoa(int(sync.Port())), Link: link.ClientConfig{Transport: edgeNet}})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
 	off, err := e.Store().Stream(store.UplinkStream).Append(ctx, "edge1",
 		store.Message{Key: []byte("edge1"), Value: []byte(`{"over":"the tailnet"}`)})
 	if err != nil {
