@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -199,7 +200,12 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	// The console's pages, and the API under /api/.
-	hs, err := node.ServeHTTP(runCtx, cfg.HTTPAddr, con, cfg.HTTP, reg, log)
+	var handler http.Handler = con
+	if cm != nil {
+		// Reads of a device's data are answered by its edge's owner.
+		handler = cm.forward(con, st, log.With("component", "cluster"))
+	}
+	hs, err := node.ServeHTTP(runCtx, cfg.HTTPAddr, handler, cfg.HTTP, reg, log)
 	if err != nil {
 		stop()
 		ln.Close()

@@ -173,7 +173,8 @@ func (c *Cluster) waitRelinked(t testing.TB, gone string, edges []string, at map
 // and resumes it; GET /api/v1/cluster never shows an edge twice. In the
 // end every edge's uplink is at its final owner whole, and every copy of
 // it on any node holds the edge's records at the edge's offsets: nothing
-// acknowledged lost, nothing applied twice.
+// acknowledged lost, nothing applied twice; and every core answers for
+// every device (reads forwarded to the owner of its edge).
 func TestCoreCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs seven nodes as processes")
@@ -346,6 +347,26 @@ func TestCoreCluster(t *testing.T) {
 		return nil
 	})
 	t.Logf("%d records acknowledged; final owners %v", acked.Load(), final)
+
+	// Any node answers for any device: its shadow comes from the owner
+	// of its edge (forwarded by the others).
+	for i, fl := range c.Fleets {
+		id := fl.IDs()[0]
+		wait.ForNil(t, 60*time.Second, "device "+id+"'s shadow from every core", func() error {
+			for _, p := range c.Cores {
+				var d struct {
+					Edge string `json:"edge"`
+				}
+				if err := c.api(p.Addrs["http"], "GET", "/api/v1/devices/"+id, nil, &d); err != nil {
+					return fmt.Errorf("%s: %w", p.Name, err)
+				}
+				if d.Edge != c.Edges[i].Name {
+					return fmt.Errorf("%s: device %s on edge %q, want %s", p.Name, id, d.Edge, c.Edges[i].Name)
+				}
+			}
+			return nil
+		})
+	}
 	cancel()
 	for _, f := range c.Fleets {
 		<-f.Done()
