@@ -242,8 +242,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	// go only to the edges with a device of its class (firmware.Delivery,
 	// models.Delivery), and the bytes sent each edge are counted.
 	places := &firmware.Places{}
-	delivery := &firmware.Delivery{Store: st, EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}
-	modelDelivery := &models.Delivery{Store: st, EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}
+	delivery := &firmware.Delivery{Store: st, Targeting: firmware.Targeting{EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}}
+	modelDelivery := &models.Delivery{Store: st, Targeting: firmware.Targeting{EdgeClasses: places.EdgeClasses, Fresh: time.Second, Now: st.Now}}
 	n.wg.Go(func() {
 		if err := followPlaces(runCtx, st, places, log.With("component", "firmware")); err != nil && runCtx.Err() == nil {
 			log.Error("device places stopped", "err", err)

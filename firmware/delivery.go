@@ -27,32 +27,26 @@ func ReleaseFile(obj string) (name string, v Version, file string, ok bool) {
 	return parts[0], v, parts[2], true
 }
 
-// SendsImage is the class-targeted delivery rule for one object of the
-// firmware volume and one edge: everything but a release's image goes to
-// every edge (manifests are small, and an edge lists what it holds); an
-// image goes to an edge only when the edge has a device of the release's
-// class. known is false while the release's class cannot be read (its
-// manifest not written yet): such an image is announced to nobody and
-// waits.
-func SendsImage(obj, class string, known bool, edgeClasses map[string]bool) bool {
+// Targeted reports whether object obj of the firmware volume is a
+// release's image, which goes only to the edges with a device of the
+// release's class (Delivery); everything else (manifests: they are small,
+// and an edge lists what it holds) goes to every edge.
+func Targeted(obj string) bool {
 	_, _, file, ok := ReleaseFile(obj)
-	if !ok || file != ImageFile {
-		return true
-	}
-	return known && edgeClasses[class]
+	return ok && file == ImageFile
 }
 
-// DefaultClassesFresh is the default of Delivery.Fresh.
+// DefaultClassesFresh is the default of Targeting.Fresh.
 const DefaultClassesFresh = 5 * time.Second
 
-// Delivery decides which edges the core's mirror of /firmware sends a
-// release's image to (SendsImage): those with a device of the release's
-// class. Keep is the decision for one edge and object; the sync/mirror
+// Targeting is the class-targeted rule of a mirrored volume of versions
+// that each belong to one class for good (firmware releases, model
+// versions): a version's targeted objects go to an edge only when the
+// edge has a device of the version's class. Delivery serves /firmware
+// with it, models.Delivery /models. Keep is the decision; the sync/mirror
 // source of each edge asks it about the objects the edge lacks, and sends
-// an image it withheld once the edge gains a device of its class.
-type Delivery struct {
-	// Store holds /firmware. Required.
-	Store *store.Store
+// one it withheld once the edge gains a device of its class.
+type Targeting struct {
 	// EdgeClasses returns, for every edge, the classes of the devices
 	// behind it (at the core: Places.EdgeClasses, kept from the shadows
 	// its edges replicate up). Required.
@@ -67,81 +61,98 @@ type Delivery struct {
 	classes map[string]map[string]bool
 	taken   time.Time
 
-	relMu   sync.Mutex
-	release map[string]string // "<name>/<version>" -> class, from the manifest
+	verMu   sync.Mutex
+	version map[string]string // version -> class, from its manifest
+}
+
+// Keep reports whether an object of version (a name for it, like
+// "<name>/<version>") goes to edge. read reads the version's class from
+// its manifest, once per version; known false (the manifest not written
+// yet) withholds the object from every edge until it is.
+func (t *Targeting) Keep(ctx context.Context, edge, version string, read func(context.Context) (class string, known bool, err error)) (bool, error) {
+	class, known, err := t.classOf(ctx, version, read)
+	if err != nil || !known {
+		return false, err
+	}
+	classes, err := t.edgeClasses(ctx)
+	if err != nil {
+		return false, err
+	}
+	return classes[edge][class], nil
+}
+
+func (t *Targeting) classOf(ctx context.Context, version string, read func(context.Context) (string, bool, error)) (string, bool, error) {
+	t.verMu.Lock()
+	class, ok := t.version[version]
+	t.verMu.Unlock()
+	if ok {
+		return class, true, nil
+	}
+	class, known, err := read(ctx)
+	if err != nil || !known {
+		return "", false, err
+	}
+	t.verMu.Lock()
+	defer t.verMu.Unlock()
+	if t.version == nil {
+		t.version = map[string]string{}
+	}
+	t.version[version] = class
+	return class, true, nil
+}
+
+func (t *Targeting) edgeClasses(ctx context.Context) (map[string]map[string]bool, error) {
+	now := time.Now
+	if t.Now != nil {
+		now = t.Now
+	}
+	fresh := t.Fresh
+	if fresh <= 0 {
+		fresh = DefaultClassesFresh
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock() // one reading at a time; the others wait for it
+	if n := now(); t.classes != nil && n.Sub(t.taken) >= 0 && n.Sub(t.taken) < fresh {
+		return t.classes, nil
+	}
+	c, err := t.EdgeClasses(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("classes of the edges' devices: %w", err)
+	}
+	t.classes, t.taken = c, now()
+	return c, nil
+}
+
+// Delivery decides which edges the core's mirror of /firmware sends a
+// release's image to (Targeted): those with a device of the release's
+// class, read from its stored manifest.
+type Delivery struct {
+	// Store holds /firmware. Required.
+	Store *store.Store
+	Targeting
 }
 
 // Keep reports whether object obj of the firmware volume (a path inside
 // it, "sensor-fw/1.2.0/image") goes to edge.
 func (d *Delivery) Keep(ctx context.Context, edge, obj string) (bool, error) {
-	name, v, file, ok := ReleaseFile(obj)
-	if !ok || file != ImageFile {
+	if !Targeted(obj) {
 		return true, nil
 	}
-	class, known, err := d.classOf(ctx, name, v)
-	if err != nil {
-		return false, err
-	}
-	if !known {
-		return false, nil
-	}
-	classes, err := d.edgeClasses(ctx)
-	if err != nil {
-		return false, err
-	}
-	return SendsImage(obj, class, known, classes[edge]), nil
-}
-
-// classOf reads a release's class from its stored manifest, once: a
-// release's name and version are one release for good.
-func (d *Delivery) classOf(ctx context.Context, name string, v Version) (string, bool, error) {
-	k := name + "/" + v.String()
-	d.relMu.Lock()
-	class, ok := d.release[k]
-	d.relMu.Unlock()
-	if ok {
-		return class, true, nil
-	}
-	b, _, err := (&Registry{Store: d.Store}).ReadManifest(ctx, name, v)
-	if errors.Is(err, ErrNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
-		return "", false, err
-	}
-	m, err := Parse(b)
-	if err != nil {
-		return "", false, fmt.Errorf("firmware: %s: %w", ReleaseDir(name, v), err)
-	}
-	d.relMu.Lock()
-	defer d.relMu.Unlock()
-	if d.release == nil {
-		d.release = map[string]string{}
-	}
-	d.release[k] = m.Class
-	return m.Class, true, nil
-}
-
-func (d *Delivery) edgeClasses(ctx context.Context) (map[string]map[string]bool, error) {
-	now := time.Now
-	if d.Now != nil {
-		now = d.Now
-	}
-	fresh := d.Fresh
-	if fresh <= 0 {
-		fresh = DefaultClassesFresh
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock() // one reading at a time; the others wait for it
-	if t := now(); d.classes != nil && t.Sub(d.taken) >= 0 && t.Sub(d.taken) < fresh {
-		return d.classes, nil
-	}
-	c, err := d.EdgeClasses(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("firmware: classes of the edges' devices: %w", err)
-	}
-	d.classes, d.taken = c, now()
-	return c, nil
+	name, v, _, _ := ReleaseFile(obj)
+	return d.Targeting.Keep(ctx, edge, ReleaseDir(name, v), func(ctx context.Context) (string, bool, error) {
+		b, _, err := (&Registry{Store: d.Store}).ReadManifest(ctx, name, v)
+		if errors.Is(err, ErrNotFound) {
+			return "", false, nil
+		}
+		if err != nil {
+			return "", false, err
+		}
+		m, err := Parse(b)
+		if err != nil {
+			return "", false, fmt.Errorf("firmware: %s: %w", ReleaseDir(name, v), err)
+		}
+		return m.Class, true, nil
+	})
 }
 
 // Places is where each device is, by edge and class: what Delivery needs

@@ -9,27 +9,17 @@ import (
 	"time"
 )
 
-func TestSendsImage(t *testing.T) {
-	pumps := map[string]bool{"pump": true}
-	for _, tc := range []struct {
-		obj, class string
-		known      bool
-		edge       map[string]bool
-		want       bool
-	}{
-		{"sensor-fw/1.2.0/image", "pump", true, pumps, true},
-		{"sensor-fw/1.2.0/image", "thermo", true, pumps, false},
-		{"sensor-fw/1.2.0/image", "pump", true, nil, false},            // an edge without devices
-		{"sensor-fw/1.2.0/image", "", false, pumps, false},             // no manifest yet
-		{"sensor-fw/1.2.0/manifest.cose", "thermo", true, pumps, true}, // manifests go everywhere
-		{"sensor-fw/1.2.0/manifest.cose", "", false, nil, true},        // also before the class is known
-		{"sensor-fw/not-a-version/image", "thermo", true, pumps, true}, // not a release's file
-		{"image", "thermo", true, pumps, true},                         // nor this
-		{"a/1.0.0/b/image", "thermo", true, pumps, true},               // nor this
-		{"sensor-fw/1.2.0/image.sig", "thermo", true, pumps, true},     // another file of the release
+func TestTargeted(t *testing.T) {
+	for obj, want := range map[string]bool{
+		"sensor-fw/1.2.0/image":         true,
+		"sensor-fw/1.2.0/manifest.cose": false, // manifests go everywhere
+		"sensor-fw/not-a-version/image": false, // not a release's file
+		"image":                         false, // nor this
+		"a/1.0.0/b/image":               false, // nor this
+		"sensor-fw/1.2.0/image.sig":     false, // another file of the release
 	} {
-		if got := SendsImage(tc.obj, tc.class, tc.known, tc.edge); got != tc.want {
-			t.Errorf("SendsImage(%q, %q, %v, %v) = %v, want %v", tc.obj, tc.class, tc.known, tc.edge, got, tc.want)
+		if got := Targeted(obj); got != want {
+			t.Errorf("Targeted(%q) = %v, want %v", obj, got, want)
 		}
 	}
 }
@@ -47,11 +37,11 @@ func TestDeliveryKeep(t *testing.T) {
 	clock := now
 	reads := 0
 	classes := map[string]map[string]bool{"edge-1": {m.Class: true}, "edge-2": {"pump": true}}
-	d := &Delivery{Store: r.Store, Fresh: time.Second, Now: func() time.Time { return clock },
+	d := &Delivery{Store: r.Store, Targeting: Targeting{Fresh: time.Second, Now: func() time.Time { return clock },
 		EdgeClasses: func(context.Context) (map[string]map[string]bool, error) {
 			reads++
 			return classes, nil
-		}}
+		}}}
 	dir := m.Name + "/" + m.Version.String() + "/"
 	keep := func(edge, obj string) bool {
 		t.Helper()

@@ -21,6 +21,6 @@
 //
 // Delivery decides which edges the core's mirror of /firmware sends each
 // release's image to: those with a device of the release's class
-// (SendsImage); manifests go to every edge. Places holds what it asks of
+// (Targeted, Targeting); manifests go to every edge. Places holds what it asks of
 // the fleet, each device's edge and class, as the core's shadows change.
 package firmware

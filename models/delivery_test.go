@@ -4,27 +4,21 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/weft-io/weft/firmware"
 )
 
-func TestSends(t *testing.T) {
-	pumps := map[string]bool{"pump": true}
-	for _, tc := range []struct {
-		obj, class string
-		known      bool
-		edge       map[string]bool
-		want       bool
-	}{
-		{"thermo-bands", "", false, nil, true},
-		{"thermo-bands/stages.json", "", false, nil, true},
-		{"thermo-bands/2", "", false, nil, true},
-		{"thermo-bands/2/manifest.cose", "thermo", true, pumps, false},
-		{"thermo-bands/2/params.json", "thermo", true, map[string]bool{"thermo": true}, true},
-		{"pump-bands/1/params.json", "pump", true, pumps, true},
-		{"pump-bands/1/params.json", "", false, pumps, false}, // class not known yet
-		{"pump-bands/x/params.json", "", false, nil, true},    // not a version's file
+func TestTargeted(t *testing.T) {
+	for obj, want := range map[string]bool{
+		"thermo-bands":                 false,
+		"thermo-bands/stages.json":     false,
+		"thermo-bands/2":               false,
+		"thermo-bands/2/manifest.cose": true,
+		"thermo-bands/2/params.json":   true,
+		"pump-bands/x/params.json":     false, // not a version's file
 	} {
-		if got := Sends(tc.obj, tc.class, tc.known, tc.edge); got != tc.want {
-			t.Errorf("Sends(%q, %q, %v, %v) = %v", tc.obj, tc.class, tc.known, tc.edge, got)
+		if got := Targeted(obj); got != want {
+			t.Errorf("Targeted(%q) = %v, want %v", obj, got, want)
 		}
 	}
 }
@@ -39,8 +33,8 @@ func TestDelivery(t *testing.T) {
 	}
 	edges := map[string]map[string]bool{"edge-a": {"thermo": true}, "edge-b": {"pump": true}}
 	now := time.Unix(100, 0)
-	d := &Delivery{Store: r.Store, EdgeClasses: func(context.Context) (map[string]map[string]bool, error) { return edges, nil },
-		Now: func() time.Time { return now }}
+	d := &Delivery{Store: r.Store, Targeting: firmware.Targeting{EdgeClasses: func(context.Context) (map[string]map[string]bool, error) { return edges, nil },
+		Now: func() time.Time { return now }}}
 	keep := func(edge, obj string) bool {
 		t.Helper()
 		ok, err := d.Keep(ctx, edge, obj)
@@ -59,7 +53,7 @@ func TestDelivery(t *testing.T) {
 	if keep("edge-b", "thermo-bands/1/manifest.cose") {
 		t.Fatal("the edges' classes were read again before Fresh passed")
 	}
-	now = now.Add(DefaultClassesFresh)
+	now = now.Add(firmware.DefaultClassesFresh)
 	if !keep("edge-b", "thermo-bands/1/manifest.cose") {
 		t.Fatal("an edge that gained a device of the class")
 	}

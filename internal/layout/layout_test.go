@@ -64,7 +64,7 @@ var allowedSameTier = map[string][]string{
 	"sync/link":      {"sync/wire", "sync/replicate", "sync/mirror", "sync/history"},
 	"sync/bench":     {"sync/wire", "sync/replicate", "sync/mirror", "sync/link"},
 	"api":            {"shadow", "sync/replicate", "anomaly", "firmware", "alarm", "models"},
-	"models":         {"anomaly"},
+	"models":         {"anomaly", "firmware"},
 	"console":        {"api", "shadow", "firmware", "alarm", "cluster"},
 	"alarm":          {"shadow", "anomaly"},
 	"device":         {"firmware"},
