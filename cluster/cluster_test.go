@@ -10,6 +10,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weft-io/weft/internal/testenv/wait"
 )
 
 // freePort returns a loopback TCP port free at the time of the call.
@@ -152,13 +154,7 @@ func TestClusterOwnership(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the owner did not notice its lease was gone")
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !owner.Valid() {
-		if time.Now().After(deadline) {
-			t.Fatal("the owner did not register again")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, 30*time.Second, "the owner to register again", owner.Valid)
 	// Back, the old owner does not serve the edge another node holds: it
 	// sends it there, and it wants it back only through that node's
 	// rebalance (not run here).
