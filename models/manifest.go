@@ -22,6 +22,11 @@ const (
 	// KindVector is the k-means vector detector (anomaly.Vector) over the
 	// manifest's channels taken together, with its trained centres.
 	KindVector = "vector"
+	// KindExternal is a program in any language that the edge runs as a
+	// child process and asks for scores over a line protocol
+	// (models/external); its executable's SHA-256 and size are in the
+	// manifest beside the parameters'.
+	KindExternal = "external"
 )
 
 // Limits on what a manifest may hold.
@@ -34,6 +39,8 @@ const (
 	MaxChannels = 64
 	// MaxParamsSize is the largest parameters file accepted.
 	MaxParamsSize = 4 << 20
+	// MaxExecSize is the largest executable of an external model.
+	MaxExecSize = 64 << 20
 )
 
 // Summary describes one input channel's training data: what drift is
@@ -82,6 +89,11 @@ type Manifest struct {
 	// SHA256 and Size are the parameters file's digest and length.
 	SHA256 [32]byte `json:"-"`
 	Size   int64    `json:"size"`
+	// ExecSHA256 and ExecSize are, for KindExternal only, the digest and
+	// length of the executable (ExecFile) the edge runs: it refuses to
+	// run any other bytes.
+	ExecSHA256 [32]byte `json:"-"`
+	ExecSize   int64    `json:"exec_size,omitempty"`
 	// Training is the window and the summary of the training data.
 	Training Training `json:"training"`
 	// Created is when the model was made.
@@ -105,6 +117,8 @@ type wireManifest struct {
 	Channels  []string  `cbor:"channels"`
 	SHA256    []byte    `cbor:"sha256"`
 	Size      int64     `cbor:"size"`
+	ExecSHA   []byte    `cbor:"exec_sha256,omitempty"`
+	ExecSize  int64     `cbor:"exec_size,omitempty"`
 	From      int64     `cbor:"train_from"`
 	To        int64     `cbor:"train_to"`
 	Devices   int       `cbor:"train_devices"`
@@ -161,7 +175,19 @@ func (m *Manifest) Check() error {
 	if m.Version == 0 {
 		return bad("version 0")
 	}
-	if m.Kind != KindChannel && m.Kind != KindVector {
+	switch m.Kind {
+	case KindChannel, KindVector:
+		if m.ExecSize != 0 || m.ExecSHA256 != ([32]byte{}) {
+			return bad("an executable in a %s model", m.Kind)
+		}
+	case KindExternal:
+		if m.ExecSize <= 0 || m.ExecSize > MaxExecSize {
+			return bad("executable of %d bytes (1 to %d)", m.ExecSize, MaxExecSize)
+		}
+		if m.ExecSHA256 == ([32]byte{}) {
+			return bad("no exec_sha256")
+		}
+	default:
 		return bad("kind %q", m.Kind)
 	}
 	if len(m.Channels) == 0 || len(m.Channels) > MaxChannels {
@@ -196,7 +222,11 @@ func (m *Manifest) Check() error {
 
 // MarshalCBOR encodes the manifest as deterministic CBOR.
 func (m Manifest) MarshalCBOR() ([]byte, error) {
-	return encMode.Marshal(wireManifest{
+	var execSHA []byte
+	if m.ExecSHA256 != ([32]byte{}) {
+		execSHA = m.ExecSHA256[:]
+	}
+	return encMode.Marshal(wireManifest{ExecSHA: execSHA, ExecSize: m.ExecSize,
 		Name: m.Name, Version: m.Version, Kind: m.Kind, Class: m.Class, Channels: m.Channels,
 		SHA256: m.SHA256[:], Size: m.Size, From: unix(m.Training.From), To: unix(m.Training.To),
 		Devices: m.Training.Devices, Readings: m.Training.Readings, Summary: m.Training.Summary, Scores: m.Training.Scores,
@@ -214,10 +244,15 @@ func (m *Manifest) UnmarshalCBOR(b []byte) error {
 	if len(w.SHA256) != 32 {
 		return fmt.Errorf("%w: sha256 of %d bytes", ErrMalformed, len(w.SHA256))
 	}
+	if len(w.ExecSHA) != 0 && len(w.ExecSHA) != 32 {
+		return fmt.Errorf("%w: exec_sha256 of %d bytes", ErrMalformed, len(w.ExecSHA))
+	}
 	*m = Manifest{Name: w.Name, Version: w.Version, Kind: w.Kind, Class: w.Class, Channels: w.Channels,
 		Size: w.Size, Training: Training{From: fromUnix(w.From), To: fromUnix(w.To), Devices: w.Devices,
 			Readings: w.Readings, Summary: w.Summary, Scores: w.Scores}, Created: fromUnix(w.CreatedAt), KeyID: w.KeyID}
 	copy(m.SHA256[:], w.SHA256)
+	copy(m.ExecSHA256[:], w.ExecSHA)
+	m.ExecSize = w.ExecSize
 	return nil
 }
 
@@ -241,13 +276,23 @@ func (m *Manifest) Digest() string { return hex.EncodeToString(m.SHA256[:]) }
 // Ref is NAME@VERSION.
 func (m *Manifest) Ref() string { return Ref{m.Name, m.Version}.String() }
 
-// MarshalJSON writes the manifest with its digest in hex.
+// ExecDigest returns the executable's digest as lowercase hex ("" when
+// the model has none).
+func (m *Manifest) ExecDigest() string {
+	if m.ExecSHA256 == ([32]byte{}) {
+		return ""
+	}
+	return hex.EncodeToString(m.ExecSHA256[:])
+}
+
+// MarshalJSON writes the manifest with its digests in hex.
 func (m Manifest) MarshalJSON() ([]byte, error) {
 	type plain Manifest
 	return json.Marshal(struct {
 		plain
-		SHA256 string `json:"sha256"`
-	}{plain(m), m.Digest()})
+		SHA256     string `json:"sha256"`
+		ExecSHA256 string `json:"exec_sha256,omitempty"`
+	}{plain(m), m.Digest(), m.ExecDigest()})
 }
 
 // UnmarshalJSON reads what MarshalJSON writes.
@@ -255,7 +300,8 @@ func (m *Manifest) UnmarshalJSON(b []byte) error {
 	type plain Manifest
 	var j struct {
 		plain
-		SHA256 string `json:"sha256"`
+		SHA256     string `json:"sha256"`
+		ExecSHA256 string `json:"exec_sha256"`
 	}
 	if err := json.Unmarshal(b, &j); err != nil {
 		return err
@@ -266,6 +312,13 @@ func (m *Manifest) UnmarshalJSON(b []byte) error {
 	}
 	*m = Manifest(j.plain)
 	copy(m.SHA256[:], d)
+	if j.ExecSHA256 != "" {
+		e, err := hex.DecodeString(j.ExecSHA256)
+		if err != nil || len(e) != 32 {
+			return fmt.Errorf("%w: exec_sha256 %q", ErrMalformed, j.ExecSHA256)
+		}
+		copy(m.ExecSHA256[:], e)
+	}
 	return nil
 }
 

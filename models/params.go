@@ -23,6 +23,43 @@ type ParamsFile struct {
 	// Vector holds, for KindVector, the detector's configuration and its
 	// trained means and centres, over the manifest's channels in order.
 	Vector *VectorParams `json:"vector,omitempty"`
+	// External holds, for KindExternal, how the edge starts the program.
+	External *ExternalParams `json:"external,omitempty"`
+}
+
+// ExternalParams is a KindExternal model's parameters: what the edge
+// passes to its program. The program itself is the version's ExecFile.
+type ExternalParams struct {
+	// Args are the program's arguments (after its own path).
+	Args []string `json:"args,omitempty"`
+	// Threshold is the score from which an answer without "detected"
+	// is a detection. Default 0.8 (shadow.DefaultAnomalyThreshold).
+	Threshold float64 `json:"threshold,omitempty"`
+}
+
+// Limits of ExternalParams.
+const (
+	MaxExternalArgs = 32
+	MaxExternalArg  = 1024
+)
+
+// DefaultExternalThreshold is ExternalParams.Threshold's default.
+const DefaultExternalThreshold = 0.8
+
+// Check validates the parameters on their own.
+func (p *ExternalParams) Check() error {
+	if len(p.Args) > MaxExternalArgs {
+		return fmt.Errorf("models: %d arguments, at most %d", len(p.Args), MaxExternalArgs)
+	}
+	for _, a := range p.Args {
+		if len(a) > MaxExternalArg || strings.ContainsRune(a, 0) {
+			return fmt.Errorf("models: an argument longer than %d bytes or holding NUL", MaxExternalArg)
+		}
+	}
+	if p.Threshold < 0 || p.Threshold > 1 || math.IsNaN(p.Threshold) {
+		return fmt.Errorf("models: threshold %v outside [0, 1]", p.Threshold)
+	}
+	return nil
 }
 
 // VectorParams is a KindVector model's parameters.
@@ -59,6 +96,13 @@ func DecodeParams(b []byte, m Manifest) (ParamsFile, error) {
 		}
 		if err := p.Vector.Params.Check(len(m.Channels)); err != nil {
 			return ParamsFile{}, fmt.Errorf("models: %w", err)
+		}
+	case KindExternal:
+		if p.External == nil {
+			return ParamsFile{}, fmt.Errorf("models: parameters: no external")
+		}
+		if err := p.External.Check(); err != nil {
+			return ParamsFile{}, err
 		}
 	}
 	return p, nil

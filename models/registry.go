@@ -143,14 +143,17 @@ func (m *Model) Newest() uint64 {
 // keys, refusing a version not above the newest of its name or a class
 // other than the name's, and writes them: parameters first, manifest
 // last, so that a version exists once its manifest does.
+// It refuses an external model: its executable comes with AddExternal.
 func (r *Registry) Put(ctx context.Context, manifest, params []byte) (Manifest, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.put(ctx, manifest, params)
+	return r.put(ctx, manifest, params, &Params{})
 }
 
-func (r *Registry) put(ctx context.Context, manifest, params []byte) (Manifest, error) {
-	in := Input{Manifest: manifest, Keys: r.keys(), Params: &Params{SHA256: sha256.Sum256(params), Size: int64(len(params))}}
+// put stores a version whose executable, if any, is already stored with
+// digest exec.
+func (r *Registry) put(ctx context.Context, manifest, params []byte, exec *Params) (Manifest, error) {
+	in := Input{Manifest: manifest, Keys: r.keys(), Params: &Params{SHA256: sha256.Sum256(params), Size: int64(len(params))}, Exec: exec}
 	v := Verify(in)
 	if !v.OK() {
 		return Manifest{}, v.Err()
@@ -192,7 +195,7 @@ func (r *Registry) Train(ctx context.Context, req TrainRequest, readings []Readi
 	if r.Key == nil {
 		return Manifest{}, Report{}, ErrNoKey
 	}
-	if !ValidName(req.Name) || !ValidName(req.Class) {
+	if !ValidName(req.Name) || !ValidName(req.Class) || req.Name == SchedulesFile {
 		return Manifest{}, Report{}, fmt.Errorf("%w: name %q, class %q", ErrMalformed, req.Name, req.Class)
 	}
 	tr, err := Train(readings, req.TrainConfig)
@@ -212,8 +215,68 @@ func (r *Registry) Train(ctx context.Context, req TrainRequest, readings []Readi
 	if err != nil {
 		return Manifest{}, Report{}, err
 	}
-	stored, err := r.put(ctx, signed, tr.Params)
+	stored, err := r.put(ctx, signed, tr.Params, &Params{})
 	return stored, tr.Report, err
+}
+
+// ExternalRequest names an external model to add.
+type ExternalRequest struct {
+	Name, Class string
+	// Channels are the readings' channels the program is sent.
+	Channels []string
+	// Params says how the program is started.
+	Params ExternalParams
+}
+
+// AddExternal stores an external model — the executable read from exec
+// (at most MaxExecSize bytes) and its parameters — signed with the
+// registry's key as the next version of its name, unpublished. The
+// executable is written first, its manifest last.
+func (r *Registry) AddExternal(ctx context.Context, req ExternalRequest, exec io.Reader) (Manifest, error) {
+	if r.Key == nil {
+		return Manifest{}, ErrNoKey
+	}
+	if !ValidName(req.Name) || !ValidName(req.Class) || req.Name == SchedulesFile {
+		return Manifest{}, fmt.Errorf("%w: name %q, class %q", ErrMalformed, req.Name, req.Class)
+	}
+	if err := req.Params.Check(); err != nil {
+		return Manifest{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	params, err := json.Marshal(ParamsFile{Kind: KindExternal, External: &req.Params})
+	if err != nil {
+		return Manifest{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur, err := r.Get(ctx, req.Name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Manifest{}, err
+	}
+	if cur.Class != "" && cur.Class != req.Class {
+		return Manifest{}, fmt.Errorf("%w: %s is of class %s, not %s", ErrClass, req.Name, cur.Class, req.Class)
+	}
+	m := Manifest{Name: req.Name, Class: req.Class, Version: cur.Newest() + 1, Kind: KindExternal, Channels: req.Channels,
+		SHA256: sha256.Sum256(params), Size: int64(len(params)), Created: r.now().UTC()}
+	h := sha256.New()
+	n := &countWriter{}
+	lim := io.LimitReader(exec, MaxExecSize+1)
+	if _, err := r.Store.File(VersionDir(m.Name, m.Version)+"/"+ExecFile).Write(ctx, io.TeeReader(lim, io.MultiWriter(h, n))); err != nil {
+		return Manifest{}, fmt.Errorf("models: store executable: %w", err)
+	}
+	h.Sum(m.ExecSHA256[:0])
+	m.ExecSize = n.n
+	signed, err := Sign(m, r.Key)
+	if err != nil {
+		return Manifest{}, err
+	}
+	return r.put(ctx, signed, params, &Params{SHA256: m.ExecSHA256, Size: m.ExecSize})
+}
+
+type countWriter struct{ n int64 }
+
+func (w *countWriter) Write(b []byte) (int, error) {
+	w.n += int64(len(b))
+	return len(b), nil
 }
 
 // List returns every model, by name.
@@ -437,4 +500,67 @@ func (r *Registry) Change(ctx context.Context, name, action string, v uint64) (M
 		return Model{}, fmt.Errorf("models: write stages: %w", err)
 	}
 	return r.Get(ctx, name)
+}
+
+// Schedules returns the class schedules (SchedulesFile; empty when there
+// is none).
+func (r *Registry) Schedules(ctx context.Context) (Schedules, error) {
+	return ReadSchedules(ctx, r.Store)
+}
+
+// ReadSchedules reads /models/schedules.json from st (empty when there
+// is none).
+func ReadSchedules(ctx context.Context, st *store.Store) (Schedules, error) {
+	out := Schedules{Classes: map[string]ClassSchedule{}}
+	rc, _, err := st.File("/" + Volume + "/" + SchedulesFile).Open(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return out, err
+	}
+	defer rc.Close()
+	if err := json.NewDecoder(io.LimitReader(rc, 1<<20)).Decode(&out); err != nil {
+		return Schedules{Classes: map[string]ClassSchedule{}}, fmt.Errorf("models: %s: %w", SchedulesFile, err)
+	}
+	if out.Classes == nil {
+		out.Classes = map[string]ClassSchedule{}
+	}
+	for c, cs := range out.Classes {
+		if !ValidName(c) || cs.Check() != nil {
+			delete(out.Classes, c)
+		}
+	}
+	return out, nil
+}
+
+// SetSchedule sets (or, with an empty one, removes) the schedule of
+// class and writes the schedules file.
+func (r *Registry) SetSchedule(ctx context.Context, class string, cs ClassSchedule) (Schedules, error) {
+	if !ValidName(class) {
+		return Schedules{}, fmt.Errorf("%w: class %q", ErrMalformed, class)
+	}
+	if err := cs.Check(); err != nil {
+		return Schedules{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	all, err := r.Schedules(ctx)
+	if err != nil {
+		return Schedules{}, err
+	}
+	if cs.DeadlineMs == 0 && len(cs.Models) == 0 {
+		delete(all.Classes, class)
+	} else {
+		all.Classes[class] = cs
+	}
+	all.Updated = r.now().UTC()
+	b, err := json.MarshalIndent(all, "", "  ")
+	if err != nil {
+		return Schedules{}, err
+	}
+	if _, err := r.Store.File("/"+Volume+"/"+SchedulesFile).Write(ctx, bytes.NewReader(append(b, '\n'))); err != nil {
+		return Schedules{}, fmt.Errorf("models: write schedules: %w", err)
+	}
+	return all, nil
 }

@@ -21,6 +21,9 @@ type Artifact struct {
 	Stage string
 	// Manifest and Params are the files as stored (nil when missing).
 	Manifest, Params []byte
+	// Exec is a KindExternal version's executable as unpacked (nil when
+	// missing).
+	Exec *Exec
 }
 
 // Limits of a Runner.
@@ -51,6 +54,13 @@ type Runner struct {
 	// Isolation is how long a faulty version is not asked. Default
 	// DefaultIsolation.
 	Isolation time.Duration
+	// Schedules are the class schedules set at the core (SchedulesFile),
+	// read at the next Sync. A class without one orders its live
+	// versions by name, each with Deadline.
+	Schedules map[string]ClassSchedule
+	// Launch makes the process of a KindExternal version. Nil: external
+	// versions are refused as unsupported.
+	Launch Launch
 
 	// newScorer makes a device's scorer of a version (NewScorer; tests
 	// replace it).
@@ -78,6 +88,11 @@ type running struct {
 	params  ParamsFile
 	state   EdgeState
 	stage   string
+	// deadline is how long the version has to answer: its entry's in its
+	// class's schedule (live), the class's (candidate).
+	deadline time.Duration
+	// proc is a KindExternal version's program while it runs.
+	proc Process
 	// per device: the model's scorer and the defaults' (the canary).
 	devices map[string]*[2]scorer
 	agree   int64
@@ -129,7 +144,7 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 		if a.Stage != StageCandidate && a.Stage != StageLive {
 			if v != nil {
 				v.stage, v.state.State = a.Stage, StateStopped
-				v.devices = nil
+				v.stop()
 			}
 			continue
 		}
@@ -139,6 +154,9 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 			continue
 		}
 		out := r.verify(a, classes)
+		if v != nil {
+			v.stop()
+		}
 		if out == nil {
 			delete(r.versions, ref) // not (or no longer) of the edge's classes
 			continue
@@ -148,11 +166,13 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 	}
 	for ref, v := range r.versions {
 		if !seen[ref] {
+			v.stop()
 			delete(r.versions, ref)
 			continue
 		}
 		if v.state.State == StateRunning && !classes[v.m.Class] {
-			v.state.State, v.devices = StateStopped, nil
+			v.state.State = StateStopped
+			v.stop()
 		}
 	}
 	r.byClass = map[string][]*running{}
@@ -167,7 +187,17 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 	}
 	r.schedules = map[string]Schedule{}
 	for c, refs := range live {
-		r.schedules[c] = ScheduleOf(refs, r.Deadline)
+		r.schedules[c] = PlanOf(refs, r.Schedules[c], r.Deadline)
+	}
+	for c, vs := range r.byClass {
+		for _, v := range vs {
+			v.deadline = r.Schedules[c].Deadline(r.Deadline)
+			for _, e := range r.schedules[c] {
+				if e.Model == (Ref{v.m.Name, v.m.Version}) {
+					v.deadline = e.Deadline
+				}
+			}
+		}
 	}
 	for _, vs := range r.byClass {
 		slices.SortFunc(vs, func(a, b *running) int {
@@ -186,11 +216,39 @@ func (r *Runner) Sync(arts []Artifact, classes map[string]bool) {
 // they are asked.
 func (r *Runner) Schedule(class string) Schedule { return r.schedules[class] }
 
+// stop ends what a version runs: its devices' state and its program.
+func (v *running) stop() {
+	v.devices = nil
+	if v.proc != nil {
+		v.proc.Close()
+		v.proc = nil
+	}
+}
+
+// Close stops every program the runner started (external models). The
+// runner may be used again: a later Sync starts them anew.
+func (r *Runner) Close() {
+	for _, v := range r.versions {
+		if v.proc != nil {
+			v.proc.Close()
+			v.proc = nil
+		}
+	}
+	r.versions = nil
+	r.accepted, r.newest = nil, nil
+	r.byClass, r.schedules = nil, nil
+}
+
 func contentOf(a Artifact) [32]byte {
 	h := sha256.New()
 	h.Write(a.Manifest)
 	h.Write([]byte{0})
 	h.Write(a.Params)
+	if a.Exec != nil {
+		h.Write([]byte{0})
+		h.Write(a.Exec.SHA256[:])
+		h.Write([]byte(a.Exec.Path))
+	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
@@ -211,8 +269,14 @@ func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	if !classes[m.Class] {
 		return nil
 	}
+	if m.Kind == KindExternal && a.Exec == nil {
+		return nil // not mirrored whole yet
+	}
 	sum := sha256.Sum256(a.Params)
-	in := Input{Manifest: a.Manifest, Keys: r.Keys, Class: m.Class, Params: &Params{SHA256: sum, Size: int64(len(a.Params))}}
+	in := Input{Manifest: a.Manifest, Keys: r.Keys, Class: m.Class, Params: &Params{SHA256: sum, Size: int64(len(a.Params))}, Exec: &Params{}}
+	if a.Exec != nil {
+		in.Exec = &Params{SHA256: a.Exec.SHA256, Size: a.Exec.Size}
+	}
 	before, seen := r.accepted[m.Name][m.Version]
 	if seen {
 		in.Newest, in.AllowSame = m.Version, true
@@ -234,13 +298,20 @@ func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	if err != nil {
 		return refused(Verdict{Reason: ReasonMalformed, Manifest: v.Manifest, Detail: err.Error()})
 	}
+	if m.Kind == KindExternal && r.Launch == nil {
+		return refused(Verdict{Reason: ReasonUnsupported, Manifest: v.Manifest, Detail: "this node runs no external models"})
+	}
 	if r.accepted[m.Name] == nil {
 		r.accepted[m.Name] = map[uint64][32]byte{}
 	}
 	r.accepted[m.Name][m.Version] = sum
 	r.newest[m.Name] = max(r.newest[m.Name], m.Version)
-	return &running{m: v.Manifest, params: p, stage: a.Stage, state: EdgeState{State: StateRunning},
+	out := &running{m: v.Manifest, params: p, stage: a.Stage, state: EdgeState{State: StateRunning},
 		devices: map[string]*[2]scorer{}, recent: map[string]*ring{}, scores: &ring{}, faults: map[string]int64{}}
+	if m.Kind == KindExternal {
+		out.proc = r.Launch(v.Manifest, *p.External, *a.Exec)
+	}
+	return out
 }
 
 // Answer is what the running versions of a class made of one reading.
@@ -268,11 +339,11 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 	if r.Clock != nil {
 		now = r.Clock()
 	}
-	deadline := r.Deadline
-	if deadline <= 0 {
-		deadline = DefaultDeadline
-	}
 	for _, v := range vs {
+		deadline := v.deadline
+		if deadline <= 0 {
+			deadline = DefaultDeadline
+		}
 		if now.Before(v.isolated) {
 			continue
 		}
@@ -291,12 +362,21 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 		if r.Clock != nil {
 			start = r.Clock()
 		}
-		got, ok, panicked := observe(pair[0], at, values)
+		var got anomaly.Result
+		var ok, panicked bool
+		var fault string
+		if v.proc != nil {
+			got, ok, fault = v.proc.Score(device, at, values, deadline)
+		} else {
+			got, ok, panicked = observe(pair[0], at, values)
+		}
 		res := Result{Model: Ref{v.m.Name, v.m.Version}, Stage: v.stage, Score: got.Score, Detected: got.Detected, Detector: got.Detector}
 		if r.Clock != nil {
 			res.Latency = r.Clock().Sub(start)
 		}
 		switch {
+		case fault != "":
+			res.Fault = fault
 		case panicked:
 			res.Fault = FaultPanic
 			delete(v.devices, device) // its state may be half written
@@ -369,9 +449,12 @@ func (r *Runner) pair(v *running) *[2]scorer {
 	if mk == nil {
 		mk = func(m Manifest, p ParamsFile) (scorer, error) { return NewScorer(m, p) }
 	}
-	model, err := mk(v.m, v.params)
-	if err != nil {
-		return nil
+	var model scorer
+	if v.m.Kind != KindExternal { // an external model's state is its program's
+		var err error
+		if model, err = mk(v.m, v.params); err != nil {
+			return nil
+		}
 	}
 	canary, err := NewScorer(v.m, defaultsOf(v.m, v.params))
 	if err != nil {

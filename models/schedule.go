@@ -1,6 +1,7 @@
 package models
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"time"
@@ -88,4 +89,106 @@ func (s Schedule) Pick(results []Result) (used Result, ok bool) {
 // garbage reports a score no detector may return.
 func garbage(score float64) bool {
 	return math.IsNaN(score) || score < 0 || score > 1
+}
+
+// SchedulesFile is the file of the class schedules,
+// /models/schedules.json (Schedules): written at the core, mirrored to
+// every edge. No model may be named so.
+const SchedulesFile = "schedules.json"
+
+// Schedules is the core's schedules file: per class, the order of its
+// live models and each one's deadline. A class without an entry orders
+// its live models by name, each with the edge's deadline.
+type Schedules struct {
+	// Classes maps a class to its schedule.
+	Classes map[string]ClassSchedule `json:"classes"`
+	// Updated is when the file was last written.
+	Updated time.Time `json:"updated,omitzero"`
+}
+
+// ClassSchedule is one class's schedule as set at the core.
+type ClassSchedule struct {
+	// DeadlineMs is how long, in milliseconds, each of the class's models
+	// has to answer when its entry gives no deadline (and its candidates
+	// always). 0: the edge's deadline.
+	DeadlineMs float64 `json:"deadline_ms,omitempty"`
+	// Models are asked in this order, before the class's live models not
+	// listed (those by name). A name without a live version is skipped.
+	Models []ScheduleEntry `json:"models,omitempty"`
+}
+
+// ScheduleEntry is one model of a ClassSchedule.
+type ScheduleEntry struct {
+	Name string `json:"name"`
+	// DeadlineMs is how long, in milliseconds, the model has to answer. 0:
+	// the class's.
+	DeadlineMs float64 `json:"deadline_ms,omitempty"`
+}
+
+// MaxDeadline bounds a deadline set in a schedule.
+const MaxDeadline = 10 * time.Second
+
+// Check validates a class schedule.
+func (c ClassSchedule) Check() error {
+	if err := checkMs(c.DeadlineMs); err != nil {
+		return err
+	}
+	if len(c.Models) > MaxChannels {
+		return fmt.Errorf("%w: %d models in a schedule, at most %d", ErrMalformed, len(c.Models), MaxChannels)
+	}
+	seen := map[string]bool{}
+	for _, e := range c.Models {
+		if !ValidName(e.Name) || seen[e.Name] {
+			return fmt.Errorf("%w: model %q in a schedule: invalid or listed twice", ErrMalformed, e.Name)
+		}
+		seen[e.Name] = true
+		if err := checkMs(e.DeadlineMs); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkMs(ms float64) error {
+	if math.IsNaN(ms) || ms < 0 || ms > float64(MaxDeadline/time.Millisecond) {
+		return fmt.Errorf("%w: deadline of %v ms (0 to %d)", ErrMalformed, ms, MaxDeadline/time.Millisecond)
+	}
+	return nil
+}
+
+func ms(v float64) time.Duration { return time.Duration(v * float64(time.Millisecond)) }
+
+// Deadline is the class's default deadline, else def, else
+// DefaultDeadline.
+func (c ClassSchedule) Deadline(def time.Duration) time.Duration {
+	if d := ms(c.DeadlineMs); d > 0 {
+		return d
+	}
+	if def > 0 {
+		return def
+	}
+	return DefaultDeadline
+}
+
+// PlanOf is the schedule of a class's live versions under its class
+// schedule: the names listed first, in their order, each with its entry's
+// deadline (else the class's, else def, else DefaultDeadline); then the
+// other live versions by name with the class's deadline.
+func PlanOf(live []Ref, c ClassSchedule, def time.Duration) Schedule {
+	rest := ScheduleOf(live, c.Deadline(def))
+	var out Schedule
+	for _, e := range c.Models {
+		for i, en := range rest {
+			if en.Model.Name != e.Name {
+				continue
+			}
+			if d := ms(e.DeadlineMs); d > 0 {
+				en.Deadline = d
+			}
+			out = append(out, en)
+			rest = slices.Delete(rest, i, i+1)
+			break
+		}
+	}
+	return append(out, rest...)
 }

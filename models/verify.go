@@ -21,6 +21,13 @@ const (
 	ReasonNotNewer     Reason = "not_newer"          // version not above the one held
 	ReasonSizeMismatch Reason = "size_mismatch"      // parameters' size differs from the manifest
 	ReasonHashMismatch Reason = "hash_mismatch"      // parameters' SHA-256 differs (tampered)
+	// An external model's executable is not the one signed for: missing,
+	// another size or another SHA-256 (tampered).
+	ReasonExecSizeMismatch Reason = "exec_size_mismatch"
+	ReasonExecHashMismatch Reason = "exec_hash_mismatch"
+	// ReasonUnsupported: a kind this node does not run (an external model
+	// where no program may be started).
+	ReasonUnsupported Reason = "unsupported"
 )
 
 // Params is what is known of a parameters file: its digest and size.
@@ -44,6 +51,10 @@ type Input struct {
 	AllowSame bool
 	// Params, when set, must match the manifest's digest and size.
 	Params *Params
+	// Exec, when set, is the executable beside the manifest (a zero
+	// Params when there is none): an external model's must match the
+	// manifest's exec digest and size; any other kind must have none.
+	Exec *Params
 }
 
 // Verdict is the outcome of Verify.
@@ -81,7 +92,8 @@ func (e *RefusedError) Error() string { return "models: refused: " + e.Verdict.S
 
 // Verify decides whether a signed model manifest (and, when given, its
 // parameters) may be used. Checks run in a fixed order — size, encoding,
-// key, signature, fields, class, version, parameters — and the first that
+// key, signature, fields, class, version, parameters, executable — and
+// the first that
 // fails gives the reason. It is a pure function of in.
 func Verify(in Input) Verdict {
 	refuse := func(r Reason, format string, args ...any) Verdict {
@@ -137,6 +149,14 @@ func Verify(in Input) Verdict {
 		}
 		if in.Params.SHA256 != m.SHA256 {
 			return v(ReasonHashMismatch, "parameters sha256 %x, manifest says %x", in.Params.SHA256, m.SHA256)
+		}
+	}
+	if in.Exec != nil && m.Kind == KindExternal {
+		if in.Exec.Size != m.ExecSize {
+			return v(ReasonExecSizeMismatch, "executable of %d bytes, manifest says %d", in.Exec.Size, m.ExecSize)
+		}
+		if in.Exec.SHA256 != m.ExecSHA256 {
+			return v(ReasonExecHashMismatch, "executable sha256 %x, manifest says %x", in.Exec.SHA256, m.ExecSHA256)
 		}
 	}
 	return Verdict{Reason: ReasonOK, Manifest: m}

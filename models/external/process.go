@@ -1,0 +1,343 @@
+package external
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/weft-io/weft/anomaly"
+	"github.com/weft-io/weft/models"
+)
+
+// Config configures the processes of a Launcher.
+type Config struct {
+	// Backoff is the wait before a program that exited, or was killed
+	// for garbage, is started again; it doubles after each failure up to
+	// MaxBackoff and is reset once the program answered after running
+	// for MaxBackoff. Defaults 1s and 5m.
+	Backoff, MaxBackoff time.Duration
+	// Logger receives the programs' starts, ends and standard error. Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// maxStderrLines bounds the lines of standard error logged per start of a
+// program.
+const maxStderrLines = 20
+
+// Launcher returns the models.Launch that runs each external version's
+// program as a Process with cfg.
+func Launcher(cfg Config) models.Launch {
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = 5 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return func(m models.Manifest, p models.ExternalParams, x models.Exec) models.Process {
+		return &Process{cfg: cfg, m: m, p: p, exec: x, log: cfg.Logger.With("model", m.Ref())}
+	}
+}
+
+// Process is one version's program: started on the first reading, asked
+// over the line protocol, started again after a backoff when it ends. Its
+// methods are called by one goroutine at a time (the runner's).
+type Process struct {
+	cfg  Config
+	m    models.Manifest
+	p    models.ExternalParams
+	exec models.Exec
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	cur     *child
+	closed  bool
+	seq     uint64
+	fails   int
+	next    time.Time // not started again before
+	started time.Time
+	buf     []byte
+	starts  int
+}
+
+var _ models.Process = (*Process)(nil)
+
+// child is one run of the program.
+type child struct {
+	cmd     *exec.Cmd
+	stdin   *os.File
+	stdout  *os.File
+	answers chan answer // closed when its standard output ends
+	quit    chan struct{}
+	done    chan struct{} // closed once it was waited for
+	exit    error
+}
+
+type answer struct {
+	r   Response
+	err error
+}
+
+// Starts returns how many times the program was started.
+func (p *Process) Starts() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.starts
+}
+
+// Score implements models.Process.
+func (p *Process) Score(device string, t time.Time, values map[string]float64, within time.Duration) (anomaly.Result, bool, string) {
+	start := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = p.buf[:0]
+	first := p.seq + 1
+	n := uint64(0)
+	for _, c := range p.m.Channels {
+		v, ok := values[c]
+		if !ok {
+			continue
+		}
+		n++
+		p.buf = Encode(p.buf, Request{Seq: first + n - 1, Device: device, Channel: c, T: t, Value: v})
+	}
+	if n == 0 {
+		return anomaly.Result{}, false, ""
+	}
+	if p.closed {
+		return anomaly.Result{}, true, models.FaultCrash
+	}
+	if p.cur == nil {
+		if time.Now().Before(p.next) {
+			return anomaly.Result{}, true, models.FaultCrash
+		}
+		if err := p.start(); err != nil {
+			p.failed("not started", err)
+			return anomaly.Result{}, true, models.FaultCrash
+		}
+	}
+	c := p.cur
+	p.seq += n
+	c.stdin.SetWriteDeadline(start.Add(within))
+	if _, err := c.stdin.Write(p.buf); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A line may be half written: the stream is lost.
+			p.failed("not reading its input", err)
+			return anomaly.Result{}, true, models.FaultSlow
+		}
+		p.failed("input closed", err)
+		return anomaly.Result{}, true, models.FaultCrash
+	}
+	timer := time.NewTimer(max(within-time.Since(start), 0))
+	defer timer.Stop()
+	threshold := p.p.Threshold
+	if threshold <= 0 {
+		threshold = models.DefaultExternalThreshold
+	}
+	var res anomaly.Result
+	for got := uint64(0); got < n; {
+		select {
+		case a, ok := <-c.answers:
+			if !ok {
+				p.failed("exited", nil)
+				return anomaly.Result{}, true, models.FaultCrash
+			}
+			if a.err != nil {
+				p.failed("garbage", a.err)
+				return anomaly.Result{}, true, models.FaultGarbage
+			}
+			if a.r.Seq < first {
+				continue // the late answer to an earlier reading
+			}
+			if a.r.Seq != first+got {
+				p.failed("garbage", fmt.Errorf("%w: seq %d, want %d", ErrGarbage, a.r.Seq, first+got))
+				return anomaly.Result{}, true, models.FaultGarbage
+			}
+			got++
+			detected := a.r.Score >= threshold
+			if a.r.Detected != nil {
+				detected = *a.r.Detected
+			}
+			if a.r.Score > res.Score || res.Detector == "" {
+				res.Score = max(res.Score, a.r.Score)
+				res.Detector = "external"
+			}
+			res.Detected = res.Detected || detected
+		case <-timer.C:
+			return anomaly.Result{}, true, models.FaultSlow
+		}
+	}
+	if p.fails > 0 && time.Since(p.started) >= p.cfg.MaxBackoff {
+		p.fails = 0
+	}
+	return res, true, ""
+}
+
+// start checks the executable and starts the program.
+func (p *Process) start() error {
+	if err := p.check(); err != nil {
+		return err
+	}
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return err
+	}
+	cmd := exec.Command(p.exec.Path, p.p.Args...)
+	cmd.Dir = filepath.Dir(p.exec.Path)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8",
+		"WEFT_PROTOCOL=" + strconv.Itoa(Version), "WEFT_MODEL=" + p.m.Ref(), "WEFT_MODEL_CLASS=" + p.m.Class,
+		"WEFT_MODEL_CHANNELS=" + strings.Join(p.m.Channels, ",")}
+	cmd.Stdin, cmd.Stdout = inR, outW
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		inR.Close()
+		inW.Close()
+		outR.Close()
+		outW.Close()
+		return err
+	}
+	inR.Close()
+	outW.Close()
+	c := &child{cmd: cmd, stdin: inW, stdout: outR, answers: make(chan answer, 256), quit: make(chan struct{}), done: make(chan struct{})}
+	go c.read()
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 0, 1024), MaxLine)
+		logged := 0
+		for sc.Scan() {
+			if logged < maxStderrLines {
+				p.log.Warn("external model stderr", "line", sc.Text())
+			}
+			logged++
+		}
+		c.exit = cmd.Wait()
+		close(c.done)
+	}()
+	p.cur, p.started = c, time.Now()
+	p.starts++
+	p.log.Info("external model started", "pid", cmd.Process.Pid, "exec", p.exec.Path)
+	return nil
+}
+
+// check verifies that the bytes at the executable's path are those the
+// manifest signed for, just before they are run.
+func (p *Process) check() error {
+	f, err := os.Open(p.exec.Path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(f, models.MaxExecSize+1))
+	if err != nil {
+		return err
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	if n != p.m.ExecSize || sum != p.m.ExecSHA256 {
+		return fmt.Errorf("external: %s is not the executable signed for (%d bytes, sha256 %x)", p.exec.Path, n, sum)
+	}
+	return nil
+}
+
+// read passes the program's lines to answers until its output ends or
+// the child is stopped.
+func (c *child) read() {
+	defer close(c.answers)
+	br := bufio.NewReaderSize(c.stdout, MaxLine+1)
+	for {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			c.send(answer{err: fmt.Errorf("%w: a line longer than %d bytes", ErrGarbage, MaxLine)})
+			return
+		}
+		if len(bytes.TrimSpace(line)) > 0 {
+			r, derr := Decode(line)
+			if !c.send(answer{r: r, err: derr}) || derr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (c *child) send(a answer) bool {
+	select {
+	case c.answers <- a:
+		return true
+	case <-c.quit:
+		return false
+	}
+}
+
+// stop kills the child's process group and waits for it.
+func (c *child) stop() error {
+	close(c.quit)
+	kill(c.cmd)
+	c.stdin.Close()
+	<-c.done
+	c.stdout.Close()
+	return c.exit
+}
+
+// failed stops the program after a failure and sets when it may start
+// again.
+func (p *Process) failed(why string, err error) {
+	exit := ""
+	if p.cur != nil {
+		if e := p.cur.stop(); e != nil {
+			exit = e.Error()
+		}
+		p.cur = nil
+	}
+	wait := p.cfg.Backoff << min(p.fails, 20)
+	wait = min(wait, p.cfg.MaxBackoff)
+	p.fails++
+	p.next = time.Now().Add(wait)
+	p.log.Warn("external model stopped", "why", why, "err", err, "exit", exit, "restart_in", wait)
+}
+
+// Close implements models.Process: it kills the program and waits for
+// it; the process is not started again.
+func (p *Process) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.cur == nil {
+		return nil
+	}
+	p.cur.stop()
+	p.cur = nil
+	p.log.Info("external model closed")
+	return nil
+}
