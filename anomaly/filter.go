@@ -9,8 +9,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"github.com/caio/go-tdigest/v4"
 )
 
 // Uplink is what an edge sends to its core of its devices' telemetry
@@ -260,9 +258,19 @@ type deviceState struct {
 	period   period
 	reported reportedScore // its score last reported
 	wrote    bool
-	recent   []Telemetry // its last readings, at most Before and RecentBytes
-	recentN  int         // bytes of recent
-	after    int         // readings still to send up
+	recent   []recentReading // its last readings, at most Before and RecentBytes
+	recentN  int             // bytes of recent
+	after    int             // readings still to send up
+	pruned   time.Time       // when its idle fields were last dropped
+}
+
+// recentReading is a reading kept as the context of a detection to come:
+// its payload is a copy, so that it does not hold on to the buffer the
+// message was read into (a stored batch of many devices' messages).
+type recentReading struct {
+	topic   string
+	at      time.Time
+	payload []byte
 }
 
 // reportedScore is the score last reported of a device, and the time of
@@ -331,11 +339,114 @@ type period struct {
 	readings int
 }
 
+// channelPeriod is a channel's part of its device's period: a few
+// figures and two streaming quantiles, about 500 bytes whatever the
+// readings (a t-digest here took 6.4 KiB a channel).
 type channelPeriod struct {
 	count                   int
 	min, max, sum, maxScore float64
-	digest                  *tdigest.TDigest // reset, not renewed, each period
+	p50, p95                quantile
 }
+
+// quantile estimates one quantile of a stream of values in constant
+// memory: exactly (the nearest rank) up to quantileExact values, then with
+// the P² algorithm (Jain and Chlamtac, "The P² algorithm for dynamic
+// calculation of quantiles and histograms without storing observations",
+// CACM 28(10), 1985): five markers at the minimum, the quantile, the
+// maximum and half-way between, whose heights follow the values by a
+// parabolic interpolation, started from the exact values.
+type quantile struct {
+	p     float64
+	n     int                    // values added
+	first [quantileExact]float64 // the first values, sorted
+	q     [5]float64             // the markers' heights, past quantileExact
+	pos   [5]float64             // the markers' positions, 1 to n
+}
+
+// quantileExact is how many values a quantile keeps before it estimates.
+const quantileExact = 16
+
+func newQuantile(p float64) quantile { return quantile{p: p} }
+
+// want is the desired position of marker i after n values.
+func (e *quantile) want(i int) float64 {
+	return 1 + float64(e.n-1)*[5]float64{0, e.p / 2, e.p, (1 + e.p) / 2, 1}[i]
+}
+
+func (e *quantile) add(v float64) {
+	if e.n < quantileExact {
+		i := e.n
+		for i > 0 && e.first[i-1] > v {
+			e.first[i] = e.first[i-1]
+			i--
+		}
+		e.first[i] = v
+		e.n++
+		return
+	}
+	if e.n == quantileExact { // the markers, at the ranks nearest their desired positions
+		for i := range e.pos {
+			e.pos[i] = math.Round(e.want(i))
+		}
+		for i := 1; i < 4; i++ {
+			e.pos[i] = max(e.pos[i], e.pos[i-1]+1)
+		}
+		for i := 3; i > 0; i-- {
+			e.pos[i] = min(e.pos[i], e.pos[i+1]-1)
+		}
+		for i, r := range e.pos {
+			e.q[i] = e.first[int(r)-1]
+		}
+	}
+	e.n++
+	var k int // the cell v falls in, between markers k and k+1
+	switch {
+	case v < e.q[0]:
+		e.q[0], k = v, 0
+	case v >= e.q[4]:
+		e.q[4], k = v, 3
+	default:
+		for k = 0; k < 3 && v >= e.q[k+1]; k++ {
+		}
+	}
+	for i := k + 1; i < 5; i++ {
+		e.pos[i]++
+	}
+	for i := 1; i < 4; i++ {
+		d := e.want(i) - e.pos[i]
+		if d >= 1 && e.pos[i+1]-e.pos[i] > 1 || d <= -1 && e.pos[i-1]-e.pos[i] < -1 {
+			s := math.Copysign(1, d)
+			q := e.parabolic(i, s)
+			if e.q[i-1] >= q || q >= e.q[i+1] {
+				j := i + int(s)
+				q = e.q[i] + s*(e.q[j]-e.q[i])/(e.pos[j]-e.pos[i])
+			}
+			e.q[i] = q
+			e.pos[i] += s
+		}
+	}
+}
+
+// parabolic is the height of marker i moved by s (±1) on the parabola
+// through it and its neighbours.
+func (e *quantile) parabolic(i int, s float64) float64 {
+	q, n := &e.q, &e.pos
+	return q[i] + s/(n[i+1]-n[i-1])*((n[i]-n[i-1]+s)*(q[i+1]-q[i])/(n[i+1]-n[i])+(n[i+1]-n[i]-s)*(q[i]-q[i-1])/(n[i]-n[i-1]))
+}
+
+// value is the estimate: the quantile of the values added, NaN if none.
+func (e *quantile) value() float64 {
+	switch {
+	case e.n == 0:
+		return math.NaN()
+	case e.n <= quantileExact: // the nearest rank
+		return e.first[min(e.n-1, max(0, int(math.Ceil(e.p*float64(e.n)))-1))]
+	}
+	return e.q[2]
+}
+
+// reset forgets the values added.
+func (e *quantile) reset() { *e = newQuantile(e.p) }
 
 // deviceVector is a device's Vector and the fields it holds.
 type deviceVector struct {
@@ -458,7 +569,10 @@ func (f *Filter) pick(d *deviceState, prefix string, fields map[string]any, at t
 	return out
 }
 
-// pruneChannels drops the channels of d not seen for IdleAfter.
+// pruneChannels drops the channels of d not seen for IdleAfter: when a
+// new field finds d full, and at most once every IdleAfter of d's
+// readings besides, so that the fields a device stopped sending do not
+// stay as long as the device.
 func (f *Filter) pruneChannels(d *deviceState, at time.Time) {
 	for name, c := range d.channels {
 		if at.Sub(c.last) > f.limits.IdleAfter {
@@ -478,6 +592,10 @@ func (f *Filter) score(m Telemetry, report bool) (*deviceState, []Record) {
 	}
 	d := f.device(m.Device, m.At)
 	defer f.evict(d)
+	if m.At.Sub(d.pruned) > f.limits.IdleAfter {
+		f.pruneChannels(d, m.At)
+		d.pruned = m.At
+	}
 	picked := f.pick(d, prefix, fields, m.At)
 	if !report {
 		for _, p := range picked {
@@ -517,8 +635,9 @@ func (f *Filter) score(m Telemetry, report bool) (*deviceState, []Record) {
 	switch {
 	case detected:
 		for _, r := range d.recent {
-			up = append(up, readingRecord(r))
+			up = append(up, Record{RecordReading, d.id, r.at, Reading{Type: RecordReading, Device: d.id, Topic: r.topic, At: r.at, Payload: r.payload}})
 		}
+		clear(d.recent)
 		d.recent, d.recentN = d.recent[:0], 0
 		up = append(up, readingRecord(m))
 		d.after = f.uplink.After
@@ -526,15 +645,31 @@ func (f *Filter) score(m Telemetry, report bool) (*deviceState, []Record) {
 		up = append(up, readingRecord(m))
 		d.after--
 	case len(m.Payload) <= f.limits.RecentBytes:
-		d.recent = append(d.recent, m)
-		d.recentN += len(m.Payload)
-		for len(d.recent) > f.uplink.Before || d.recentN > f.limits.RecentBytes {
-			d.recentN -= len(d.recent[0].Payload)
-			d.recent[0] = Telemetry{}
-			d.recent = d.recent[1:]
-		}
+		d.keep(m, f.uplink.Before, f.limits.RecentBytes)
 	}
 	return d, up
+}
+
+// keep adds m to the device's recent readings, dropping the oldest past
+// n readings or size bytes. They are dropped by moving the others down,
+// so the slice never holds more than twice n.
+func (d *deviceState) keep(m Telemetry, n, size int) {
+	topic := m.Topic
+	if k := len(d.recent); k > 0 && d.recent[k-1].topic == topic {
+		topic = d.recent[k-1].topic // one string for all of them
+	}
+	d.recent = append(d.recent, recentReading{topic, m.At, bytes.Clone(m.Payload)})
+	d.recentN += len(m.Payload)
+	drop := 0
+	for len(d.recent)-drop > n || d.recentN > size {
+		d.recentN -= len(d.recent[drop].payload)
+		drop++
+	}
+	if drop > 0 {
+		k := copy(d.recent, d.recent[drop:])
+		clear(d.recent[k:])
+		d.recent = d.recent[:k]
+	}
 }
 
 func readingRecord(m Telemetry) Record {
@@ -575,9 +710,10 @@ func (f *Filter) closePeriod(d *deviceState, at time.Time) (Summary, bool) {
 			continue
 		}
 		sum.Channels[name] = ChannelSummary{Count: c.count, Min: c.min, Max: c.max, Mean: c.sum / float64(c.count),
-			P50: c.digest.Quantile(0.5), P95: c.digest.Quantile(0.95), MaxScore: c.maxScore}
+			P50: c.p50.value(), P95: c.p95.value(), MaxScore: c.maxScore}
 		c.count, c.sum, c.maxScore = 0, 0, 0
-		c.digest.Reset()
+		c.p50.reset()
+		c.p95.reset()
 	}
 	p.readings = 0
 	return sum, true
@@ -592,7 +728,7 @@ func summarize(d *deviceState, ch *fieldState, at time.Time, v, score float64) {
 	p.to = at
 	c := ch.sum
 	if c == nil {
-		c = &channelPeriod{digest: NewDigest()}
+		c = &channelPeriod{p50: newQuantile(0.5), p95: newQuantile(0.95)}
 		ch.sum = c
 	}
 	if c.count == 0 {
@@ -600,5 +736,6 @@ func summarize(d *deviceState, ch *fieldState, at time.Time, v, score float64) {
 	}
 	c.count, c.sum = c.count+1, c.sum+v
 	c.min, c.max, c.maxScore = min(c.min, v), max(c.max, v), max(c.maxScore, score)
-	c.digest.Add(v)
+	c.p50.add(v)
+	c.p95.add(v)
 }

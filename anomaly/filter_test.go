@@ -2,7 +2,9 @@ package anomaly
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -351,5 +353,89 @@ func TestFloodDoesNotStarve(t *testing.T) {
 	f.Batch(msgs[:10])
 	if fl := f.devices["flood"]; fl.period.readings != budget+10 {
 		t.Fatalf("%d readings of the flood scored after the next batch", fl.period.readings)
+	}
+}
+
+// TestQuantile: a summary's P50 and P95 are exact up to 16 readings and
+// within 2% of the readings' range after, in any order.
+func TestQuantile(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	cases := []struct {
+		name string
+		v    func(i int) float64
+		n    int
+	}{
+		{"few", func(i int) float64 { return float64(11 - i) }, 12},
+		{"exact", func(i int) float64 { return float64(i * i % 17) }, 16},
+		{"rising", func(i int) float64 { return float64(i) }, 1000},
+		{"falling", func(i int) float64 { return float64(-i) }, 1000},
+		{"uniform", func(int) float64 { return r.Float64() * 100 }, 900},
+		{"normal", func(int) float64 { return 20 + 3*r.NormFloat64() }, 900},
+		{"spikes", func(i int) float64 { return float64(i%100/99) * 50 }, 900},
+		{"constant", func(int) float64 { return 4 }, 500},
+		{"wave", func(i int) float64 { return math.Sin(float64(i) / 50) }, 900},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var vs []float64
+			for i := range tc.n {
+				vs = append(vs, tc.v(i))
+			}
+			sorted := slices.Sorted(slices.Values(vs))
+			span := sorted[len(sorted)-1] - sorted[0]
+			for _, p := range []float64{0.5, 0.95} {
+				e := newQuantile(p)
+				for _, v := range vs {
+					e.add(v)
+				}
+				want := sorted[int(math.Ceil(p*float64(len(vs))))-1] // the nearest rank
+				got := e.value()
+				if tc.n <= quantileExact && got != want || math.Abs(got-want) > 0.02*span {
+					t.Errorf("P%g = %g, want %g (range %g)", 100*p, got, want, span)
+				}
+				e.reset()
+				if e.n != 0 || !math.IsNaN(e.value()) {
+					t.Fatalf("after reset: %+v", e)
+				}
+			}
+		})
+	}
+}
+
+// TestRecentReadingsOwnTheirBytes: the readings kept as a detection's
+// context are copies, not slices of the buffer the messages came in (a
+// stored batch of every device's messages, which they would keep whole).
+func TestRecentReadingsOwnTheirBytes(t *testing.T) {
+	f := NewFilter(FilterConfig{Anomaly: Config{Epoch: 60}, Uplink: Uplink{Summary: time.Hour, Before: 3, After: 1}})
+	in := pump("p", 0, 202, 200)
+	want := map[string]string{}
+	for i, m := range in {
+		want[m.At.String()] = string(m.Payload)
+		buf := slices.Clone(m.Payload)
+		m.Payload = buf
+		up, _ := f.Batch([]Telemetry{m})
+		for _, r := range up {
+			if rd, ok := r.Value.(Reading); ok && string(rd.Payload) != want[rd.At.String()] {
+				t.Fatalf("reading %d: reading at %v went up as %q, want %q", i, rd.At, rd.Payload, want[rd.At.String()])
+			}
+		}
+		clear(buf) // the buffer is reused for the next batch
+	}
+	if d := f.devices["p"]; len(d.recent) > 3 || cap(d.recent) > 8 {
+		t.Fatalf("%d recent readings kept in a slice of %d", len(d.recent), cap(d.recent))
+	}
+}
+
+// TestIdleChannelsDropped: a field a device no longer sends is forgotten
+// after IdleAfter, though the device goes on sending others.
+func TestIdleChannelsDropped(t *testing.T) {
+	f := NewFilter(FilterConfig{Limits: Limits{IdleAfter: time.Hour}})
+	f.Batch([]Telemetry{telemetry("d", 0, `{"old":1,"kept":1}`)})
+	for i := 1; i <= 3; i++ {
+		f.Batch([]Telemetry{telemetry("d", 1800*i, `{"kept":2}`)})
+	}
+	d := f.devices["d"]
+	if _, ok := d.channels["old"]; ok || len(d.channels) != 1 || f.Stats().Channels != 1 {
+		t.Fatalf("channels %v, %d counted; want kept alone", slices.Sorted(maps.Keys(d.channels)), f.Stats().Channels)
 	}
 }
