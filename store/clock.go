@@ -279,8 +279,8 @@ func (w *wtx) stampFloor() error {
 	w.s.clock.mu.Lock()
 	pending := w.s.clock.pending
 	w.s.clock.mu.Unlock()
-	if err := w.txn.Set(floorKey, encodeFloor(w.now, pending)); err != nil {
-		return fmt.Errorf("store: write: %w", err)
+	if err := w.txnSet(floorKey, encodeFloor(w.now, pending)); err != nil {
+		return err
 	}
 	w.s.saved.Store(w.now.UnixNano())
 	return nil

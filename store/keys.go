@@ -14,6 +14,7 @@ import (
 //	"U" vol                                   volume usage in bytes (8 bytes)
 //	"S" vol 0 snapshot                        snapshot record (JSON)
 //	"I"                                       name of the node that last opened the store
+//	"W"                                       sequence number of the last write-ahead log record applied (wal.go)
 //	"v" vol 0 "m" name                        object metadata (JSON)
 //	"v" vol 0 "b" name 0 topic 0 part base    stream batch
 //	"v" vol 0 "t" name 0 topic                topic index entry

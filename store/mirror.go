@@ -154,6 +154,11 @@ func (m *Mirror) apply(entries []DeltaEntry) error {
 	if err := txn.CommitAt(p.TPub, nil); err != nil {
 		return fmt.Errorf("store: mirror commit: %w", err)
 	}
+	// Staged outside the writer and its log: Badger syncs it (and every
+	// commit before it).
+	if err := m.s.db.Sync(); err != nil {
+		return m.s.syncFailed(err)
+	}
 	m.p = p
 	return nil
 }

@@ -90,7 +90,8 @@ type Config struct {
 	// Logger receives the store's logs. Nil discards them.
 	Logger *slog.Logger
 
-	tune func(*badger.Options) // tests adjust Badger here
+	tune  func(*badger.Options) // tests adjust Badger here
+	noWAL bool                  // tests: Badger syncs each commit itself, as before the log
 }
 
 // Space is what the file system holding the data directory has left.
@@ -175,7 +176,8 @@ type Store struct {
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
 	heads      map[string]*partState
-	mirrors    int // mirror updates pending, writer only after Open
+	wal        *wal // writer only after Open
+	mirrors    int  // mirror updates pending, writer only after Open
 	groupBytes int
 	rr         uint64 // round-robin counter for keyless appends, writer only
 
@@ -236,8 +238,10 @@ func Open(cfg Config) (*Store, error) {
 	if err := probeWrite(cfg.Dir); err != nil {
 		return nil, fmt.Errorf("%w: open %s: the directory is not writable: %v", ErrDiskFull, cfg.Dir, err)
 	}
+	// Durability is the write-ahead log's (wal.go): Badger does not sync
+	// on its own.
 	opts := badger.DefaultOptions(cfg.Dir).
-		WithSyncWrites(true).
+		WithSyncWrites(cfg.noWAL).
 		WithDetectConflicts(false).
 		WithMemTableSize(cfg.MemTableSize).
 		WithBlockCacheSize(cfg.BlockCacheSize).
@@ -289,18 +293,27 @@ func Open(cfg Config) (*Store, error) {
 		snapTS:  make(map[string]uint64),
 		volumes: make(map[string]*VolumeInfo),
 	}
+	if !cfg.noWAL {
+		if s.wal, err = openWAL(cfg.Dir, db, cfg.Logger.Info); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	s.latest = &View{s: s}
 	s.groupBytes = min(maxGroupBytes, int(cfg.MemTableSize/10))
 	s.ts.Store(db.MaxVersion())
 	if s.mirrors, err = s.clockAfterMirrors(); err != nil {
+		s.wal.close()
 		db.Close()
 		return nil, err
 	}
 	if err := s.load(); err != nil {
+		s.wal.close()
 		db.Close()
 		return nil, err
 	}
 	if err := s.openClock(sysClock); err != nil {
+		s.wal.close()
 		db.Close()
 		return nil, err
 	}
@@ -411,6 +424,7 @@ func (s *Store) Close() error {
 	go func() { done <- s.db.Close() }()
 	select {
 	case err := <-done:
+		s.wal.close()
 		if err != nil {
 			return fmt.Errorf("store: close: %w", err)
 		}

@@ -189,6 +189,81 @@ func (s *Store) runGroup(queue []*wop) {
 	}
 }
 
+// durable makes the group durable and commits it to the database: its
+// record in the write-ahead log, one fdatasync, then the commit, which
+// Badger keeps in memory and its memory-mapped files. Readers see it
+// once the caller moves the store's timestamp.
+func (w *wtx) durable() error {
+	s := w.s
+	l := s.wal
+	if l == nil {
+		return w.commitSynced()
+	}
+	seq := l.seq + 1
+	if err := w.txnSet(walKey, binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return err
+	}
+	rec := l.encode(seq, w.ts, w.log)
+	direct := false
+	if !l.fits(len(rec)) {
+		// The log is full: what it holds goes to disk with the
+		// database, and it starts again. A group larger than the whole
+		// log is made durable by the database alone.
+		if err := s.db.Sync(); err != nil {
+			return s.syncFailed(err)
+		}
+		l.off = 0
+		direct = !l.fits(len(rec))
+	}
+	if !direct {
+		synced, err := l.write(rec)
+		if !synced {
+			return s.syncFailed(err)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	l.seq = seq
+	if err := w.txn.CommitAt(w.ts, nil); err != nil {
+		// The record is on disk and is replayed at the next open: the
+		// writes were not acknowledged, and no later group may be
+		// numbered as if they had not happened.
+		s.commitFailed(err)
+		e := fmt.Errorf("store: commit: %w", err)
+		s.broken.CompareAndSwap(nil, &e)
+		return e
+	}
+	if direct {
+		if err := s.db.Sync(); err != nil {
+			return s.syncFailed(err)
+		}
+		l.off = 0
+	}
+	return nil
+}
+
+// commitSynced commits the group with Badger's own syncs, for a store
+// opened without the write-ahead log (tests compare the two).
+func (w *wtx) commitSynced() error {
+	if err := w.txn.CommitAt(w.ts, nil); err != nil {
+		w.s.commitFailed(err)
+		return fmt.Errorf("store: commit: %w", err)
+	}
+	return nil
+}
+
+// syncFailed stops all writes after a failed sync: the kernel may have
+// dropped the data it could not write, and what follows cannot be
+// trusted to be on disk. Writes are refused until the store is opened
+// again (which replays what the log holds).
+func (s *Store) syncFailed(err error) error {
+	e := fmt.Errorf("store: sync failed, writes stop until the store is reopened: %w", err)
+	s.broken.CompareAndSwap(nil, &e)
+	s.log.Error("writes stopped: a sync failed", "err", err)
+	return e
+}
+
 // wtx is the state of one group: the transaction and the changes to the
 // store's memory that take effect only if the commit succeeds.
 type wtx struct {
@@ -206,6 +281,8 @@ type wtx struct {
 	vols    map[string]*VolumeInfo
 	snaps   map[string]uint64 // 0: deleted
 	wake    map[string]struct{}
+
+	log []walEntry // the transaction's writes, for the write-ahead log
 
 	floorStamped  bool   // the clock floor is in the transaction
 	mirrorPending int    // +1 when a mirror update begins, -1 when published
@@ -233,12 +310,22 @@ func (s *Store) newWtx() *wtx {
 // replaces, for the volume's usage.
 func (w *wtx) set(vol string, key, val []byte, oldSize int) error {
 	w.writes++
-	if err := w.txn.Set(key, val); err != nil {
-		return fmt.Errorf("store: write: %w", err)
+	if err := w.txnSet(key, val); err != nil {
+		return err
 	}
 	if vol != "" {
 		w.usage[vol] += int64(len(key)+len(val)) - int64(oldSize)
 	}
+	return nil
+}
+
+// txnSet writes key in the transaction and its write-ahead log record.
+// key and val must not change until the group is committed.
+func (w *wtx) txnSet(key, val []byte) error {
+	if err := w.txn.Set(key, val); err != nil {
+		return fmt.Errorf("store: write: %w", err)
+	}
+	w.log = append(w.log, walEntry{key: key, val: val})
 	return nil
 }
 
@@ -247,6 +334,7 @@ func (w *wtx) del(vol string, key []byte, oldSize int) error {
 	if err := w.txn.Delete(key); err != nil {
 		return fmt.Errorf("store: delete: %w", err)
 	}
+	w.log = append(w.log, walEntry{del: true, key: key})
 	if vol != "" {
 		w.usage[vol] -= int64(oldSize)
 	}
@@ -384,19 +472,18 @@ func (w *wtx) commit() error {
 		if u < 0 {
 			u = 0
 		}
-		if err := w.txn.Set(usageKey(vol), binary.BigEndian.AppendUint64(nil, uint64(u))); err != nil {
-			return fmt.Errorf("store: write: %w", err)
+		if err := w.txnSet(usageKey(vol), binary.BigEndian.AppendUint64(nil, uint64(u))); err != nil {
+			return err
 		}
 	}
 	if w.s.mirrors+w.mirrorPending > 0 {
 		// A mirror update is staged above the clock: keep the clock.
-		if err := w.txn.Set(clockKey, binary.BigEndian.AppendUint64(nil, w.ts)); err != nil {
-			return fmt.Errorf("store: write: %w", err)
+		if err := w.txnSet(clockKey, binary.BigEndian.AppendUint64(nil, w.ts)); err != nil {
+			return err
 		}
 	}
-	if err := w.txn.CommitAt(w.ts, nil); err != nil {
-		w.s.commitFailed(err)
-		return fmt.Errorf("store: commit: %w", err)
+	if err := w.durable(); err != nil {
+		return err
 	}
 	s := w.s
 	s.ts.Store(w.ts)
