@@ -151,6 +151,9 @@ type FilterStats struct {
 	SkippedReadings int64
 	// Evicted counts the devices forgotten: idle, or past the caps.
 	Evicted int64
+	// DroppedChannels counts the fields of devices still followed that
+	// were forgotten, not sent for IdleAfter.
+	DroppedChannels int64
 	// Devices and Channels are the devices and fields followed.
 	Devices, Channels int64
 }
@@ -179,6 +182,7 @@ type Filter struct {
 	counters        atomic.Int64
 	skippedReadings atomic.Int64
 	evicted         atomic.Int64
+	dropped         atomic.Int64
 	nDevices        atomic.Int64
 	nChannels       atomic.Int64
 }
@@ -197,6 +201,7 @@ func (f *Filter) Stats() FilterStats {
 		SkippedFields:   map[string]int64{SkipFields: f.pastFields.Load(), SkipChannels: f.pastChannels.Load(), SkipMonotonic: f.counters.Load()},
 		SkippedReadings: f.skippedReadings.Load(),
 		Evicted:         f.evicted.Load(),
+		DroppedChannels: f.dropped.Load(),
 		Devices:         f.nDevices.Load(),
 		Channels:        f.nChannels.Load(),
 	}
@@ -578,6 +583,7 @@ func (f *Filter) pruneChannels(d *deviceState, at time.Time) {
 		if at.Sub(c.last) > f.limits.IdleAfter {
 			delete(d.channels, name)
 			f.channels--
+			f.dropped.Add(1)
 		}
 	}
 }

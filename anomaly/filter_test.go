@@ -435,7 +435,7 @@ func TestIdleChannelsDropped(t *testing.T) {
 		f.Batch([]Telemetry{telemetry("d", 1800*i, `{"kept":2}`)})
 	}
 	d := f.devices["d"]
-	if _, ok := d.channels["old"]; ok || len(d.channels) != 1 || f.Stats().Channels != 1 {
-		t.Fatalf("channels %v, %d counted; want kept alone", slices.Sorted(maps.Keys(d.channels)), f.Stats().Channels)
+	if st := f.Stats(); d.channels["old"] != nil || len(d.channels) != 1 || st.Channels != 1 || st.DroppedChannels != 1 || st.Evicted != 0 {
+		t.Fatalf("channels %v, stats %+v; want kept alone, one dropped", slices.Sorted(maps.Keys(d.channels)), st)
 	}
 }

@@ -271,12 +271,14 @@ var (
 		"Readings not scored because their device had spent its budget in the batch (ScoreLimits.DeviceBudget).", nil, nil)
 	devicesEvictedDesc = prometheus.NewDesc("weft_anomaly_devices_evicted_total",
 		"Devices the scorer forgot: idle, or past its device or channel caps.", nil, nil)
+	channelsDroppedDesc = prometheus.NewDesc("weft_anomaly_channels_dropped_total",
+		"Fields of devices still followed that the scorer forgot, not sent for ScoreLimits.IdleAfter.", nil, nil)
 	devicesDesc  = prometheus.NewDesc("weft_anomaly_devices", "Devices the scorer follows.", nil, nil)
 	channelsDesc = prometheus.NewDesc("weft_anomaly_channels", "Fields the scorer follows, all devices together.", nil, nil)
 )
 
 func (s *scorer) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{fieldsSkippedDesc, readingsSkippedDesc, devicesEvictedDesc, devicesDesc, channelsDesc} {
+	for _, d := range []*prometheus.Desc{fieldsSkippedDesc, readingsSkippedDesc, devicesEvictedDesc, channelsDroppedDesc, devicesDesc, channelsDesc} {
 		ch <- d
 	}
 }
@@ -288,6 +290,7 @@ func (s *scorer) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(readingsSkippedDesc, prometheus.CounterValue, float64(st.SkippedReadings))
 	ch <- prometheus.MustNewConstMetric(devicesEvictedDesc, prometheus.CounterValue, float64(st.Evicted))
+	ch <- prometheus.MustNewConstMetric(channelsDroppedDesc, prometheus.CounterValue, float64(st.DroppedChannels))
 	ch <- prometheus.MustNewConstMetric(devicesDesc, prometheus.GaugeValue, float64(st.Devices))
 	ch <- prometheus.MustNewConstMetric(channelsDesc, prometheus.GaugeValue, float64(st.Channels))
 }
