@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
 
@@ -275,8 +276,8 @@ func (e *Engine) publish(ctx context.Context, set Settings, version uint64) erro
 		e.published = b
 		return nil
 	}
-	if _, err := e.st.AppendMany(ctx, []store.AppendRequest{{Path: store.UpdatesStream, Topic: SettingsTopic, Partition: 0,
-		Messages: []store.Message{{Value: b}}}}); err != nil {
+	if _, err := shadow.DownOf(e.st).Write(ctx, shadow.Write{Records: []store.AppendRequest{{Path: store.UpdatesStream, Topic: SettingsTopic, Partition: 0,
+		Messages: []store.Message{{Value: b}}}}}); err != nil {
 		return fmt.Errorf("alarm: send settings to the edges: %w", err)
 	}
 	e.published = b

@@ -224,9 +224,11 @@ func (s *Server) SendCommand(ctx context.Context, c *certs.TokenClaims, id strin
 		return res, err
 	}
 	start := s.now()
-	if _, err := s.cfg.Store.AppendMany(ctx, []store.AppendRequest{
-		{Path: store.UpdatesStream, Topic: s.CommandTopic(id), Partition: -1, Messages: []store.Message{msg}},
-		rec,
+	// Through the node's one path of core-owned writes (on a core
+	// cluster's node, held by a majority and sent by every node).
+	if _, err := shadow.DownOf(s.cfg.Store).Write(ctx, shadow.Write{
+		Records: []store.AppendRequest{{Path: store.UpdatesStream, Topic: s.CommandTopic(id), Partition: -1, Messages: []store.Message{msg}}},
+		Local:   []store.AppendRequest{rec},
 	}); err != nil {
 		outcome("device.command.refused", map[string]any{"reason": "not_sent"})
 		return res, err

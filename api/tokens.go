@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
 
@@ -331,8 +332,11 @@ func (s *Server) appendToken(ctx context.Context, rec tokenRecord, action string
 	if err != nil {
 		return err
 	}
-	reqs := []store.AppendRequest{{Path: store.UpdatesStream, Topic: TokensTopic, Partition: 0, Messages: []store.Message{{Value: b}}}, audit}
-	if _, err := s.cfg.Store.AppendMany(ctx, reqs); err != nil {
+	// Through the node's one path of core-owned writes: every node of a
+	// core cluster holds the same token list.
+	w := shadow.Write{Records: []store.AppendRequest{{Path: store.UpdatesStream, Topic: TokensTopic, Partition: 0, Messages: []store.Message{{Value: b}}}},
+		Local: []store.AppendRequest{audit}}
+	if _, err := shadow.DownOf(s.cfg.Store).Write(ctx, w); err != nil {
 		return err
 	}
 	s.tokens.mu.Lock()

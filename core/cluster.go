@@ -40,6 +40,9 @@ type ClusterConfig struct {
 type member struct {
 	cfg  ClusterConfig
 	node atomic.Pointer[cluster.Node]
+	// down carries the node's core-owned writes through the cluster's
+	// log, and applies the log to the node's /updates/down.
+	down *clusterDown
 }
 
 // errJoining refuses links and answers until the node has joined.
@@ -87,6 +90,9 @@ func (m *member) start(ctx, runCtx context.Context, dataDir, name, syncAddr, htt
 	n.OnLost(func() { srv.DropAll(wire.Errorf(wire.CodeShutdown, "core %s lost its lease", name)) })
 	n.OnMove(func(edge string, to cluster.Member) { srv.Drop(edge, wire.Redirect(to.Sync)) })
 	m.node.Store(n)
+	if m.down != nil {
+		wg.Go(func() { m.down.run(runCtx, n) })
+	}
 	wg.Go(func() {
 		if err := n.Run(runCtx); err != nil {
 			log.Error("cluster member stopped", "err", err)

@@ -136,6 +136,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Node, error) {
+		shadow.SetDown(st, nil)
 		st.Close()
 		return nil, err
 	}
@@ -156,6 +157,10 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	var cm *member
 	if cfg.Cluster.Name != "" {
 		cm = &member{cfg: cfg.Cluster}
+		// Every core-owned write goes through the cluster's log from the
+		// first request on (refused until the node has joined).
+		cm.down = newClusterDown(st, cfg.Name, cm, log)
+		shadow.SetDown(st, cm.down)
 	}
 	sc := link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,
 		MirrorsDown: cfg.MirrorsDown, MirrorsUp: cfg.MirrorsUp, Sends: deviceUpdates(st),
@@ -317,6 +322,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	n.ln.Close()
 	n.wg.Wait()
 	n.member.close()
+	shadow.SetDown(n.store, nil)
 	serr := n.store.Close()
 	n.log.Info("core stopped")
 	return errors.Join(herr, serr)

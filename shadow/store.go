@@ -73,7 +73,16 @@ type SetOptions struct {
 // be given an older delta. If the append fails, the shadow is saved
 // already: the error wraps ErrDeltaNotSent and the Doc is the saved
 // shadow; patching again, even with {}, sends the delta again.
+//
+// On a node of a core cluster (SetDown) the change goes through the
+// cluster instead: opt's conditions and check see this node's copy, the
+// change is acknowledged once a majority holds it and this node applied
+// it, and no ErrDeltaNotSent is possible (the shadow and its delta are
+// one commit on every node).
 func SetDesired(ctx context.Context, st *store.Store, id string, patch json.RawMessage, opt SetOptions) (Doc, error) {
+	if d := DownOf(st); clustered(st) {
+		return setDesiredVia(ctx, st, d, id, patch, opt)
+	}
 	p, err := decodeObject(patch)
 	if err != nil {
 		return Doc{}, fmt.Errorf("shadow: desired patch: %w", err)
