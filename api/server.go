@@ -205,6 +205,7 @@ func (s *Server) routes() {
 	s.deviceRoutes()
 	s.firmwareRoutes()
 	s.modelRoutes()
+	s.modelExternalRoutes()
 	s.alarmRoutes()
 	s.tokenRoutes()
 	s.pprofRoutes()
