@@ -2,13 +2,16 @@ package edge
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/weft-io/weft/anomaly"
 	sig "github.com/weft-io/weft/internal/signed"
 	"github.com/weft-io/weft/models"
+	"github.com/weft-io/weft/models/external"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -44,9 +48,17 @@ type Models struct {
 	// Every is how often the mirror is checked. Default 30s.
 	Every time.Duration
 	// Deadline is how long a live model has to answer a reading before
-	// the next in its class's schedule, or the defaults, answer. Default
-	// models.DefaultDeadline (10ms).
+	// the next in its class's schedule, or the defaults, answer, when the
+	// class's schedule set at the core (/models/schedules.json) gives it
+	// none. Default models.DefaultDeadline (10ms).
 	Deadline time.Duration
+	// Dir is where external models' executables are unpacked, each
+	// checked against its manifest, and where the runner's state is kept
+	// across restarts. Default <the store's directory>/models.
+	Dir string
+	// Launch runs external models. Default models/external's Launcher,
+	// logging to Logger.
+	Launch models.Launch
 	// Decoy samples the readings archived for training (models.Decoy: one
 	// in 1,000 of a class, at most 10 a minute, by default).
 	Decoy models.Decoy
@@ -68,6 +80,15 @@ type Models struct {
 	// batches (route); Run then follows no stream of its own.
 	routed  bool
 	minutes map[models.Ref]*minute
+	// unpacked caches the executables unpacked, by store path.
+	unpacked map[string]unpackedExec
+}
+
+// unpackedExec is an executable unpacked from the store: the stored
+// file's digest it was unpacked from, and what was written.
+type unpackedExec struct {
+	stored string
+	exec   models.Exec
 }
 
 var _ prometheus.Collector = (*Models)(nil)
@@ -92,6 +113,16 @@ func (m *Models) defaults() {
 		m.runner.Clock = time.Now
 	}
 	m.runner.Deadline = m.Deadline
+	if m.Dir == "" {
+		m.Dir = filepath.Join(m.Store.Dir(), "models")
+	}
+	if m.Launch == nil {
+		m.Launch = external.Launcher(external.Config{Logger: m.Logger})
+	}
+	m.runner.Launch = m.Launch
+	if m.unpacked == nil {
+		m.unpacked = map[string]unpackedExec{}
+	}
 }
 
 // Run checks the mirror and scores telemetry until ctx ends.
@@ -103,6 +134,7 @@ func (m *Models) Run(ctx context.Context) error {
 	if err := ensureScores(ctx, m.Store); err != nil {
 		return fmt.Errorf("edge: %s: %w", models.ScoresStream, err)
 	}
+	defer m.stop()
 	if routed {
 		return m.check(ctx)
 	}
@@ -138,6 +170,13 @@ func (m *Models) check(ctx context.Context) error {
 	}
 }
 
+// stop ends the programs of external models.
+func (m *Models) stop() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.runner.Close()
+}
+
 // handle feeds a batch of events to the runner; it commits nothing of
 // its own.
 func (m *Models) handle(_ context.Context, b store.Batch) (func(tx *store.Tx) error, error) {
@@ -162,6 +201,10 @@ func (m *Models) Check(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	scheds, err := models.ReadSchedules(ctx, m.Store)
+	if err != nil {
+		m.Logger.Warn("model schedules unreadable", "err", err)
+	}
 	sum, err := shadow.Summarize(ctx, m.Store, shadow.Filter{}, m.Now())
 	if err != nil {
 		return err
@@ -185,6 +228,7 @@ func (m *Models) Check(ctx context.Context) error {
 	}
 	m.keyErr = keyErr
 	m.runner.Keys = keys
+	m.runner.Schedules = scheds.Classes
 	m.runner.Sync(arts, classes)
 	now := m.Now()
 	recs := m.runner.Status(m.Edge, now)
@@ -272,10 +316,66 @@ func (m *Models) artifacts(ctx context.Context) ([]models.Artifact, error) {
 			if a.Params, err = readLimited(ctx, m.Store, d.Path+"/"+models.ParamsName, models.MaxParamsSize); err != nil {
 				return nil, err
 			}
+			if a.Exec, err = m.unpack(ctx, name, v, d.Path+"/"+models.ExecFile); err != nil {
+				return nil, err
+			}
 			out = append(out, a)
 		}
 	}
 	return out, nil
+}
+
+// unpack writes the executable stored at p (if any) under Dir, once per
+// stored content, and returns what it wrote: its path, SHA-256 and size,
+// which the runner verifies against the manifest before the program may
+// run. Nil when there is no such file.
+func (m *Models) unpack(ctx context.Context, name string, v uint64, p string) (*models.Exec, error) {
+	rc, info, err := m.Store.File(p).Open(ctx)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	m.mu.Lock()
+	done, ok := m.unpacked[p]
+	m.mu.Unlock()
+	if ok && done.stored == info.SHA256 {
+		if fi, err := os.Stat(done.exec.Path); err == nil && fi.Size() == done.exec.Size {
+			return &done.exec, nil
+		}
+	}
+	dir := filepath.Join(m.Dir, name, strconv.FormatUint(v, 10))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("edge: unpack %s: %w", p, err)
+	}
+	tmp, err := os.CreateTemp(dir, ".exec-*")
+	if err != nil {
+		return nil, fmt.Errorf("edge: unpack %s: %w", p, err)
+	}
+	defer os.Remove(tmp.Name())
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(rc, models.MaxExecSize+1))
+	if err == nil {
+		err = tmp.Chmod(0o500)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	target := filepath.Join(dir, models.ExecFile)
+	if err == nil {
+		err = os.Rename(tmp.Name(), target)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("edge: unpack %s: %w", p, err)
+	}
+	x := models.Exec{Path: target, Size: n}
+	h.Sum(x.SHA256[:0])
+	m.mu.Lock()
+	m.unpacked[p] = unpackedExec{stored: info.SHA256, exec: x}
+	m.mu.Unlock()
+	return &x, nil
 }
 
 // readLimited reads a file of at most limit bytes (one more is read, so

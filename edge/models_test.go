@@ -3,10 +3,14 @@ package edge
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +18,7 @@ import (
 	"github.com/weft-io/weft/gateway"
 	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/models"
+	"github.com/weft-io/weft/models/external"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
@@ -155,3 +160,156 @@ func TestEdgeModelsWithoutKey(t *testing.T) {
 }
 
 func jsonReader(s string) *strings.Reader { return strings.NewReader(s) }
+
+// scorePy is an external model in Python: the distance of a reading to
+// 20, a tenth a unit.
+const scorePy = `#!/usr/bin/env python3
+import json, sys
+for line in sys.stdin:
+    r = json.loads(line)
+    print(json.dumps({"seq": r["seq"], "score": min(1.0, abs(r["value"] - 20) / 10)}), flush=True)
+`
+
+// addExternal adds an external model running src to st, as the core
+// does, and applies the stage changes.
+func addExternal(t *testing.T, reg *models.Registry, name, src string, actions ...string) {
+	t.Helper()
+	ctx := context.Background()
+	m, err := reg.AddExternal(ctx, models.ExternalRequest{Name: name, Class: "thermo", Channels: []string{"temp"}}, strings.NewReader(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range actions {
+		if _, err := reg.Change(ctx, name, a, m.Version); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// externalEdge is an edge's model runner over st, running external
+// models with a short backoff; procs gets each program.
+func externalEdge(st *store.Store, certsDir, dir string, procs map[string]*external.Process) *Models {
+	launch := external.Launcher(external.Config{Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	return &Models{Store: st, Edge: "edge-a", KeyFile: ModelKeyFile(certsDir), Dir: dir, routed: true,
+		Launch: func(m models.Manifest, p models.ExternalParams, x models.Exec) models.Process {
+			pr := launch(m, p, x)
+			if procs != nil {
+				procs[m.Name] = pr.(*external.Process)
+			}
+			return pr
+		}}
+}
+
+func thermoReading(i int, temp float64) anomaly.Telemetry {
+	return anomaly.Telemetry{Device: "th-1", Class: "thermo", Topic: "devices/th-1/telemetry", At: t0.Add(time.Duration(i) * time.Minute),
+		Payload: fmt.Appendf(nil, `{"temp":%g}`, temp)}
+}
+
+// TestEdgeExternalModels: external models run as child processes under
+// the rendezvous. One that scores is used, with the deadline its class's
+// schedule gives it; one that answers late misses its deadline, one that
+// exits is counted and isolated, while the edge keeps scoring; one whose
+// executable was changed after signing is refused and never run; a
+// retired one's program is killed, and so are all when the edge stops.
+func TestEdgeExternalModels(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("no python3")
+	}
+	ctx := context.Background()
+	st := openStore(t, store.Config{})
+	certsDir := t.TempDir()
+	key, err := models.LoadOrCreateKey(certsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &models.Registry{Store: st, Key: key}
+	marker := filepath.Join(t.TempDir(), "tampered-ran")
+	addExternal(t, reg, "good", scorePy, models.ActionPublish, models.ActionPromote)
+	addExternal(t, reg, "slow", "#!/bin/sh\nwhile read l; do sleep 5; done\n", models.ActionPublish)
+	addExternal(t, reg, "crashy", "#!/bin/sh\nread l\nexit 3\n", models.ActionPublish)
+	addExternal(t, reg, "tampered", "#!/bin/sh\nwhile read l; do echo '{\"seq\":1,\"score\":0}'; done\n", models.ActionPublish, models.ActionPromote)
+	if _, err := st.File(models.VersionDir("tampered", 1)+"/"+models.ExecFile).Write(ctx, strings.NewReader("#!/bin/sh\ntouch "+marker+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	// The class's schedule: good first with a deadline no healthy program
+	// misses; the others (candidates) get the class's 100ms.
+	if _, err := reg.SetSchedule(ctx, "thermo", models.ClassSchedule{DeadlineMs: 100, Models: []models.ScheduleEntry{{Name: "good", DeadlineMs: 10000}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shadow.Report(ctx, st, "th-1", json.RawMessage(`{}`), shadow.Source{Class: "thermo", Edge: "edge-a"}, t0, nil); err != nil {
+		t.Fatal(err)
+	}
+	procs := map[string]*external.Process{}
+	m := externalEdge(st, certsDir, t.TempDir(), procs)
+	defer m.stop()
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.runner.Schedule("thermo"); len(s) != 1 || s[0].Model.String() != "good@1" || s[0].Deadline != 10*time.Second {
+		t.Fatalf("schedule %+v", s)
+	}
+	faults := map[string]string{}
+	for i := range 10 {
+		_, scores, _ := m.route([]anomaly.Telemetry{thermoReading(i, 25)}, nil, []anomaly.Score{{Device: "th-1"}})
+		if len(scores) != 1 || scores[0].Score != 0.5 {
+			t.Fatalf("reading %d: scores %+v, want good's 0.5; faults %v", i, scores, m.runner.Faults())
+		}
+		m.mu.Lock()
+		for ref, f := range m.runner.Faults() {
+			for k := range f {
+				faults[ref.Name] = k
+			}
+		}
+		m.mu.Unlock()
+	}
+	if faults["slow"] != models.FaultSlow || faults["crashy"] != models.FaultCrash || faults["good"] != "" {
+		t.Errorf("faults %v", faults)
+	}
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]models.EdgeState{
+		"good":     {State: models.StateRunning, Scored: 10, Used: 10},
+		"slow":     {State: models.StateRunning, Faults: 1, Isolated: true},
+		"crashy":   {State: models.StateRunning, Faults: 1, Isolated: true},
+		"tampered": {State: models.StateRefused, Reason: string(models.ReasonExecHashMismatch)},
+	} {
+		rec, _ := latestStatus(t, st, "edge-a", name)
+		got := rec.Versions["1"]
+		if got.Reason == string(models.ReasonExecSizeMismatch) {
+			got.Reason = string(models.ReasonExecHashMismatch) // tampered, and longer
+		}
+		if got.State != want.State || got.Scored != want.Scored || got.Used != want.Used || got.Faults != want.Faults ||
+			got.Isolated != want.Isolated || got.Reason != want.Reason {
+			t.Errorf("%s: %+v, want %+v", name, got, want)
+		}
+	}
+	if _, err := os.Stat(marker); !errors.Is(err, os.ErrNotExist) || procs["tampered"] != nil {
+		t.Fatal("the tampered executable ran")
+	}
+	// Retired: its program is killed.
+	pid := procs["good"].Pid()
+	if pid == 0 {
+		t.Fatal("good's program is not running")
+	}
+	if _, err := reg.Change(ctx, "good", models.ActionRetire, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if procs["good"].Pid() != 0 || syscall.Kill(pid, 0) == nil {
+		t.Error("a retired model's program still runs")
+	}
+	// The edge stops: every program is killed.
+	_, scores, _ := m.route([]anomaly.Telemetry{thermoReading(11, 25)}, nil, []anomaly.Score{{Device: "th-1"}})
+	if len(scores) != 1 || scores[0].Score != 0 {
+		t.Errorf("with no live model the canary's score was replaced: %+v", scores)
+	}
+	m.stop()
+	for name, p := range procs {
+		if p.Pid() != 0 {
+			t.Errorf("%s runs after the edge stopped", name)
+		}
+	}
+}

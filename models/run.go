@@ -456,7 +456,11 @@ func (r *Runner) pair(v *running) *[2]scorer {
 			return nil
 		}
 	}
-	canary, err := NewScorer(v.m, defaultsOf(v.m, v.params))
+	cm := v.m
+	if cm.Kind == KindExternal {
+		cm.Kind = KindChannel // the defaults over its channels
+	}
+	canary, err := NewScorer(cm, defaultsOf(v.m, v.params))
 	if err != nil {
 		return nil
 	}

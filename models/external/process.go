@@ -99,6 +99,16 @@ func (p *Process) Starts() int {
 	return p.starts
 }
 
+// Pid returns the program's process id while it runs, else 0.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cur == nil {
+		return 0
+	}
+	return p.cur.cmd.Process.Pid
+}
+
 // Score implements models.Process.
 func (p *Process) Score(device string, t time.Time, values map[string]float64, within time.Duration) (anomaly.Result, bool, string) {
 	start := time.Now()
