@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -162,4 +164,225 @@ func TestModelsTrainReadsDecoy(t *testing.T) {
 	if tr.Manifest.Training.Readings != 2*2*144+10 || tr.Manifest.Training.Devices != 3 {
 		t.Fatalf("trained on %d readings of %d devices", tr.Manifest.Training.Readings, tr.Manifest.Training.Devices)
 	}
+}
+
+// TestModelsSeries: the series of a model's versions and its class's
+// canary, summed into steps from the records the edges append to their
+// uplinks — per-minute summaries, status records every 5 min (one edge
+// restarting its count), the canary's detections beside a model's and
+// another class's — summed over the edges, and by edge.
+func TestModelsSeries(t *testing.T) {
+	e, _, t0 := modelEnv(t)
+	ctx := context.Background()
+	if _, err := e.st.Table(store.ShadowsTable).Put(ctx, "th-9", json.RawMessage(`{"class":"thermo","edge":"edge-b"}`)); err != nil {
+		t.Fatal(err)
+	}
+	op := e.token(certs.RoleOperator)
+	body := fmt.Sprintf(`{"name":"thermo-bands","class":"thermo","from":%q,"to":%q}`, t0.Format(time.RFC3339), t0.Add(48*time.Hour).Format(time.RFC3339))
+	for _, step := range []string{"train", "1/publish", "1/promote", "train", "2/publish"} {
+		path, b := "/api/v1/models/thermo-bands/"+step, ""
+		if step == "train" {
+			path, b = "/api/v1/models/train", body
+		}
+		if resp, got := e.do("POST", path, op, b); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", step, resp.StatusCode, got)
+		}
+	}
+	seedSeries(t, e.st, t0)
+
+	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
+	var got ModelSeriesResponse
+	e.get("/api/v1/models/thermo-bands/series?from="+at(120)+"&to="+at(240)+"&step=1h", certs.RoleViewer, http.StatusOK, &got)
+	if got.Name != "thermo-bands" || got.Class != "thermo" || got.Step != 3600 || !got.From.Equal(t0.Add(2*time.Hour)) || len(got.Series) != 3 {
+		t.Fatalf("series %+v", got)
+	}
+	v1, v2, canary := got.Series[0], got.Series[1], got.Series[2]
+	if v1.Version != 1 || v1.Stage != "live" || v2.Version != 2 || v2.Stage != "candidate" || canary.Version != 0 || canary.Stage != "canary" ||
+		len(v1.Points) != 2 || len(v2.Points) != 2 || len(canary.Points) != 2 {
+		t.Fatalf("series %+v", got.Series)
+	}
+	f := func(p *float64) float64 {
+		if p == nil {
+			return -1
+		}
+		return *p
+	}
+	for i, want := range []struct {
+		agreement, drift float64
+	}{{0.9, 0.175}, {0.746809, 0.235}} {
+		p := v1.Points[i]
+		if !p.T.Equal(t0.Add(time.Duration(2+i)*time.Hour)) || p.Scored != 5400 || p.Used != 5400 || p.Detections != 2 || p.DetectionsPerHour != 2 ||
+			f(p.LatencyMS) != 0.02 || f(p.Agreement) != want.agreement || f(p.Drift) != want.drift || p.MaxScore != 0.5 {
+			t.Errorf("version 1, point %d: %+v agreement %v drift %v latency %v", i, p, f(p.Agreement), f(p.Drift), f(p.LatencyMS))
+		}
+	}
+	if p := v2.Points[0]; p.Scored != 3600 || p.Used != 0 || p.Detections != 3 || p.Faults != 1 || f(p.LatencyMS) != 0.02 ||
+		f(p.Agreement) != 0.97 || f(p.AgreementLive) != 0.95 || f(p.Drift) != 0.42 {
+		t.Errorf("version 2: %+v agreement %v live %v drift %v", p, f(p.Agreement), f(p.AgreementLive), f(p.Drift))
+	}
+	for _, p := range canary.Points {
+		if p.Detections != 1 || p.Scored != 0 || p.Agreement != nil || p.LatencyMS != nil || p.Drift != nil {
+			t.Errorf("canary: %+v", p)
+		}
+	}
+
+	// By edge: version 1 on each edge.
+	var byEdge ModelSeriesResponse
+	e.get("/api/v1/models/thermo-bands/series?from="+at(120)+"&to="+at(240)+"&step=60m&by=edge", certs.RoleViewer, http.StatusOK, &byEdge)
+	var edges []string
+	for _, s := range byEdge.Series {
+		edges = append(edges, fmt.Sprintf("%d/%s/%d", s.Version, s.Edge, len(s.Points)))
+	}
+	if fmt.Sprint(edges) != "[1/edge-a/2 1/edge-b/2 2/edge-a/2 0/edge-a/2]" {
+		t.Fatalf("by edge: %v", edges)
+	}
+	if p := byEdge.Series[1].Points[1]; p.Scored != 1800 || f(p.LatencyMS) != 0.04 || f(p.Agreement) != 0.545455 {
+		t.Errorf("edge-b after its restart: %+v agreement %v", p, f(p.Agreement))
+	}
+
+	// Without a step: at most 120 points (a 2 h window: minutes); a
+	// window with no records: no series.
+	var fine ModelSeriesResponse
+	e.get("/api/v1/models/thermo-bands/series?from="+at(120)+"&to="+at(240), certs.RoleViewer, http.StatusOK, &fine)
+	if fine.Step != 60 || len(fine.Series) != 3 || len(fine.Series[0].Points) != 120 {
+		t.Fatalf("per minute: step %d, %d series", fine.Step, len(fine.Series))
+	}
+	var empty ModelSeriesResponse
+	e.get("/api/v1/models/thermo-bands/series?from="+at(-600)+"&to="+at(-300), certs.RoleViewer, http.StatusOK, &empty)
+	if empty.Step != 300 || empty.Series == nil || len(empty.Series) != 0 {
+		t.Fatalf("an empty window: %+v", empty)
+	}
+
+	for _, q := range []string{"step=90s", "step=-1h", "step=x", "by=device", "from=" + at(240) + "&to=" + at(120),
+		"from=" + at(0) + "&to=" + at(60*24*30) + "&step=1m", "from=yesterday"} {
+		resp, b := e.do("GET", "/api/v1/models/thermo-bands/series?"+q, op, "")
+		problem(t, resp, b, http.StatusBadRequest)
+	}
+	resp, b := e.do("GET", "/api/v1/models/nothing/series", op, "")
+	problem(t, resp, b, http.StatusNotFound)
+}
+
+// seedSeries appends to edge-a's and edge-b's /uplink/events what their
+// model runners append for thermo-bands (class thermo), as edge.Models
+// writes it: from minute 110 to 249 after t0, a model_summary per version
+// and minute (version 1 on both edges, 2 on edge-a), a model_status every
+// 5 min on edge-a (version 1 since minute 100, agreeing with the canary
+// on 90% of its readings before minute 180 and 80% after; version 2 once)
+// and two on edge-b (its count starting again between them), and
+// detections: the canary's at minutes 130 and 200, a model's at 131 and
+// another class's at 132.
+func seedSeries(t *testing.T, st *store.Store, t0 time.Time) {
+	t.Helper()
+	min := func(m int) time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	msgs := map[string][]store.Message{}
+	add := func(edge, kind, key string, at time.Time, v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs[edge] = append(msgs[edge], store.Message{Key: []byte(key), Value: b, Timestamp: at,
+			Headers: map[string]string{"device": key, anomaly.RecordHeader: kind}})
+	}
+	summary := func(edge string, v uint64, m int, scored, used, detections, faults int64, latency float64) {
+		add(edge, models.RecordSummary, "thermo-bands", min(m+1), models.SummaryRecord{Type: models.RecordSummary, Edge: edge, Class: "thermo",
+			Model: "thermo-bands", Version: v, Stage: "live", From: min(m), Scored: scored, Used: used, Detections: detections, Faults: faults,
+			MaxScore: 0.5, Latency: latency})
+	}
+	status := func(edge string, m int, versions map[string]models.EdgeState) {
+		add(edge, models.RecordStatus, "thermo-bands", min(m), models.StatusRecord{Type: models.RecordStatus, Edge: edge, Model: "thermo-bands",
+			Class: "thermo", At: min(m), Versions: versions})
+	}
+	detection := func(m int, class, detector string) {
+		add("edge-a", anomaly.RecordAnomaly, "th-1", min(m), anomaly.Detection{Type: anomaly.RecordAnomaly, Device: "th-1", Class: class,
+			Channel: "temp", Detector: detector, Score: 0.9, At: min(m)})
+	}
+	agreed := 0
+	for m := 100; m < 250; m++ {
+		if m%5 == 0 && m >= 110 {
+			scored := 60 * (m - 100)
+			status("edge-a", m, map[string]models.EdgeState{"1": {State: models.StateRunning, Scored: int64(scored), Used: int64(scored),
+				Agreement: float64(agreed) / float64(scored), Drift: float64(m) / 1000}})
+		}
+		if m < 180 {
+			agreed += 54
+		} else {
+			agreed += 48
+		}
+		if m < 110 {
+			continue
+		}
+		summary("edge-a", 1, m, 60, 60, int64(b2i(m%30 == 0)), 0, 10)
+		summary("edge-b", 1, m, 30, 30, 0, 0, 40)
+		summary("edge-a", 2, m, 60, 0, int64(b2i(m%20 == 0)), int64(b2i(m == 150)), 20)
+		switch m {
+		case 130:
+			detection(m, "thermo", "bands")
+		case 131:
+			detection(m, "thermo", "thermo-bands@1/bands")
+		case 132:
+			detection(m, "pump", "bands")
+		case 150:
+			status("edge-a", m, map[string]models.EdgeState{"2": {State: models.StateRunning, Scored: 3000, Agreement: 0.97, AgreementLive: 0.95, Drift: 0.42}})
+		case 200:
+			detection(m, "thermo", "bands")
+			status("edge-b", m, map[string]models.EdgeState{"1": {State: models.StateRunning, Scored: 1000, Agreement: 0.5}})
+		case 205:
+			status("edge-b", m, map[string]models.EdgeState{"1": {State: models.StateRunning, Scored: 100, Agreement: 1}})
+		}
+	}
+	for edge, ms := range msgs {
+		slices.SortStableFunc(ms, func(a, b store.Message) int { return a.Timestamp.Compare(b.Timestamp) })
+		if _, err := st.Stream(store.UplinkStream).Append(context.Background(), edge, ms...); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// FuzzModelSeries: any query parses to a window of at most
+// MaxSeriesPoints whole steps or is refused, and any record an edge sends
+// up is summed or skipped, never a panic or a figure out of range.
+func FuzzModelSeries(f *testing.F) {
+	f.Add("from=2026-03-01T02:00:00Z&to=2026-03-01T04:00:00Z&step=1h&by=edge", byte(0),
+		[]byte(`{"type":"model_summary","model":"m","version":1,"from":"2026-03-01T02:00:00Z","scored":60,"latency_us":10}`))
+	f.Add("step=5m", byte(1), []byte(`{"type":"model_status","model":"m","at":"2026-03-01T02:30:00Z","versions":{"1":{"state":"running","scored":10,"agreement":2,"drift":0.5}}}`))
+	f.Add("to=2026-03-01T04:00:00Z", byte(2), []byte(`{"type":"anomaly","class":"c","detector":"bands","at":"2026-03-01T03:00:00Z"}`))
+	f.Add("step=0s&from=x", byte(1), []byte(`{"versions":{"0":{},"x":{}}}`))
+	kinds := []string{models.RecordSummary, models.RecordStatus, anomaly.RecordAnomaly}
+	f.Fuzz(func(t *testing.T, query string, kind byte, value []byte) {
+		now := time.Date(2026, 3, 1, 4, 0, 0, 0, time.UTC)
+		vals, err := url.ParseQuery(query)
+		if err != nil {
+			return
+		}
+		q, err := ParseSeriesQuery(vals, now)
+		if err != nil {
+			return
+		}
+		if q.Step < time.Minute || q.Step%time.Minute != 0 || !q.From.Before(q.To) || q.To.Sub(q.From) > MaxSeriesPoints*q.Step {
+			t.Fatalf("query %q gave %+v", query, q)
+		}
+		in := seriesInput{Class: "c", Stages: map[uint64]string{1: "live"}}
+		msg := store.Message{Key: []byte("m"), Value: value, Headers: map[string]string{anomaly.RecordHeader: kinds[int(kind)%len(kinds)]}}
+		in.add("edge-a", "m", &msg)
+		in.add("edge-a", "m", &msg)
+		for _, s := range in.series(q) {
+			for _, p := range s.Points {
+				if p.T.Before(q.From) || !p.T.Before(q.To) {
+					t.Fatalf("point at %v outside [%v, %v)", p.T, q.From, q.To)
+				}
+				for _, v := range []*float64{p.Agreement, p.AgreementLive} {
+					if v != nil && (*v < 0 || *v > 1) {
+						t.Fatalf("agreement %v", *v)
+					}
+				}
+			}
+		}
+	})
 }
