@@ -440,7 +440,7 @@ func (s *Server) saveRollout(tx *store.Tx, subject string, r *firmware.Rollout, 
 	if _, err := tx.Put(RolloutsTable, r.ID, index, conds...); err != nil {
 		return err
 	}
-	var reqs []store.AppendRequest
+	var reqs, down []store.AppendRequest
 	object := RolloutsTable + "/" + r.ID
 	for _, a := range acts {
 		switch a.Kind {
@@ -451,7 +451,7 @@ func (s *Server) saveRollout(tx *store.Tx, subject string, r *firmware.Rollout, 
 			if err != nil {
 				return err
 			}
-			reqs = append(reqs, store.AppendRequest{Path: store.UpdatesStream, Topic: shadow.DeviceTopic(a.Device), Partition: -1,
+			down = append(down, store.AppendRequest{Path: store.UpdatesStream, Topic: shadow.DeviceTopic(a.Device), Partition: -1,
 				Messages: []store.Message{{Key: []byte(r.ID), Value: b, Headers: map[string]string{headerSubtopic: FirmwareAnnounceSubtopic}}}})
 		case firmware.Record:
 			detail := map[string]any{"state": r.State}
@@ -465,8 +465,15 @@ func (s *Server) saveRollout(tx *store.Tx, subject string, r *firmware.Rollout, 
 			reqs = append(reqs, rec)
 		}
 	}
-	_, err = tx.Append(reqs...)
-	return err
+	if len(reqs) > 0 {
+		if _, err := tx.Append(reqs...); err != nil {
+			return err
+		}
+	}
+	// Announcements and cancels through the node's one path of
+	// core-owned writes: in this commit on a single node, staged for
+	// the cluster's log on a cluster's node (shadow.Stage).
+	return shadow.Stage(tx, s.cfg.Store, shadow.Write{Records: down})
 }
 
 // RunRollouts carries rollouts out until ctx ends: it feeds them the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/cluster"
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/sync/link"
 	"github.com/weft-io/weft/sync/wire"
 )
@@ -92,6 +93,11 @@ func (m *member) start(ctx, runCtx context.Context, dataDir, name, syncAddr, htt
 	m.node.Store(n)
 	if m.down != nil {
 		wg.Go(func() { m.down.run(runCtx, n) })
+		wg.Go(func() {
+			if err := shadow.RunOutbox(runCtx, m.down.st, 0); err != nil {
+				log.Error("outbox stopped", "err", err)
+			}
+		})
 	}
 	wg.Go(func() {
 		if err := n.Run(runCtx); err != nil {

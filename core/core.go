@@ -160,6 +160,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		// Every core-owned write goes through the cluster's log from the
 		// first request on (refused until the node has joined).
 		cm.down = newClusterDown(st, cfg.Name, cm, log)
+		if err := shadow.EnsureOutbox(ctx, st); err != nil {
+			return fail(fmt.Errorf("core: %w", err))
+		}
 		shadow.SetDown(st, cm.down)
 	}
 	sc := link.ServerConfig{Store: st, TLS: tc, Down: cfg.Down, RateLimit: cfg.RateLimit, Linger: cfg.Linger, Now: st.Now,

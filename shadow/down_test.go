@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/internal/testenv/wait"
 	"github.com/weft-io/weft/store"
 )
 
@@ -154,4 +156,65 @@ func TestSetDesiredThroughDown(t *testing.T) {
 	if _, ok := DownOf(st).(LocalDown); !ok {
 		t.Error("SetDown(nil) does not restore LocalDown")
 	}
+}
+
+// TestStageThroughOutbox: on a node with a Down set, a write staged in a
+// transaction is kept in the outbox in that commit and written through
+// the Down by RunOutbox, then removed; on a node without, it is applied
+// in the transaction.
+func TestStageThroughOutbox(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := func(v string) Write {
+		return Write{Records: []store.AppendRequest{{Path: store.UpdatesStream, Topic: "device/d1", Partition: -1, Messages: []store.Message{{Value: []byte(v)}}}}}
+	}
+
+	local := openStore(t)
+	if err := local.Write(ctx, func(tx *store.Tx) error { return Stage(tx, local, rec(`1`)) }); err != nil {
+		t.Fatal(err)
+	}
+	if m := downMessages(t, local, "d1"); len(m) != 1 {
+		t.Fatalf("single node: %d records", len(m))
+	}
+
+	st := openStore(t)
+	d := &syncDown{recordingDown: recordingDown{st: st}}
+	SetDown(st, d)
+	defer SetDown(st, nil)
+	if err := EnsureOutbox(ctx, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{`1`, `2`} {
+		if err := st.Write(ctx, func(tx *store.Tx) error { return Stage(tx, st, rec(v)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m := downMessages(t, st, "d1"); len(m) != 0 {
+		t.Fatalf("staged writes appended before the outbox ran: %+v", m)
+	}
+	done := make(chan error, 1)
+	go func() { done <- RunOutbox(ctx, st, 10*time.Millisecond) }()
+	wait.For(t, 10*time.Second, "the outbox written and emptied", func() bool {
+		docs, _, err := st.Table(OutboxTable).Scan(ctx, "", "", 10)
+		return err == nil && len(docs) == 0 && len(downMessages(t, st, "d1")) == 2
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if m := downMessages(t, st, "d1"); string(m[0].Value) != "1" || string(m[1].Value) != "2" {
+		t.Errorf("order: %+v", m)
+	}
+}
+
+// syncDown is a recordingDown safe for a goroutine.
+type syncDown struct {
+	mu sync.Mutex
+	recordingDown
+}
+
+func (d *syncDown) Write(ctx context.Context, w Write) (Written, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.recordingDown.Write(ctx, w)
 }
