@@ -54,7 +54,7 @@ type Config struct {
 	// Memory is about how many epochs the most extreme values are
 	// remembered for: the band reaches out to them, so that an excursion
 	// the channel already made (a recurring spike) is no anomaly the next
-	// time. Default 10.
+	// time. Default 20.
 	Memory int `json:"memory,omitempty"`
 	// Cooldown is the number of readings after a detection during which
 	// no other is reported. Default 50.
@@ -88,7 +88,7 @@ func (c Config) withDefaults() Config {
 		c.Threshold = 0.8
 	}
 	if c.Memory <= 0 {
-		c.Memory = 10
+		c.Memory = 20
 	}
 	if c.Cooldown <= 0 {
 		c.Cooldown = 50
@@ -236,6 +236,56 @@ type reference struct {
 	// (only for a reference made with peaks)
 	peakLo, peakHi float64
 	peaks, peaked  bool
+	// recur is set for a reference whose band reaches out only to
+	// extremes that came back: to this epoch's extremes (so that an
+	// excursion that lasts is reported once) and to the second most
+	// extreme of the earlier epochs' extremes (in top), drawn back like
+	// the peaks. One past excursion then hides no later one; one that
+	// recurs in two epochs, a nightly job, is usual from then on.
+	recur bool
+	epoch extremes // this epoch's
+	top   [2]extremes
+}
+
+// extremes are the lowest and the highest of some values; set once it
+// holds one.
+type extremes struct {
+	lo, hi float64
+	set    bool
+}
+
+func (e *extremes) add(v float64) {
+	if !e.set {
+		e.lo, e.hi, e.set = v, v, true
+	}
+	e.lo, e.hi = min(e.lo, v), max(e.hi, v)
+}
+
+// remember files an epoch's extremes e among the two most extreme (each
+// end on its own), and draws them back toward the band [lo, hi] by
+// forget.
+func remember(top *[2]extremes, e extremes, lo, hi, forget float64) {
+	for i := range top {
+		if !top[i].set {
+			top[i] = extremes{lo: lo, hi: hi, set: true}
+		}
+	}
+	if e.set {
+		if e.hi > top[0].hi {
+			top[1].hi, top[0].hi = top[0].hi, e.hi
+		} else if e.hi > top[1].hi {
+			top[1].hi = e.hi
+		}
+		if e.lo < top[0].lo {
+			top[1].lo, top[0].lo = top[0].lo, e.lo
+		} else if e.lo < top[1].lo {
+			top[1].lo = e.lo
+		}
+	}
+	for i := range top {
+		top[i].hi -= (top[i].hi - hi) * forget
+		top[i].lo += (lo - top[i].lo) * forget
+	}
 }
 
 // unit is the weight of one reading in a digest: large, so that decayed
@@ -272,6 +322,9 @@ func (r *reference) add(v float64) {
 	}
 	if r.peaked {
 		r.peakLo, r.peakHi = min(r.peakLo, v), max(r.peakHi, v)
+		if r.recur {
+			r.epoch.add(v)
+		}
 	}
 	if r.count < r.cfg.Epoch && (r.ready || r.count < r.cfg.Warmup) {
 		return
@@ -284,6 +337,10 @@ func (r *reference) add(v float64) {
 		forget := 1 / float64(r.cfg.Memory)
 		r.peakHi -= (r.peakHi - r.hi) * forget
 		r.peakLo += (r.lo - r.peakLo) * forget
+		if r.recur {
+			remember(&r.top, r.epoch, r.lo, r.hi, forget)
+			r.epoch = extremes{}
+		}
 	} else {
 		r.peakLo, r.peakHi = r.lo, r.hi
 	}
@@ -334,9 +391,16 @@ func (r *reference) excess(v float64, twoSided bool) float64 {
 	if spread <= 0 {
 		spread = max(math.Abs(r.hi)*1e-6, 1e-12)
 	}
-	e := v - max(r.hi, r.peakHi)
+	lower, upper := r.peakLo, r.peakHi
+	if r.recur && r.top[1].set {
+		lower, upper = r.top[1].lo, r.top[1].hi
+		if r.epoch.set {
+			lower, upper = min(lower, r.epoch.lo), max(upper, r.epoch.hi)
+		}
+	}
+	e := v - max(r.hi, upper)
 	if twoSided {
-		e = max(e, min(r.lo, r.peakLo)-v)
+		e = max(e, min(r.lo, lower)-v)
 	}
 	return max(e, 0) / spread
 }

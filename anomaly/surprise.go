@@ -14,8 +14,11 @@ import (
 // does, so it catches what lies inside the usual range yet is not usual:
 // a daily pattern that does not come, spikes that come more often, a
 // rhythm or a spread that changes. Because the band reaches out to the
-// highest averages remembered (Memory), a burst of surprise the channel
-// already had, a nightly job, is no anomaly the next time.
+// high averages that came back (the second highest of the earlier
+// epochs' highest, remembered over about Memory epochs), a burst of
+// surprise the channel had in two epochs, a nightly job, is no anomaly
+// the next time, while a single earlier burst (an anomaly already
+// reported) hides no later one.
 //
 // The four models, each a tail probability:
 //
@@ -68,7 +71,9 @@ type surprise struct {
 }
 
 func newSurprise(cfg Config, r *rng) *surprise {
-	return &surprise{cfg: cfg, ref: newReference(cfg, r, true)}
+	ref := newReference(cfg, r, true)
+	ref.recur = true
+	return &surprise{cfg: cfg, ref: ref}
 }
 
 // slot is the five-minute slot of the day of t.
