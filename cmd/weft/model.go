@@ -32,13 +32,14 @@ func newModelCmd() *cobra.Command {
 		Long: `Models are signed, versioned parameters for the edge's detectors, trained at
 the core on the replicated telemetry of one device class, signed with the
 core's model key and mirrored down to the edges under /models. train makes
-a version; publish releases it as a candidate (scored beside the live
+a version of a built-in kind; add makes one of an external model, a
+program the edges run as a child process; publish releases it as a candidate (scored beside the live
 version, never used); promote makes it live; retire stops it; rollback
 brings back the previous live version. See docs/models.md.`,
 	}
 	rf := &remoteFlags{}
 	addRemoteFlagsTo(cmd, rf)
-	cmd.AddCommand(newModelTrainCmd(rf), newModelLsCmd(rf), newModelGetCmd(rf))
+	cmd.AddCommand(newModelTrainCmd(rf), newModelAddCmd(rf), newModelLsCmd(rf), newModelGetCmd(rf), newModelScheduleCmd(rf))
 	for _, a := range []struct{ action, short string }{
 		{models.ActionPublish, "Release a trained version as a candidate"},
 		{models.ActionPromote, "Make a version live (the live one is retired)"},
@@ -120,6 +121,177 @@ channels taken together.`,
 	for _, f := range []string{"class", "name", "from"} {
 		_ = cmd.MarkFlagRequired(f)
 	}
+	format = addListOutput(cmd)
+	return cmd
+}
+
+func newModelAddCmd(rf *remoteFlags) *cobra.Command {
+	var class, name, kind, execFile string
+	var channels, args []string
+	var threshold float64
+	var format *listFormat
+	cmd := &cobra.Command{
+		Use:   "add --kind external --exec FILE --class CLASS --name NAME --channel C...",
+		Short: "Add an external model: a program the edges run as a child process",
+		Long: `add sends a program (POST /api/v1/models/external) that the edges of CLASS
+run as a child process, asking it for a score of each reading over a line
+protocol: one JSON object per line on its standard input,
+{"seq","device","channel","t","value"}, one per line on its standard
+output, {"seq","score"} (docs/models.md#external-models). The core signs
+its SHA-256 and size with its model key in the manifest of the next
+version of NAME, unpublished; an edge refuses to run any other bytes.
+Publish and promote it like a trained version.
+
+The program is one executable file: a binary, or a script with a #! line
+(a Python zipapp bundles code and data in one). --channel names the
+readings' channels it is sent; --arg adds an argument; --threshold is
+the score from which an answer without "detected" is a detection.`,
+		Example: `  weft model add --kind external --exec score.py --class thermo --name thermo-py --channel temp
+  weft model publish thermo-py@1`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if kind != models.KindExternal {
+				return fmt.Errorf("--kind %q: add makes external models; train makes the built-in kinds", kind)
+			}
+			if len(channels) == 0 {
+				return fmt.Errorf("--channel: name at least one channel the program is sent")
+			}
+			fi, err := os.Stat(execFile)
+			if err != nil {
+				return err
+			}
+			if fi.Size() > models.MaxExecSize {
+				return fmt.Errorf("%s: %d bytes, at most %d", execFile, fi.Size(), models.MaxExecSize)
+			}
+			body, err := os.ReadFile(execFile)
+			if err != nil {
+				return err
+			}
+			q := url.Values{"name": {name}, "class": {class}, "channel": channels}
+			if len(args) > 0 {
+				q["arg"] = args
+			}
+			if threshold != 0 {
+				q.Set("threshold", strconv.FormatFloat(threshold, 'g', -1, 64))
+			}
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			var resp map[string]any
+			if _, err := c.Do(cmd.Context(), apiclient.Request{Method: "POST", Path: "/api/v1/models/external", Query: q, Body: body,
+				Header: map[string][]string{"Content-Type": {"application/octet-stream"}}}, &resp); err != nil {
+				return err
+			}
+			if *format != "table" {
+				return printOne(cmd.OutOrStdout(), *format, resp, nil)
+			}
+			m, _ := resp["manifest"].(map[string]any)
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s@%s (class %s, external, executable sha256 %s, unpublished)\n",
+				cell(lookup(m, "name")), cell(lookup(m, "version")), cell(lookup(m, "class")), cell(lookup(m, "exec_sha256")))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&kind, "kind", models.KindExternal, "model kind: external (the only kind add makes)")
+	cmd.Flags().StringVar(&execFile, "exec", "", "the program's executable file (required)")
+	cmd.Flags().StringVar(&class, "class", "", "device class it scores (required)")
+	cmd.Flags().StringVar(&name, "name", "", "model name (required)")
+	cmd.Flags().StringSliceVar(&channels, "channel", nil, "channel the program is sent (repeat; at least one)")
+	cmd.Flags().StringArrayVar(&args, "arg", nil, "argument passed to the program (repeat)")
+	cmd.Flags().Float64Var(&threshold, "threshold", 0, "score from which an answer without \"detected\" is a detection (default 0.8)")
+	for _, f := range []string{"exec", "class", "name"} {
+		_ = cmd.MarkFlagRequired(f)
+	}
+	format = addListOutput(cmd)
+	return cmd
+}
+
+func newModelScheduleCmd(rf *remoteFlags) *cobra.Command {
+	var deadline time.Duration
+	var entries []string
+	var clear bool
+	var format *listFormat
+	cmd := &cobra.Command{
+		Use:   "schedule [CLASS [--deadline D] [--model NAME[=DEADLINE]]... | CLASS --clear]",
+		Short: "Show or set the order and deadlines of a class's live models at the edges",
+		Long: `schedule shows every class's schedule (GET /api/v1/schedules), or sets one
+class's (PUT /api/v1/schedules/{class}): the order in which the edges ask
+its live models for an answer, and how long each has (docs/models.md#schedules).
+The first model whose answer comes within its deadline is used; when
+none does, the built-in defaults (the canary) answer.
+
+--model NAME[=DEADLINE] lists the models first, in the order given, each
+with its deadline (default: the class's); live models not listed come
+after them by name. --deadline is the class's deadline (default the
+edge's, 10ms), which candidates always get. --clear removes the class's
+schedule. Deadlines are durations such as 20ms or 1.5s, at most 10s.`,
+		Example: `  weft model schedule
+  weft model schedule thermo --deadline 20ms --model thermo-py=50ms --model thermo-bands`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := rf.client()
+			if err != nil {
+				return err
+			}
+			var resp struct {
+				Classes map[string]models.ClassSchedule `json:"classes"`
+			}
+			if len(args) == 0 {
+				if deadline != 0 || len(entries) > 0 || clear {
+					return fmt.Errorf("name the class to set")
+				}
+				if err := c.Get(cmd.Context(), "/api/v1/schedules", nil, &resp); err != nil {
+					return err
+				}
+			} else {
+				var cs models.ClassSchedule
+				if !clear {
+					cs.DeadlineMs = float64(deadline) / float64(time.Millisecond)
+					for _, e := range entries {
+						n, d, ok := strings.Cut(e, "=")
+						en := models.ScheduleEntry{Name: n}
+						if ok {
+							dd, err := time.ParseDuration(d)
+							if err != nil || dd <= 0 {
+								return fmt.Errorf("--model %q: want NAME or NAME=DURATION such as thermo-py=50ms", e)
+							}
+							en.DeadlineMs = float64(dd) / float64(time.Millisecond)
+						}
+						cs.Models = append(cs.Models, en)
+					}
+				}
+				body, _ := json.Marshal(cs)
+				if _, err := c.Do(cmd.Context(), apiclient.Request{Method: "PUT", Path: "/api/v1/schedules/" + url.PathEscape(args[0]), Body: body}, &resp); err != nil {
+					return err
+				}
+			}
+			if *format != "table" {
+				var m map[string]any
+				b, _ := json.Marshal(resp)
+				json.Unmarshal(b, &m)
+				return printOne(cmd.OutOrStdout(), *format, m, nil)
+			}
+			var items []any
+			for _, class := range slices.Sorted(maps.Keys(resp.Classes)) {
+				cs := resp.Classes[class]
+				ms := func(v float64) string {
+					if v == 0 {
+						return "-"
+					}
+					return (time.Duration(v * float64(time.Millisecond))).String()
+				}
+				var order []string
+				for _, e := range cs.Models {
+					order = append(order, e.Name+"="+ms(e.DeadlineMs))
+				}
+				items = append(items, map[string]any{"class": class, "deadline": ms(cs.DeadlineMs), "models": strings.Join(order, " ")})
+			}
+			return printItems(cmd.OutOrStdout(), "table", items, []column{field("CLASS", "class"), field("DEADLINE", "deadline"), field("MODELS", "models")})
+		},
+	}
+	cmd.Flags().DurationVar(&deadline, "deadline", 0, "the class's deadline (default the edge's, 10ms)")
+	cmd.Flags().StringArrayVar(&entries, "model", nil, "NAME[=DEADLINE]: a model asked in this order, with its deadline (repeat)")
+	cmd.Flags().BoolVar(&clear, "clear", false, "remove the class's schedule")
 	format = addListOutput(cmd)
 	return cmd
 }

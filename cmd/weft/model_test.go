@@ -160,3 +160,57 @@ func TestAnomalyScoreModelFromDir(t *testing.T) {
 	os.WriteFile(filepath.Join(vdir, models.ParamsName), append(params, ' '), 0o644)
 	fails(t, "size_mismatch", "anomaly", "score", "--model", "nab@1", "--models", filepath.Join(dir, "models"), "--key", key, path)
 }
+
+// weft model add stores an external model with its executable's digest
+// signed in the manifest; weft model schedule sets and shows a class's
+// schedule.
+func TestModelAddAndSchedule(t *testing.T) {
+	isolate(t)
+	url, token, _, _ := modelNode(t)
+	remote := []string{"--server", url, "--token", token}
+	prog := []byte("#!/usr/bin/env python3\nimport sys\n")
+	exe := filepath.Join(t.TempDir(), "score.py")
+	if err := os.WriteFile(exe, prog, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	fails(t, "at least one channel", append([]string{"model", "add", "--exec", exe, "--class", "thermo", "--name", "py"}, remote...)...)
+	fails(t, "add makes external models", append([]string{"model", "add", "--kind", "vector", "--exec", exe, "--class", "thermo", "--name", "py", "--channel", "temp"}, remote...)...)
+	out := must(t, append([]string{"model", "add", "--kind", "external", "--exec", exe, "--class", "thermo", "--name", "py", "--channel", "temp", "--arg", "-u"}, remote...)...)
+	sum := sha256.Sum256(prog)
+	if !strings.Contains(out, fmt.Sprintf("added py@1 (class thermo, external, executable sha256 %x, unpublished)", sum)) {
+		t.Fatalf("add printed:\n%s", out)
+	}
+	var got struct {
+		Trained []struct {
+			Manifest models.Manifest `json:"manifest"`
+		} `json:"trained"`
+	}
+	if err := json.Unmarshal([]byte(must(t, append([]string{"model", "get", "py", "-o", "json"}, remote...)...)), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Trained) != 1 || got.Trained[0].Manifest.Kind != models.KindExternal || got.Trained[0].Manifest.ExecSHA256 != sum ||
+		got.Trained[0].Manifest.ExecSize != int64(len(prog)) {
+		t.Fatalf("get: %+v", got)
+	}
+	must(t, append([]string{"model", "publish", "py@1"}, remote...)...)
+
+	fails(t, "NAME=DURATION", append([]string{"model", "schedule", "thermo", "--model", "py=soon"}, remote...)...)
+	fails(t, "deadline", append([]string{"model", "schedule", "thermo", "--deadline", "1m"}, remote...)...)
+	out = must(t, append([]string{"model", "schedule", "thermo", "--deadline", "20ms", "--model", "py=50ms", "--model", "bands"}, remote...)...)
+	if !strings.Contains(out, "thermo") || !strings.Contains(out, "20ms") || !strings.Contains(out, "py=50ms bands=-") {
+		t.Fatalf("schedule printed:\n%s", out)
+	}
+	var all struct {
+		Classes map[string]models.ClassSchedule `json:"classes"`
+	}
+	if err := json.Unmarshal([]byte(must(t, append([]string{"model", "schedule", "-o", "json"}, remote...)...)), &all); err != nil {
+		t.Fatal(err)
+	}
+	if cs := all.Classes["thermo"]; cs.DeadlineMs != 20 || len(cs.Models) != 2 || cs.Models[0] != (models.ScheduleEntry{Name: "py", DeadlineMs: 50}) {
+		t.Fatalf("schedule -o json: %+v", all)
+	}
+	must(t, append([]string{"model", "schedule", "thermo", "--clear"}, remote...)...)
+	if out := must(t, append([]string{"model", "schedule"}, remote...)...); strings.Contains(out, "thermo") {
+		t.Fatalf("cleared schedule still shown:\n%s", out)
+	}
+}
