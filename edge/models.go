@@ -82,7 +82,14 @@ type Models struct {
 	minutes map[models.Ref]*minute
 	// unpacked caches the executables unpacked, by store path.
 	unpacked map[string]unpackedExec
+	// restored is set once the runner's state saved before a restart was
+	// read.
+	restored bool
 }
+
+// stateFile is the runner's state (models.State) in Dir, written at each
+// check and when the edge stops, read at start.
+const stateFile = "state.json"
 
 // unpackedExec is an executable unpacked from the store: the stored
 // file's digest it was unpacked from, and what was written.
@@ -170,11 +177,65 @@ func (m *Models) check(ctx context.Context) error {
 	}
 }
 
-// stop ends the programs of external models.
+// stop saves the runner's state and ends the programs of external
+// models.
 func (m *Models) stop() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.restored {
+		if err := m.save(m.runner.State(m.Now())); err != nil {
+			m.Logger.Warn("model state not saved", "err", err)
+		}
+	}
 	m.runner.Close()
+}
+
+// restore gives the runner the state saved before a restart, once.
+func (m *Models) restore() {
+	if m.restored {
+		return
+	}
+	m.restored = true
+	b, err := os.ReadFile(filepath.Join(m.Dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	var st models.State
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		m.Logger.Warn("model state unreadable: counters start again", "err", err)
+		return
+	}
+	m.runner.Restore(st)
+	m.Logger.Info("model state restored", "saved", st.Saved, "versions", len(st.Versions))
+}
+
+// save writes the runner's state to Dir, replacing the last one whole.
+func (m *Models) save(st models.State) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(m.Dir, 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(m.Dir, ".state-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err = f.Write(b); err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), filepath.Join(m.Dir, stateFile))
 }
 
 // handle feeds a batch of events to the runner; it commits nothing of
@@ -229,6 +290,7 @@ func (m *Models) Check(ctx context.Context) error {
 	m.keyErr = keyErr
 	m.runner.Keys = keys
 	m.runner.Schedules = scheds.Classes
+	m.restore()
 	m.runner.Sync(arts, classes)
 	now := m.Now()
 	recs := m.runner.Status(m.Edge, now)
@@ -264,7 +326,11 @@ func (m *Models) Check(ctx context.Context) error {
 	if due {
 		m.last = now
 	}
+	state := m.runner.State(now)
 	m.mu.Unlock()
+	if err := m.save(state); err != nil {
+		m.Logger.Warn("model state not saved", "err", err)
+	}
 	if len(out) == 0 {
 		return nil
 	}

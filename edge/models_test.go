@@ -313,3 +313,91 @@ func TestEdgeExternalModels(t *testing.T) {
 		}
 	}
 }
+
+// TestEdgeModelsRestart: an edge restarted on the same data directory
+// runs the versions it ran, with its class's schedule, from its first
+// check and without a core; their counters carry on, and the versions it
+// accepted before still decide what is not newer.
+func TestEdgeModelsRestart(t *testing.T) {
+	ctx := context.Background()
+	dir, runDir := t.TempDir(), t.TempDir()
+	open := func() *store.Store {
+		st, err := store.Open(store.Config{Dir: dir, MinFreeBytes: -1, RetentionInterval: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := open()
+	certsDir := t.TempDir()
+	key, err := models.LoadOrCreateKey(certsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &models.Registry{Store: st, Key: key}
+	var rs []models.Reading
+	for i := range 300 {
+		rs = append(rs, models.Reading{Device: "th-1", At: t0.Add(time.Duration(i) * time.Minute), Values: map[string]float64{"temp": 20 + math.Sin(float64(i)/10)}})
+	}
+	for range 2 {
+		if _, _, err := reg.Train(ctx, models.TrainRequest{Name: "bands", Class: "thermo"}, rs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, a := range []string{models.ActionPublish, models.ActionPromote} {
+		if _, err := reg.Change(ctx, "bands", a, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := reg.SetSchedule(ctx, "thermo", models.ClassSchedule{DeadlineMs: 7000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shadow.Report(ctx, st, "th-1", json.RawMessage(`{}`), shadow.Source{Class: "thermo", Edge: "edge-a"}, t0, nil); err != nil {
+		t.Fatal(err)
+	}
+	edge := func(st *store.Store) *Models {
+		return &Models{Store: st, Edge: "edge-a", KeyFile: ModelKeyFile(certsDir), Dir: runDir, routed: true}
+	}
+	m := edge(st)
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 30 {
+		m.route([]anomaly.Telemetry{thermoReading(i, 20)}, nil, nil)
+	}
+	before := m.runner.Status("edge-a", t0)[0].Versions["2"]
+	if before.State != models.StateRunning || before.Scored != 30 || before.Used != 30 {
+		t.Fatalf("before the restart: %+v", before)
+	}
+	m.stop()
+	st.Close()
+
+	// While the edge was down, the mirror brought version 1 as a
+	// candidate: older than the version 2 it accepted.
+	st = open()
+	defer st.Close()
+	if _, err := (&models.Registry{Store: st, Key: key}).Change(ctx, "bands", models.ActionPublish, 1); err != nil {
+		t.Fatal(err)
+	}
+	m = edge(st)
+	defer m.stop()
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.runner.Schedule("thermo"); len(s) != 1 || s[0].Model.String() != "bands@2" || s[0].Deadline != 7*time.Second {
+		t.Fatalf("schedule after the restart: %+v", s)
+	}
+	for i := range 10 {
+		m.route([]anomaly.Telemetry{thermoReading(30+i, 20)}, nil, nil)
+	}
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := latestStatus(t, st, "edge-a", "bands")
+	if v2 := rec.Versions["2"]; v2.State != models.StateRunning || v2.Scored != 40 || v2.Used != 40 || v2.Agreement != before.Agreement {
+		t.Errorf("version 2 after the restart: %+v, before %+v", v2, before)
+	}
+	if v1 := rec.Versions["1"]; v1.State != models.StateRefused || v1.Reason != string(models.ReasonNotNewer) {
+		t.Errorf("version 1 after the restart: %+v", v1)
+	}
+}

@@ -77,6 +77,9 @@ type Runner struct {
 	versions map[Ref]*running
 	// byClass lists the running versions of each class.
 	byClass map[string][]*running
+	// saved are the counters of a State restored, until their version is
+	// verified again.
+	saved map[Ref]VersionState
 }
 
 // running is one version the runner knows of.
@@ -311,6 +314,7 @@ func (r *Runner) verify(a Artifact, classes map[string]bool) *running {
 	if m.Kind == KindExternal {
 		out.proc = r.Launch(v.Manifest, *p.External, *a.Exec)
 	}
+	r.resume(out, sum)
 	return out
 }
 
