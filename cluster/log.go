@@ -43,6 +43,9 @@ func (n *Node) Propose(ctx context.Context, value []byte) (int64, error) {
 	return r.Header.Revision, nil
 }
 
+// maxRun bounds the writes Follow gives apply at once.
+const maxRun = 1000
+
 // Follow calls apply with the log's writes after revision after, in
 // revision order (each call a run of them), until ctx ends or apply fails.
 // It returns ErrCompacted when the writes after after are gone.
@@ -50,20 +53,41 @@ func (n *Node) Follow(ctx context.Context, after int64, apply func(context.Conte
 	for ctx.Err() == nil {
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 		wch := n.cli.Watch(wctx, n.logKey(), clientv3.WithRev(after+1))
-		for r := range wch {
-			if r.CompactRevision != 0 { // the watch was cancelled: what it missed is gone
-				cancel()
-				return fmt.Errorf("%w (at %d, compacted to %d)", ErrCompacted, after, r.CompactRevision)
-			}
-			if err := r.Err(); err != nil {
+		ended := false
+		for !ended {
+			r, ok := <-wch
+			if !ok {
 				break
 			}
+			// What arrived meanwhile goes with it: one apply (one commit)
+			// for all of it.
 			var es []Entry
-			for _, ev := range r.Events {
-				if ev.Type != mvccpb.PUT || ev.Kv.ModRevision <= after {
-					continue
+			for {
+				if r.CompactRevision != 0 { // the watch was cancelled: what it missed is gone
+					cancel()
+					return fmt.Errorf("%w (at %d, compacted to %d)", ErrCompacted, after, r.CompactRevision)
 				}
-				es = append(es, Entry{Rev: ev.Kv.ModRevision, Value: ev.Kv.Value})
+				if r.Err() != nil {
+					ended = true
+					break
+				}
+				for _, ev := range r.Events {
+					if ev.Type != mvccpb.PUT || ev.Kv.ModRevision <= after {
+						continue
+					}
+					es = append(es, Entry{Rev: ev.Kv.ModRevision, Value: ev.Kv.Value})
+				}
+				if len(es) >= maxRun {
+					break
+				}
+				select {
+				case r, ok = <-wch:
+				default:
+					ok = false
+				}
+				if !ok {
+					break
+				}
 			}
 			if len(es) == 0 {
 				continue
