@@ -38,6 +38,11 @@ const (
 // applied within applyTimeout: it is durable, and every node sends it.
 var errNotApplied = errors.New("core: write held by the cluster, not yet applied on this node")
 
+// unavailable wraps err as a write the cluster cannot take now (503).
+func unavailable(err error) error {
+	return fmt.Errorf("%w (%w): %w", shadow.ErrUnavailable, context.DeadlineExceeded, err)
+}
+
 // logEntry is a write as the cluster's log holds it (JSON).
 type logEntry struct {
 	// Origin is the node that wrote it: the only one to append its
@@ -73,7 +78,7 @@ func newClusterDown(st *store.Store, self string, m *member, log *slog.Logger) *
 func (d *clusterDown) Write(ctx context.Context, w shadow.Write) (shadow.Written, error) {
 	n := d.member.node.Load()
 	if n == nil {
-		return shadow.Written{}, errJoining
+		return shadow.Written{}, unavailable(errJoining)
 	}
 	// Every node must append the same messages: times are the writer's.
 	now := d.st.Now()
@@ -87,7 +92,7 @@ func (d *clusterDown) Write(ctx context.Context, w shadow.Write) (shadow.Written
 	rev, err := n.Propose(pctx, b)
 	cancel()
 	if err != nil {
-		return shadow.Written{}, fmt.Errorf("core: write not held by the cluster: %w", err)
+		return shadow.Written{}, unavailable(fmt.Errorf("core: write not held by the cluster: %w", err))
 	}
 	if err := d.waitApplied(ctx, rev, applyTimeout); err != nil {
 		return shadow.Written{}, err
@@ -136,7 +141,7 @@ func (d *clusterDown) waitApplied(ctx context.Context, rev int64, bound time.Dur
 		select {
 		case <-moved:
 		case <-t.C:
-			return fmt.Errorf("%w (revision %d, applied %d)", errNotApplied, rev, applied)
+			return unavailable(fmt.Errorf("%w (revision %d, applied %d)", errNotApplied, rev, applied))
 		case <-ctx.Done():
 			return ctx.Err()
 		}

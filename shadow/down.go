@@ -25,6 +25,12 @@ type Down interface {
 	Write(ctx context.Context, w Write) (Written, error)
 }
 
+// ErrUnavailable is the error, wrapped, of a Down that cannot take a
+// write now: a cluster's node not joined yet, or cut off from the
+// majority, or one that has not applied in time a write the cluster
+// holds. It also wraps context.DeadlineExceeded, so the API answers 503.
+var ErrUnavailable = errors.New("shadow: core-owned writes unavailable")
+
 // Write is one core-owned write.
 type Write struct {
 	// Desired, if set, is a change of a device's desired state: applied
