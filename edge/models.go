@@ -485,7 +485,7 @@ func (m *Models) Drifts() map[string]float64 {
 }
 
 var modelFaultsDesc = prometheus.NewDesc("weft_models_faults_total",
-	"Answers of a running model version not used because it was slow, panicked or returned garbage (each isolates the version for a while).", []string{"model", "fault"}, nil)
+	"Answers of a running model version not used because it was slow, panicked, crashed (an external model's program) or returned garbage (each isolates the version for a while).", []string{"model", "fault"}, nil)
 
 func (m *Models) Describe(ch chan<- *prometheus.Desc) {
 	ch <- modelVersionsDesc

@@ -218,14 +218,10 @@ func (p *Process) start() error {
 		"WEFT_PROTOCOL=" + strconv.Itoa(Version), "WEFT_MODEL=" + p.m.Ref(), "WEFT_MODEL_CLASS=" + p.m.Class,
 		"WEFT_MODEL_CHANNELS=" + strings.Join(p.m.Channels, ",")}
 	cmd.Stdin, cmd.Stdout = inR, outW
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		outR.Close()
-		outW.Close()
-		return err
-	}
+	cmd.Stderr = &stderrLog{log: p.log}
+	// Wait gives up on standard error this long after the program ended
+	// (something it started and left may hold it open).
+	cmd.WaitDelay = 2 * time.Second
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		inR.Close()
@@ -239,15 +235,6 @@ func (p *Process) start() error {
 	c := &child{cmd: cmd, stdin: inW, stdout: outR, answers: make(chan answer, 256), quit: make(chan struct{}), done: make(chan struct{})}
 	go c.read()
 	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 0, 1024), MaxLine)
-		logged := 0
-		for sc.Scan() {
-			if logged < maxStderrLines {
-				p.log.Warn("external model stderr", "line", sc.Text())
-			}
-			logged++
-		}
 		c.exit = cmd.Wait()
 		close(c.done)
 	}()
@@ -255,6 +242,31 @@ func (p *Process) start() error {
 	p.starts++
 	p.log.Info("external model started", "pid", cmd.Process.Pid, "exec", p.exec.Path)
 	return nil
+}
+
+// stderrLog logs the first maxStderrLines lines a program writes to its
+// standard error, each cut at MaxLine bytes.
+type stderrLog struct {
+	log    *slog.Logger
+	line   []byte
+	logged int
+}
+
+func (w *stderrLog) Write(b []byte) (int, error) {
+	for _, c := range b {
+		if c != '\n' {
+			if len(w.line) < MaxLine {
+				w.line = append(w.line, c)
+			}
+			continue
+		}
+		if w.logged < maxStderrLines {
+			w.log.Warn("external model stderr", "line", string(w.line))
+		}
+		w.logged++
+		w.line = w.line[:0]
+	}
+	return len(b), nil
 }
 
 // check verifies that the bytes at the executable's path are those the

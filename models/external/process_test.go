@@ -3,11 +3,14 @@ package external
 import (
 	"crypto/sha256"
 	"errors"
+	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -228,4 +231,29 @@ func TestEncode(t *testing.T) {
 	if got != want {
 		t.Errorf("got %s want %s", got, want)
 	}
+}
+
+// What the program writes to its standard error is logged, a line each.
+func TestProcessStderr(t *testing.T) {
+	var buf strings.Builder
+	m, x := program(t, "#!/bin/sh\necho 'loading weights' >&2\nwhile read l; do echo 'oops' >&2; exit 1; done\n", "temp")
+	p := Launcher(Config{Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf}, nil))})(m, models.ExternalParams{}, x)
+	if _, _, fault := p.Score("d", t0, map[string]float64{"temp": 1}, generous); fault != models.FaultCrash {
+		t.Fatalf("fault %q", fault)
+	}
+	p.Close()
+	if out := buf.String(); !strings.Contains(out, `line="loading weights"`) || !strings.Contains(out, "line=oops") || !strings.Contains(out, "external model stopped") {
+		t.Errorf("log:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
