@@ -85,6 +85,8 @@ type Models struct {
 	// restored is set once the runner's state saved before a restart was
 	// read.
 	restored bool
+	// routedAny is set once route fed the runner a reading.
+	routedAny bool
 }
 
 // stateFile is the runner's state (models.State) in Dir, written at each
@@ -143,7 +145,7 @@ func (m *Models) Run(ctx context.Context) error {
 	}
 	defer m.stop()
 	if routed {
-		return m.check(ctx)
+		return m.check(ctx, true)
 	}
 	events := m.Store.Stream(store.EventsStream)
 	c, err := events.Consumer(store.ConsumerConfig{Group: modelsGroup, Start: store.StartNewest,
@@ -158,17 +160,23 @@ func (m *Models) Run(ctx context.Context) error {
 		}
 	})
 	defer wg.Wait()
-	return m.check(ctx)
+	return m.check(ctx, false)
 }
 
-// check runs Check every Every until ctx ends.
-func (m *Models) check(ctx context.Context) error {
+// check runs Check every Every until ctx ends; with warm, the first
+// check is followed by a warm-up.
+func (m *Models) check(ctx context.Context, warm bool) error {
 	t := time.NewTicker(m.Every)
 	defer t.Stop()
 	for {
 		if err := m.Check(ctx); err != nil && ctx.Err() == nil {
 			m.Logger.Warn("models not checked", "err", err)
+		} else if warm {
+			if err := m.warm(ctx); err != nil && ctx.Err() == nil {
+				m.Logger.Warn("models not warmed up", "err", err)
+			}
 		}
+		warm = false
 		select {
 		case <-ctx.Done():
 			return nil
@@ -236,6 +244,59 @@ func (m *Models) save(st models.State) error {
 		return err
 	}
 	return os.Rename(f.Name(), filepath.Join(m.Dir, stateFile))
+}
+
+// warm feeds the running versions the recent events before the edge's
+// scorer's cursor (at most warmReplay a partition), as the scorer warms
+// the defaults up, so that after a restart a model does not answer from
+// a cold start. It does nothing once the rendezvous has scored a
+// reading: older readings must not follow newer ones.
+func (m *Models) warm(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.routedAny {
+		return nil
+	}
+	events := m.Store.Stream(store.EventsStream)
+	info, err := m.Store.Stat(ctx, store.EventsStream)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	total := 0
+	for part := range max(info.Partitions, 1) {
+		until, ok, err := events.Cursor(ctx, scoreGroup, m.Edge, part)
+		if err != nil || !ok {
+			return err
+		}
+		low, _, err := events.Bounds(ctx, m.Edge, part)
+		if err != nil {
+			return err
+		}
+		for from := max(low, until-min(until, warmReplay)); from < until; {
+			msgs, err := events.Read(ctx, m.Edge, part, from, store.ReadOptions{Limit: batchSize})
+			if err != nil || len(msgs) == 0 {
+				return err
+			}
+			for _, msg := range msgs {
+				if msg.Offset >= until {
+					break
+				}
+				t := telemetry(msg)
+				if vals := models.Values(t.Device, t.Topic, t.Payload); len(vals) > 0 {
+					m.runner.Learn(t.Device, t.Class, t.At, vals)
+					total++
+				}
+			}
+			from = msgs[len(msgs)-1].Offset + 1
+		}
+	}
+	if total > 0 {
+		m.Logger.Info("models warmed up from the recent events", "readings", total)
+	}
+	return nil
 }
 
 // handle feeds a batch of events to the runner; it commits nothing of

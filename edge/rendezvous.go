@@ -58,6 +58,7 @@ func (m *Models) route(in []anomaly.Telemetry, up []anomaly.Record, scores []ano
 			detections = append(detections, anomaly.Record{Kind: models.RecordInput, Device: t.Device, At: t.At,
 				Value: models.InputRecord{Type: models.RecordInput, Device: t.Device, Class: t.Class, At: t.At, Values: vals}})
 		}
+		m.routedAny = true
 		ans := m.runner.Observe(t.Device, t.Class, t.At, vals)
 		for _, res := range ans.Results {
 			used := ans.OK && res.Model == ans.Used.Model

@@ -447,6 +447,34 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 	return Answer{Used: used, OK: ok, Results: r.results}
 }
 
+// Learn feeds a past reading of a device of class to every running
+// built-in version of the class and its canary, without counting or
+// recording anything: how an edge warms its models up again after a
+// restart from the readings it still holds. External versions are not
+// asked (their programs start afresh).
+func (r *Runner) Learn(device, class string, at time.Time, values map[string]float64) {
+	for _, v := range r.byClass[class] {
+		if v.m.Kind == KindExternal || v.state.State != StateRunning {
+			continue
+		}
+		pair := v.devices[device]
+		if pair == nil {
+			if len(v.devices) >= MaxRunDevices {
+				continue
+			}
+			if pair = r.pair(v); pair == nil {
+				continue
+			}
+			v.devices[device] = pair
+		}
+		if _, _, panicked := observe(pair[0], at, values); panicked {
+			delete(v.devices, device)
+			continue
+		}
+		pair[1].Observe(at, values)
+	}
+}
+
 // pair makes a device's scorers of v: the model's and the canary's.
 func (r *Runner) pair(v *running) *[2]scorer {
 	mk := r.newScorer
