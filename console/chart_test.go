@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/store"
 )
 
@@ -61,5 +62,47 @@ func TestDrawChart(t *testing.T) {
 		if got := formatReading(v); got != want {
 			t.Errorf("formatReading(%g) = %s, want %s", v, got, want)
 		}
+	}
+}
+
+// TestDrawMetrics: one chart per metric, a line per series with points
+// in it (a null figure is no point), the canary only where it has
+// figures, lines over the window's width, the drift threshold marked.
+func TestDrawMetrics(t *testing.T) {
+	from := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	to := from.Add(time.Hour)
+	f := func(v float64) *float64 { return &v }
+	v1 := namedSeries{"m@1", api.ModelSeries{Version: 1, Stage: "live", Points: []api.SeriesPoint{
+		{T: from, Scored: 10, LatencyMS: f(0.01), Agreement: f(0.9), Drift: f(0.1), DetectionsPerHour: 2},
+		{T: from.Add(30 * time.Minute), Scored: 10, LatencyMS: f(0.03), DetectionsPerHour: 4},
+		{T: to.Add(-time.Minute), Scored: 10, LatencyMS: f(0.02), Agreement: f(0.8), Drift: f(0.2)},
+	}}}
+	canary := namedSeries{"canary", api.ModelSeries{Stage: api.StageCanary, Points: []api.SeriesPoint{{T: from, DetectionsPerHour: 6}}}}
+	charts := drawMetrics([]namedSeries{v1, canary}, from, to)
+	var got []string
+	for _, c := range charts {
+		var lines []string
+		for _, l := range c.Lines {
+			lines = append(lines, fmt.Sprintf("%s:%d:%s", l.Label, l.Count, l.Last))
+		}
+		got = append(got, fmt.Sprintf("%s[%s] %s..%s mark=%v", c.Metric, strings.Join(lines, " "), c.Min, c.Max, c.Mark != ""))
+	}
+	want := []string{
+		"agreement[m@1:2:80.0%] 80.0%..90.0% mark=false",
+		"latency[m@1:3:20.0] 0..30.0 mark=false",
+		"detections[m@1:3:0 canary:1:6.00] 0..6.00 mark=false",
+		"drift[m@1:2:0.2] 0..0.36 mark=true",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("charts\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if l := charts[1].Lines[0]; !strings.HasPrefix(l.Points, "4.0,") || l.LastX != "310.8" || l.Color != 0 || l.Canary {
+		t.Fatalf("latency line %+v", l)
+	}
+	if !charts[2].Lines[1].Canary {
+		t.Fatal("the canary's line is not marked")
+	}
+	if empty := drawMetrics(nil, from, to); len(empty) != 4 || empty[0].Lines != nil {
+		t.Fatalf("no series: %+v", empty)
 	}
 }

@@ -6,15 +6,18 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
+	"github.com/weft-io/weft/store"
 )
 
 // This file holds the models page: per device class, its live models,
 // candidates and the canary (the built-in defaults), each version with
 // its agreement, latency, detections and drift over the edges that run
-// it, and the promote, retire and rollback buttons for operators.
+// it, the same over time in charts (modelcharts.go), and the promote,
+// retire and rollback buttons for operators.
 
 func init() {
 	pageNames = append(pageNames, "models")
@@ -36,6 +39,38 @@ func rowOf(v versionView, role string, sess *sessionView) modelRow {
 func (s *Server) modelRoutes() {
 	s.mux.Handle("GET /models", s.session(certs.RoleViewer, s.modelsPage))
 	s.mux.Handle("POST /models/{name}/{action}", sameOrigin(s.session(certs.RoleViewer, s.checkCSRF(s.modelForm))))
+	s.mux.Handle("GET /live/models", s.session(certs.RoleViewer, s.liveModels))
+}
+
+// modelsEvery paces the models page's event stream: the edges summarize
+// each minute, so a few refreshes a minute show every new point.
+const modelsEvery = 15 * time.Second
+
+// liveModels serves GET /live/models: an event "models" when the node's
+// /uplink/events (where the edges' model summaries and status arrive)
+// took records, at most one every modelsEvery.
+func (s *Server) liveModels(w http.ResponseWriter, r *http.Request) {
+	// Watch before the stream opens, and again before each event, so
+	// that no record after the page's last fetch goes unannounced.
+	uplink := s.st.Stream(store.UplinkStream)
+	changed := uplink.Changed()
+	ev, ok := s.api.StartSSEFor(w, r, sessionOf(r.Context()).claims)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	for {
+		if !s.waitOrKeepAlive(ctx, ev, changed) {
+			return
+		}
+		changed = uplink.Changed()
+		if ev.Event("", "models", []byte("{}")) != nil {
+			return
+		}
+		if !sleep(ctx, modelsEvery) {
+			return
+		}
+	}
 }
 
 // modelNotices are the messages of the models page after a button, by
@@ -75,6 +110,12 @@ type classView struct {
 	Class      string
 	Live       []versionView
 	Candidates []versionView
+	// Names are the class's models, by name.
+	Names []string
+	// Charts are its versions' figures over the page's window, one per
+	// metric; ChartsErr says why there are none.
+	Charts    []metricChart
+	ChartsErr string
 	// Rollback lists the models of the class with a previous live version.
 	Rollback []rollbackView
 }
@@ -132,6 +173,7 @@ func classesOf(list []api.ModelResponse) []classView {
 			c = &classView{Class: m.Class}
 			by[m.Class] = c
 		}
+		c.Names = append(c.Names, m.Name)
 		for _, v := range m.Versions {
 			switch v.Stage {
 			case "live":
@@ -162,27 +204,47 @@ func compareStrings(a, b string) int {
 	return 0
 }
 
-// modelsPage serves GET /models (?class= shows one class).
+// modelsPage serves GET /models: ?class= shows one class, ?window= the
+// span of its charts (1h, 6h, 24h or 7d, ending now); ?part=live is the
+// classes alone, which the page fetches again on each event of
+// /live/models.
 func (s *Server) modelsPage(w http.ResponseWriter, r *http.Request) {
 	type data struct {
 		Classes []classView
+		// All are every class with models, for the picker.
+		All     []string
 		Class   string
+		Window  string
+		Windows []windowView
 		Err     string
 	}
-	d := data{Class: r.URL.Query().Get("class")}
+	q := r.URL.Query()
+	d := data{Class: q.Get("class"), Window: windowOf(q.Get("window")).Name, Windows: seriesWindows}
 	list, err := s.api.Models(r.Context())
 	if err != nil {
 		s.log.Error("models page", "err", err)
 		d.Err = problemText(err)
 	}
+	to := s.cfg.Now()
+	from := to.Add(-windowOf(d.Window).D)
 	for _, c := range classesOf(list) {
-		if d.Class == "" || c.Class == d.Class {
-			d.Classes = append(d.Classes, c)
+		d.All = append(d.All, c.Class)
+		if d.Class != "" && c.Class != d.Class {
+			continue
 		}
+		series, err := s.classSeries(r.Context(), c.Names, from, to)
+		if err != nil {
+			s.log.Error("models page: series", "class", c.Class, "err", err)
+			c.ChartsErr = problemText(err)
+		} else {
+			c.Charts = drawMetrics(series, from, to)
+		}
+		d.Classes = append(d.Classes, c)
 	}
 	v := s.view(r, "Models", "models", d)
-	v.Notice = modelNotices[r.URL.Query().Get("notice")]
-	s.renderView(w, r, http.StatusOK, "models", "layout", v)
+	v.Notice = modelNotices[q.Get("notice")]
+	v.Events = "/live/models"
+	s.renderPart(w, r, "models", v, "models.live")
 }
 
 // modelForm takes a version's promote or retire button, or a model's

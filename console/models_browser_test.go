@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -9,16 +10,20 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/weft-io/weft/anomaly"
 	"github.com/weft-io/weft/api"
 	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/console"
+	"github.com/weft-io/weft/models"
 	"github.com/weft-io/weft/store"
 )
 
 // TestBrowserModels opens the models page in headless Chromium as an
 // operator: the class with its live model, candidate and canary, the
-// drifting candidate marked; then promotes the candidate and rolls back
-// with the page's buttons.
+// drifting candidate marked; the charts of both versions and the canary
+// drawn from the edge's last hour of summaries, over 24 h and then over
+// the last hour, and a new minute's summary drawn on the open page; then
+// promotes the candidate and rolls back with the page's buttons.
 func TestBrowserModels(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Skipf("no chromium at %s: %v", chromiumPath, err)
@@ -104,6 +109,39 @@ func TestBrowserModels(t *testing.T) {
 	})()`)
 	shot("models-01-class.png")
 
+	// The class's charts, drawn from the edge's summaries and status
+	// records: a line per version in each, the canary's in detections,
+	// the drift threshold marked.
+	const points = `const fig = m => document.querySelector('#charts-thermo figure[data-metric="' + m + '"]');
+		const line = (m, s) => fig(m) && fig(m).querySelector('polyline[data-series="' + s + '"]');
+		const pts = (m, s) => line(m, s) ? line(m, s).points.numberOfItems : 0;
+		const wide = (m, s) => line(m, s) ? line(m, s).getBoundingClientRect().width : 0;
+		const metrics = ["agreement", "latency", "detections", "drift"];`
+	pollJS("charts of the last 24 h", `(() => { `+points+`
+		return metrics.every(m => pts(m, "thermo-bands@1") >= 2 && pts(m, "thermo-bands@2") >= 2 && wide(m, "thermo-bands@2") > 0) &&
+			pts("detections", "canary") >= 2 && !!fig("drift").querySelector("line.mark");
+	})()`)
+	do("charts over the last hour", chromedp.Click(chromedp.CSS(`a[data-window="1h"]`)), chromedp.WaitVisible(chromedp.CSS(`a[data-window="1h"][aria-current="page"]`)))
+	pollJS("a point a minute across the chart, the live stream up", `(() => { `+points+`
+		return pts("latency", "thermo-bands@1") >= 55 && wide("latency", "thermo-bands@1") > 200 && pts("agreement", "thermo-bands@2") >= 10 &&
+			document.getElementById("live-status").dataset.state === "live";
+	})()`)
+	shot("models-02-hour.png")
+
+	// A new minute's summary from the edge reaches the open page.
+	now := time.Now().Truncate(time.Minute)
+	rec, _ := json.Marshal(models.SummaryRecord{Type: models.RecordSummary, Edge: st.Name(), Class: "thermo", Model: "thermo-bands", Version: 1,
+		Stage: models.StageLive, From: now, Scored: 20, Used: 20, Latency: 500})
+	if _, err := st.Stream(store.UplinkStream).Append(ctx, st.Name(), store.Message{Key: []byte("thermo-bands"), Value: rec, Timestamp: now.Add(time.Minute),
+		Headers: map[string]string{"device": "thermo-bands", anomaly.RecordHeader: models.RecordSummary}}); err != nil {
+		t.Fatal(err)
+	}
+	pollJS("the new minute drawn without a reload", `(() => { `+points+`
+		const last = Array.from(fig("latency").querySelectorAll(".legend li")).find(li => li.textContent.includes("thermo-bands@1"));
+		return !!last && last.querySelector("b").textContent === "500.0" && !!document.getElementById("model-classes").dataset.updated;
+	})()`)
+	shot("models-03-new-minute.png")
+
 	// press clicks a button whose form reloads the page, and waits for the
 	// new page's notice (the old page is marked, so that its own notice
 	// does not count).
@@ -120,9 +158,9 @@ func TestBrowserModels(t *testing.T) {
 		return live && live.dataset.model === "thermo-bands@2" && !document.querySelector('tr[data-role="candidate"]') &&
 			!!document.querySelector("#rollback-thermo-bands button");
 	})()`)
-	shot("models-02-promoted.png")
+	shot("models-04-promoted.png")
 
 	press("roll back", "#rollback-thermo-bands button")
 	pollJS("version 1 live again", `document.querySelector('tr[data-role="live"]').dataset.model === "thermo-bands@1"`)
-	shot("models-03-rolled-back.png")
+	shot("models-05-rolled-back.png")
 }

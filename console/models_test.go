@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -16,8 +17,10 @@ import (
 	"github.com/weft-io/weft/store"
 )
 
-// SeedModels (exported for the browser test, package console_test) trains thermo-bands 1 (live) and 2 (candidate) into st, and
-// appends edge1's status of both as its model runner would.
+// SeedModels (exported for the browser test, package console_test)
+// trains thermo-bands 1 (live) and 2 (candidate) into st, appends the
+// last hour of edge1's summaries and status of both (SeedModelSeries),
+// and then its latest status of both as its model runner would.
 func SeedModels(t *testing.T, st *store.Store) {
 	t.Helper()
 	ctx := context.Background()
@@ -44,6 +47,7 @@ func SeedModels(t *testing.T, st *store.Store) {
 			t.Fatal(err)
 		}
 	}
+	SeedModelSeries(t, st, time.Now().Add(-time.Hour), 60)
 	rec, _ := json.Marshal(models.StatusRecord{Type: models.RecordStatus, Edge: st.Name(), Model: "thermo-bands", Class: "thermo", At: t0,
 		Versions: map[string]models.EdgeState{
 			"1": {State: models.StateRunning, Scored: 1000, Used: 1000, Agreement: 0.99, LatencyMicros: 12, DetectionsPerHour: 0.5, Drift: 0.05},
@@ -51,6 +55,53 @@ func SeedModels(t *testing.T, st *store.Store) {
 		}})
 	if _, err := st.Stream(store.UplinkStream).Append(ctx, st.Name(), store.Message{Key: []byte("thermo-bands"), Value: rec,
 		Headers: map[string]string{anomaly.RecordHeader: models.RecordStatus}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SeedModelSeries appends to st's /uplink/events (topic: st's name)
+// what an edge's model runner (edge.Models) appends for thermo-bands of
+// class thermo over n minutes from start: a model_summary per version (1
+// and 2) and minute, stamped at the minute's end; a model_status of both
+// every 5 min, their cumulative counts growing, version 2's drift rising
+// past 0.3; and a detection of the canary every 10 min.
+func SeedModelSeries(t *testing.T, st *store.Store, start time.Time, n int) {
+	t.Helper()
+	start = start.Truncate(time.Minute)
+	var msgs []store.Message
+	add := func(kind, key string, at time.Time, v any) {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = append(msgs, store.Message{Key: []byte(key), Value: b, Timestamp: at, Headers: map[string]string{"device": key, anomaly.RecordHeader: kind}})
+	}
+	for i := range n {
+		from := start.Add(time.Duration(i) * time.Minute)
+		for v, stage := range map[uint64]string{1: models.StageLive, 2: models.StageCandidate} {
+			used := int64(0)
+			if v == 1 {
+				used = 20
+			}
+			add(models.RecordSummary, "thermo-bands", from.Add(time.Minute), models.SummaryRecord{Type: models.RecordSummary, Edge: st.Name(),
+				Class: "thermo", Model: "thermo-bands", Version: v, Stage: stage, From: from, Scored: 20, Used: used,
+				Detections: int64(i % int(v+1)), MaxScore: 0.4, Latency: 10 + 2*float64(v) + float64(i%7)})
+		}
+		if i%10 == 5 {
+			add(anomaly.RecordAnomaly, "th-1", from.Add(30*time.Second), anomaly.Detection{Type: anomaly.RecordAnomaly, Device: "th-1",
+				Class: "thermo", Channel: "temp", Detector: "bands", Score: 0.9, At: from.Add(30 * time.Second)})
+		}
+		if i%5 == 4 {
+			at := from.Add(time.Minute)
+			scored := int64(20 * (i + 1))
+			add(models.RecordStatus, "thermo-bands", at, models.StatusRecord{Type: models.RecordStatus, Edge: st.Name(), Model: "thermo-bands",
+				Class: "thermo", At: at, Versions: map[string]models.EdgeState{
+					"1": {State: models.StateRunning, Scored: scored, Used: scored, Agreement: 0.99 - 0.0005*float64(i), Drift: 0.05},
+					"2": {State: models.StateRunning, Scored: scored, Agreement: 0.97 - 0.001*float64(i), AgreementLive: 0.95, Drift: 0.45 * float64(i) / float64(n)},
+				}})
+		}
+	}
+	if _, err := st.Stream(store.UplinkStream).Append(context.Background(), st.Name(), msgs...); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -69,6 +120,28 @@ func TestModelsPage(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("viewer page: no %q", want)
 		}
+	}
+	// Its charts: a line per version and the canary's, in each metric's
+	// chart, and the class and window pickers.
+	for _, want := range []string{`data-metric="agreement"`, `data-metric="latency"`, `data-metric="detections"`, `data-metric="drift"`,
+		`data-series="thermo-bands@1"`, `data-series="thermo-bands@2"`, `data-series="canary"`, `class="mark"`,
+		`href="/models?class=thermo&amp;window=24h"`, `data-window="7d"`, `data-live-on="models"`, `data-events="/live/models"`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("viewer page: no %q", want)
+		}
+	}
+	if got := strings.Count(page, `data-series="canary"`); got != 1 {
+		t.Errorf("the canary's line is in %d charts, want 1 (detections)", got)
+	}
+	part := viewer.get("/models?part=live&class=thermo&window=1h", 200)
+	if strings.Contains(part, "<html") || !strings.Contains(part, `id="charts-thermo"`) || !strings.Contains(part, `data-series="thermo-bands@2"`) {
+		t.Errorf("the live part: %.300s", part)
+	}
+	if n := pointsOf(part, "agreement", "thermo-bands@1"); n < 10 {
+		t.Errorf("agreement of version 1 over an hour: %d points, want one per status report", n)
+	}
+	if n := pointsOf(part, "latency", "thermo-bands@2"); n < 55 {
+		t.Errorf("latency of version 2 over an hour: %d points, want one a minute", n)
 	}
 	if strings.Contains(page, "/promote") || strings.Contains(page, "style=") {
 		t.Error("viewer page has a button, or an inline style the CSP would block")
@@ -117,4 +190,20 @@ func TestModelsPage(t *testing.T) {
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "notice=notfound") {
 		t.Fatalf("retire of no model: %s", loc)
 	}
+}
+
+// pointsOf returns the count of points of the line of series in the
+// chart of metric on page (-1 when there is none).
+func pointsOf(page, metric, series string) int {
+	_, fig, ok := strings.Cut(page, `data-metric="`+metric+`"`)
+	if !ok {
+		return -1
+	}
+	fig, _, _ = strings.Cut(fig, "</figure>")
+	_, line, ok := strings.Cut(fig, `data-series="`+series+`" data-points="`)
+	if !ok {
+		return -1
+	}
+	n, _ := strconv.Atoi(line[:strings.IndexByte(line, '"')])
+	return n
 }

@@ -147,7 +147,7 @@
   }
 
   var es = new EventSource(main.dataset.events);
-  ["fleet", "shadow", "telemetry"].forEach(function (kind) {
+  ["fleet", "shadow", "telemetry", "models"].forEach(function (kind) {
     es.addEventListener(kind, function () { on(kind); });
   });
   var opened = false;
@@ -155,7 +155,7 @@
     setStatus("live");
     if (opened) {
       // Back after a break: what changed meanwhile was not announced.
-      ["fleet", "shadow", "telemetry"].forEach(on);
+      ["fleet", "shadow", "telemetry", "models"].forEach(on);
     }
     opened = true;
   };
