@@ -449,7 +449,47 @@ func (m *Models) artifacts(ctx context.Context) ([]models.Artifact, error) {
 			out = append(out, a)
 		}
 	}
+	m.prune(out)
 	return out, nil
+}
+
+// prune removes from Dir the executables of versions no longer
+// candidate or live (a program still running from one keeps its file
+// open until it is stopped).
+func (m *Models) prune(arts []models.Artifact) {
+	keep := map[string]bool{}
+	for _, a := range arts {
+		if a.Exec != nil {
+			keep[filepath.Dir(a.Exec.Path)] = true
+		}
+	}
+	names, _ := os.ReadDir(m.Dir)
+	for _, n := range names {
+		if !n.IsDir() || !models.ValidName(n.Name()) {
+			continue
+		}
+		vers, _ := os.ReadDir(filepath.Join(m.Dir, n.Name()))
+		left := len(vers)
+		for _, v := range vers {
+			dir := filepath.Join(m.Dir, n.Name(), v.Name())
+			if _, err := models.ParseVersion(v.Name()); err != nil || !v.IsDir() || keep[dir] {
+				continue
+			}
+			if os.RemoveAll(dir) == nil {
+				left--
+				m.mu.Lock()
+				for p, u := range m.unpacked {
+					if filepath.Dir(u.exec.Path) == dir {
+						delete(m.unpacked, p)
+					}
+				}
+				m.mu.Unlock()
+			}
+		}
+		if left == 0 {
+			os.Remove(filepath.Join(m.Dir, n.Name()))
+		}
+	}
 }
 
 // unpack writes the executable stored at p (if any) under Dir, once per

@@ -240,7 +240,8 @@ func TestEdgeExternalModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	procs := map[string]*external.Process{}
-	m := externalEdge(st, certsDir, t.TempDir(), procs)
+	runDir := t.TempDir()
+	m := externalEdge(st, certsDir, runDir, procs)
 	defer m.stop()
 	if err := m.Check(ctx); err != nil {
 		t.Fatal(err)
@@ -300,6 +301,12 @@ func TestEdgeExternalModels(t *testing.T) {
 	}
 	if procs["good"].Pid() != 0 || syscall.Kill(pid, 0) == nil {
 		t.Error("a retired model's program still runs")
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "good", "1")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a retired model's executable is still unpacked: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "slow", "1", models.ExecFile)); err != nil {
+		t.Errorf("a candidate's executable is gone: %v", err)
 	}
 	// The edge stops: every program is killed.
 	_, scores, _ := m.route([]anomaly.Telemetry{thermoReading(11, 25)}, nil, []anomaly.Score{{Device: "th-1"}})
