@@ -189,7 +189,7 @@ func addExternal(t *testing.T, reg *models.Registry, name, src string, actions .
 // externalEdge is an edge's model runner over st, running external
 // models with a short backoff; procs gets each program.
 func externalEdge(st *store.Store, certsDir, dir string, procs map[string]*external.Process) *Models {
-	launch := external.Launcher(external.Config{Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond})
+	launch := external.Launcher(external.Config{Backoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, StartGrace: time.Nanosecond})
 	return &Models{Store: st, Edge: "edge-a", KeyFile: ModelKeyFile(certsDir), Dir: dir, routed: true,
 		Launch: func(m models.Manifest, p models.ExternalParams, x models.Exec) models.Process {
 			pr := launch(m, p, x)

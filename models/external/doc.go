@@ -21,10 +21,11 @@
 // logged.
 //
 // Process (the models.Process of a version) is the shell around one
-// program: it starts it on the first reading after checking the
-// executable's SHA-256 against the signed manifest, waits for an answer
-// at most the deadline it is given (a late answer is dropped), kills the
-// program when it writes garbage and starts it again after a backoff when
-// it exited or was killed. Encode and Decode are the protocol's pure
+// program: it starts it when launched, after checking the executable's
+// SHA-256 against the signed manifest, waits for an answer at most the
+// deadline it is given (the first answer after a start at least
+// StartGrace; a late answer is dropped), kills the program when it writes
+// garbage and starts it again after a backoff when it exited or was
+// killed. Encode and Decode are the protocol's pure
 // halves.
 package external

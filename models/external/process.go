@@ -27,6 +27,10 @@ type Config struct {
 	// MaxBackoff and is reset once the program answered after running
 	// for MaxBackoff. Defaults 1s and 5m.
 	Backoff, MaxBackoff time.Duration
+	// StartGrace is how long the first answer after a start may take
+	// when the deadline is shorter: an interpreter loading its model
+	// must not be judged slow for it. Default 5s.
+	StartGrace time.Duration
 	// Logger receives the programs' starts, ends and standard error. Nil
 	// discards them.
 	Logger *slog.Logger
@@ -45,15 +49,26 @@ func Launcher(cfg Config) models.Launch {
 	if cfg.MaxBackoff <= 0 {
 		cfg.MaxBackoff = 5 * time.Minute
 	}
+	if cfg.StartGrace <= 0 {
+		cfg.StartGrace = 5 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	return func(m models.Manifest, p models.ExternalParams, x models.Exec) models.Process {
-		return &Process{cfg: cfg, m: m, p: p, exec: x, log: cfg.Logger.With("model", m.Ref())}
+		pr := &Process{cfg: cfg, m: m, p: p, exec: x, log: cfg.Logger.With("model", m.Ref())}
+		// Started now, so that it loads while the readings come; a
+		// failure is tried again on the first reading after the backoff.
+		pr.mu.Lock()
+		if err := pr.start(); err != nil {
+			pr.failed("not started", err)
+		}
+		pr.mu.Unlock()
+		return pr
 	}
 }
 
-// Process is one version's program: started on the first reading, asked
+// Process is one version's program: started when launched, asked
 // over the line protocol, started again after a backoff when it ends. Its
 // methods are called by one goroutine at a time (the runner's).
 type Process struct {
@@ -70,6 +85,7 @@ type Process struct {
 	fails   int
 	next    time.Time // not started again before
 	started time.Time
+	fresh   bool // no answer asked of it since it started
 	buf     []byte
 	starts  int
 }
@@ -114,16 +130,11 @@ func (p *Process) Score(device string, t time.Time, values map[string]float64, w
 	start := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.buf = p.buf[:0]
-	first := p.seq + 1
 	n := uint64(0)
 	for _, c := range p.m.Channels {
-		v, ok := values[c]
-		if !ok {
-			continue
+		if _, ok := values[c]; ok {
+			n++
 		}
-		n++
-		p.buf = Encode(p.buf, Request{Seq: first + n - 1, Device: device, Channel: c, T: t, Value: v})
 	}
 	if n == 0 {
 		return anomaly.Result{}, false, ""
@@ -140,8 +151,20 @@ func (p *Process) Score(device string, t time.Time, values map[string]float64, w
 			return anomaly.Result{}, true, models.FaultCrash
 		}
 	}
+	first := p.seq + 1 // from 1 in each start of the program
+	p.buf = p.buf[:0]
+	seq := first
+	for _, c := range p.m.Channels {
+		if v, ok := values[c]; ok {
+			p.buf = Encode(p.buf, Request{Seq: seq, Device: device, Channel: c, T: t, Value: v})
+			seq++
+		}
+	}
 	c := p.cur
 	p.seq += n
+	if p.fresh {
+		within, p.fresh = max(within, p.cfg.StartGrace), false
+	}
 	c.stdin.SetWriteDeadline(start.Add(within))
 	if _, err := c.stdin.Write(p.buf); err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -238,7 +261,7 @@ func (p *Process) start() error {
 		c.exit = cmd.Wait()
 		close(c.done)
 	}()
-	p.cur, p.started = c, time.Now()
+	p.cur, p.started, p.seq, p.fresh = c, time.Now(), 0, true
 	p.starts++
 	p.log.Info("external model started", "pid", cmd.Process.Pid, "exec", p.exec.Path)
 	return nil

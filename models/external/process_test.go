@@ -118,6 +118,11 @@ for line in sys.stdin:
         time.sleep(2)
     print(json.dumps({"seq": r["seq"], "score": 0.25}), flush=True)
 `, "temp")
+		// The first answer after a start has StartGrace; later ones
+		// their deadline.
+		if _, _, fault := p.Score("d", t0, map[string]float64{"temp": 1}, 50*time.Millisecond); fault != "" {
+			t.Fatalf("first answer: fault %q", fault)
+		}
 		if _, _, fault := p.Score("d", t0, map[string]float64{"temp": 1000}, 50*time.Millisecond); fault != models.FaultSlow {
 			t.Fatalf("fault %q, want slow", fault)
 		}
