@@ -139,6 +139,7 @@ func TestParseRef(t *testing.T) {
 
 func FuzzVerify(f *testing.F) {
 	f.Add(mustSign(f, baseManifest(), modelKey))
+	f.Add(mustSign(f, externalManifest(), modelKey))
 	f.Add([]byte{0xd2, 0x84})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v := Verify(Input{Manifest: b, Keys: pinnedKeys})

@@ -262,3 +262,14 @@ func (l *lockedWriter) Write(b []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(b)
 }
+
+// The Python model docs/models.md shows is the one these tests run.
+func TestDocumentedExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/models.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "```python\n"+ScorePy+"```\n") {
+		t.Error("docs/models.md does not show ScorePy as its Python example")
+	}
+}
