@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.etcd.io/etcd/server/v3/etcdserver/api/v3client"
@@ -76,8 +77,49 @@ type Config struct {
 	// Every is how often the lease is renewed and the node's edges
 	// checked for a better owner. Default TTL/4.
 	Every time.Duration
+	// PeerTLS is the member's certificate for its peers' links, required
+	// when the peer URLs are https://. The zero value: plain http://.
+	PeerTLS PeerTLS
 	// Logger receives the member's logs. Nil discards them.
 	Logger *slog.Logger
+}
+
+// PeerTLS is what the etcd members' peer links use with https:// peer
+// URLs: each member serves and dials with its node certificate, and
+// takes only peers whose certificate the CA signed with a common name
+// among the voting members' names.
+type PeerTLS struct {
+	// CertFile and KeyFile are the node's certificate (for both server
+	// and client authentication) and key, PEM.
+	CertFile, KeyFile string
+	// CAFile holds the CA certificate that signs the members' (the
+	// fabric CA).
+	CAFile string
+}
+
+// peerTLS returns etcd's TLS settings for peers: none for http://
+// peers, the node's certificate for https:// ones.
+func peerTLS(cfg Config) (transport.TLSInfo, error) {
+	secure := 0
+	for _, p := range cfg.Peers {
+		if strings.HasPrefix(p.URL, "https://") {
+			secure++
+		}
+	}
+	switch {
+	case secure == 0:
+		return transport.TLSInfo{}, nil
+	case secure != len(cfg.Peers):
+		return transport.TLSInfo{}, errors.New("cluster: --peers mixes http:// and https:// URLs")
+	case cfg.PeerTLS.CertFile == "" || cfg.PeerTLS.KeyFile == "" || cfg.PeerTLS.CAFile == "":
+		return transport.TLSInfo{}, errors.New("cluster: https:// peers need the node's certificate, key and CA")
+	}
+	var names []string
+	for _, p := range cfg.Peers {
+		names = append(names, p.Name)
+	}
+	return transport.TLSInfo{CertFile: cfg.PeerTLS.CertFile, KeyFile: cfg.PeerTLS.KeyFile, TrustedCAFile: cfg.PeerTLS.CAFile,
+		ClientCertAuth: true, AllowedCNs: names}, nil
 }
 
 // Node is a running cluster member.
@@ -151,6 +193,9 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	ec.ClusterState = embed.ClusterStateFlagNew
 	if _, err := os.Stat(filepath.Join(cfg.Dir, "member")); err == nil {
 		ec.ClusterState = embed.ClusterStateFlagExisting
+	}
+	if ec.PeerTLSInfo, err = peerTLS(cfg); err != nil {
+		return nil, err
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	ec.Logger = "zap"

@@ -26,11 +26,15 @@ func freePort(t *testing.T) int {
 }
 
 // startThree starts a cluster of three members in this process.
-func startThree(t *testing.T) []*Node {
+func startThree(t *testing.T) []*Node { return startThreeWith(t, "http", nil) }
+
+// startThreeWith starts three members with peer URLs of scheme, each
+// with the PeerTLS tls returns for its name (nil: none).
+func startThreeWith(t *testing.T, scheme string, tls func(name string) PeerTLS) []*Node {
 	t.Helper()
 	var peers []Peer
 	for _, name := range []string{"n1", "n2", "n3"} {
-		peers = append(peers, Peer{Name: name, URL: fmt.Sprintf("http://127.0.0.1:%d", freePort(t))})
+		peers = append(peers, Peer{Name: name, URL: fmt.Sprintf("%s://127.0.0.1:%d", scheme, freePort(t))})
 	}
 	nodes := make([]*Node, 3)
 	errs := make([]error, 3)
@@ -39,8 +43,11 @@ func startThree(t *testing.T) []*Node {
 	var wg sync.WaitGroup
 	for i, p := range peers {
 		wg.Go(func() {
-			nodes[i], errs[i] = Start(ctx, Config{Name: p.Name, Cluster: "test", Peers: peers, Dir: t.TempDir(),
-				API: p.Name + ":8081", Sync: p.Name + ":7443"})
+			cfg := Config{Name: p.Name, Cluster: "test", Peers: peers, Dir: t.TempDir(), API: p.Name + ":8081", Sync: p.Name + ":7443"}
+			if tls != nil {
+				cfg.PeerTLS = tls(p.Name)
+			}
+			nodes[i], errs[i] = Start(ctx, cfg)
 		})
 	}
 	wg.Wait()

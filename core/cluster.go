@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weft-io/weft/api"
+	"github.com/weft-io/weft/certs"
 	"github.com/weft-io/weft/cluster"
 	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/sync/link"
@@ -41,6 +42,8 @@ type ClusterConfig struct {
 type member struct {
 	cfg  ClusterConfig
 	node atomic.Pointer[cluster.Node]
+	// certsDir holds the node's certificate, for https:// peers.
+	certsDir string
 	// down carries the node's core-owned writes through the cluster's
 	// log, and applies the log to the node's /updates/down.
 	down *clusterDown
@@ -83,8 +86,11 @@ func (m *member) hooks(sc *link.ServerConfig) {
 // start joins the cluster (waiting for its quorum), then keeps the
 // node's lease and its edges' assignment in wg until ctx ends.
 func (m *member) start(ctx, runCtx context.Context, dataDir, name, syncAddr, httpAddr string, srv *link.Server, wg *sync.WaitGroup, log *slog.Logger) error {
+	// https:// peers link with the node's certificate of the fabric CA.
+	crt, key := certs.Files(m.certsDir, certs.KindNode, name)
 	n, err := cluster.Start(ctx, cluster.Config{Name: name, Cluster: m.cfg.Name, Peers: m.cfg.Peers, PeerListen: m.cfg.PeerListen,
-		Dir: filepath.Join(dataDir, "etcd"), API: httpAddr, Sync: syncAddr, TTL: m.cfg.TTL, Logger: log})
+		Dir: filepath.Join(dataDir, "etcd"), API: httpAddr, Sync: syncAddr, TTL: m.cfg.TTL, Logger: log,
+		PeerTLS: cluster.PeerTLS{CertFile: crt, KeyFile: key, CAFile: filepath.Join(m.certsDir, "fabric-ca.crt")}})
 	if err != nil {
 		return err
 	}

@@ -156,7 +156,7 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	tc.Now = st.Now
 	var cm *member
 	if cfg.Cluster.Name != "" {
-		cm = &member{cfg: cfg.Cluster}
+		cm = &member{cfg: cfg.Cluster, certsDir: cfg.CertsDir}
 		// Every core-owned write goes through the cluster's log from the
 		// first request on (refused until the node has joined).
 		cm.down = newClusterDown(st, cfg.Name, cm, log)

@@ -41,6 +41,9 @@ type ClusterConfig struct {
 	Devices int
 	// Interval between a simulated device's samples. Default 5 s.
 	Interval time.Duration
+	// PeerTLS gives the cores https:// peer URLs: their etcd members
+	// link over TLS with the nodes' certificates. Default plain http://.
+	PeerTLS bool
 	// ClusterName is the core cluster's name. Default "weft-up".
 	ClusterName string
 	// LogLevel is the nodes' log level: info or debug (each node's start
@@ -251,7 +254,11 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (*Cluster, error) {
 		if err != nil {
 			return nil, err
 		}
-		p := &Proc{Name: name, Peer: fmt.Sprintf("http://127.0.0.1:%d", port), bin: cfg.Binary}
+		scheme := "http"
+		if cfg.PeerTLS {
+			scheme = "https"
+		}
+		p := &Proc{Name: name, Peer: fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), bin: cfg.Binary}
 		peers = append(peers, name+"="+p.Peer)
 		c.Cores = append(c.Cores, p)
 	}

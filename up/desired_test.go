@@ -107,6 +107,7 @@ func downRecords(t *testing.T, dir, name string) map[string][]store.Message {
 // takes nothing from that node): the other nodes hold the desired value,
 // it reaches the device through the node the edge relinks to, and
 // every node's /updates/down holds the same records at the same offsets.
+// The cores' etcd members link over TLS (https:// peers).
 func TestClusterDesiredSurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four nodes as processes")
@@ -114,7 +115,7 @@ func TestClusterDesiredSurvivesKill(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	c, err := StartCluster(ctx, ClusterConfig{DataDir: dir, Binary: weftBinary(t), Edges: 1, Devices: 1, Interval: time.Second})
+	c, err := StartCluster(ctx, ClusterConfig{DataDir: dir, Binary: weftBinary(t), Edges: 1, Devices: 1, Interval: time.Second, PeerTLS: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -77,7 +77,13 @@ over the nodes up; a node that does not serve an edge redirects it, a
 node that stops (or is killed) has its edges taken by the others, and a
 node that joins takes its share. GET /api/v1/cluster lists the nodes.
 The --listen and --http addresses are told to the other nodes and to
-edges: give addresses they reach.`,
+edges: give addresses they reach. With https:// peer URLs (all of them)
+the etcd members link over TLS with their node certificates of the
+fabric CA (nodes/NAME.crt, fabric-ca.crt) and take only peers whose
+certificate names one of --peers. Desired state, commands, rollout
+announcements, tokens and alarm settings are held by a majority of the
+cluster before they are answered, and every node applies them in the
+same order to its /updates/down.`,
 		Example: `  weft certs init --dir C
   weft certs issue node --dir C --role core --name core-1 --host 127.0.0.1
   weft core --data D --certs C --name core-1 --listen 127.0.0.1:7443 --http 127.0.0.1:8081
@@ -143,7 +149,7 @@ edges: give addresses they reach.`,
 	httpFlags(fl, &f.Limits)
 	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
 	fl.StringVar(&f.ClusterName, "cluster-name", "", "the core cluster this node is a member of (with --peers; default: a single core node)")
-	fl.StringVar(&f.Peers, "peers", "", "the cluster's voting nodes and their etcd peer URLs, this node among them: core-1=http://10.0.0.1:2380,core-2=...")
+	fl.StringVar(&f.Peers, "peers", "", "the cluster's voting nodes and their etcd peer URLs, this node among them: core-1=http://10.0.0.1:2380,core-2=... (https:// for TLS with the node certificates)")
 	fl.StringVar(&f.PeerListen, "peer-listen", "", "URL the embedded etcd's peer listener binds (default: this node's URL in --peers)")
 	tailnetFlags(fl, &f.Tailnet)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
