@@ -655,21 +655,25 @@ func (q SeriesQuery) normalize() (SeriesQuery, error) {
 	if !q.From.Before(q.To) {
 		return q, fmt.Errorf("%w: from must be before to", models.ErrMalformed)
 	}
-	span := q.To.Sub(q.From)
 	if q.Step == 0 {
-		q.Step = seriesSteps[len(seriesSteps)-1]
-		for _, s := range seriesSteps {
-			if span <= 120*s {
-				q.Step = s
-				break
-			}
-		}
+		q.Step = SeriesStep(q.To.Sub(q.From))
 	}
 	q.From = q.From.Truncate(q.Step)
 	if n := (q.To.Sub(q.From) + q.Step - 1) / q.Step; n > MaxSeriesPoints {
 		return q, fmt.Errorf("%w: %d steps of %s from %s to %s, at most %d", models.ErrMalformed, n, q.Step, q.From.Format(time.RFC3339), q.To.Format(time.RFC3339), MaxSeriesPoints)
 	}
 	return q, nil
+}
+
+// SeriesStep is the step a series query over span takes without one:
+// the smallest of seriesSteps that gives at most 120 points.
+func SeriesStep(span time.Duration) time.Duration {
+	for _, s := range seriesSteps {
+		if span <= 120*s {
+			return s
+		}
+	}
+	return seriesSteps[len(seriesSteps)-1]
 }
 
 // modelSeries serves GET /api/v1/models/{name}/series.
@@ -736,7 +740,9 @@ func (s *Server) ModelSeries(ctx context.Context, name string, q SeriesQuery) (M
 // partition by partition in offset order, reading at most *budget
 // messages (and taking them off it); quarantined ranges are stepped over.
 func scanRange(ctx context.Context, st *store.Stream, parts int, topic string, from, to time.Time, budget *int, fn func(*store.Message)) error {
-	const chunk = 500
+	// A read that starts inside a batch decodes the whole batch: large
+	// spans decode each batch about once (the store bounds a read to 4 MiB).
+	const chunk = 10_000
 	q := RangeQuery{From: from, To: to}
 	for p := range max(parts, 1) {
 		low, next, err := st.Bounds(ctx, topic, p)

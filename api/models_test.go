@@ -386,3 +386,111 @@ func FuzzModelSeries(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkModelSeries measures GET /api/v1/models/{name}/series over a
+// day of 10 edges' uplinks, each holding, beside a model's per-minute
+// summaries of two versions and its status every 5 min, the uplink
+// filter's summaries of 100 devices every 5 min (ten times as many
+// records). Baselines in the same run: reading the same records without
+// decoding them, and GET /api/v1/models/{name} (each edge's latest
+// status, what the page showed before).
+func BenchmarkModelSeries(b *testing.B) {
+	const edges, devices = 10, 100
+	e := newBenchEnv(b)
+	ctx := context.Background()
+	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	key, err := models.LoadOrCreateKey(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rs []models.Reading
+	for i := range 300 {
+		rs = append(rs, models.Reading{Device: "th-1", At: t0.Add(time.Duration(i) * 5 * time.Minute), Values: map[string]float64{"temp": 20 + math.Sin(float64(i)/10)}})
+	}
+	reg := &models.Registry{Store: e.st, Key: key}
+	for range 2 {
+		if _, _, err := reg.Train(ctx, models.TrainRequest{Name: "thermo-bands", Class: "thermo"}, rs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		action string
+		v      uint64
+	}{{models.ActionPublish, 1}, {models.ActionPromote, 1}, {models.ActionPublish, 2}} {
+		if _, err := reg.Change(ctx, "thermo-bands", c.action, c.v); err != nil {
+			b.Fatal(err)
+		}
+	}
+	records := 0
+	for i := range edges {
+		edge := fmt.Sprintf("edge-%02d", i)
+		if _, err := e.st.Table(store.ShadowsTable).Put(ctx, "th-"+edge, json.RawMessage(`{"class":"thermo","edge":"`+edge+`"}`)); err != nil {
+			b.Fatal(err)
+		}
+		var msgs []store.Message
+		add := func(kind, key string, at time.Time, v any) {
+			body, _ := json.Marshal(v)
+			msgs = append(msgs, store.Message{Key: []byte(key), Value: body, Timestamp: at, Headers: map[string]string{"device": key, anomaly.RecordHeader: kind}})
+		}
+		for m := range 24 * 60 {
+			from := t0.Add(time.Duration(m) * time.Minute)
+			for v := uint64(1); v <= 2; v++ {
+				add(models.RecordSummary, "thermo-bands", from.Add(time.Minute), models.SummaryRecord{Type: models.RecordSummary, Edge: edge, Class: "thermo",
+					Model: "thermo-bands", Version: v, Stage: "live", From: from, Scored: 600, Used: 600, Detections: int64(m % 3), MaxScore: 0.4, Latency: 11})
+			}
+			if m%5 == 4 {
+				n := int64(600 * (m + 1))
+				add(models.RecordStatus, "thermo-bands", from.Add(time.Minute), models.StatusRecord{Type: models.RecordStatus, Edge: edge, Model: "thermo-bands",
+					Class: "thermo", At: from.Add(time.Minute), Versions: map[string]models.EdgeState{
+						"1": {State: models.StateRunning, Scored: n, Used: n, Agreement: 0.99, Drift: 0.05},
+						"2": {State: models.StateRunning, Scored: n, Agreement: 0.97, AgreementLive: 0.95, Drift: 0.2}}})
+				for d := range devices {
+					dev := fmt.Sprintf("%s-d%03d", edge, d)
+					add(anomaly.RecordSummary, dev, from.Add(time.Minute), anomaly.Summary{Type: anomaly.RecordSummary, Device: dev, From: from.Add(-4 * time.Minute),
+						To: from.Add(time.Minute), Readings: 60, Channels: map[string]anomaly.ChannelSummary{"temp": {Count: 60, Min: 19, Max: 21, Mean: 20, P50: 20, P95: 20.8, MaxScore: 0.3}}})
+				}
+			}
+			if len(msgs) >= 5000 || m == 24*60-1 {
+				if _, err := e.st.Stream(store.UplinkStream).Append(ctx, edge, msgs...); err != nil {
+					b.Fatal(err)
+				}
+				records += len(msgs)
+				msgs = msgs[:0]
+			}
+		}
+	}
+	q := SeriesQuery{From: t0, To: t0.Add(24 * time.Hour)}
+	b.Logf("%d uplink records over %d edges", records, edges)
+	b.Run("series/24h", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			res, err := e.srv.ModelSeries(ctx, "thermo-bands", q)
+			if err != nil || len(res.Series) != 2 || len(res.Series[0].Points) != 96 {
+				b.Fatalf("%v %+v", err, res.Series)
+			}
+		}
+	})
+	b.Run("baseline-read/24h", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			n, budget := 0, MaxSeriesScan
+			for i := range edges {
+				if err := scanRange(ctx, e.st.Stream(store.UplinkStream), 1, fmt.Sprintf("edge-%02d", i), q.From.Add(-seriesLookback), q.To.Add(time.Minute), &budget,
+					func(*store.Message) { n++ }); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if n != records {
+				b.Fatalf("read %d of %d", n, records)
+			}
+		}
+	})
+	b.Run("baseline-latest-status", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := e.srv.Model(ctx, "thermo-bands"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

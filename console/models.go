@@ -42,14 +42,25 @@ func (s *Server) modelRoutes() {
 	s.mux.Handle("GET /live/models", s.session(certs.RoleViewer, s.liveModels))
 }
 
-// modelsEvery paces the models page's event stream: the edges summarize
-// each minute, so a few refreshes a minute show every new point.
-const modelsEvery = 15 * time.Second
+// Pacing of the models page's event stream: at most an event every half
+// step of its charts (?window=), from modelsEvery (the last hour: a point
+// a minute) to modelsAtMost (a day or more: the edges' status comes at
+// least every 5 min). Each refresh reads the window's uplink records.
+const (
+	modelsEvery  = 15 * time.Second
+	modelsAtMost = 5 * time.Minute
+)
 
-// liveModels serves GET /live/models: an event "models" when the node's
-// /uplink/events (where the edges' model summaries and status arrive)
-// took records, at most one every modelsEvery.
+// modelsPace is the pacing of the stream of a page charting window.
+func modelsPace(window string) time.Duration {
+	return min(max(api.SeriesStep(windowOf(window).D)/2, modelsEvery), modelsAtMost)
+}
+
+// liveModels serves GET /live/models?window=: an event "models" when
+// the node's /uplink/events (where the edges' model summaries and status
+// arrive) took records, at most one every modelsPace(window).
 func (s *Server) liveModels(w http.ResponseWriter, r *http.Request) {
+	pace := modelsPace(r.URL.Query().Get("window"))
 	// Watch before the stream opens, and again before each event, so
 	// that no record after the page's last fetch goes unannounced.
 	uplink := s.st.Stream(store.UplinkStream)
@@ -67,7 +78,7 @@ func (s *Server) liveModels(w http.ResponseWriter, r *http.Request) {
 		if ev.Event("", "models", []byte("{}")) != nil {
 			return
 		}
-		if !sleep(ctx, modelsEvery) {
+		if !sleep(ctx, pace) {
 			return
 		}
 	}
@@ -243,7 +254,7 @@ func (s *Server) modelsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	v := s.view(r, "Models", "models", d)
 	v.Notice = modelNotices[q.Get("notice")]
-	v.Events = "/live/models"
+	v.Events = "/live/models?window=" + d.Window
 	s.renderPart(w, r, "models", v, "models.live")
 }
 

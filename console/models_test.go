@@ -125,7 +125,7 @@ func TestModelsPage(t *testing.T) {
 	// chart, and the class and window pickers.
 	for _, want := range []string{`data-metric="agreement"`, `data-metric="latency"`, `data-metric="detections"`, `data-metric="drift"`,
 		`data-series="thermo-bands@1"`, `data-series="thermo-bands@2"`, `data-series="canary"`, `class="mark"`,
-		`href="/models?class=thermo&amp;window=24h"`, `data-window="7d"`, `data-live-on="models"`, `data-events="/live/models"`} {
+		`href="/models?class=thermo&amp;window=24h"`, `data-window="7d"`, `data-live-on="models"`, `data-events="/live/models?window=24h"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("viewer page: no %q", want)
 		}
@@ -189,6 +189,14 @@ func TestModelsPage(t *testing.T) {
 	resp, _ = op.do("POST", "/models/nothing/retire", url.Values{"csrf": {csrfOf(t, page)}, "version": {"1"}}, nil)
 	if loc := resp.Header.Get("Location"); !strings.Contains(loc, "notice=notfound") {
 		t.Fatalf("retire of no model: %s", loc)
+	}
+}
+
+func TestModelsPace(t *testing.T) {
+	for window, want := range map[string]time.Duration{"1h": 30 * time.Second, "6h": 150 * time.Second, "24h": 5 * time.Minute, "7d": 5 * time.Minute, "": 5 * time.Minute} {
+		if got := modelsPace(window); got != want {
+			t.Errorf("pace of %q: %v, want %v", window, got, want)
+		}
 	}
 }
 
