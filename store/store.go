@@ -90,9 +90,8 @@ type Config struct {
 	// Logger receives the store's logs. Nil discards them.
 	Logger *slog.Logger
 
-	tune   func(*badger.Options) // tests adjust Badger here
-	noWAL  bool                  // tests: Badger syncs each commit itself, as before the log
-	noPipe bool                  // tests: each group synced by the writer, none by the syncer
+	tune  func(*badger.Options) // tests adjust Badger here
+	noWAL bool                  // tests: Badger syncs each commit itself, as before the log
 }
 
 // Space is what the file system holding the data directory has left.
@@ -177,10 +176,8 @@ type Store struct {
 	// heads caches partition state; only the writer goroutine touches it.
 	latest     *View
 	heads      map[string]*partState
-	wal        *wal         // writer only after Open
-	flights    chan *flight // groups awaiting their log's sync (writer.go)
-	staged     uint64       // the last group committed to Badger, writer only
-	mirrors    int          // mirror updates pending, writer only after Open
+	wal        *wal // writer only after Open
+	mirrors    int  // mirror updates pending, writer only after Open
 	groupBytes int
 	rr         uint64 // round-robin counter for keyless appends, writer only
 
@@ -320,11 +317,8 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.staged = s.ts.Load()
-	s.flights = make(chan *flight)
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go s.writer()
-	go s.syncer()
 	if err := s.settleName(named); err != nil {
 		s.Close()
 		return nil, err

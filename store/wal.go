@@ -228,11 +228,10 @@ func (l *wal) encode(seq, ts uint64, entries []walEntry) []byte {
 // fits reports whether a record of n bytes fits in the rest of the file.
 func (l *wal) fits(n int) bool { return l.off+int64(n) <= walCap }
 
-// write appends rec at the log's offset and, with sync, makes it durable
-// (with what was written before it). A failed
+// write appends rec at the log's offset and makes it durable. A failed
 // sync is reported apart (synced false): the kernel may have dropped the
 // pages it could not write, so nothing after it can be trusted.
-func (l *wal) write(rec []byte, sync bool) (synced bool, err error) {
+func (l *wal) write(rec []byte) (synced bool, err error) {
 	if end := l.off + int64(len(rec)); end > l.size {
 		// Zeros ahead of the records, a MiB at a time: a record then
 		// overwrites blocks the file has, and its fdatasync writes the
@@ -246,13 +245,10 @@ func (l *wal) write(rec []byte, sync bool) (synced bool, err error) {
 	if _, err := l.f.WriteAt(rec, l.off); err != nil {
 		return true, walWriteErr(err)
 	}
-	l.off += int64(len(rec))
-	if !sync {
-		return true, nil
-	}
 	if err := fdatasync(l.f); err != nil {
 		return false, fmt.Errorf("store: write-ahead log sync: %w", err)
 	}
+	l.off += int64(len(rec))
 	return true, nil
 }
 

@@ -17,12 +17,9 @@ import (
 //
 //	go test ./store -run '^$' -bench DevicesWindow1 -benchtime 20000x
 func BenchmarkDevicesWindow1(b *testing.B) {
-	for _, mode := range []string{"badger-sync", "wal-serial", "wal"} {
+	for _, mode := range []string{"badger-sync", "wal"} {
 		b.Run(mode, func(b *testing.B) {
-			s := openTest(b, func(c *Config) {
-				c.noWAL = mode == "badger-sync"
-				c.noPipe = mode == "wal-serial"
-			})
+			s := openTest(b, func(c *Config) { c.noWAL = mode == "badger-sync" })
 			benchDevices(b, s, 100)
 		})
 	}

@@ -57,7 +57,6 @@ func (s *Store) writer() {
 			group = append(group, op)
 		case <-s.closing:
 			s.drain()
-			close(s.flights)
 			return
 		}
 		size := group[0].size
@@ -133,100 +132,22 @@ func (s *Store) commitGroup(group []*wop) {
 			live = append(live, op)
 		}
 	}
-	s.runGroup(live, time.Now())
-}
-
-// finishGroup commits a group's transaction and answers its requests
-// once it is durable and published: here, or, when its log record is
-// not synced yet, in the syncer.
-func (s *Store) finishGroup(w *wtx, ops []*wop, start time.Time) {
-	err := w.commit()
-	if err == nil && w.unsynced {
-		s.flights <- &flight{w: w, ops: ops, start: start}
-		return
-	}
-	if err == nil {
-		w.publish()
-	}
-	s.answer(ops, err, start)
-}
-
-// answer ends the requests of a group.
-func (s *Store) answer(ops []*wop, err error, start time.Time) {
-	for _, op := range ops {
-		op.err = err
-		close(op.done)
-	}
-	if m := s.metrics.Load(); m != nil && len(ops) > 0 {
+	start := time.Now()
+	s.runGroup(live)
+	if m := s.metrics.Load(); m != nil && len(live) > 0 {
 		size := 0
-		for _, op := range ops {
+		for _, op := range live {
 			size += op.size
 		}
-		m.observeCommit(time.Since(start), len(ops), size)
+		m.observeCommit(time.Since(start), len(live), size)
 	}
-}
-
-// flight is a group committed to the database whose log record awaits
-// its sync; a flight without w marks a point the writer waits for.
-type flight struct {
-	w      *wtx
-	ops    []*wop
-	start  time.Time
-	passed chan error
-}
-
-// syncer syncs the log for the groups the writer hands it, all that are
-// waiting with one fdatasync, and publishes and answers them in order,
-// while the writer stages and commits the next groups.
-func (s *Store) syncer() {
-	defer s.wg.Done()
-	var batch []*flight
-	for f := range s.flights {
-		batch = append(batch[:0], f)
-	gather:
-		for {
-			select {
-			case f, ok := <-s.flights:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, f)
-			default:
-				break gather
-			}
-		}
-		var err error
-		if b := s.broken.Load(); b != nil {
-			err = *b
-		} else if e := fdatasync(s.wal.f); e != nil {
-			err = s.syncFailed(fmt.Errorf("store: write-ahead log sync: %w", e))
-		}
-		for _, f := range batch {
-			if f.w == nil {
-				f.passed <- err
-				continue
-			}
-			if err == nil {
-				f.w.publish()
-			}
-			s.answer(f.ops, err, f.start)
-		}
-	}
-}
-
-// waitFlights returns once every group handed to the syncer is published,
-// or with the error that stopped it.
-func (s *Store) waitFlights() error {
-	f := &flight{passed: make(chan error, 1)}
-	s.flights <- f
-	return <-f.passed
 }
 
 // runGroup runs ops in one transaction and commits it. A request that
 // fails after writing is dropped and the rest run again; when the
 // transaction grows too big, the requests before the one that did not fit
 // commit first.
-func (s *Store) runGroup(queue []*wop, start time.Time) {
+func (s *Store) runGroup(queue []*wop) {
 	for len(queue) > 0 {
 		w := s.newWtx()
 		var ok []*wop
@@ -249,12 +170,16 @@ func (s *Store) runGroup(queue []*wop, start time.Time) {
 			break
 		}
 		if n == len(queue) {
-			s.finishGroup(w, ok, start)
+			err := w.commit()
+			for _, op := range ok {
+				op.err = err
+				close(op.done)
+			}
 			return
 		}
 		w.txn.Discard()
 		if errors.Is(failErr, badger.ErrTxnTooBig) && len(ok) > 0 {
-			s.runGroup(ok, start)
+			s.runGroup(ok)
 			queue = queue[n:]
 			continue
 		}
@@ -279,10 +204,6 @@ func (w *wtx) durable() error {
 		return err
 	}
 	rec := l.encode(seq, w.ts, w.log)
-	// Groups of appends and table writes are synced by the syncer while
-	// the writer stages the next; the others are synced here, after
-	// every group before them is published.
-	w.unsynced = !s.cfg.noPipe && len(w.metas) == 0 && len(w.vols) == 0 && len(w.snaps) == 0 && w.published == "" && w.mirrorPending == 0
 	direct := false
 	if !l.fits(len(rec)) {
 		// The log is full: what it holds goes to disk with the
@@ -294,16 +215,8 @@ func (w *wtx) durable() error {
 		l.off = 0
 		direct = !l.fits(len(rec))
 	}
-	if direct {
-		w.unsynced = false
-	}
-	if !w.unsynced {
-		if err := s.waitFlights(); err != nil {
-			return err
-		}
-	}
 	if !direct {
-		synced, err := l.write(rec, !w.unsynced)
+		synced, err := l.write(rec)
 		if !synced {
 			return s.syncFailed(err)
 		}
@@ -369,8 +282,7 @@ type wtx struct {
 	snaps   map[string]uint64 // 0: deleted
 	wake    map[string]struct{}
 
-	log      []walEntry // the transaction's writes, for the write-ahead log
-	unsynced bool       // committed, its log record written but not synced
+	log []walEntry // the transaction's writes, for the write-ahead log
 
 	floorStamped  bool   // the clock floor is in the transaction
 	mirrorPending int    // +1 when a mirror update begins, -1 when published
@@ -378,7 +290,7 @@ type wtx struct {
 }
 
 func (s *Store) newWtx() *wtx {
-	last := s.staged
+	last := s.ts.Load()
 	return &wtx{
 		s:       s,
 		txn:     s.db.NewTransactionAt(last, true),
@@ -573,11 +485,12 @@ func (w *wtx) commit() error {
 	if err := w.durable(); err != nil {
 		return err
 	}
-	// What the writer needs for the next group takes effect now; what
-	// readers see, when the group is published.
 	s := w.s
-	s.staged = w.ts
+	s.ts.Store(w.ts)
 	s.mirrors += w.mirrorPending
+	if w.published != "" {
+		s.forgetVolume(w.published)
+	}
 	for k, h := range w.heads {
 		if len(s.heads) >= maxHeadCache {
 			for k := range s.heads { // evict an arbitrary entry
@@ -588,27 +501,13 @@ func (w *wtx) commit() error {
 		s.heads[k] = h
 	}
 	s.mu.Lock()
+	s.logChanges(w.order)
 	for vol, d := range w.usage {
 		s.usage[vol] += d
 		if s.usage[vol] < 0 {
 			s.usage[vol] = 0
 		}
 	}
-	s.mu.Unlock()
-	return nil
-}
-
-// publish shows a durable group to readers. Groups are published in
-// commit order; one that changes objects, volumes, snapshots or mirrors
-// is published by the writer before it stages the next group.
-func (w *wtx) publish() {
-	s := w.s
-	s.ts.Store(w.ts)
-	if w.published != "" {
-		s.forgetVolume(w.published)
-	}
-	s.mu.Lock()
-	s.logChanges(w.order)
 	if len(w.metas) > 0 {
 		s.metaGen++
 	}
@@ -631,4 +530,5 @@ func (w *wtx) publish() {
 	}
 	s.mu.Unlock()
 	s.wake(w.wake)
+	return nil
 }
