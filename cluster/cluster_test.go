@@ -15,7 +15,7 @@ import (
 )
 
 // freePort returns a loopback TCP port free at the time of the call.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,11 +26,11 @@ func freePort(t *testing.T) int {
 }
 
 // startThree starts a cluster of three members in this process.
-func startThree(t *testing.T) []*Node { return startThreeWith(t, "http", nil) }
+func startThree(t testing.TB) []*Node { return startThreeWith(t, "http", nil) }
 
 // startThreeWith starts three members with peer URLs of scheme, each
 // with the PeerTLS tls returns for its name (nil: none).
-func startThreeWith(t *testing.T, scheme string, tls func(name string) PeerTLS) []*Node {
+func startThreeWith(t testing.TB, scheme string, tls func(name string) PeerTLS) []*Node {
 	t.Helper()
 	var peers []Peer
 	for _, name := range []string{"n1", "n2", "n3"} {

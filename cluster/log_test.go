@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -95,4 +96,57 @@ func TestLogFollowedInOrder(t *testing.T) {
 	if _, err := follow(nodes[2], 0, 1); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("following from before the compaction: %v, want ErrCompacted", err)
 	}
+}
+
+// BenchmarkPropose measures writes to the log of three members in this
+// process: 16 proposers, each write acknowledged once a majority holds
+// it, the time per write and the time until a member's follower saw it.
+//
+//	go test ./cluster -run '^$' -bench Propose -benchtime 2000x
+func BenchmarkPropose(b *testing.B) {
+	nodes := startThree(b)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var seen sync.Map // rev -> time seen by nodes[1]
+	go nodes[1].Follow(ctx, 0, func(_ context.Context, es []Entry) error {
+		now := time.Now()
+		for _, e := range es {
+			seen.Store(e.Rev, now)
+		}
+		return nil
+	})
+	value := make([]byte, 512)
+	var mu sync.Mutex
+	var lat, vis []time.Duration
+	b.ResetTimer()
+	b.SetParallelism(8) // 16 proposers on two cores
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			n := nodes[i%3]
+			i++
+			t0 := time.Now()
+			rev, err := n.Propose(ctx, value)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			d := time.Since(t0)
+			for {
+				if at, ok := seen.Load(rev); ok {
+					mu.Lock()
+					lat, vis = append(lat, d), append(vis, at.(time.Time).Sub(t0))
+					mu.Unlock()
+					break
+				}
+				time.Sleep(100 * time.Microsecond) // a benchmark's own poll, not a test's wait
+			}
+		}
+	})
+	b.StopTimer()
+	slices.Sort(lat)
+	slices.Sort(vis)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(vis[len(vis)/2].Microseconds())/1000, "seen-p50-ms")
 }
