@@ -125,6 +125,9 @@ func (m *Models) defaults() {
 	if m.Dir == "" {
 		m.Dir = filepath.Join(m.Store.Dir(), "models")
 	}
+	if abs, err := filepath.Abs(m.Dir); err == nil {
+		m.Dir = abs
+	}
 	if m.Launch == nil {
 		m.Launch = external.Launcher(external.Config{Logger: m.Logger})
 	}

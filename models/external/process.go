@@ -235,8 +235,12 @@ func (p *Process) start() error {
 		inW.Close()
 		return err
 	}
-	cmd := exec.Command(p.exec.Path, p.p.Args...)
-	cmd.Dir = filepath.Dir(p.exec.Path)
+	path, err := filepath.Abs(p.exec.Path) // run in its directory
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(path, p.p.Args...)
+	cmd.Dir = filepath.Dir(path)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LANG=C.UTF-8",
 		"WEFT_PROTOCOL=" + strconv.Itoa(Version), "WEFT_MODEL=" + p.m.Ref(), "WEFT_MODEL_CLASS=" + p.m.Class,
 		"WEFT_MODEL_CHANNELS=" + strings.Join(p.m.Channels, ",")}

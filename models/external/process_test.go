@@ -273,3 +273,16 @@ func TestDocumentedExample(t *testing.T) {
 		t.Error("docs/models.md does not show ScorePy as its Python example")
 	}
 }
+
+// An executable named by a relative path (an edge started with a
+// relative data directory) runs in its own directory all the same.
+func TestProcessRelativePath(t *testing.T) {
+	m, x := program(t, "#!/bin/sh\nwhile read l; do echo '{\"seq\":1,\"score\":0.5}'; done\n", "temp")
+	t.Chdir(filepath.Dir(filepath.Dir(x.Path)))
+	x.Path = filepath.Join(filepath.Base(filepath.Dir(x.Path)), models.ExecFile)
+	p := Launcher(Config{})(m, models.ExternalParams{}, x)
+	defer p.Close()
+	if res, _, fault := p.Score("d", t0, map[string]float64{"temp": 1}, generous); fault != "" || res.Score != 0.5 {
+		t.Fatalf("%+v fault %q", res, fault)
+	}
+}
