@@ -26,8 +26,8 @@ const phoneWidth, phoneHeight = 390, 844
 
 // TestBrowserPhone opens every console page in headless Chromium at
 // 390x844 and checks that none scrolls sideways and that the columns that
-// matter (the device, its connection and sync state, a link's state) are
-// on screen; and, there, that the desired-state editor says inline that
+// matter (the device, its connection and sync state, a link's state, the
+// models page's pickers and charts) are on screen; and, there, that the desired-state editor says inline that
 // abc is not JSON and saves nothing.
 func TestBrowserPhone(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
@@ -70,6 +70,7 @@ func TestBrowserPhone(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	console.SeedModels(t, st)
 
 	apiSrv, err := api.New(api.Config{Store: st, TokenKey: auth.TokenPublicKey})
 	if err != nil {
@@ -189,6 +190,8 @@ func TestBrowserPhone(t *testing.T) {
 	fits("audit-filtered", "/audit?action=shadow.&device="+ids[0], "#audit-filters", "#audit-filters button.primary")
 	fits("firmware", "/firmware", "main h1", "main h1")
 	fits("alarms", "/alarms", "main h1", "main h1")
+	fits("models", "/models", "#charts-thermo", `#class-thermo h2`, `nav.picker a[data-window="7d"]`,
+		`#charts-thermo figure[data-metric="agreement"] svg`, `#charts-thermo figure[data-metric="drift"] svg`)
 
 	// The editor at that size: abc is not JSON, said beside the field as
 	// it is typed; Apply sends nothing.
