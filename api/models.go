@@ -696,26 +696,39 @@ func (s *Server) modelSeries(w http.ResponseWriter, r *http.Request) {
 // records and the canary's detections in /uplink/events of every edge
 // topic the node holds.
 func (s *Server) ModelSeries(ctx context.Context, name string, q SeriesQuery) (ModelSeriesResponse, error) {
-	q, err := q.normalize()
+	out, err := s.ModelSeriesOf(ctx, []string{name}, q)
 	if err != nil {
 		return ModelSeriesResponse{}, err
+	}
+	return out[0], nil
+}
+
+// ModelSeriesOf is ModelSeries of several models at once (in the order
+// of names), reading the uplinks once for them all.
+func (s *Server) ModelSeriesOf(ctx context.Context, names []string, q SeriesQuery) ([]ModelSeriesResponse, error) {
+	q, err := q.normalize()
+	if err != nil {
+		return nil, err
 	}
 	reg, err := s.modelRegistry()
 	if err != nil {
-		return ModelSeriesResponse{}, err
+		return nil, err
 	}
-	m, err := reg.Get(ctx, name)
-	if err != nil {
-		return ModelSeriesResponse{}, err
+	ms := make([]models.Model, len(names))
+	inputs := map[string]*seriesInput{}
+	for i, name := range names {
+		if ms[i], err = reg.Get(ctx, name); err != nil {
+			return nil, err
+		}
+		stages := map[uint64]string{}
+		for _, v := range ms[i].Versions {
+			stages[v.Manifest.Version] = v.Stage
+		}
+		inputs[name] = &seriesInput{Class: ms[i].Class, Stages: stages}
 	}
-	stages := map[uint64]string{}
-	for _, v := range m.Versions {
-		stages[v.Manifest.Version] = v.Stage
-	}
-	in := seriesInput{Class: m.Class, Stages: stages}
 	info, err := s.cfg.Store.Stat(ctx, store.UplinkStream)
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return ModelSeriesResponse{}, err
+		return nil, err
 	}
 	budget := MaxSeriesScan
 	if err == nil {
@@ -724,15 +737,27 @@ func (s *Server) ModelSeries(ctx context.Context, name string, q SeriesQuery) (M
 				continue
 			}
 			err := scanRange(ctx, s.cfg.Store.Stream(store.UplinkStream), info.Partitions, edge, q.From.Add(-seriesLookback), q.To.Add(time.Minute), &budget, func(msg *store.Message) {
-				in.add(edge, name, msg)
+				switch msg.Headers[anomaly.RecordHeader] {
+				case models.RecordSummary, models.RecordStatus:
+					if in := inputs[string(msg.Key)]; in != nil {
+						in.add(edge, string(msg.Key), msg)
+					}
+				case anomaly.RecordAnomaly:
+					for name, in := range inputs {
+						in.add(edge, name, msg)
+					}
+				}
 			})
 			if err != nil {
-				return ModelSeriesResponse{}, err
+				return nil, err
 			}
 		}
 	}
-	out := ModelSeriesResponse{Name: m.Name, Class: m.Class, From: q.From, To: q.To, Step: int64(q.Step / time.Second),
-		Series: in.series(q), Truncated: budget <= 0}
+	out := make([]ModelSeriesResponse, len(names))
+	for i, m := range ms {
+		out[i] = ModelSeriesResponse{Name: m.Name, Class: m.Class, From: q.From, To: q.To, Step: int64(q.Step / time.Second),
+			Series: inputs[names[i]].series(q), Truncated: budget <= 0}
+	}
 	return out, nil
 }
 

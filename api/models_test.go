@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -224,6 +225,21 @@ func TestModelsSeries(t *testing.T) {
 		if p.Detections != 1 || p.Scored != 0 || p.Agreement != nil || p.LatencyMS != nil || p.Drift != nil {
 			t.Errorf("canary: %+v", p)
 		}
+	}
+
+	// Several models at once, from one read: the same answer each.
+	both, err := e.srv.ModelSeriesOf(ctx, []string{"thermo-bands", "thermo-bands"}, SeriesQuery{From: t0.Add(2 * time.Hour), To: t0.Add(4 * time.Hour), Step: time.Hour})
+	if err != nil || len(both) != 2 {
+		t.Fatalf("series of two: %v %d", err, len(both))
+	}
+	want, _ := json.Marshal(got)
+	for _, r := range both {
+		if b, _ := json.Marshal(r); string(b) != string(want) {
+			t.Fatalf("series of two:\n%s\nwant\n%s", b, want)
+		}
+	}
+	if _, err := e.srv.ModelSeriesOf(ctx, []string{"thermo-bands", "nothing"}, SeriesQuery{From: t0, To: t0.Add(time.Hour)}); !errors.Is(err, ErrModelNotFound) {
+		t.Fatalf("series of an unknown model: %v", err)
 	}
 
 	// By edge: version 1 on each edge.

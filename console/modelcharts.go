@@ -1,7 +1,6 @@
 package console
 
 import (
-	"context"
 	"math"
 	"strconv"
 	"strings"
@@ -99,31 +98,27 @@ type namedSeries struct {
 	api.ModelSeries
 }
 
-// classSeries returns the series of the class's models over the window
-// ending at now: every version with records in it, by model and version,
-// and the class's canary once, last.
-func (s *Server) classSeries(ctx context.Context, names []string, from, to time.Time) ([]namedSeries, error) {
+// classSeries returns the series of a class's models (res, answered by
+// api.Server.ModelSeriesOf) to chart: every version with records in the
+// window, by model and version, and the class's canary once, last.
+func classSeries(res []api.ModelSeriesResponse) []namedSeries {
 	var out []namedSeries
 	var canary *namedSeries
-	for _, name := range names {
-		res, err := s.api.ModelSeries(ctx, name, api.SeriesQuery{From: from, To: to})
-		if err != nil {
-			return nil, err
-		}
-		for _, se := range res.Series {
+	for _, r := range res {
+		for _, se := range r.Series {
 			if se.Stage == api.StageCanary {
 				if canary == nil {
 					canary = &namedSeries{"canary", se}
 				}
 				continue
 			}
-			out = append(out, namedSeries{name + "@" + strconv.FormatUint(se.Version, 10), se})
+			out = append(out, namedSeries{r.Name + "@" + strconv.FormatUint(se.Version, 10), se})
 		}
 	}
 	if canary != nil {
 		out = append(out, *canary)
 	}
-	return out, nil
+	return out
 }
 
 // drawMetrics lays the series out in one chart per metric over [from,

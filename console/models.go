@@ -236,21 +236,36 @@ func (s *Server) modelsPage(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("models page", "err", err)
 		d.Err = problemText(err)
 	}
-	to := s.cfg.Now()
-	from := to.Add(-windowOf(d.Window).D)
+	var names []string
 	for _, c := range classesOf(list) {
 		d.All = append(d.All, c.Class)
-		if d.Class != "" && c.Class != d.Class {
+		if d.Class == "" || c.Class == d.Class {
+			d.Classes = append(d.Classes, c)
+			names = append(names, c.Names...)
+		}
+	}
+	// The charts of every class shown, from one read of the uplinks.
+	to := s.cfg.Now()
+	from := to.Add(-windowOf(d.Window).D)
+	res, err := s.api.ModelSeriesOf(r.Context(), names, api.SeriesQuery{From: from, To: to})
+	if err != nil {
+		s.log.Error("models page: series", "err", err)
+	}
+	byName := map[string]api.ModelSeriesResponse{}
+	for _, m := range res {
+		byName[m.Name] = m
+	}
+	for i := range d.Classes {
+		c := &d.Classes[i]
+		if err != nil {
+			c.ChartsErr = problemText(err)
 			continue
 		}
-		series, err := s.classSeries(r.Context(), c.Names, from, to)
-		if err != nil {
-			s.log.Error("models page: series", "class", c.Class, "err", err)
-			c.ChartsErr = problemText(err)
-		} else {
-			c.Charts = drawMetrics(series, from, to)
+		var rs []api.ModelSeriesResponse
+		for _, n := range c.Names {
+			rs = append(rs, byName[n])
 		}
-		d.Classes = append(d.Classes, c)
+		c.Charts = drawMetrics(classSeries(rs), from, to)
 	}
 	v := s.view(r, "Models", "models", d)
 	v.Notice = modelNotices[q.Get("notice")]
