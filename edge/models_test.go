@@ -450,3 +450,38 @@ func TestEdgeModelsRestart(t *testing.T) {
 		t.Errorf("version 1 after the restart: %+v", v1)
 	}
 }
+
+// TestEdgeExternalModelsTogether: the external versions of a class are
+// sent a reading before any is waited for. Model a answers only once
+// model b has been sent the reading: asked one after the other, a would
+// miss its deadline.
+func TestEdgeExternalModelsTogether(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t, store.Config{})
+	certsDir := t.TempDir()
+	key, err := models.LoadOrCreateKey(certsDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := &models.Registry{Store: st, Key: key}
+	mark := filepath.Join(t.TempDir(), "b-was-sent")
+	answer := `echo '{"seq":'$(echo $l | sed 's/.*"seq":\([0-9]*\).*/\1/')',"score":%s}'`
+	addExternal(t, reg, "a", "#!/bin/sh\nwhile read l; do\n  while [ ! -e "+mark+" ]; do sleep 0.01; done\n  "+fmt.Sprintf(answer, "0.3")+"\ndone\n",
+		models.ActionPublish, models.ActionPromote)
+	addExternal(t, reg, "b", "#!/bin/sh\nwhile read l; do\n  touch "+mark+"\n  "+fmt.Sprintf(answer, "0.1")+"\ndone\n", models.ActionPublish)
+	if _, err := reg.SetSchedule(ctx, "thermo", models.ClassSchedule{DeadlineMs: 10000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := shadow.Report(ctx, st, "th-1", json.RawMessage(`{}`), shadow.Source{Class: "thermo", Edge: "edge-a"}, t0, nil); err != nil {
+		t.Fatal(err)
+	}
+	m := externalEdge(st, certsDir, t.TempDir(), nil)
+	defer m.stop()
+	if err := m.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, scores, _ := m.route([]anomaly.Telemetry{thermoReading(0, 25)}, nil, []anomaly.Score{{Device: "th-1"}})
+	if len(scores) != 1 || scores[0].Score != 0.3 {
+		t.Errorf("scores %+v, want a's 0.3; faults %v", scores, m.runner.Faults())
+	}
+}

@@ -25,13 +25,18 @@ type Exec struct {
 }
 
 // Process is an external model's program as the Runner asks it; package
-// models/external runs one as a child process.
+// models/external runs one as a child process. The runner sends a
+// reading to every external version of the class before it waits for
+// any, so that their programs work on it together.
 type Process interface {
-	// Score sends the reading of device at t (the values of the model's
-	// channels it holds) and waits at most within for the answer. ok is
-	// false when the reading holds none of the model's channels; fault
-	// is "" or FaultSlow, FaultCrash or FaultGarbage.
-	Score(device string, t time.Time, values map[string]float64, within time.Duration) (res anomaly.Result, ok bool, fault string)
+	// Send sends the reading of device at t (the values of the model's
+	// channels it holds); its answer is due within. ok is false when the
+	// reading holds none of the model's channels; fault is "" or
+	// FaultSlow or FaultCrash when it could not be sent.
+	Send(device string, t time.Time, values map[string]float64, within time.Duration) (ok bool, fault string)
+	// Await waits for the answer to the last Send until its deadline;
+	// fault is "" or FaultSlow, FaultCrash or FaultGarbage.
+	Await() (res anomaly.Result, fault string)
 	// Close stops the program and waits for it to end.
 	Close() error
 }

@@ -120,12 +120,14 @@ type fakeProcess struct {
 	asked  int
 }
 
-func (p *fakeProcess) Score(device string, t time.Time, values map[string]float64, within time.Duration) (anomaly.Result, bool, string) {
+func (p *fakeProcess) Send(device string, t time.Time, values map[string]float64, within time.Duration) (bool, string) {
 	p.asked++
-	if _, ok := values["temp"]; !ok {
-		return anomaly.Result{}, false, ""
-	}
-	return anomaly.Result{Score: p.score, Detected: p.score >= 0.8}, true, p.fault
+	_, ok := values["temp"]
+	return ok, ""
+}
+
+func (p *fakeProcess) Await() (anomaly.Result, string) {
+	return anomaly.Result{Score: p.score, Detected: p.score >= 0.8}, p.fault
 }
 
 func (p *fakeProcess) Close() error { p.closed = true; return nil }

@@ -94,8 +94,13 @@ type running struct {
 	// deadline is how long the version has to answer: its entry's in its
 	// class's schedule (live), the class's (candidate).
 	deadline time.Duration
-	// proc is a KindExternal version's program while it runs.
-	proc Process
+	// proc is a KindExternal version's program while it runs; sent says
+	// it was sent the reading being observed, when, and how it went.
+	proc      Process
+	sent      bool
+	sentAt    time.Time
+	sendOK    bool
+	sendFault string
 	// per device: the model's scorer and the defaults' (the canary).
 	devices map[string]*[2]scorer
 	agree   int64
@@ -343,12 +348,26 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 	if r.Clock != nil {
 		now = r.Clock()
 	}
+	// Every external version is sent the reading first, so that their
+	// programs work on it together; each is awaited in its turn below.
+	for _, v := range vs {
+		v.sent = false
+		if v.proc == nil || now.Before(v.isolated) || v.devices[device] == nil && len(v.devices) >= MaxRunDevices {
+			continue
+		}
+		v.sentAt = now
+		if r.Clock != nil {
+			v.sentAt = r.Clock()
+		}
+		v.sent = true
+		v.sendOK, v.sendFault = v.proc.Send(device, at, values, cmp.Or(v.deadline, DefaultDeadline))
+	}
 	for _, v := range vs {
 		deadline := v.deadline
 		if deadline <= 0 {
 			deadline = DefaultDeadline
 		}
-		if now.Before(v.isolated) {
+		if now.Before(v.isolated) || v.proc != nil && !v.sent {
 			continue
 		}
 		pair := v.devices[device]
@@ -370,7 +389,10 @@ func (r *Runner) Observe(device, class string, at time.Time, values map[string]f
 		var ok, panicked bool
 		var fault string
 		if v.proc != nil {
-			got, ok, fault = v.proc.Score(device, at, values, deadline)
+			start, ok, fault = v.sentAt, v.sendOK, v.sendFault
+			if ok && fault == "" {
+				got, fault = v.proc.Await()
+			}
 		} else {
 			got, ok, panicked = observe(pair[0], at, values)
 		}

@@ -87,6 +87,7 @@ type Process struct {
 	started time.Time
 	fresh   bool // no answer asked of it since it started
 	buf     []byte
+	pending *pending
 	starts  int
 }
 
@@ -125,11 +126,23 @@ func (p *Process) Pid() int {
 	return p.cur.cmd.Process.Pid
 }
 
-// Score implements models.Process.
+// Score sends a reading and waits for its answer (Send, then Await).
 func (p *Process) Score(device string, t time.Time, values map[string]float64, within time.Duration) (anomaly.Result, bool, string) {
+	ok, fault := p.Send(device, t, values, within)
+	if !ok || fault != "" {
+		return anomaly.Result{}, ok, fault
+	}
+	res, fault := p.Await()
+	return res, true, fault
+}
+
+// Send implements models.Process: it writes the reading's lines, the
+// deadline counted from now.
+func (p *Process) Send(device string, t time.Time, values map[string]float64, within time.Duration) (bool, string) {
 	start := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.pending = nil
 	n := uint64(0)
 	for _, c := range p.m.Channels {
 		if _, ok := values[c]; ok {
@@ -137,18 +150,18 @@ func (p *Process) Score(device string, t time.Time, values map[string]float64, w
 		}
 	}
 	if n == 0 {
-		return anomaly.Result{}, false, ""
+		return false, ""
 	}
 	if p.closed {
-		return anomaly.Result{}, true, models.FaultCrash
+		return true, models.FaultCrash
 	}
 	if p.cur == nil {
 		if time.Now().Before(p.next) {
-			return anomaly.Result{}, true, models.FaultCrash
+			return true, models.FaultCrash
 		}
 		if err := p.start(); err != nil {
 			p.failed("not started", err)
-			return anomaly.Result{}, true, models.FaultCrash
+			return true, models.FaultCrash
 		}
 	}
 	first := p.seq + 1 // from 1 in each start of the program
@@ -170,12 +183,34 @@ func (p *Process) Score(device string, t time.Time, values map[string]float64, w
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// A line may be half written: the stream is lost.
 			p.failed("not reading its input", err)
-			return anomaly.Result{}, true, models.FaultSlow
+			return true, models.FaultSlow
 		}
 		p.failed("input closed", err)
-		return anomaly.Result{}, true, models.FaultCrash
+		return true, models.FaultCrash
 	}
-	timer := time.NewTimer(max(within-time.Since(start), 0))
+	p.pending = &pending{c: c, first: first, n: n, deadline: start.Add(within)}
+	return true, ""
+}
+
+// pending is a reading sent and not yet answered.
+type pending struct {
+	c        *child
+	first, n uint64
+	deadline time.Time
+}
+
+// Await implements models.Process: it waits for the answer to the last
+// Send until its deadline.
+func (p *Process) Await() (anomaly.Result, string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w := p.pending
+	p.pending = nil
+	if w == nil || w.c != p.cur {
+		return anomaly.Result{}, models.FaultCrash // nothing sent, or the program since stopped
+	}
+	c, first, n := w.c, w.first, w.n
+	timer := time.NewTimer(max(time.Until(w.deadline), 0))
 	defer timer.Stop()
 	threshold := p.p.Threshold
 	if threshold <= 0 {
@@ -187,18 +222,18 @@ func (p *Process) Score(device string, t time.Time, values map[string]float64, w
 		case a, ok := <-c.answers:
 			if !ok {
 				p.failed("exited", nil)
-				return anomaly.Result{}, true, models.FaultCrash
+				return anomaly.Result{}, models.FaultCrash
 			}
 			if a.err != nil {
 				p.failed("garbage", a.err)
-				return anomaly.Result{}, true, models.FaultGarbage
+				return anomaly.Result{}, models.FaultGarbage
 			}
 			if a.r.Seq < first {
 				continue // the late answer to an earlier reading
 			}
 			if a.r.Seq != first+got {
 				p.failed("garbage", fmt.Errorf("%w: seq %d, want %d", ErrGarbage, a.r.Seq, first+got))
-				return anomaly.Result{}, true, models.FaultGarbage
+				return anomaly.Result{}, models.FaultGarbage
 			}
 			got++
 			detected := a.r.Score >= threshold
@@ -211,13 +246,13 @@ func (p *Process) Score(device string, t time.Time, values map[string]float64, w
 			}
 			res.Detected = res.Detected || detected
 		case <-timer.C:
-			return anomaly.Result{}, true, models.FaultSlow
+			return anomaly.Result{}, models.FaultSlow
 		}
 	}
 	if p.fails > 0 && time.Since(p.started) >= p.cfg.MaxBackoff {
 		p.fails = 0
 	}
-	return res, true, ""
+	return res, ""
 }
 
 // start checks the executable and starts the program.

@@ -242,7 +242,7 @@ func TestEncode(t *testing.T) {
 func TestProcessStderr(t *testing.T) {
 	var buf strings.Builder
 	m, x := program(t, "#!/bin/sh\necho 'loading weights' >&2\nwhile read l; do echo 'oops' >&2; exit 1; done\n", "temp")
-	p := Launcher(Config{Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf}, nil))})(m, models.ExternalParams{}, x)
+	p := Launcher(Config{Logger: slog.New(slog.NewTextHandler(&lockedWriter{w: &buf}, nil))})(m, models.ExternalParams{}, x).(*Process)
 	if _, _, fault := p.Score("d", t0, map[string]float64{"temp": 1}, generous); fault != models.FaultCrash {
 		t.Fatalf("fault %q", fault)
 	}
@@ -280,7 +280,7 @@ func TestProcessRelativePath(t *testing.T) {
 	m, x := program(t, "#!/bin/sh\nwhile read l; do echo '{\"seq\":1,\"score\":0.5}'; done\n", "temp")
 	t.Chdir(filepath.Dir(filepath.Dir(x.Path)))
 	x.Path = filepath.Join(filepath.Base(filepath.Dir(x.Path)), models.ExecFile)
-	p := Launcher(Config{})(m, models.ExternalParams{}, x)
+	p := Launcher(Config{})(m, models.ExternalParams{}, x).(*Process)
 	defer p.Close()
 	if res, _, fault := p.Score("d", t0, map[string]float64{"temp": 1}, generous); fault != "" || res.Score != 0.5 {
 		t.Fatalf("%+v fault %q", res, fault)
