@@ -73,7 +73,7 @@ func (c *Cluster) api(addr, method, path string, body, out any) error {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
+	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, b)
 	}
 	if out == nil {

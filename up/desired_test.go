@@ -106,8 +106,9 @@ func downRecords(t *testing.T, dir, name string) map[string][]store.Message {
 // with kill -9 right after the 200 (the edge paused meanwhile, so it
 // takes nothing from that node): the other nodes hold the desired value,
 // it reaches the device through the node the edge relinks to, and
-// every node's /updates/down holds the same records at the same offsets.
-// The cores' etcd members link over TLS (https:// peers).
+// every node's /updates/down holds the same records at the same offsets,
+// with a token issued through a third node. The cores' etcd members link
+// over TLS (https:// peers).
 func TestClusterDesiredSurvivesKill(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs four nodes as processes")
@@ -160,6 +161,19 @@ func TestClusterDesiredSurvivesKill(t *testing.T) {
 	// a write through another node first, then the owner's, and the
 	// owner killed at once; then the edge resumed.
 	edge.Pause()
+	// A token issued on a third node goes through the same log.
+	var third *Proc
+	for _, p := range c.Cores {
+		if p != owner && p != other {
+			third = p
+		}
+	}
+	var tok struct {
+		ID string `json:"id"`
+	}
+	if err := c.api(third.Addrs["http"], "POST", "/api/v1/tokens", map[string]any{"role": "viewer", "subject": "desired-test", "ttl": "1h"}, &tok); err != nil {
+		t.Fatal(err)
+	}
 	if err := c.patchDesired(other.Addrs["http"], id, map[string]any{"setpoint": 5}); err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +235,9 @@ func TestClusterDesiredSurvivesKill(t *testing.T) {
 		recs := downRecords(t, dir, p.Name)
 		if len(recs["device/"+id]) < 2 {
 			t.Errorf("%s: %d records of device/%s, want the two writes", p.Name, len(recs["device/"+id]), id)
+		}
+		if len(recs["tokens"]) < 1 {
+			t.Errorf("%s: no record of the token issued (topic tokens): %v", p.Name, len(recs["tokens"]))
 		}
 		if i == 0 {
 			first = recs
