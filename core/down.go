@@ -170,10 +170,18 @@ func (d *clusterDown) run(ctx context.Context, n *cluster.Node) {
 		if ctx.Err() != nil {
 			return
 		}
-		d.log.Error("applying the cluster's writes stopped; retrying", "err", err)
+		again := time.Second
+		if errors.Is(err, cluster.ErrCompacted) {
+			// Only a copy of another node's store brings this node back
+			// (docs/scale.md); say so now and then, not every second.
+			again = time.Minute
+			d.log.Error("this node's position in the cluster's writes was compacted away: restore it from another node's backup", "err", err)
+		} else {
+			d.log.Error("applying the cluster's writes stopped; retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(again):
 		}
 	}
 }
