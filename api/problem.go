@@ -9,6 +9,7 @@ import (
 	"strings"
 	"unicode"
 
+	"github.com/weft-io/weft/shadow"
 	"github.com/weft-io/weft/store"
 )
 
@@ -107,6 +108,7 @@ var errorTable = []struct {
 	{ErrEdgeNotConnected, http.StatusServiceUnavailable, "Edge not connected"},
 	{store.ErrCorrupt, http.StatusInternalServerError, "Corrupt data"},
 	{store.ErrClosed, http.StatusServiceUnavailable, "Unavailable"},
+	{shadow.ErrUnavailable, http.StatusServiceUnavailable, "Cluster unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "Timeout"},
 	{context.Canceled, http.StatusServiceUnavailable, "Unavailable"},
 }
