@@ -68,10 +68,10 @@ type pattern struct {
 	accN             int
 	ring             [patternWindow]float64 // the last elements, oldest at pos
 	pos, filled      int
-	seen             int // windows learnt, up to patternProbation
-	cats             [patternCats][2 * patternDim]float32
-	size             [patternCats]float32 // each category's weights summed
-	n                int                  // categories founded
+	seen             int                                 // windows learnt, up to patternProbation
+	cats             [patternCats][2 * patternDim]uint16 // weights in 65535ths
+	size             [patternCats]float32                // each category's weights summed
+	n                int                                 // categories founded
 	in               [2 * patternDim]float32
 	ref              *reference // the recent mismatches
 }
@@ -123,7 +123,7 @@ func (p *pattern) observe(v, lo, hi float64) float64 {
 	for j := range p.n {
 		var and float32
 		for i, x := range p.in {
-			and += min(x, p.cats[j][i])
+			and += min(x, float32(p.cats[j][i])*(1.0/weightUnit))
 		}
 		m := float64(and) / patternDim // the input's norm: complement coded
 		if m > bestM {
@@ -148,10 +148,11 @@ func (p *pattern) observe(v, lo, hi float64) float64 {
 	case chosen >= 0:
 		p.learn(chosen)
 	case p.n < patternCats:
-		p.cats[p.n] = p.in
 		var s float32
-		for _, x := range p.in {
-			s += x
+		for i, x := range p.in {
+			w := toWeight(x)
+			p.cats[p.n][i] = w
+			s += float32(w) * (1.0 / weightUnit)
 		}
 		p.size[p.n] = s
 		p.n++
@@ -183,10 +184,20 @@ func (p *pattern) learn(j int) {
 	var s float32
 	rate := float32(patternRate)
 	for i, x := range p.in {
-		w := p.cats[j][i]
-		w += (min(x, w) - w) * rate
-		p.cats[j][i] = w
-		s += w
+		w := float32(p.cats[j][i]) * (1.0 / weightUnit)
+		q := toWeight(w + (min(x, w)-w)*rate)
+		p.cats[j][i] = q
+		s += float32(q) * (1.0 / weightUnit)
 	}
 	p.size[j] = s
+}
+
+// weightUnit is a category weight of 1: weights are kept in 65535ths,
+// which halves a channel's categories against float32 and is finer than
+// any match the detector tells apart.
+const weightUnit = 65535
+
+// toWeight is the stored weight nearest w in [0, 1].
+func toWeight(w float32) uint16 {
+	return uint16(min(max(w, 0), 1)*weightUnit + 0.5)
 }
