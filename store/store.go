@@ -294,7 +294,7 @@ func Open(cfg Config) (*Store, error) {
 		volumes: make(map[string]*VolumeInfo),
 	}
 	if !cfg.noWAL {
-		if s.wal, err = openWAL(cfg.Dir, db, cfg.Logger.Info); err != nil {
+		if s.wal, err = openWAL(cfg.Dir, db, cfg.Logger); err != nil {
 			db.Close()
 			return nil, err
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -69,7 +70,7 @@ type walEntry struct {
 
 // openWAL opens the log in dir and applies to db the records it holds
 // that db has lost, then syncs db and starts the log over.
-func openWAL(dir string, db *badger.DB, log func(msg string, args ...any)) (*wal, error) {
+func openWAL(dir string, db *badger.DB, log *slog.Logger) (*wal, error) {
 	f, err := os.OpenFile(filepath.Join(dir, walName), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("store: open write-ahead log: %w", err)
@@ -79,13 +80,19 @@ func openWAL(dir string, db *badger.DB, log func(msg string, args ...any)) (*wal
 		f.Close()
 		return nil, err
 	}
-	last, n, err := replayWAL(f, db, applied)
+	last, first, n, err := replayWAL(f, db, applied)
 	if err != nil {
 		f.Close()
 		return nil, err
 	}
 	if n > 0 {
-		log("write-ahead log replayed", "records", n, "through", last)
+		if first != applied+1 {
+			// Records between are in neither: the log was replaced or
+			// damaged. What is there is applied; the reads that meet
+			// the hole report it.
+			log.Error("write-ahead log does not follow the database", "database_has", applied, "log_starts", first)
+		}
+		log.Info("write-ahead log replayed", "records", n, "through", last)
 		if err := db.Sync(); err != nil {
 			f.Close()
 			return nil, fmt.Errorf("store: sync after write-ahead log replay: %w", err)
@@ -123,38 +130,41 @@ func walApplied(db *badger.DB) (uint64, error) {
 
 // replayWAL applies the valid records of f after applied to db, each at
 // its commit timestamp. It returns the last valid record's sequence
-// number and how many records it applied.
-func replayWAL(f *os.File, db *badger.DB, applied uint64) (last uint64, n int, err error) {
+// number, the first applied one's, and how many records it applied.
+func replayWAL(f *os.File, db *badger.DB, applied uint64) (last, first uint64, n int, err error) {
 	r := io.NewSectionReader(f, 0, 1<<62)
 	var hdr [walHeaderLen]byte
 	var body []byte
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return last, n, nil
+			return last, first, n, nil
 		}
 		size := binary.BigEndian.Uint32(hdr[0:])
 		if size < walHeaderLen-8 || size > 1<<30 {
-			return last, n, nil
+			return last, first, n, nil
 		}
 		body = append(body[:0], hdr[8:]...)
 		body = append(body, make([]byte, int(size)-(walHeaderLen-8))...)
 		if _, err := io.ReadFull(r, body[walHeaderLen-8:]); err != nil {
-			return last, n, nil
+			return last, first, n, nil
 		}
 		if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(hdr[4:]) {
-			return last, n, nil
+			return last, first, n, nil
 		}
 		seq := binary.BigEndian.Uint64(body[0:])
 		ts := binary.BigEndian.Uint64(body[8:])
 		if last != 0 && seq != last+1 {
-			return last, n, nil // a record of an earlier pass
+			return last, first, n, nil // a record of an earlier pass
 		}
 		last = seq
 		if seq <= applied {
 			continue
 		}
 		if err := applyWALRecord(db, ts, body[walHeaderLen-8:]); err != nil {
-			return last, n, fmt.Errorf("store: replay write-ahead log record %d: %w", seq, err)
+			return last, first, n, fmt.Errorf("store: replay write-ahead log record %d: %w", seq, err)
+		}
+		if n == 0 {
+			first = seq
 		}
 		n++
 	}
