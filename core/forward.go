@@ -26,14 +26,25 @@ var deviceRead = regexp.MustCompile(`^/api/v1/devices/([^/]+)(/history|/events)?
 // owner of the device's edge: the node whose store takes the edge's data
 // now. The device's edge comes from this node's copy of its shadow; a
 // device this node has no shadow of is asked of the other nodes up, and
-// the first answer that is not 404 is the answer. Everything else, and
-// every request another node forwarded, is served here.
+// the first answer that is not 404 is the answer. The lists of devices,
+// edges and models are gathered from every node up and merged (gather).
+// Everything else, and every request another node forwarded, is served
+// here.
 func (m *member) forward(next http.Handler, st *store.Store, log *slog.Logger) http.Handler {
 	hc := &http.Client{Timeout: 30 * time.Second}
+	gc := &http.Client{Timeout: gatherTimeout}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := m.node.Load()
+		if n == nil || r.Method != http.MethodGet || r.Header.Get(forwardedHeader) != "" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if kind := listOf(r.URL.Path); kind != notList {
+			m.gather(w, r, kind, n, next, gc, log)
+			return
+		}
 		match := deviceRead.FindStringSubmatch(r.URL.Path)
-		if n == nil || r.Method != http.MethodGet || match == nil || r.Header.Get(forwardedHeader) != "" {
+		if match == nil {
 			next.ServeHTTP(w, r)
 			return
 		}
