@@ -42,6 +42,11 @@ type BenchConfig struct {
 	// holding.
 	Hold time.Duration
 	PID  int
+	// Rate is the offered load in messages per second over all devices;
+	// each window then sends on a fixed schedule and a message's latency
+	// counts from when it was due, so a slow broker's queueing shows.
+	// Zero: every window sends as soon as its last publish is answered.
+	Rate float64
 }
 
 // BenchResult is what a run measured.
@@ -167,8 +172,19 @@ func Bench(ctx context.Context, cfg BenchConfig) (BenchResult, error) {
 			go func(slot int, c *paho.Client, topic string, n int) {
 				defer wg.Done()
 				own := make([]time.Duration, 0, n)
+				var every time.Duration
+				if cfg.Rate > 0 {
+					every = time.Duration(float64(time.Second) * float64(cfg.Conns*cfg.Window) / cfg.Rate)
+				}
+				due := start.Add(time.Duration(slot) * every / time.Duration(cfg.Conns*cfg.Window))
 				for j := 0; j < n && ctx.Err() == nil; j++ {
 					t0 := time.Now()
+					if every > 0 {
+						if wait := time.Until(due); wait > 0 {
+							time.Sleep(wait)
+						}
+						t0, due = due, due.Add(every)
+					}
 					resp, err := c.Publish(ctx, &paho.Publish{Topic: topic, QoS: cfg.QoS, Payload: payload})
 					if err == nil && resp != nil && resp.ReasonCode >= 0x80 {
 						err = fmt.Errorf("reason 0x%02x", resp.ReasonCode)

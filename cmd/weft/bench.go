@@ -107,7 +107,7 @@ func newBenchGatewayCmd() *cobra.Command {
 		Short: "Load a device gateway with many mTLS MQTT devices",
 		Long: `Connect --conns devices to the gateway at --addr over mutual-TLS MQTT 5
 (paho.golang), have each publish --msgs messages of --size bytes at --qos with
---window in flight, and report the connect rate, acknowledged messages per
+--window in flight (at a fixed --rate over all devices, if given), and report the connect rate, acknowledged messages per
 second, the publish latency (p50, p99) and the CPU time per acknowledged
 message of this process (the clients) and, with --pid, of the gateway's. Device certificates come from
 --certs/devices, and are issued there when --certs holds the device CA key.
@@ -118,6 +118,7 @@ in this process (TLS, no hooks, no ACL, no persistence), to compare.
 process's RSS per connection; --source-ips spreads connections over several
 loopback addresses (a range like 127.0.0.2-127.0.0.21) for more than 60k.`,
 		Example: `  weft bench gateway --addr 127.0.0.1:8883 --certs C --conns 100 --msgs 2000 --qos 1 --size 200 --baseline
+  weft bench gateway --addr 127.0.0.1:8883 --certs C --conns 100 --msgs 500 --qos 1 --rate 5000 --baseline
   weft bench gateway --addr 127.0.0.1:8883 --certs C --conns 20000 --msgs 0 --hold 10s --pid $(pidof weft) --source-ips 127.0.0.2-127.0.0.11`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -154,6 +155,7 @@ loopback addresses (a range like 127.0.0.2-127.0.0.21) for more than 60k.`,
 	fl.IntVar(&cfg.Msgs, "msgs", 1000, "messages per device")
 	fl.IntVar(&qos, "qos", 1, "QoS of the publishes")
 	fl.IntVar(&cfg.Size, "size", 200, "payload size in bytes")
+	fl.Float64Var(&cfg.Rate, "rate", 0, "offered messages per second over all devices, each sent on schedule and its latency counted from when it was due (0: as fast as acknowledged)")
 	fl.IntVar(&cfg.Window, "window", 1, "publishes in flight per device (1: the typical device, which waits for each PUBACK)")
 	fl.StringVar(&cfg.IDPrefix, "id-prefix", "bench", "prefix of the bench devices' ids")
 	fl.StringVar(&ips, "source-ips", "", "local addresses to connect from: a list or a range 127.0.0.2-127.0.0.21")
