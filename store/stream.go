@@ -385,7 +385,21 @@ type ReadOptions struct {
 // (ErrQuarantined) when the range was quarantined, which the reader steps
 // over by reading on from its end (ReadPast does). A read never skips
 // offsets silently.
-func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64, opts ReadOptions) ([]Message, error) {
+func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64, opts ReadOptions) (msgs []Message, err error) {
+	// A table block damaged where Badger reads its entry count panics
+	// inside the iterator, before its checksum is checked (v4.9.6): that
+	// is damage at the offsets the read had reached, not a crash.
+	var stop func(at, to uint64, cause error) ([]Message, error)
+	var want uint64
+	defer func() {
+		if p := recover(); p != nil {
+			if stop == nil {
+				msgs, err = nil, &CorruptError{Path: st.path, Topic: topic, Partition: part, From: from, Err: fmt.Errorf("reading the table failed: %v", p)}
+				return
+			}
+			msgs, err = stop(want, 0, fmt.Errorf("reading the table failed: %v", p))
+		}
+	}()
 	if opts.Limit <= 0 {
 		opts.Limit = 1000
 	}
@@ -426,10 +440,10 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 	}
 	var out []Message
 	size := 0
-	want := from // the next offset the read must find
+	want = from // the next offset the read must find
 	// stop ends the read at offsets [at, to) it cannot return (to 0:
 	// unknown): what was read so far, or the error that names them.
-	stop := func(at, to uint64, cause error) ([]Message, error) {
+	stop = func(at, to uint64, cause error) ([]Message, error) {
 		if len(out) > 0 {
 			return out, nil
 		}
