@@ -32,7 +32,7 @@ import "math"
 const Pattern = "pattern"
 
 // The pattern detector's settings.
-var (
+const (
 	// patternStep is the number of readings in one element of a window.
 	patternStep = 4
 	// patternProbation is the number of windows learnt before the
