@@ -39,7 +39,7 @@ func (m *member) forward(next http.Handler, st *store.Store, log *slog.Logger) h
 			next.ServeHTTP(w, r)
 			return
 		}
-		if kind := listOf(r.URL.Path); kind != notList {
+		if kind := listOfRequest(r); kind != notList {
 			m.gather(w, r, kind, n, next, gc, log)
 			return
 		}

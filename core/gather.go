@@ -38,6 +38,7 @@ const (
 	listEdges
 	listModels
 	listModel
+	listSeriesByEdge
 )
 
 // listOf returns the kind of list read a GET of path is.
@@ -52,6 +53,20 @@ func listOf(path string) listKind {
 	}
 	if name, ok := strings.CutPrefix(path, "/api/v1/models/"); ok && name != "" && !strings.Contains(name, "/") {
 		return listModel
+	}
+	return notList
+}
+
+// listOfRequest is listOf, and a model's series by edge
+// (GET /api/v1/models/{name}/series?by=edge), whose series are each
+// edge's and so merge as the edges do.
+func listOfRequest(r *http.Request) listKind {
+	if k := listOf(r.URL.Path); k != notList {
+		return k
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/api/v1/models/")
+	if name, ok2 := strings.CutSuffix(rest, "/series"); ok && ok2 && name != "" && !strings.Contains(name, "/") && r.URL.Query().Get("by") == "edge" {
+		return listSeriesByEdge
 	}
 	return notList
 }
@@ -280,6 +295,18 @@ func merge(kind listKind, r *http.Request, got []*answer, owners map[string]stri
 			api.ModelResponse
 			Missing
 		}{mergeModel(parts, owners), missingOf(missing)})
+	case listSeriesByEdge:
+		parts := make([]seriesPart, len(got))
+		for i, a := range got {
+			parts[i].node = a.node
+			if err := json.Unmarshal(a.body, &parts[i].resp); err != nil {
+				return nil, err
+			}
+		}
+		return json.Marshal(struct {
+			api.ModelSeriesResponse
+			Missing
+		}{mergeSeriesByEdge(parts, owners), missingOf(missing)})
 	}
 	return nil, errNotList
 }
@@ -423,5 +450,56 @@ func mergeModel(parts []modelPart, owners map[string]string) api.ModelResponse {
 	out.Trained = slices.Clone(out.Trained)
 	fill(out.Versions, func(m api.ModelResponse) []api.ModelVersion { return m.Versions })
 	fill(out.Trained, func(m api.ModelResponse) []api.ModelVersion { return m.Trained })
+	return out
+}
+
+// seriesPart is one node's series of a model, by edge.
+type seriesPart struct {
+	node string
+	resp api.ModelSeriesResponse
+}
+
+// mergeSeriesByEdge takes the window as the first node answered it and
+// lists each version's series of each edge once: the edge owner's, else
+// the one with the most points. Versions keep the order they first came
+// in (the canary's last), edges by name within a version.
+func mergeSeriesByEdge(parts []seriesPart, owners map[string]string) api.ModelSeriesResponse {
+	if len(parts) == 0 {
+		return api.ModelSeriesResponse{}
+	}
+	out := parts[0].resp
+	type key struct {
+		version uint64
+		edge    string
+	}
+	type pick struct {
+		s     api.ModelSeries
+		owner bool
+	}
+	rank := map[uint64]int{}
+	best := map[key]pick{}
+	for _, p := range parts {
+		out.Truncated = out.Truncated || p.resp.Truncated
+		for _, s := range p.resp.Series {
+			if _, ok := rank[s.Version]; !ok {
+				rank[s.Version] = len(rank)
+			}
+			k, c := key{s.Version, s.Edge}, pick{s: s, owner: owners[s.Edge] == p.node}
+			b, ok := best[k]
+			if !ok || (c.owner && !b.owner) || (c.owner == b.owner && len(c.s.Points) > len(b.s.Points)) {
+				best[k] = c
+			}
+		}
+	}
+	out.Series = make([]api.ModelSeries, 0, len(best))
+	for _, p := range best {
+		out.Series = append(out.Series, p.s)
+	}
+	slices.SortFunc(out.Series, func(a, b api.ModelSeries) int {
+		if ra, rb := rank[a.Version], rank[b.Version]; ra != rb {
+			return ra - rb
+		}
+		return strings.Compare(a.Edge, b.Edge)
+	})
 	return out
 }

@@ -2,6 +2,7 @@ package core
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -171,6 +172,40 @@ func TestListOf(t *testing.T) {
 	} {
 		if got := listOf(path); got != want {
 			t.Errorf("%s: %d, want %d", path, got, want)
+		}
+	}
+}
+
+func TestMergeSeriesByEdge(t *testing.T) {
+	owners := map[string]string{"e1": "core-1", "e2": "core-2"}
+	pts := func(n int) []api.SeriesPoint { return make([]api.SeriesPoint, n) }
+	got := mergeSeriesByEdge([]seriesPart{
+		{"core-1", api.ModelSeriesResponse{Name: "m", Step: 60, Series: []api.ModelSeries{
+			{Version: 2, Edge: "e1", Points: pts(5)}, {Version: 2, Edge: "e2", Points: pts(9)}, {Version: 0, Stage: "canary", Edge: "e1", Points: pts(5)}}}},
+		{"core-2", api.ModelSeriesResponse{Name: "m", Step: 60, Truncated: true, Series: []api.ModelSeries{
+			{Version: 2, Edge: "e2", Points: pts(4)}, {Version: 0, Stage: "canary", Edge: "e2", Points: pts(4)}}}},
+		{"core-3", api.ModelSeriesResponse{Name: "m", Step: 60, Series: []api.ModelSeries{
+			{Version: 2, Edge: "e3", Points: pts(1)}, {Version: 2, Edge: "e1", Points: pts(7)}}}},
+	}, owners)
+	var s []string
+	for _, x := range got.Series {
+		s = append(s, fmt.Sprintf("%d:%s:%d", x.Version, x.Edge, len(x.Points)))
+	}
+	want := []string{"2:e1:5", "2:e2:4", "2:e3:1", "0:e1:5", "0:e2:4"}
+	if !slices.Equal(s, want) || !got.Truncated || got.Name != "m" || got.Step != 60 {
+		t.Fatalf("series %v (truncated %v), want %v", s, got.Truncated, want)
+	}
+}
+
+func TestListOfRequest(t *testing.T) {
+	for target, want := range map[string]listKind{
+		"/api/v1/models/thermo/series?by=edge": listSeriesByEdge,
+		"/api/v1/models/thermo/series":         notList,
+		"/api/v1/models/thermo/2/params":       notList,
+		"/api/v1/devices?limit=3":              listDevices,
+	} {
+		if got := listOfRequest(httptest.NewRequest("GET", target, nil)); got != want {
+			t.Errorf("%s: %d, want %d", target, got, want)
 		}
 	}
 }
