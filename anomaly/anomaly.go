@@ -9,10 +9,7 @@
 // the previous reading), silence (how many long intervals passed since
 // the previous reading) and surprise (how far the average of the last
 // readings' improbability lies beyond the band of its recent values: a
-// run of unlikely readings, a rhythm or a daily pattern that changes) and
-// pattern (how poorly the shape of the last few dozen readings matches
-// the shapes the channel made before, learnt by a small fuzzy ART network
-// in the manner of ARTime).
+// run of unlikely readings, a rhythm or a daily pattern that changes).
 // Recent means the last few epochs of readings: at each epoch's end the
 // band is taken anew from a digest in which older epochs weigh less, so
 // a channel that drifts slowly is followed rather than flagged.
@@ -136,7 +133,6 @@ type Channel struct {
 	change   *reference
 	interval *reference
 	surprise *surprise
-	pattern  pattern
 }
 
 // NewChannel returns a channel with no history.
@@ -144,7 +140,7 @@ func NewChannel(cfg Config) *Channel {
 	cfg = cfg.withDefaults()
 	r := &rng{s: 0x9e3779b97f4a7c15}
 	return &Channel{cfg: cfg, level: newReference(cfg, r, true), change: newReference(cfg, r, true), interval: newReference(cfg, r, false),
-		surprise: newSurprise(cfg, r), pattern: newPattern(cfg, r)}
+		surprise: newSurprise(cfg, r)}
 }
 
 // Observe scores the reading v taken at t and adds it to the history.
@@ -165,10 +161,6 @@ func (c *Channel) Observe(t time.Time, v float64) Result {
 	if c.n >= c.cfg.Warmup {
 		r.consider(Surprise, c.surprise.score(raw))
 		r.consider(Level, c.cfg.bandScore(c.level.excess(v, true)))
-		if c.level.ready {
-			lo, hi := min(c.level.lo, c.level.peakLo), max(c.level.hi, c.level.peakHi)
-			r.consider(Pattern, c.pattern.observe(v, lo, hi))
-		}
 		if !first {
 			r.consider(Change, c.cfg.bandScore(c.change.excess(math.Abs(v-c.prev), false)))
 			if gap := t.Sub(c.prevT).Seconds(); gap > 0 {

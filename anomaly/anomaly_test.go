@@ -211,27 +211,3 @@ func BenchmarkVector(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "readings/s")
 }
-
-// TestPatternNewShape: a pattern detector that learnt a slow wave scores
-// the wave it knows below the threshold and a stretch of a faster wave,
-// within the same range, at it or above.
-func TestPatternNewShape(t *testing.T) {
-	r := rand.New(rand.NewPCG(21, 22))
-	p := newPattern(Config{}.withDefaults(), &rng{s: 1})
-	slow := func(i int) float64 { return math.Sin(2*math.Pi*float64(i)/288) + r.NormFloat64()*0.05 }
-	fast := func(i int) float64 { return math.Sin(2*math.Pi*float64(i)/24) + r.NormFloat64()*0.05 }
-	peak := func(from, n int, f func(int) float64) float64 {
-		m := 0.0
-		for i := from; i < from+n; i++ {
-			m = max(m, p.observe(f(i), -1.1, 1.1))
-		}
-		return m
-	}
-	peak(0, 288*5, slow)
-	if got := peak(288*5, 288*3, slow); got >= 0.8 {
-		t.Fatalf("the wave it learnt scores %.2f", got)
-	}
-	if got := peak(288*8, 64, fast); got < 0.8 {
-		t.Fatalf("a faster wave scores %.2f", got)
-	}
-}
