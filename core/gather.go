@@ -111,18 +111,6 @@ func (m *member) gather(w http.ResponseWriter, r *http.Request, kind listKind, n
 		next.ServeHTTP(w, r)
 		return
 	}
-	// This node's own answer first: when it is not a 200, it is the
-	// answer.
-	rec := &recorder{header: http.Header{}}
-	next.ServeHTTP(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	self := &answer{node: n.Name(), status: rec.status, header: rec.header, body: rec.body.Bytes()}
-	if self.status != http.StatusOK {
-		copyAnswer(w, self)
-		return
-	}
 	owners := map[string]string{}
 	var missing []string
 	answers := make([]*answer, len(nodes))
@@ -145,6 +133,20 @@ func (m *member) gather(w http.ResponseWriter, r *http.Request, kind listKind, n
 				answers[i] = a
 			})
 		}
+	}
+	// This node's own answer, while the others are asked: when it is
+	// not a 200, it is the answer.
+	rec := &recorder{header: http.Header{}}
+	next.ServeHTTP(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	self := &answer{node: n.Name(), status: rec.status, header: rec.header, body: rec.body.Bytes()}
+	if self.status != http.StatusOK {
+		cancel()
+		wg.Wait()
+		copyAnswer(w, self)
+		return
 	}
 	wg.Wait()
 	got := []*answer{self}
