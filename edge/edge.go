@@ -443,11 +443,10 @@ func SmallStore(c store.Config) store.Config {
 			*p = v
 		}
 	}
-	set(&c.MemTableSize, 8<<20)
-	set(&c.BlockCacheSize, 8<<20)
+	set(&c.MemTableSize, 16<<20)
+	set(&c.BlockCacheSize, 16<<20)
 	set(&c.IndexCacheSize, 8<<20)
-	set(&c.BaseTableSize, 1<<20)
-	seti(&c.NumMemtables, 2)
+	seti(&c.NumMemtables, 3)
 	seti(&c.NumCompactors, 2)
 	seti(&c.NumLevelZeroTables, 4)
 	seti(&c.NumLevelZeroTablesStall, 12)

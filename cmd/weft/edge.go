@@ -103,8 +103,8 @@ default, or the TTL weft volume set gave it; a negative value keeps them
 for ever.
 
 Memory is bounded for a small box: the store's memtables (--store.memtable,
-two of them), its block cache (--store.cache) and index cache
-(--store.index-cache) default to 8, 8 and 8 MiB, and the Go runtime's
+three of them), its block cache (--store.cache) and index cache
+(--store.index-cache) default to 16, 16 and 8 MiB, and the Go runtime's
 soft memory limit (--memory-limit) to 256MiB; GOMEMLIMIT in the
 environment wins over --memory-limit.
 
@@ -204,8 +204,8 @@ address but loopback unless --http-insecure.`,
 	fl.DurationVar(&f.Audit.Retention, "audit.retention", 0, "how long the audit volume keeps its records, like 2160h (default 400 days, or the TTL weft volume set gave it; negative: for ever)")
 	tailnetFlags(fl, &f.Tailnet)
 	fl.StringVar(&f.Store.MinFree, "store.min-free", "", "free space the disk must keep, below which writes are refused, like 1GiB (default: six memtables and 20MiB)")
-	fl.StringVar(&f.Store.MemTable, "store.memtable", "", "size of each of the store's two memtables, like 64MiB (default 8MiB)")
-	fl.StringVar(&f.Store.Cache, "store.cache", "", "the store's cache of data blocks, like 64MiB (default 8MiB)")
+	fl.StringVar(&f.Store.MemTable, "store.memtable", "", "size of each of the store's three memtables, like 64MiB (default 16MiB)")
+	fl.StringVar(&f.Store.Cache, "store.cache", "", "the store's cache of data blocks, like 64MiB (default 16MiB)")
 	fl.StringVar(&f.Store.IndexCache, "store.index-cache", "", "the store's cache of table indexes and bloom filters, like 32MiB (default 8MiB)")
 	memoryLimitFlag(fl, &f.MemoryLimit, "256MiB")
 	return cmd
