@@ -56,6 +56,13 @@ type Config struct {
 	// Cluster, if set (a node of a core cluster), lists the cluster's
 	// nodes for the edges page: their addresses, state and edges.
 	Cluster func(ctx context.Context) ([]cluster.NodeState, error)
+	// Lists, if set (a node of a core cluster), answers the lists of
+	// devices and edges the devices, edges and fleet pages show, in
+	// place of this node's own store: it is served GET /api/v1/devices
+	// and GET /api/v1/edges with the visitor's token and answers as the
+	// API does, naming in missing_nodes the nodes whose part is missing
+	// (the pages say so). Nil: the pages list this node's store.
+	Lists http.Handler
 }
 
 // Server is the console: an http.Handler.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -62,12 +63,13 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 		Sum      shadow.Summary
 		Edges    []api.EdgeStatus
 		HasLinks bool
+		Missing  []string
 		Err      string
 	}
 	d := data{HasLinks: s.api.HasLinks()}
 	var err error
 	if d.Sum, err = s.api.Fleet(r.Context(), sess.claims); err == nil {
-		d.Edges, err = s.api.Edges(r.Context(), sess.claims)
+		d.Edges, d.Missing, err = s.listEdges(r)
 	}
 	if err != nil {
 		d.Err = problemText(err)
@@ -95,7 +97,10 @@ func (s *Server) renderPart(w http.ResponseWriter, r *http.Request, page string,
 
 // problemText is what a page says about an error.
 func problemText(err error) string {
+	var le *listError
 	switch {
+	case errors.As(err, &le) && le.detail != "":
+		return le.detail
 	case errors.Is(err, api.ErrScopeUnenforced):
 		return "Your token's scope cannot be applied to devices."
 	case errors.Is(err, store.ErrNotFound):
@@ -168,6 +173,7 @@ func (s *Server) deviceList(w http.ResponseWriter, r *http.Request) {
 		Classes, Edges    []string
 		Visible           int
 		Partial           bool
+		Missing           []string
 		LiveURL           string
 		Err               string
 	}
@@ -183,13 +189,12 @@ func (s *Server) deviceList(w http.ResponseWriter, r *http.Request) {
 			d.Edges = append(d.Edges, e.Name)
 		}
 	}
-	page, err := s.api.Devices(r.Context(), sess.claims, api.DeviceQuery{Filter: q.filter(), After: q.After, Limit: pageSize})
+	page, missing, err := s.listDevices(r, api.DeviceQuery{Filter: q.filter(), After: q.After, Limit: pageSize})
 	if err != nil {
 		d.Err = problemText(err)
 	}
-	for i := range page.Devices {
-		d.Devices = append(d.Devices, api.SummaryOf(&page.Devices[i]))
-	}
+	d.Devices = append(d.Devices, page.Devices...)
+	d.Missing = missing
 	if page.Next != "" {
 		nq := q
 		nq.After = page.Next
@@ -204,6 +209,140 @@ func (s *Server) deviceList(w http.ResponseWriter, r *http.Request) {
 	v := s.view(r, "Devices", "devices", d)
 	v.Events = "/live/fleet"
 	s.renderPart(w, r, "devices", v, "devices.live")
+}
+
+// listDevices is the one way the pages list devices: the page of
+// devices q asks for that the visitor's token may see, from this node's
+// store, or, on a node of a core cluster (Config.Lists), from every
+// node, with the nodes whose part is missing.
+func (s *Server) listDevices(r *http.Request, q api.DeviceQuery) (api.DevicesResponse, []string, error) {
+	if s.cfg.Lists == nil {
+		page, err := s.api.Devices(r.Context(), sessionOf(r.Context()).claims, q)
+		out := api.DevicesResponse{Devices: make([]api.DeviceSummary, 0, len(page.Devices)), Next: page.Next}
+		for i := range page.Devices {
+			out.Devices = append(out.Devices, api.SummaryOf(&page.Devices[i]))
+		}
+		return out, nil, err
+	}
+	var out api.DevicesResponse
+	missing, err := s.list(r, "/api/v1/devices", deviceQueryValues(q), &out)
+	return out, missing, err
+}
+
+// listEdges is the one way the pages list edges, as listDevices lists
+// devices.
+func (s *Server) listEdges(r *http.Request) ([]api.EdgeStatus, []string, error) {
+	if s.cfg.Lists == nil {
+		edges, err := s.api.Edges(r.Context(), sessionOf(r.Context()).claims)
+		return edges, nil, err
+	}
+	var out api.EdgesResponse
+	missing, err := s.list(r, "/api/v1/edges", nil, &out)
+	return out.Edges, missing, err
+}
+
+// deviceQueryValues is q as the query of GET /api/v1/devices
+// (api.ParseDeviceQuery reads it back).
+func deviceQueryValues(q api.DeviceQuery) url.Values {
+	v := url.Values{}
+	set := func(k, s string) {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	set("prefix", q.Filter.Prefix)
+	set("class", q.Filter.Class)
+	set("edge", q.Filter.Edge)
+	set("site", q.Filter.Site)
+	set("after", q.After)
+	b := func(k string, p *bool) {
+		if p != nil {
+			v.Set(k, strconv.FormatBool(*p))
+		}
+	}
+	b("connected", q.Filter.Connected)
+	b("in_sync", q.Filter.InSync)
+	switch {
+	case q.Filter.Anomalous != nil && *q.Filter.Anomalous && q.Filter.Threshold > 0:
+		v.Set("anomaly", strconv.FormatFloat(q.Filter.Threshold, 'g', -1, 64))
+	default:
+		b("anomaly", q.Filter.Anomalous)
+	}
+	if q.Limit > 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// listError is a list Config.Lists refused: its problem's detail, or
+// title, is what the page says.
+type listError struct {
+	status int
+	detail string
+}
+
+func (e *listError) Error() string {
+	return fmt.Sprintf("console: list answered %d %s", e.status, e.detail)
+}
+
+// list gets path?query from Config.Lists as the visitor, decodes the
+// answer into v and returns the nodes whose part it says is missing.
+func (s *Server) list(r *http.Request, path string, query url.Values, v any) ([]string, error) {
+	target := path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.RemoteAddr = r.RemoteAddr
+	req.Header.Set("Authorization", "Bearer "+sessionOf(r.Context()).token)
+	req.Header.Set("Accept", "application/json")
+	if id := r.Header.Get("X-Request-Id"); id != "" {
+		req.Header.Set("X-Request-Id", id)
+	}
+	rec := &listRecorder{header: http.Header{}}
+	s.cfg.Lists.ServeHTTP(rec, req)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	if rec.status != http.StatusOK {
+		var p api.ProblemDetails
+		json.Unmarshal(rec.body.Bytes(), &p)
+		if p.Detail == "" {
+			p.Detail = p.Title
+		}
+		return nil, &listError{status: rec.status, detail: p.Detail}
+	}
+	if err := json.Unmarshal(rec.body.Bytes(), v); err != nil {
+		return nil, fmt.Errorf("console: list %s: %w", path, err)
+	}
+	var m struct {
+		MissingNodes []string `json:"missing_nodes"`
+	}
+	if err := json.Unmarshal(rec.body.Bytes(), &m); err != nil {
+		return nil, fmt.Errorf("console: list %s: %w", path, err)
+	}
+	return m.MissingNodes, nil
+}
+
+// listRecorder keeps the answer Config.Lists writes.
+type listRecorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (l *listRecorder) Header() http.Header { return l.header }
+func (l *listRecorder) WriteHeader(code int) {
+	if l.status == 0 {
+		l.status = code
+	}
+}
+func (l *listRecorder) Write(b []byte) (int, error) {
+	l.WriteHeader(http.StatusOK)
+	return l.body.Write(b)
 }
 
 // stateRow is one field of a device's state table.
@@ -653,7 +792,6 @@ func eventOf(id string, m *store.Message) eventRow {
 }
 
 func (s *Server) edgesPage(w http.ResponseWriter, r *http.Request) {
-	sess := sessionOf(r.Context())
 	type data struct {
 		Edges      []api.EdgeStatus
 		HasLinks   bool
@@ -661,10 +799,11 @@ func (s *Server) edgesPage(w http.ResponseWriter, r *http.Request) {
 		HasCluster bool
 		Nodes      []cluster.NodeState
 		ClusterErr string
+		Missing    []string
 	}
 	d := data{HasLinks: s.api.HasLinks(), HasCluster: s.cfg.Cluster != nil}
 	var err error
-	if d.Edges, err = s.api.Edges(r.Context(), sess.claims); err != nil {
+	if d.Edges, d.Missing, err = s.listEdges(r); err != nil {
 		d.Err = problemText(err)
 	}
 	if d.HasCluster {

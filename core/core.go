@@ -193,6 +193,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	cc := console.Config{API: apiSrv, CertsDir: cfg.CertsDir, Logger: log.With("component", "console")}
 	if cm != nil {
 		cc.Cluster = cm.nodes
+		// The console's device and edge lists are gathered as the API's.
+		cc.Lists = cm.forward(apiSrv.Handler(), st, log.With("component", "cluster"))
 	}
 	con, err := console.New(cc)
 	if err != nil {
