@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/weft-io/weft/console"
 	"github.com/weft-io/weft/internal/testenv/wait"
 )
 
@@ -72,11 +74,33 @@ func (c *Cluster) localDevices(addr string) (gatheredDevices, error) {
 	return p, json.NewDecoder(resp.Body).Decode(&p)
 }
 
+// consolePage gets a console page at addr, signed in with the cluster's
+// token as the session cookie.
+func (c *Cluster) consolePage(addr, path string) (string, error) {
+	req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+	req.AddCookie(&http.Cookie{Name: console.CookieName, Value: c.Token})
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("GET %s at %s: %d", path, addr, resp.StatusCode)
+	}
+	return string(b), nil
+}
+
 // TestClusterListsGathered runs three core nodes and four edges with
 // simulated devices: every node lists every device once, in id order,
 // paged three at a time, with each device's edge, though each node's
 // store holds only the devices of the edges it owns; every node lists
-// every edge; once a node is killed, the others' lists name it missing.
+// every edge; the console's devices and edges pages on every node list
+// every device and edge too; once a node is killed, the others' lists
+// name it missing, and their devices page says so.
 func TestClusterListsGathered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs seven nodes as processes")
@@ -121,11 +145,13 @@ func TestClusterListsGathered(t *testing.T) {
 	}
 	t.Logf("owners: %v", owners)
 
+	lacking := false // some node's store lacks some device
 	for _, p := range c.Cores {
 		// What the node's own store lists (the forwarded header: answered
 		// here), for the log.
 		if local, err := c.localDevices(p.Addrs["http"]); err == nil {
 			t.Logf("%s holds %d of %d devices", p.Name, len(local.Devices), len(ids))
+			lacking = lacking || len(local.Devices) < len(ids)
 		}
 		wait.ForNil(t, time.Minute, "every device listed at "+p.Name, func() error {
 			got, missing, edges, err := c.listAll(p.Addrs["http"], 3)
@@ -171,6 +197,43 @@ func TestClusterListsGathered(t *testing.T) {
 			}
 			return nil
 		})
+		// The console's pages list what the API gathers.
+		wait.ForNil(t, time.Minute, "every device on the devices page at "+p.Name, func() error {
+			page, err := c.consolePage(p.Addrs["http"], "/devices")
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				if n := strings.Count(page, `data-device="`+id+`"`); n != 1 {
+					return fmt.Errorf("%s %d times on the page, want once", id, n)
+				}
+			}
+			if strings.Contains(page, `id="missing-nodes"`) {
+				return fmt.Errorf("partial note with every node up")
+			}
+			return nil
+		})
+		wait.ForNil(t, time.Minute, "every edge on the edges page at "+p.Name, func() error {
+			page, err := c.consolePage(p.Addrs["http"], "/edges?part=live")
+			if err != nil {
+				return err
+			}
+			// The edges table, after the cluster's nodes (which name
+			// their edges too).
+			_, page, ok := strings.Cut(page, `class="data edges"`)
+			if !ok {
+				return fmt.Errorf("no edges table")
+			}
+			for _, e := range c.Edges {
+				if !strings.Contains(page, `href="/devices?edge=`+e.Name+`"`) {
+					return fmt.Errorf("edge %s not on the page", e.Name)
+				}
+			}
+			return nil
+		})
+	}
+	if !lacking {
+		t.Log("every node's store held every device: the pages proved no gathering")
 	}
 
 	// A node killed: the others still answer, naming it missing.
@@ -184,6 +247,16 @@ func TestClusterListsGathered(t *testing.T) {
 			}
 			if !slices.Contains(missing, victim.Name) {
 				return fmt.Errorf("missing %v", missing)
+			}
+			return nil
+		})
+		wait.ForNil(t, time.Minute, p.Name+"'s devices page names "+victim.Name+" missing", func() error {
+			page, err := c.consolePage(p.Addrs["http"], "/devices")
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(page, `id="missing-nodes"`) || !strings.Contains(page, "<strong>"+victim.Name+"</strong>") {
+				return fmt.Errorf("no partial note naming %s", victim.Name)
 			}
 			return nil
 		})
