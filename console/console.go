@@ -57,11 +57,12 @@ type Config struct {
 	// nodes for the edges page: their addresses, state and edges.
 	Cluster func(ctx context.Context) ([]cluster.NodeState, error)
 	// Lists, if set (a node of a core cluster), answers the lists of
-	// devices and edges the devices, edges and fleet pages show, in
-	// place of this node's own store: it is served GET /api/v1/devices
-	// and GET /api/v1/edges with the visitor's token and answers as the
-	// API does, naming in missing_nodes the nodes whose part is missing
-	// (the pages say so). Nil: the pages list this node's store.
+	// devices, edges and models the devices, edges, fleet and models
+	// pages show, in place of this node's own store: it is served
+	// GET /api/v1/devices, /api/v1/edges and /api/v1/models with the
+	// visitor's token and answers as the API does, naming in
+	// missing_nodes the nodes whose part is missing (the pages say so).
+	// Nil: the pages list this node's store.
 	Lists http.Handler
 }
 

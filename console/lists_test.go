@@ -20,6 +20,7 @@ import (
 type fakeLists struct {
 	devices []api.DeviceSummary
 	edges   []api.EdgeStatus
+	models  []api.ModelResponse
 	missing []string
 	refuse  bool
 
@@ -55,6 +56,12 @@ func (f *fakeLists) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Partial      bool     `json:"partial,omitempty"`
 			MissingNodes []string `json:"missing_nodes,omitempty"`
 		}{api.EdgesResponse{Edges: f.edges}, m.Partial, m.MissingNodes}
+	case "/api/v1/models":
+		body = struct {
+			api.ModelsResponse
+			Partial      bool     `json:"partial,omitempty"`
+			MissingNodes []string `json:"missing_nodes,omitempty"`
+		}{api.ModelsResponse{Models: f.models}, m.Partial, m.MissingNodes}
 	default:
 		http.NotFound(w, r)
 		return
@@ -74,8 +81,8 @@ func (f *fakeLists) last(t *testing.T) *http.Request {
 }
 
 // TestClusterLists: with Config.Lists set (a node of a core cluster), the
-// devices, edges and fleet pages list what the hook answers, asked with
-// the visitor's token, and say which nodes' part is missing.
+// devices, edges, fleet and models pages list what the hook answers,
+// asked with the visitor's token, and say which nodes' part is missing.
 func TestClusterLists(t *testing.T) {
 	e := newEnv(t)
 	// This node's store holds one device the hook does not list.
@@ -86,6 +93,7 @@ func TestClusterLists(t *testing.T) {
 			{ID: "far-2", Class: "valve", Edge: "edge-c"},
 		},
 		edges:   []api.EdgeStatus{{Count: shadow.Count{Name: "edge-b", Devices: 1}}, {Count: shadow.Count{Name: "edge-c", Devices: 1}}},
+		models:  []api.ModelResponse{{Name: "far-model", Class: "valve"}},
 		missing: []string{"core-3"},
 	}
 	e.con.cfg.Lists = f
@@ -134,9 +142,19 @@ func TestClusterLists(t *testing.T) {
 		}
 	}
 
+	for _, p := range []string{"/models", "/models?part=live"} {
+		page := b.get(p, 200)
+		if !strings.Contains(page, `data-class="valve"`) || !strings.Contains(page, `id="missing-nodes"`) {
+			t.Errorf("GET %s: no hook models or partial note:\n%s", p, page)
+		}
+		if r := f.last(t); r.URL.Path != "/api/v1/models" {
+			t.Errorf("GET %s asked the hook %s", p, r.URL.Path)
+		}
+	}
+
 	// Every node answered: no note.
 	f.missing = nil
-	for _, p := range []string{"/devices", "/edges", "/"} {
+	for _, p := range []string{"/devices", "/edges", "/", "/models"} {
 		if page := b.get(p, 200); strings.Contains(page, `id="missing-nodes"`) {
 			t.Errorf("GET %s: partial note with every node answering", p)
 		}

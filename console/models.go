@@ -227,11 +227,13 @@ func (s *Server) modelsPage(w http.ResponseWriter, r *http.Request) {
 		Class   string
 		Window  string
 		Windows []windowView
+		Missing []string
 		Err     string
 	}
 	q := r.URL.Query()
 	d := data{Class: q.Get("class"), Window: windowOf(q.Get("window")).Name, Windows: seriesWindows}
-	list, err := s.api.Models(r.Context())
+	list, missing, err := s.listModels(r)
+	d.Missing = missing
 	if err != nil {
 		s.log.Error("models page", "err", err)
 		d.Err = problemText(err)

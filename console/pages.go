@@ -241,6 +241,19 @@ func (s *Server) listEdges(r *http.Request) ([]api.EdgeStatus, []string, error) 
 	return out.Edges, missing, err
 }
 
+// listModels is the one way the models page lists models, as
+// listDevices lists devices: on a node of a core cluster each version's
+// edges are every node's.
+func (s *Server) listModels(r *http.Request) ([]api.ModelResponse, []string, error) {
+	if s.cfg.Lists == nil {
+		list, err := s.api.Models(r.Context())
+		return list, nil, err
+	}
+	var out api.ModelsResponse
+	missing, err := s.list(r, "/api/v1/models", nil, &out)
+	return out.Models, missing, err
+}
+
 // deviceQueryValues is q as the query of GET /api/v1/devices
 // (api.ParseDeviceQuery reads it back).
 func deviceQueryValues(q api.DeviceQuery) url.Values {
