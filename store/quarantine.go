@@ -156,8 +156,66 @@ func (st *Stream) Quarantine(ctx context.Context, topic string, part int, from u
 // at from if there is one (up to the next batch, or as far as its header
 // says when it is the last), else the missing offsets from from to the
 // next batch. A readable batch holding from is refused.
-func (w *wtx) damaged(path, vol, name, topic string, part int, from uint64) (Gap, error) {
+//
+// A table block whose damage makes Badger's iterator panic when it loads
+// the block (v4.9.6 parses the block's entry count before its checksum)
+// hides its keys: the range then reaches from from to the first batch
+// past that block, found by seeking further until a seek succeeds.
+func (w *wtx) damaged(path, vol, name, topic string, part int, from uint64) (gap Gap, err error) {
 	prefix := partPrefix(vol, name, topic, part)
+	defer func() {
+		if p := recover(); p != nil {
+			gap, err = w.pastBlock(path, topic, part, prefix, from, p)
+		}
+	}()
+	return w.damagedBatch(path, topic, part, prefix, from)
+}
+
+// pastBlock is the range from from to the first batch key a seek can reach
+// past an unreadable block: seeks to offsets in or just after the block
+// panic, seeks at or past the next block's first key do not, so the
+// smallest offset whose seek succeeds is found by doubling, then halving.
+func (w *wtx) pastBlock(path, topic string, part int, prefix []byte, from uint64, cause any) (Gap, error) {
+	seek := func(x uint64) (next uint64, found, ok bool) {
+		defer func() {
+			if recover() != nil {
+				ok = false
+			}
+		}()
+		it := w.txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		it.Seek(batchKey(prefix, x))
+		if !it.ValidForPrefix(prefix) {
+			return 0, false, true
+		}
+		return binary.BigEndian.Uint64(it.Item().Key()[len(prefix):]), true, true
+	}
+	lo, step := from, uint64(1)
+	hi := from + step
+	next, found, ok := seek(hi)
+	for !ok {
+		if step > 1<<40 {
+			return Gap{}, fmt.Errorf("%w: %s topic %q partition %d: no readable batch past the damage at %d (%v)", ErrCorrupt, path, topic, part, from, cause)
+		}
+		lo, step = hi, step*2
+		hi = from + step
+		next, found, ok = seek(hi)
+	}
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		if n, f, ok := seek(mid); ok {
+			hi, next, found = mid, n, f
+		} else {
+			lo = mid
+		}
+	}
+	if !found {
+		return Gap{from, hi}, nil
+	}
+	return Gap{from, max(next, from+1)}, nil
+}
+
+func (w *wtx) damagedBatch(path, topic string, part int, prefix []byte, from uint64) (Gap, error) {
 	rit := w.txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: true})
 	rit.Seek(batchKey(prefix, from))
 	if rit.ValidForPrefix(prefix) {

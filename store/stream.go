@@ -389,15 +389,28 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 	// A table block damaged where Badger reads its entry count panics
 	// inside the iterator, before its checksum is checked (v4.9.6): that
 	// is damage at the offsets the read had reached, not a crash.
-	var stop func(at, to uint64, cause error) ([]Message, error)
-	var want uint64
+	// The iterator reads ahead, so the damage may lie past a batch that
+	// is whole: that batch is read by its key alone.
+	var (
+		stop   func(at, to uint64, cause error) ([]Message, error)
+		want   uint64
+		out    []Message
+		prefix []byte
+	)
 	defer func() {
 		if p := recover(); p != nil {
+			cause := fmt.Errorf("reading the table failed: %v", p)
 			if stop == nil {
-				msgs, err = nil, &CorruptError{Path: st.path, Topic: topic, Partition: part, From: from, Err: fmt.Errorf("reading the table failed: %v", p)}
+				msgs, err = nil, &CorruptError{Path: st.path, Topic: topic, Partition: part, From: from, Err: cause}
 				return
 			}
-			msgs, err = stop(want, 0, fmt.Errorf("reading the table failed: %v", p))
+			if len(out) == 0 {
+				if got, ok := st.batchAt(prefix, want, part); ok {
+					msgs, err = got[:min(len(got), opts.Limit)], nil
+					return
+				}
+			}
+			msgs, err = stop(want, 0, cause)
 		}
 	}()
 	if opts.Limit <= 0 {
@@ -422,7 +435,7 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 	if from < low {
 		return nil, fmt.Errorf("%w: %s topic %q partition %d starts at %d, asked for %d", ErrTrimmed, st.path, topic, part, low, from)
 	}
-	prefix := partPrefix(vol, name, topic, part)
+	prefix = partPrefix(vol, name, topic, part)
 	// Start at the batch holding from: the last batch whose base is <= from.
 	// A reader that goes on where its last read ended finds a batch
 	// starting at from; only one that starts inside a batch needs the
@@ -438,7 +451,6 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 		}
 		rit.Close()
 	}
-	var out []Message
 	size := 0
 	want = from // the next offset the read must find
 	// stop ends the read at offsets [at, to) it cannot return (to 0:
@@ -504,6 +516,29 @@ func (st *Stream) Read(ctx context.Context, topic string, part int, from uint64,
 		}
 	}
 	return out, nil
+}
+
+// batchAt reads the batch that starts at offset at by its key alone (a
+// point read touches only the block that holds the key), for a read whose
+// iterator could not pass damage that lies beyond the batch.
+func (st *Stream) batchAt(prefix []byte, at uint64, part int) (msgs []Message, ok bool) {
+	defer func() {
+		if recover() != nil {
+			msgs, ok = nil, false
+		}
+	}()
+	txn := st.v.txn()
+	defer txn.Discard()
+	item, err := txn.Get(batchKey(prefix, at))
+	if err != nil {
+		return nil, false
+	}
+	val, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, false
+	}
+	msgs, err = decodeBatch(val, at, part)
+	return msgs, err == nil && len(msgs) > 0
 }
 
 // ReadPast is Read that steps over what the reader cannot have instead of
