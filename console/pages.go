@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strconv"
@@ -315,47 +316,26 @@ func (s *Server) list(r *http.Request, path string, query url.Values, v any) ([]
 	if id := r.Header.Get("X-Request-Id"); id != "" {
 		req.Header.Set("X-Request-Id", id)
 	}
-	rec := &listRecorder{header: http.Header{}}
+	rec := httptest.NewRecorder()
 	s.cfg.Lists.ServeHTTP(rec, req)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	if rec.status != http.StatusOK {
+	if rec.Code != http.StatusOK {
 		var p api.ProblemDetails
-		json.Unmarshal(rec.body.Bytes(), &p)
+		json.Unmarshal(rec.Body.Bytes(), &p)
 		if p.Detail == "" {
 			p.Detail = p.Title
 		}
-		return nil, &listError{status: rec.status, detail: p.Detail}
+		return nil, &listError{status: rec.Code, detail: p.Detail}
 	}
-	if err := json.Unmarshal(rec.body.Bytes(), v); err != nil {
+	if err := json.Unmarshal(rec.Body.Bytes(), v); err != nil {
 		return nil, fmt.Errorf("console: list %s: %w", path, err)
 	}
 	var m struct {
 		MissingNodes []string `json:"missing_nodes"`
 	}
-	if err := json.Unmarshal(rec.body.Bytes(), &m); err != nil {
+	if err := json.Unmarshal(rec.Body.Bytes(), &m); err != nil {
 		return nil, fmt.Errorf("console: list %s: %w", path, err)
 	}
 	return m.MissingNodes, nil
-}
-
-// listRecorder keeps the answer Config.Lists writes.
-type listRecorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (l *listRecorder) Header() http.Header { return l.header }
-func (l *listRecorder) WriteHeader(code int) {
-	if l.status == 0 {
-		l.status = code
-	}
-}
-func (l *listRecorder) Write(b []byte) (int, error) {
-	l.WriteHeader(http.StatusOK)
-	return l.body.Write(b)
 }
 
 // stateRow is one field of a device's state table.

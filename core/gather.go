@@ -1,12 +1,12 @@
 package core
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -79,24 +79,6 @@ type answer struct {
 	body   []byte
 }
 
-// recorder keeps the answer of this node's own handler.
-type recorder struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (r *recorder) Header() http.Header { return r.header }
-func (r *recorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-}
-func (r *recorder) Write(b []byte) (int, error) {
-	r.WriteHeader(http.StatusOK)
-	return r.body.Write(b)
-}
-
 // gather serves a list read on a node of a cluster: it asks every node up
 // (itself through next, the others over HTTP with the forwarded header,
 // so that they answer from their own store) and merges their answers.
@@ -136,12 +118,9 @@ func (m *member) gather(w http.ResponseWriter, r *http.Request, kind listKind, n
 	}
 	// This node's own answer, while the others are asked: when it is
 	// not a 200, it is the answer.
-	rec := &recorder{header: http.Header{}}
+	rec := httptest.NewRecorder()
 	next.ServeHTTP(rec, r)
-	if rec.status == 0 {
-		rec.status = http.StatusOK
-	}
-	self := &answer{node: n.Name(), status: rec.status, header: rec.header, body: rec.body.Bytes()}
+	self := &answer{node: n.Name(), status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}
 	if self.status != http.StatusOK {
 		cancel()
 		wg.Wait()
